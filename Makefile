@@ -1,0 +1,31 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+# Each works from a clean clone: it creates .venv and installs what it needs.
+
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench-streaming clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	# printrun (the peer host in tests and benchmarks) without its GUI dependencies
+	$(BIN)/pip install --quiet --no-deps 'printrun>=2.1'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/labdevices demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+test: $(STAMP) lint
+	sh scripts/ensure-mosquitto.sh
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

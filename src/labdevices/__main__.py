@@ -1,0 +1,5 @@
+"""``python -m labdevices`` is the ``labdevices`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,49 @@
+"""The ``labdevices`` command line. Each command group lives in its own module.
+
+Heavy imports (numba, pymodbus, asyncua) happen inside the commands, so that
+``labdevices --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from ..errors import LabDeviceError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="labdevices",
+    help="Drive bioprinters, incubators, bioreactors and sensors; simulate a whole lab.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err_console = Console(stderr=True)
+
+
+def _register() -> None:
+    from . import _printer, _profiles, _sim  # noqa: F401  (commands register on import)
+
+    for optional in ("_toolpath", "_devices"):
+        try:
+            __import__(f"{__name__}.{optional}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{optional}":
+                raise
+
+
+def main() -> None:
+    """Entry point: user mistakes and device errors end in one clear message, not a traceback."""
+    _register()
+    try:
+        app()
+    except LabDeviceError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(130)

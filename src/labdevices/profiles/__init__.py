@@ -1,0 +1,93 @@
+"""Device profiles: one TOML file per device model, validated into pydantic models.
+
+``load_profile("marlin-pneumatic")`` finds a shipped profile by name;
+``load_profile(Path("my.toml"))`` loads a file. A bad profile raises
+``ConfigurationError`` naming the file, field and reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
+
+from .._resources import data_dir
+from ..errors import ConfigurationError
+from ..files import load_toml, validate
+from ._base import ProfileBase, SignalBase
+from ._gcode import (
+    BedDialect,
+    GcodeProfile,
+    GcodeSignal,
+    PrintheadDialect,
+    SerialSettings,
+    UvDialect,
+)
+from ._modbus import ModbusProfile, ModbusSignal
+from ._opcua import OpcUaProfile, OpcUaSignal
+
+__all__ = [
+    "BedDialect",
+    "GcodeProfile",
+    "GcodeSignal",
+    "ModbusProfile",
+    "ModbusSignal",
+    "OpcUaProfile",
+    "OpcUaSignal",
+    "PrintheadDialect",
+    "Profile",
+    "ProfileBase",
+    "ProfileEntry",
+    "SerialSettings",
+    "SignalBase",
+    "UvDialect",
+    "list_profiles",
+    "load_profile",
+    "profile_path",
+]
+
+Profile = Annotated[GcodeProfile | ModbusProfile | OpcUaProfile, Field(discriminator="driver")]
+
+
+def profile_path(name_or_path: str | Path) -> Path:
+    """A path as given, or the shipped profile of that name."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists() or len(p.parts) > 1:
+        return p
+    candidate = data_dir("drivers") / f"{name_or_path}.toml"
+    if not candidate.exists():
+        known = ", ".join(sorted(f.stem for f in data_dir("drivers").glob("*.toml")))
+        raise ConfigurationError(f"unknown device profile {name_or_path!r}; known: {known}")
+    return candidate
+
+
+def load_profile(name_or_path: str | Path) -> GcodeProfile | ModbusProfile | OpcUaProfile:
+    """Load and validate one profile (by shipped name or by path)."""
+    path = profile_path(name_or_path)
+    data = load_toml(path)
+    data.setdefault("name", path.stem)
+    if "driver" not in data:
+        raise ConfigurationError(
+            f"{path}: driver: field required (one of 'gcode', 'modbus', 'opcua')", file=str(path)
+        )
+    return validate(Profile, data, str(path))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ProfileEntry:
+    path: Path
+    profile: GcodeProfile | ModbusProfile | OpcUaProfile | None
+    error: ConfigurationError | None
+
+
+def list_profiles(folder: Path | None = None) -> list[ProfileEntry]:
+    """Every profile in ``folder`` (default: the shipped ones), each loaded or with its error."""
+    out = []
+    for path in sorted((folder or data_dir("drivers")).glob("*.toml")):
+        try:
+            out.append(ProfileEntry(path, load_profile(path), None))
+        except ConfigurationError as exc:
+            out.append(ProfileEntry(path, None, exc))
+    return out

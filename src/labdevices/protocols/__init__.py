@@ -1,0 +1,1 @@
+"""Sans-IO protocol cores: fed bytes, they return events; they never await."""

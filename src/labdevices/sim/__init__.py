@@ -1,0 +1,1 @@
+"""Simulators that speak the real wire protocols. Never imported by runtime code."""

@@ -1,0 +1,1 @@
+"""A pytest plugin with fixtures that start simulated devices for users' own CI."""

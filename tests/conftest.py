@@ -1,0 +1,42 @@
+"""Suite-wide fixtures: every test must leave no task and no thread running."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+# Threads that belong to the interpreter or the event loop's own executor, not to a test.
+_OWNED_PREFIXES = ("asyncio_", "ThreadPoolExecutor", "pydevd", "Dummy")
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads(request: pytest.FixtureRequest) -> Iterator[None]:
+    before = set(threading.enumerate())
+    if request.node.get_closest_marker("asyncio") is not None:
+        request.getfixturevalue("_no_leaked_tasks")
+    yield
+    leaked = [
+        t
+        for t in threading.enumerate()
+        if t not in before and t.is_alive() and not t.name.startswith(_OWNED_PREFIXES)
+    ]
+    for t in leaked:
+        t.join(timeout=5)
+    still = [t.name for t in leaked if t.is_alive()]
+    assert not still, f"test left threads running: {still}"
+
+
+@pytest.fixture
+async def _no_leaked_tasks() -> AsyncIterator[None]:
+    yield
+    current = asyncio.current_task()
+    # Let tasks that were cancelled during teardown finish unwinding.
+    for _ in range(3):
+        await asyncio.sleep(0)
+    leftover = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    for t in leftover:
+        t.cancel()
+    assert not leftover, f"test left tasks running: {[t.get_name() for t in leftover]}"
