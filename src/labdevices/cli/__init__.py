@@ -28,7 +28,8 @@ err_console = Console(stderr=True)
 def _register() -> None:
     from . import _printer, _profiles, _sim  # noqa: F401  (commands register on import)
 
-    for optional in ("_toolpath", "_devices"):
+    # Command groups owned by other parts of the code base; each registers itself on import.
+    for optional in ("_toolpath", "_devices", "_store", "_daemon"):
         try:
             __import__(f"{__name__}.{optional}")
         except ModuleNotFoundError as exc:

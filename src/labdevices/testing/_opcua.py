@@ -1,0 +1,3 @@
+"""Fixtures for simulated devices (see plugin.py)."""
+
+__all__: list[str] = []
