@@ -1,0 +1,545 @@
+"""Sans-IO host side of the Marlin serial protocol: framing, acks, resends, reports.
+
+``MarlinHost`` is fed the bytes the printer sent and returns events; it says which
+bytes to send next. It never awaits and never touches a port, so every corner of
+the protocol — corrupt lines, lost acks, resend storms, firmware resets — is
+tested without I/O.
+
+Exactly-once delivery rests on the firmware: it executes line ``N`` only when its
+last line is ``N - 1``, so a duplicate is rejected and a gap is asked for again
+(``Resend:``). The host's job is to resend from wherever the firmware asks, never
+give up silently, and keep several lines in flight without overrunning the
+firmware's command ring (``window_lines``) or receive buffer (``rx_buffer_bytes``).
+
+Line accounting: ``processed`` is the last line whose ``ok`` arrived (counted, or
+named by ADVANCED_OK's ``N``); ``received`` the last line the firmware is known to
+hold; ``next_send`` the next line number to put on the wire. Lines between
+``processed`` and ``next_send`` are in flight.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..errors import ProtocolError
+
+__all__ = [
+    "Busy",
+    "Capability",
+    "CommandDone",
+    "Echo",
+    "FirmwareError",
+    "FirmwareInfo",
+    "FirmwareReset",
+    "Halted",
+    "LineProcessed",
+    "MarlinEvent",
+    "MarlinHost",
+    "Ok",
+    "ResendRequest",
+    "TemperatureReport",
+    "Unknown",
+    "Wait",
+    "checksum",
+    "frame",
+    "parse_report",
+    "strip_gcode",
+]
+
+
+def checksum(data: bytes) -> int:
+    """XOR of every byte, as Marlin computes it over ``N… cmd`` before ``*``."""
+    x = int.from_bytes(data, "little")
+    width = len(data)
+    # Fold the integer onto itself: log2(n) big-int operations instead of n byte operations.
+    while width > 1:
+        half = (width + 1) // 2
+        x = (x & ((1 << (8 * half)) - 1)) ^ (x >> (8 * half))
+        width = half
+    return x
+
+
+def frame(n: int, command: str) -> bytes:
+    """``N<n> <command>*<checksum>\\n``."""
+    body = f"N{n} {command}".encode("ascii", "replace")
+    return b"%s*%d\n" % (body, checksum(body))
+
+
+def strip_gcode(line: str) -> str:
+    """A G-code line without its comment and surrounding blanks ('' if nothing is left)."""
+    i = line.find(";")
+    if i >= 0:
+        line = line[:i]
+    return line.strip()
+
+
+# -- events ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ok:
+    """An ``ok``; ``line``/``planner_free``/``buffer_free`` come with ADVANCED_OK."""
+
+    line: int | None = None
+    planner_free: int | None = None
+    buffer_free: int | None = None
+    payload: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LineProcessed:
+    """Host-level: the firmware has processed (acknowledged) every line up to ``line``."""
+
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommandDone:
+    """Host-level: the command submitted with ``tag`` was processed."""
+
+    line: int
+    tag: object
+
+
+@dataclass(frozen=True, slots=True)
+class ResendRequest:
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareError:
+    message: str
+    last_line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Busy:
+    reason: str  # "processing", "paused for user", …
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """The firmware is idle with an empty buffer (``wait``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TemperatureReport:
+    """Actual and target per key: ``T``, ``T0``, ``B``, ``P0`` (pressure, key-value dialects)."""
+
+    values: dict[str, tuple[float, float | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Capability:
+    name: str
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareInfo:
+    fields: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareReset:
+    """``start``: the firmware (re)booted and forgot every line number."""
+
+
+@dataclass(frozen=True, slots=True)
+class Halted:
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Echo:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    text: str
+
+
+MarlinEvent = (
+    Ok
+    | LineProcessed
+    | CommandDone
+    | ResendRequest
+    | FirmwareError
+    | Busy
+    | Wait
+    | TemperatureReport
+    | Capability
+    | FirmwareInfo
+    | FirmwareReset
+    | Halted
+    | Echo
+    | Unknown
+)
+
+# -- parsing ---------------------------------------------------------------------
+
+_REPORT_ITEM = re.compile(r"([A-Z][A-Z0-9]*@?):\s*(-?\d+(?:\.\d+)?)(?:\s*/\s*(-?\d+(?:\.\d+)?))?")
+_ADV_OK = re.compile(r"^(?:N(\d+)\s*)?(?:P(\d+)\s*)?(?:B(\d+)\s*)?")
+_RESEND = re.compile(r"^(?:Resend|rs)\s*:?\s*N?(\d+)", re.IGNORECASE)
+_LAST_LINE = re.compile(r"Last Line:\s*(\d+)")
+_INFO_FIELD = re.compile(r"([A-Z_]{3,}):(.*?)(?=\s+[A-Z_]{3,}:|$)")
+
+
+def parse_report(text: str) -> dict[str, tuple[float, float | None]]:
+    """``T:22.0 /0.0 B:20.0 /20.0 @:0`` → ``{"T": (22.0, 0.0), "B": (20.0, 20.0), "@": (0.0, None)}``."""
+    out: dict[str, tuple[float, float | None]] = {}
+    for key, actual, target in _REPORT_ITEM.findall(text):
+        out[key] = (float(actual), float(target) if target else None)
+    return out
+
+
+def _parse_line(line: str) -> MarlinEvent:
+    if line.startswith("ok"):
+        rest = line[2:].strip()
+        if not rest:
+            return Ok()
+        m = _ADV_OK.match(rest)
+        n = p = b = None
+        if m and m.end():
+            n = int(m.group(1)) if m.group(1) else None
+            p = int(m.group(2)) if m.group(2) else None
+            b = int(m.group(3)) if m.group(3) else None
+            rest = rest[m.end() :]
+        return Ok(n, p, b, rest)
+    m = _RESEND.match(line)
+    if m:
+        return ResendRequest(int(m.group(1)))
+    if line.startswith(("Error:", "!!")):
+        msg = line[6:] if line.startswith("Error:") else line[2:].strip()
+        low = msg.lower()
+        if "halted" in low or "kill" in low:
+            return Halted(msg)
+        ll = _LAST_LINE.search(msg)
+        return FirmwareError(msg, int(ll.group(1)) if ll else None)
+    if line.startswith("echo:busy:"):
+        return Busy(line[10:].strip())
+    if line == "wait":
+        return Wait()
+    if line == "start":
+        return FirmwareReset()
+    if line.startswith("Cap:"):
+        name, _, value = line[4:].rpartition(":")
+        return Capability(name, value.strip() == "1")
+    if line.startswith("FIRMWARE_NAME:"):
+        return FirmwareInfo({k: v.strip() for k, v in _INFO_FIELD.findall(line)})
+    if line.startswith(("T:", "T0:", "B:")) or line.startswith(("P0:",)):
+        return TemperatureReport(parse_report(line))
+    if line.startswith("echo:"):
+        return Echo(line[5:])
+    return Unknown(line)
+
+
+# -- the host state machine ------------------------------------------------------
+
+
+@dataclass
+class _Pending:
+    command: str
+    tag: object = None
+
+
+@dataclass
+class MarlinHost:
+    """Host side of one Marlin serial link.
+
+    Commands come from two queues: ``submit`` (priority: user commands, telemetry
+    polls, safe-stop sequences) and a job (``start_job``), taken lazily so that a
+    priority command slips in between job lines and a paused job stops being fed.
+    """
+
+    window_lines: int = 4
+    rx_buffer_bytes: int = 128
+    max_resends_per_line: int = 20
+    long_timeouts_s: dict[str, float] = field(default_factory=dict)
+    ack_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        self._rx = b""
+        self.processed = 0
+        self.received = 0
+        self.next_send = 1
+        self._sent: dict[int, bytes] = {}
+        self._tags: dict[int, object] = {}
+        self._timeouts: dict[int, float] = {}
+        self._inflight_bytes = 0
+        self._priority: deque[_Pending] = deque()
+        self._job: Sequence[str] = ()
+        self._job_cursor = 0
+        self.job_feeding = False
+        self._job_line_numbers: dict[int, int] = {}  # line number -> index in job
+        self.job_processed = 0
+        self._expect_resend_ok = False
+        self._resend_line = 0
+        self._resend_swallow = 0
+        self._resend_counts: dict[int, int] = {}
+        self._probing = False
+        self._extra_oks: deque[int] = deque()
+        self.highest_sent = 0
+        self.resends = 0
+        self.halted = False
+
+    # -- queues --------------------------------------------------------------
+    def reset_numbering(self) -> None:
+        """After connect or a firmware reset: forget every line; the next is ``N1`` after ``M110 N0``."""
+        self.processed = self.received = 0
+        self.next_send = 1
+        self._sent.clear()
+        self._tags.clear()
+        self._timeouts.clear()
+        self._inflight_bytes = 0
+        self._job_line_numbers.clear()
+        self._expect_resend_ok = False
+        self._resend_swallow = 0
+        self._resend_counts.clear()
+        self._probing = False
+        self._extra_oks.clear()
+        self.highest_sent = 0
+        self.halted = False
+
+    def submit(self, command: str, tag: object = None) -> None:
+        """Queue a command ahead of job lines; ``tag`` comes back with its ``LineProcessed``."""
+        self._priority.append(_Pending(command, tag))
+
+    def start_job(self, lines: Sequence[str]) -> None:
+        """Stream ``lines`` (already stripped, no blanks) after any priority command."""
+        self._job = lines
+        self._job_cursor = 0
+        self.job_processed = 0
+        self._job_line_numbers.clear()
+        self.job_feeding = True
+
+    def stop_job(self) -> int:
+        """Take no more job lines; returns the index of the first job line never sent."""
+        self.job_feeding = False
+        return self._job_cursor
+
+    @property
+    def job_total(self) -> int:
+        return len(self._job)
+
+    @property
+    def job_sent(self) -> int:
+        return self._job_cursor
+
+    @property
+    def in_flight(self) -> int:
+        return self.next_send - 1 - self.processed
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in flight and nothing queued (a stopped job counts as nothing queued)."""
+        return self.in_flight == 0 and not self._priority and not self._job_pending
+
+    @property
+    def _job_pending(self) -> bool:
+        return self.job_feeding and self._job_cursor < len(self._job)
+
+    def tag_of(self, line: int) -> object:
+        return self._tags.get(line)
+
+    def timeout(self) -> float:
+        """How long silence may last with the current lines in flight before a probe."""
+        if not self._timeouts:
+            return self.ack_timeout_s
+        return max(self.ack_timeout_s, *self._timeouts.values())
+
+    # -- output --------------------------------------------------------------
+    def _number(self, command: str, tag: object) -> bytes:
+        n = self.next_send
+        data = frame(n, command)
+        self._sent[n] = data
+        if tag is not None:
+            self._tags[n] = tag
+        word = command.split(None, 1)[0].upper() if command else ""
+        t = self.long_timeouts_s.get(word)
+        if t is not None:
+            self._timeouts[n] = t
+        return data
+
+    def data_to_send(self) -> bytes:
+        """Bytes to write now: as many lines as the window and the receive buffer allow."""
+        if self.halted:
+            return b""
+        out: list[bytes] = []
+        budget = self.rx_buffer_bytes - self._inflight_bytes
+        while self.next_send - 1 - self.processed < self.window_lines:
+            n = self.next_send
+            data = self._sent.get(n)
+            if data is None:
+                if self._priority:
+                    p = self._priority[0]
+                    data = self._number(p.command, p.tag)
+                    fresh = "priority"
+                elif self._job_pending:
+                    data = self._number(self._job[self._job_cursor], None)
+                    fresh = "job"
+                else:
+                    break
+            else:
+                fresh = ""
+            # Never overrun the firmware's receive buffer, but always allow one line.
+            if len(data) > budget and self.in_flight > 0:
+                if fresh:
+                    del self._sent[n]
+                    self._tags.pop(n, None)
+                    self._timeouts.pop(n, None)
+                break
+            if fresh == "priority":
+                self._priority.popleft()
+            elif fresh == "job":
+                self._job_line_numbers[n] = self._job_cursor
+                self._job_cursor += 1
+            out.append(data)
+            budget -= len(data)
+            self._inflight_bytes += len(data)
+            self.next_send = n + 1
+        if self.next_send - 1 > self.highest_sent:
+            self.highest_sent = self.next_send - 1
+        return b"".join(out)
+
+    def expect_unnumbered_ok(self) -> None:
+        """An unnumbered command (``M108``, ``M410``) was written out of band.
+
+        Marlin still queues it and answers ``ok`` once the lines sent before it are
+        processed; that ``ok`` must not be counted for a numbered line.
+        """
+        self._extra_oks.append(self.next_send - 1)
+
+    def probe(self) -> None:
+        """Silence for too long: resend the oldest unacknowledged line.
+
+        If the firmware has it, it answers with a line-number error naming its last
+        line, which resynchronises our counts after lost ``ok``s; if it never got it,
+        it executes it now. Either way nothing runs twice.
+        """
+        if self.in_flight == 0:
+            return
+        self._probing = True
+        self._rewind(self.processed + 1)
+
+    def _rewind(self, n: int) -> None:
+        for k in range(n, self.next_send):
+            data = self._sent.get(k)
+            if data is not None:
+                self._inflight_bytes -= len(data)
+        self.next_send = n
+
+    # -- input ---------------------------------------------------------------
+    def receive_data(self, data: bytes) -> list[MarlinEvent]:
+        """Feed bytes from the printer; returns the events they complete."""
+        buf = self._rx + data
+        *lines, self._rx = buf.split(b"\n")
+        events: list[MarlinEvent] = []
+        for raw in lines:
+            text = raw.decode("ascii", "replace").strip()
+            if not text:
+                continue
+            if text == "ok":  # the hot path while streaming
+                self._on_ok(None, events)
+                events.append(Ok())
+                continue
+            ev = _parse_line(text)
+            if isinstance(ev, Ok):
+                self._on_ok(ev.line, events)
+                if ev.payload:
+                    report = parse_report(ev.payload)
+                    if report:
+                        events.append(ev)
+                        events.append(TemperatureReport(report))
+                        continue
+            elif isinstance(ev, ResendRequest):
+                self._on_resend(ev.line)
+            elif isinstance(ev, Halted):
+                self.halted = True
+            elif isinstance(ev, FirmwareReset):
+                self.halted = False
+            events.append(ev)
+        return events
+
+    def _on_ok(self, line: int | None, events: list[MarlinEvent]) -> None:
+        if self._expect_resend_ok:
+            # The ok that follows a Resend belongs to the error, not to a line.
+            self._expect_resend_ok = False
+            if line is not None:
+                self.received = max(self.received, min(line, self.next_send - 1))
+            return
+        self._probing = False
+        if line is not None:
+            target = min(line, self.highest_sent)
+        else:
+            if self._extra_oks and self.processed >= self._extra_oks[0]:
+                self._extra_oks.popleft()
+                return
+            target = min(self.processed + 1, self.highest_sent)
+        if target > self.processed:
+            self._advance(target, events)
+
+    def _advance(self, target: int, events: list[MarlinEvent]) -> None:
+        # A line rewound for a probe may turn out to have been received after all:
+        # its ok moves the send pointer past it, so it is not sent again.
+        for k in range(self.processed + 1, target + 1):
+            data = self._sent.pop(k, None)
+            if data is not None and k < self.next_send:
+                self._inflight_bytes -= len(data)
+            self._timeouts.pop(k, None)
+            if self._job_line_numbers.pop(k, None) is not None:
+                self.job_processed += 1
+            self._resend_counts.pop(k, None)
+            if self._tags:
+                tag = self._tags.pop(k, None)
+                if tag is not None:
+                    events.append(CommandDone(k, tag))
+        self.processed = target
+        self.received = max(self.received, target)
+        if self.next_send <= target:
+            self.next_send = target + 1
+        events.append(LineProcessed(target))
+
+    def _on_resend(self, n: int) -> None:
+        self._expect_resend_ok = True
+        self.resends += 1
+        if n <= self.processed:
+            # Stale: the firmware's last line only grows (a reset announces itself
+            # with `start`), and it has since processed beyond n.
+            self._probing = False
+            return
+        if n > self.highest_sent + 1:
+            raise ProtocolError(
+                f"printer asked for line {n}, but only lines up to {self.highest_sent} were sent"
+            )
+        if self._probing:
+            # Answer to a probe: the firmware holds every line before n and, being
+            # silent until now, has processed them.
+            self._probing = False
+            self._resend_swallow = 0
+            self._resend_line = n
+            self.received = max(self.received, n - 1)
+            events: list[MarlinEvent] = []
+            if n - 1 > self.processed:
+                self._advance(n - 1, events)
+            self._rewind(n)
+            return
+        if n == self._resend_line and self._resend_swallow > 0:
+            # An echo of the same error, caused by lines sent before we rewound.
+            self._resend_swallow -= 1
+            return
+        count = self._resend_counts.get(n, 0) + 1
+        self._resend_counts[n] = count
+        if count > self.max_resends_per_line:
+            raise ProtocolError(
+                f"printer asked for line {n} {count} times; the link is too corrupt to go on"
+            )
+        self.received = max(self.received, n - 1)
+        self._resend_line = n
+        self._resend_swallow = max(0, self.next_send - 1 - n)
+        if n < self.next_send:
+            self._rewind(n)
