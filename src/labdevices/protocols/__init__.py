@@ -19,6 +19,7 @@ from ._marlin import (
     Wait,
     checksum,
     frame,
+    parse_line,
     parse_report,
     strip_gcode,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "Wait",
     "checksum",
     "frame",
+    "parse_line",
     "parse_report",
     "strip_gcode",
 ]

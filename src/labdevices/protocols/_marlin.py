@@ -45,6 +45,7 @@ __all__ = [
     "Wait",
     "checksum",
     "frame",
+    "parse_line",
     "parse_report",
     "strip_gcode",
 ]
@@ -197,7 +198,8 @@ def parse_report(text: str) -> dict[str, tuple[float, float | None]]:
     return out
 
 
-def _parse_line(line: str) -> MarlinEvent:
+def parse_line(line: str) -> MarlinEvent:
+    """One line from the printer as an event."""
     if line.startswith("ok"):
         rest = line[2:].strip()
         if not rest:
@@ -343,6 +345,18 @@ class MarlinHost:
     def _job_pending(self) -> bool:
         return self.job_feeding and self._job_cursor < len(self._job)
 
+    def abandon_commands(self) -> list[object]:
+        """Drop queued priority commands; return their tags and those of lines in flight.
+
+        For a link that is lost or a printer that halted: whoever waits on them must
+        be told they will never complete.
+        """
+        tags = [self._tags[n] for n in sorted(self._tags) if n > self.processed]
+        tags += [p.tag for p in self._priority if p.tag is not None]
+        self._priority.clear()
+        self._tags.clear()
+        return tags
+
     def tag_of(self, line: int) -> object:
         return self._tags.get(line)
 
@@ -447,7 +461,7 @@ class MarlinHost:
                 self._on_ok(None, events)
                 events.append(Ok())
                 continue
-            ev = _parse_line(text)
+            ev = parse_line(text)
             if isinstance(ev, Ok):
                 self._on_ok(ev.line, events)
                 if ev.payload:

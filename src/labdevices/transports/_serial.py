@@ -71,6 +71,14 @@ class SerialTransport:
         except (OSError, RuntimeError) as exc:
             raise DeviceConnectionError(f"link {self.url} lost: {exc}", device=self.device) from exc
 
+    def write_nowait(self, data: bytes) -> None:
+        """Queue bytes for the wire without waiting (callers bound what they queue)."""
+        writer = self._require_writer()
+        try:
+            writer.write(data)
+        except (OSError, RuntimeError) as exc:
+            raise DeviceConnectionError(f"link {self.url} lost: {exc}", device=self.device) from exc
+
     async def read(self, max_bytes: int = 65536, timeout: float = 5.0) -> bytes:
         """Up to ``max_bytes`` as soon as some arrive; EOF is a lost link, not empty bytes."""
         if self._reader is None:
