@@ -1,0 +1,54 @@
+"""The job, alarm, telemetry and audit store: SQLite (WAL) now, a small interface for others later.
+
+Every job transition, alarm change, command and config load is written together
+with a record of a SHA-256 hash chain; ``verify_audit`` proves the chain.
+"""
+
+from ._audit import GENESIS_HASH, VerifyResult, canonical_json, record_hash, verify_chain
+from ._errors import InvalidTransition, StoreError
+from ._models import (
+    TERMINAL_STATES,
+    TRANSITIONS,
+    AlarmRecord,
+    AuditRecord,
+    JobEvent,
+    JobRecord,
+    JobState,
+    SampleLike,
+    Severity,
+    TelemetryPoint,
+    TelemetryValue,
+)
+from ._paths import default_db_path
+from ._sqlite import SignalSummary, SqliteDatabase, verify_audit
+from ._store import SqliteStore, Store, open_store
+from ._telemetry import Deadband
+
+__all__ = [
+    "GENESIS_HASH",
+    "TERMINAL_STATES",
+    "TRANSITIONS",
+    "AlarmRecord",
+    "AuditRecord",
+    "Deadband",
+    "InvalidTransition",
+    "JobEvent",
+    "JobRecord",
+    "JobState",
+    "SampleLike",
+    "Severity",
+    "SignalSummary",
+    "SqliteDatabase",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "TelemetryPoint",
+    "TelemetryValue",
+    "VerifyResult",
+    "canonical_json",
+    "default_db_path",
+    "open_store",
+    "record_hash",
+    "verify_audit",
+    "verify_chain",
+]

@@ -1,0 +1,792 @@
+"""The synchronous SQLite store: one connection, explicit transactions, the audit chain.
+
+``SqliteStore`` runs it on one writer thread for the daemon; the CLI and scripts
+use it directly. Every audited change is written in the same transaction as its
+audit record, so either both are on disk or neither is.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from ..errors import JobRejected
+from ._audit import VerifyResult, canonical_json, record_hash, verify_chain
+from ._errors import InvalidTransition, StoreError
+from ._models import (
+    TERMINAL_STATES,
+    TRANSITIONS,
+    AlarmRecord,
+    AuditRecord,
+    JobEvent,
+    JobRecord,
+    JobState,
+    SampleLike,
+    Severity,
+    TelemetryPoint,
+)
+from ._schema import MIGRATIONS, SCHEMA_VERSION
+
+__all__ = ["SignalSummary", "SqliteDatabase", "verify_audit"]
+
+_SEVERITIES = ("info", "warning", "critical")
+_JOB_COLUMNS = (
+    "id, printer, state, batch_id, patient_id, bioinks, gcode_sha256, lines_total,"
+    " last_ack_line, created_at, started_at, ended_at, error"
+)
+_ALARM_COLUMNS = (
+    "id, device, name, severity, raised_at, cleared_at, acknowledged_at, acknowledged_by, reason"
+)
+_AUDIT_COLUMNS = "seq, time, actor, action, object, old_value, new_value, reason, prev_hash, hash"
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class SignalSummary:
+    """Statistics of one signal over a time range (``min``/``max``/``mean`` of numeric values)."""
+
+    device: str
+    signal: str
+    unit: str
+    count: int
+    first_t: float
+    last_t: float
+    min: float | None
+    max: float | None
+    mean: float | None
+
+
+class SqliteDatabase:
+    """A labdevices store in one SQLite file (WAL mode).
+
+    Use as a context manager. ``readonly=True`` opens an existing store without
+    creating, migrating or writing anything (``labdevices audit verify``, ``jobs``).
+    Not thread-safe: one thread owns an instance.
+    """
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        self._conn: sqlite3.Connection | None = None
+        self._synchronous = ""
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def open(self) -> Self:
+        if self._conn is not None:
+            raise StoreError("store is already open", file=str(self.path))
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _open(self) -> None:
+        with self._errors():
+            if self.readonly:
+                if not self.path.is_file():
+                    raise StoreError("no store here (file not found)", file=str(self.path))
+                uri = f"{self.path.resolve().as_uri()}?mode=ro"
+                self._conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+                self._check_schema()
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._conn = sqlite3.connect(self.path, isolation_level=None)
+                self._configure()
+                self._migrate()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
+
+    def __enter__(self) -> Self:
+        try:
+            return self.open()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError("store is not open", file=str(self.path))
+        return self._conn
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """SQLite failures become ``StoreError`` naming the file."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            reason = str(exc)
+            if "not a database" in reason:
+                reason = "not a labdevices store (the file is not an SQLite database)"
+            raise StoreError(reason, file=str(self.path)) from exc
+        except OSError as exc:
+            raise StoreError(f"cannot open: {exc}", file=str(self.path)) from exc
+
+    def _configure(self) -> None:
+        db = self._db
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode != "wal":
+            raise StoreError(f"cannot switch to WAL mode (got {mode!r})", file=str(self.path))
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA busy_timeout=5000")
+
+    def _migrate(self) -> None:
+        db = self._db
+        with self._tx(durable=True):
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            current = db.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"
+            ).fetchone()[0]
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"schema version {current} is newer than this labdevices understands "
+                    f"({SCHEMA_VERSION}); upgrade labdevices",
+                    file=str(self.path),
+                )
+            for version, description, statements in MIGRATIONS:
+                if version <= current:
+                    continue
+                for statement in statements:
+                    db.execute(statement)
+                db.execute(
+                    "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+                    (version, description, _iso(time.time())),
+                )
+
+    def _check_schema(self) -> None:
+        row = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        ).fetchone()
+        if row is None:
+            raise StoreError(
+                "not a labdevices store (no schema_migrations table)", file=str(self.path)
+            )
+        version = self._db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
+        if version is None or version > SCHEMA_VERSION:
+            raise StoreError(
+                f"schema version {version} is not one this labdevices understands ({SCHEMA_VERSION})",
+                file=str(self.path),
+            )
+
+    @property
+    def schema_version(self) -> int:
+        with self._errors():
+            return int(self._db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0])
+
+    @contextmanager
+    def _tx(self, *, durable: bool) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken with the write lock up front so the audit chain cannot fork.
+
+        ``durable`` writes (audit records, job and alarm changes) commit with
+        ``synchronous=FULL``: the WAL is fsynced before COMMIT returns, so anything
+        acknowledged survives a power cut. Bulk writes (telemetry, progress lines)
+        use ``NORMAL``, which in WAL mode is still safe against a killed process and
+        never corrupts the file; a power cut may lose their last moments, and the
+        next durable commit's fsync covers them as well.
+        """
+        if self.readonly:
+            raise StoreError("store was opened read-only", file=str(self.path))
+        db = self._db
+        want = "FULL" if durable else "NORMAL"
+        with self._errors():
+            if self._synchronous != want:
+                db.execute(f"PRAGMA synchronous={want}")
+                self._synchronous = want
+            db.execute("BEGIN IMMEDIATE")
+        try:
+            with self._errors():
+                yield db
+        except BaseException:
+            if self._conn is not None and self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+        with self._errors():
+            db.execute("COMMIT")
+
+    # -- audit -----------------------------------------------------------------
+
+    def _append_audit(
+        self,
+        db: sqlite3.Connection,
+        *,
+        t: float,
+        actor: str,
+        action: str,
+        object: str,
+        old: Any,
+        new: Any,
+        reason: str | None,
+    ) -> AuditRecord:
+        """Append one record inside the caller's transaction."""
+        head_seq, head_hash = db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+        fields = {
+            "seq": head_seq + 1,
+            "time": _iso(t),
+            "actor": actor,
+            "action": action,
+            "object": object,
+            "old": None if old is None else canonical_json(old),
+            "new": None if new is None else canonical_json(new),
+            "reason": reason,
+            "prev_hash": head_hash,
+        }
+        rec = AuditRecord(**fields, hash=record_hash(**fields))
+        db.execute(
+            f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                rec.seq,
+                rec.time,
+                rec.actor,
+                rec.action,
+                rec.object,
+                rec.old,
+                rec.new,
+                rec.reason,
+                rec.prev_hash,
+                rec.hash,
+            ),
+        )
+        db.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (rec.seq, rec.hash))
+        return rec
+
+    def audit(
+        self,
+        actor: str,
+        action: str,
+        object: str,
+        *,
+        old: Any = None,
+        new: Any = None,
+        reason: str | None = None,
+    ) -> AuditRecord:
+        """Append one audit record (a command, a setpoint change...) and return it once on disk.
+
+        ``old`` and ``new`` are any JSON values; ``None`` means "no value".
+        """
+        _require_text(actor=actor, action=action, object=object)
+        with self._tx(durable=True) as db:
+            return self._append_audit(
+                db,
+                t=time.time(),
+                actor=actor,
+                action=action,
+                object=object,
+                old=old,
+                new=new,
+                reason=reason,
+            )
+
+    def record_config_load(
+        self, path: str | Path, sha256: str, *, actor: str = "daemon"
+    ) -> AuditRecord:
+        """Audit that a configuration file was loaded, identified by the SHA-256 of its bytes."""
+        return self.audit(actor, "config.load", f"config/{Path(path)}", new={"sha256": sha256})
+
+    def audit_records(
+        self, *, start_seq: int = 1, object: str | None = None, limit: int | None = None
+    ) -> list[AuditRecord]:
+        """Audit records from ``start_seq`` on, optionally only those about ``object``."""
+        sql = f"SELECT {_AUDIT_COLUMNS} FROM audit WHERE seq >= ?"
+        args: list[Any] = [start_seq]
+        if object is not None:
+            sql += " AND object = ?"
+            args.append(object)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self._errors():
+            return [AuditRecord(*row) for row in self._db.execute(sql, args)]
+
+    def verify(self) -> VerifyResult:
+        """Prove the audit chain from its first record (see ``verify_audit``)."""
+        db = self._db
+        with self._errors():
+            db.execute("BEGIN")  # one snapshot, even while the daemon appends
+            try:
+                head = db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+                max_seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM audit").fetchone()[0]
+                rows = db.execute(f"SELECT {_AUDIT_COLUMNS} FROM audit ORDER BY seq")
+                result = verify_chain(
+                    (AuditRecord(*row) for row in rows),
+                    expected_head=(head[0], head[1]) if head else None,
+                    max_seq=max_seq,
+                )
+            finally:
+                db.execute("COMMIT")
+        if head is None and result.ok:
+            return VerifyResult(
+                False,
+                result.records,
+                result.head_seq,
+                result.head_hash,
+                None,
+                "deleted",
+                "the store's record of its last audit append (table audit_head) was deleted",
+            )
+        return result
+
+    # -- jobs ------------------------------------------------------------------
+
+    def create_job(
+        self,
+        printer: str,
+        *,
+        actor: str,
+        batch_id: str | None = None,
+        patient_id: str | None = None,
+        bioinks: Sequence[Any] = (),
+        gcode_sha256: str | None = None,
+        lines_total: int = 0,
+        reason: str | None = None,
+    ) -> JobRecord:
+        """Store a new queued job; audited as ``job.create``."""
+        _require_text(printer=printer, actor=actor)
+        if lines_total < 0:
+            raise JobRejected(f"lines_total must be >= 0, got {lines_total}", device=printer)
+        if gcode_sha256 is not None and (
+            len(gcode_sha256) != 64 or any(c not in "0123456789abcdef" for c in gcode_sha256)
+        ):
+            raise JobRejected(
+                f"gcode_sha256 must be 64 lowercase hex digits, got {gcode_sha256!r}",
+                device=printer,
+            )
+        bioinks_json = canonical_json(list(bioinks))
+        now = time.time()
+        with self._tx(durable=True) as db:
+            cur = db.execute(
+                "INSERT INTO jobs (printer, state, batch_id, patient_id, bioinks, gcode_sha256,"
+                " lines_total, created_at) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?)",
+                (printer, batch_id, patient_id, bioinks_json, gcode_sha256, lines_total, now),
+            )
+            job_id = int(cur.lastrowid or 0)
+            summary = {
+                "printer": printer,
+                "batch_id": batch_id,
+                "patient_id": patient_id,
+                "bioinks": list(bioinks),
+                "gcode_sha256": gcode_sha256,
+                "lines_total": lines_total,
+                "state": "queued",
+            }
+            self._add_event(db, job_id, now, "created", summary)
+            self._append_audit(
+                db,
+                t=now,
+                actor=actor,
+                action="job.create",
+                object=f"job/{job_id}",
+                old=None,
+                new=summary,
+                reason=reason,
+            )
+            return self._get_job(db, job_id, events=False)
+
+    def transition_job(
+        self,
+        job_id: int,
+        new_state: JobState | str,
+        *,
+        actor: str,
+        reason: str | None = None,
+        error: str | None = None,
+    ) -> JobRecord:
+        """Move a job to ``new_state`` if its state machine allows it; audited as ``job.transition``.
+
+        Raises ``InvalidTransition`` (nothing written) otherwise.
+        """
+        target = _parse_state(new_state)
+        _require_text(actor=actor)
+        with self._tx(durable=True) as db:
+            return self._transition(db, job_id, target, actor=actor, reason=reason, error=error)
+
+    def _transition(
+        self,
+        db: sqlite3.Connection,
+        job_id: int,
+        target: JobState,
+        *,
+        actor: str,
+        reason: str | None,
+        error: str | None,
+    ) -> JobRecord:
+        job = self._get_job(db, job_id, events=False)
+        if target not in TRANSITIONS[job.state]:
+            raise InvalidTransition(job_id, job.state, target, sorted(TRANSITIONS[job.state]))
+        now = time.time()
+        started = job.started_at
+        if target is JobState.RUNNING and started is None:
+            started = now
+        ended = now if target in TERMINAL_STATES else None
+        db.execute(
+            "UPDATE jobs SET state = ?, started_at = ?, ended_at = ?, error = COALESCE(?, error)"
+            " WHERE id = ?",
+            (target.value, started, ended, error, job_id),
+        )
+        payload: dict[str, Any] = {
+            "from": job.state.value,
+            "to": target.value,
+            "line": job.last_ack_line,
+        }
+        if reason is not None:
+            payload["reason"] = reason
+        if error is not None:
+            payload["error"] = error
+        self._add_event(db, job_id, now, "state", payload)
+        self._append_audit(
+            db,
+            t=now,
+            actor=actor,
+            action="job.transition",
+            object=f"job/{job_id}",
+            old={"state": job.state.value},
+            new={
+                "state": target.value,
+                "line": job.last_ack_line,
+                **({"error": error} if error else {}),
+            },
+            reason=reason,
+        )
+        return self._get_job(db, job_id, events=False)
+
+    def record_progress(self, job_id: int, line: int) -> None:
+        """Record the last line the printer acknowledged. Cheap and frequent: not audited."""
+        if line < 0:
+            raise JobRejected(f"job {job_id}: acknowledged line must be >= 0, got {line}")
+        with self._tx(durable=False) as db:
+            cur = db.execute(
+                "UPDATE jobs SET last_ack_line = ? WHERE id = ? AND state IN ('running', 'paused')",
+                (line, job_id),
+            )
+            if cur.rowcount == 0:
+                job = self._get_job(db, job_id, events=False)
+                raise JobRejected(
+                    f"job {job_id} is {job.state.value}: progress is only recorded while it runs",
+                    device=job.printer,
+                )
+
+    def add_job_event(self, job_id: int, kind: str, payload: dict[str, Any]) -> JobEvent:
+        """Attach a free-form event (not audited) to a job."""
+        _require_text(kind=kind)
+        now = time.time()
+        with self._tx(durable=False) as db:
+            self._get_job(db, job_id, events=False)
+            return self._add_event(db, job_id, now, kind, payload)
+
+    def recover_interrupted(self, *, actor: str = "daemon") -> list[JobRecord]:
+        """On daemon start: every job left running or paused becomes ``interrupted``, at its last
+        acknowledged line. Such jobs are never resumed silently."""
+        with self._tx(durable=True) as db:
+            ids = [
+                row[0]
+                for row in db.execute(
+                    "SELECT id FROM jobs WHERE state IN ('running', 'paused') ORDER BY id"
+                )
+            ]
+            out = []
+            for job_id in ids:
+                job = self._get_job(db, job_id, events=False)
+                message = (
+                    f"the daemon stopped while the job was {job.state.value}; "
+                    f"last acknowledged line {job.last_ack_line} of {job.lines_total}"
+                )
+                out.append(
+                    self._transition(
+                        db,
+                        job_id,
+                        JobState.INTERRUPTED,
+                        actor=actor,
+                        reason="startup recovery",
+                        error=message,
+                    )
+                )
+            return out
+
+    def get_job(self, job_id: int, *, events: bool = True) -> JobRecord:
+        """A job and (by default) its events; ``StoreError`` if there is no such job."""
+        with self._errors():
+            return self._get_job(self._db, job_id, events=events)
+
+    def list_jobs(
+        self, *, state: JobState | str | None = None, printer: str | None = None, limit: int = 100
+    ) -> list[JobRecord]:
+        """Jobs, newest first."""
+        sql = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE 1 = 1"
+        args: list[Any] = []
+        if state is not None:
+            sql += " AND state = ?"
+            args.append(_parse_state(state).value)
+        if printer is not None:
+            sql += " AND printer = ?"
+            args.append(printer)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        with self._errors():
+            return [_job(row) for row in self._db.execute(sql, args)]
+
+    def _get_job(self, db: sqlite3.Connection, job_id: int, *, events: bool) -> JobRecord:
+        row = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no job with id {job_id}", file=str(self.path))
+        if not events:
+            return _job(row)
+        evs = [
+            JobEvent(job_id, t, kind, json.loads(payload))
+            for t, kind, payload in db.execute(
+                "SELECT t, kind, payload FROM job_events WHERE job_id = ? ORDER BY id", (job_id,)
+            )
+        ]
+        return _job(row, evs)
+
+    def _add_event(
+        self, db: sqlite3.Connection, job_id: int, t: float, kind: str, payload: dict[str, Any]
+    ) -> JobEvent:
+        db.execute(
+            "INSERT INTO job_events (job_id, t, kind, payload) VALUES (?, ?, ?, ?)",
+            (job_id, t, kind, canonical_json(payload)),
+        )
+        return JobEvent(job_id, t, kind, payload)
+
+    # -- alarms ----------------------------------------------------------------
+
+    def raise_alarm(
+        self,
+        device: str,
+        name: str,
+        severity: Severity,
+        *,
+        reason: str | None = None,
+        actor: str = "daemon",
+    ) -> AlarmRecord:
+        """Record a new active alarm; audited as ``alarm.raise``."""
+        _require_text(device=device, name=name, actor=actor)
+        if severity not in _SEVERITIES:
+            raise StoreError(
+                f"alarm severity must be one of {', '.join(_SEVERITIES)}, got {severity!r}"
+            )
+        now = time.time()
+        with self._tx(durable=True) as db:
+            cur = db.execute(
+                "INSERT INTO alarms (device, name, severity, raised_at, reason) VALUES (?, ?, ?, ?, ?)",
+                (device, name, severity, now, reason),
+            )
+            alarm_id = int(cur.lastrowid or 0)
+            self._append_audit(
+                db,
+                t=now,
+                actor=actor,
+                action="alarm.raise",
+                object=f"alarm/{alarm_id}",
+                old=None,
+                new={"device": device, "name": name, "severity": severity},
+                reason=reason,
+            )
+            return self._get_alarm(db, alarm_id)
+
+    def clear_alarm(
+        self, alarm_id: int, *, actor: str = "daemon", reason: str | None = None
+    ) -> AlarmRecord:
+        """Mark an alarm's condition as gone; audited as ``alarm.clear``."""
+        _require_text(actor=actor)
+        now = time.time()
+        with self._tx(durable=True) as db:
+            alarm = self._get_alarm(db, alarm_id)
+            if alarm.cleared_at is not None:
+                raise StoreError(
+                    f"alarm {alarm_id} ({alarm.name} on {alarm.device}) is already cleared"
+                )
+            db.execute("UPDATE alarms SET cleared_at = ? WHERE id = ?", (now, alarm_id))
+            self._append_audit(
+                db,
+                t=now,
+                actor=actor,
+                action="alarm.clear",
+                object=f"alarm/{alarm_id}",
+                old={"active": True},
+                new={"active": False},
+                reason=reason,
+            )
+            return self._get_alarm(db, alarm_id)
+
+    def acknowledge_alarm(
+        self, alarm_id: int, *, user: str, reason: str | None = None
+    ) -> AlarmRecord:
+        """A user acknowledges an alarm; audited as ``alarm.acknowledge`` with the user as actor."""
+        _require_text(user=user)
+        now = time.time()
+        with self._tx(durable=True) as db:
+            alarm = self._get_alarm(db, alarm_id)
+            if alarm.acknowledged_at is not None:
+                raise StoreError(
+                    f"alarm {alarm_id} ({alarm.name} on {alarm.device}) was already acknowledged "
+                    f"by {alarm.acknowledged_by} at {_iso(alarm.acknowledged_at)}"
+                )
+            db.execute(
+                "UPDATE alarms SET acknowledged_at = ?, acknowledged_by = ? WHERE id = ?",
+                (now, user, alarm_id),
+            )
+            self._append_audit(
+                db,
+                t=now,
+                actor=user,
+                action="alarm.acknowledge",
+                object=f"alarm/{alarm_id}",
+                old={"acknowledged": False},
+                new={"acknowledged": True},
+                reason=reason,
+            )
+            return self._get_alarm(db, alarm_id)
+
+    def get_alarm(self, alarm_id: int) -> AlarmRecord:
+        with self._errors():
+            return self._get_alarm(self._db, alarm_id)
+
+    def list_alarms(self, *, active_only: bool = False, limit: int = 100) -> list[AlarmRecord]:
+        """Alarms, newest first; ``active_only``: not cleared or not yet acknowledged."""
+        where = "WHERE cleared_at IS NULL OR acknowledged_at IS NULL" if active_only else ""
+        with self._errors():
+            rows = self._db.execute(
+                f"SELECT {_ALARM_COLUMNS} FROM alarms {where} ORDER BY id DESC LIMIT ?", (limit,)
+            )
+            return [AlarmRecord(*row) for row in rows]
+
+    def _get_alarm(self, db: sqlite3.Connection, alarm_id: int) -> AlarmRecord:
+        row = db.execute(
+            f"SELECT {_ALARM_COLUMNS} FROM alarms WHERE id = ?", (alarm_id,)
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"no alarm with id {alarm_id}", file=str(self.path))
+        return AlarmRecord(*row)
+
+    # -- telemetry -------------------------------------------------------------
+
+    def insert_telemetry(self, samples: Iterable[SampleLike]) -> int:
+        """Store a batch of (already deadbanded or downsampled) samples in one transaction."""
+        rows = [(s.device, s.signal, s.t, s.value, s.unit, s.quality) for s in samples]
+        if not rows:
+            return 0
+        with self._tx(durable=False) as db:
+            db.executemany(
+                "INSERT INTO telemetry (device, signal, t, value, unit, quality) VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows)
+
+    def query_telemetry(
+        self,
+        device: str,
+        signal: str | None = None,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int | None = None,
+    ) -> list[TelemetryPoint]:
+        """Samples of a device (one signal or all) with ``start <= t <= end``, oldest first."""
+        sql, args = self._telemetry_where(device, signal, start, end)
+        sql = f"SELECT device, signal, t, value, unit, quality FROM telemetry {sql} ORDER BY t"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self._errors():
+            return [TelemetryPoint(*row) for row in self._db.execute(sql, args)]
+
+    def telemetry_summary(
+        self, device: str, *, start: float | None = None, end: float | None = None
+    ) -> list[SignalSummary]:
+        """Per signal: count, time span, and min/max/mean of its numeric values."""
+        where, args = self._telemetry_where(device, None, start, end)
+        num = "CASE WHEN typeof(value) IN ('integer', 'real') THEN value END"
+        sql = (
+            f"SELECT device, signal, MAX(unit), COUNT(*), MIN(t), MAX(t), MIN({num}), MAX({num}),"
+            f" AVG({num}) FROM telemetry {where} GROUP BY device, signal ORDER BY signal"
+        )
+        with self._errors():
+            return [SignalSummary(*row) for row in self._db.execute(sql, args)]
+
+    @staticmethod
+    def _telemetry_where(
+        device: str, signal: str | None, start: float | None, end: float | None
+    ) -> tuple[str, list[Any]]:
+        sql = "WHERE device = ?"
+        args: list[Any] = [device]
+        if signal is not None:
+            sql += " AND signal = ?"
+            args.append(signal)
+        if start is not None:
+            sql += " AND t >= ?"
+            args.append(start)
+        if end is not None:
+            sql += " AND t <= ?"
+            args.append(end)
+        return sql, args
+
+
+def _job(row: Sequence[Any], events: list[JobEvent] | None = None) -> JobRecord:
+    return JobRecord(
+        id=row[0],
+        printer=row[1],
+        state=JobState(row[2]),
+        batch_id=row[3],
+        patient_id=row[4],
+        bioinks=json.loads(row[5]),
+        gcode_sha256=row[6],
+        lines_total=row[7],
+        last_ack_line=row[8],
+        created_at=row[9],
+        started_at=row[10],
+        ended_at=row[11],
+        error=row[12],
+        events=events or [],
+    )
+
+
+def _parse_state(state: JobState | str) -> JobState:
+    try:
+        return JobState(state)
+    except ValueError:
+        raise JobRejected(
+            f"unknown job state {state!r} (known: {', '.join(s.value for s in JobState)})"
+        ) from None
+
+
+def _require_text(**fields: str) -> None:
+    for name, value in fields.items():
+        if not isinstance(value, str) or not value.strip():
+            raise StoreError(f"{name} must be a non-empty string, got {value!r}")
+
+
+def verify_audit(db_path: str | Path) -> VerifyResult:
+    """Prove the audit chain of the store at ``db_path`` from its first record.
+
+    Read-only. The result names the first record that was edited, deleted or
+    reordered. A missing or unreadable file raises ``StoreError`` naming it.
+    """
+    with SqliteDatabase(db_path, readonly=True) as db:
+        return db.verify()

@@ -1,0 +1,333 @@
+"""The async store the daemon uses: the ``Store`` interface and its SQLite implementation.
+
+``SqliteStore`` runs a ``SqliteDatabase`` on one dedicated writer thread, so the
+event loop never blocks on disk and every write is serialized (the audit chain
+cannot fork). A PostgreSQL backend would implement the same ``Store`` protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, Self, TypeVar
+
+from ._audit import VerifyResult
+from ._errors import StoreError
+from ._models import (
+    AlarmRecord,
+    AuditRecord,
+    JobEvent,
+    JobRecord,
+    JobState,
+    SampleLike,
+    Severity,
+    TelemetryPoint,
+)
+from ._sqlite import SignalSummary, SqliteDatabase
+
+__all__ = ["SqliteStore", "Store", "open_store"]
+
+T = TypeVar("T")
+
+
+class Store(Protocol):
+    """What the daemon needs from a store, whatever the database behind it."""
+
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def audit(
+        self,
+        actor: str,
+        action: str,
+        object: str,
+        *,
+        old: Any = None,
+        new: Any = None,
+        reason: str | None = None,
+    ) -> AuditRecord: ...
+    async def record_config_load(
+        self, path: str | Path, sha256: str, *, actor: str = "daemon"
+    ) -> AuditRecord: ...
+    async def audit_records(
+        self, *, start_seq: int = 1, object: str | None = None, limit: int | None = None
+    ) -> list[AuditRecord]: ...
+    async def verify(self) -> VerifyResult: ...
+
+    async def create_job(
+        self,
+        printer: str,
+        *,
+        actor: str,
+        batch_id: str | None = None,
+        patient_id: str | None = None,
+        bioinks: Sequence[Any] = (),
+        gcode_sha256: str | None = None,
+        lines_total: int = 0,
+        reason: str | None = None,
+    ) -> JobRecord: ...
+    async def transition_job(
+        self,
+        job_id: int,
+        new_state: JobState | str,
+        *,
+        actor: str,
+        reason: str | None = None,
+        error: str | None = None,
+    ) -> JobRecord: ...
+    async def record_progress(self, job_id: int, line: int) -> None: ...
+    async def add_job_event(self, job_id: int, kind: str, payload: dict[str, Any]) -> JobEvent: ...
+    async def recover_interrupted(self, *, actor: str = "daemon") -> list[JobRecord]: ...
+    async def get_job(self, job_id: int, *, events: bool = True) -> JobRecord: ...
+    async def list_jobs(
+        self, *, state: JobState | str | None = None, printer: str | None = None, limit: int = 100
+    ) -> list[JobRecord]: ...
+
+    async def raise_alarm(
+        self,
+        device: str,
+        name: str,
+        severity: Severity,
+        *,
+        reason: str | None = None,
+        actor: str = "daemon",
+    ) -> AlarmRecord: ...
+    async def clear_alarm(
+        self, alarm_id: int, *, actor: str = "daemon", reason: str | None = None
+    ) -> AlarmRecord: ...
+    async def acknowledge_alarm(
+        self, alarm_id: int, *, user: str, reason: str | None = None
+    ) -> AlarmRecord: ...
+    async def list_alarms(
+        self, *, active_only: bool = False, limit: int = 100
+    ) -> list[AlarmRecord]: ...
+
+    async def insert_telemetry(self, samples: Iterable[SampleLike]) -> int: ...
+    async def query_telemetry(
+        self,
+        device: str,
+        signal: str | None = None,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int | None = None,
+    ) -> list[TelemetryPoint]: ...
+    async def telemetry_summary(
+        self, device: str, *, start: float | None = None, end: float | None = None
+    ) -> list[SignalSummary]: ...
+
+
+class SqliteStore:
+    """The ``Store`` in one SQLite file; an async context manager.
+
+    Entering opens (creating and migrating the file if needed) on the writer
+    thread; exiting closes the database and joins the thread, and is safe to call
+    twice. Re-entry is refused. If a caller is cancelled while a write runs, the
+    write still completes or rolls back as a whole on the writer thread.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db = SqliteDatabase(self.path)
+        self._executor: ThreadPoolExecutor | None = None
+        self._used = False
+
+    async def __aenter__(self) -> Self:
+        if self._used:
+            raise StoreError("a SqliteStore can be entered only once", file=str(self.path))
+        self._used = True
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labdevices-store")
+        try:
+            await self._run(self._db.open)
+        except BaseException:
+            await self._shutdown()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        try:
+            # Queued behind any write still in flight, so that write finishes first.
+            await asyncio.get_running_loop().run_in_executor(executor, self._db.close)
+        finally:
+            executor.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self._executor is None:
+            raise StoreError("store is not open", file=str(self.path))
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    # -- audit -----------------------------------------------------------------
+
+    async def audit(
+        self,
+        actor: str,
+        action: str,
+        object: str,
+        *,
+        old: Any = None,
+        new: Any = None,
+        reason: str | None = None,
+    ) -> AuditRecord:
+        return await self._run(
+            self._db.audit, actor, action, object, old=old, new=new, reason=reason
+        )
+
+    async def record_config_load(
+        self, path: str | Path, sha256: str, *, actor: str = "daemon"
+    ) -> AuditRecord:
+        return await self._run(self._db.record_config_load, path, sha256, actor=actor)
+
+    async def audit_records(
+        self, *, start_seq: int = 1, object: str | None = None, limit: int | None = None
+    ) -> list[AuditRecord]:
+        return await self._run(
+            self._db.audit_records, start_seq=start_seq, object=object, limit=limit
+        )
+
+    async def verify(self) -> VerifyResult:
+        return await self._run(self._db.verify)
+
+    # -- jobs ------------------------------------------------------------------
+
+    async def create_job(
+        self,
+        printer: str,
+        *,
+        actor: str,
+        batch_id: str | None = None,
+        patient_id: str | None = None,
+        bioinks: Sequence[Any] = (),
+        gcode_sha256: str | None = None,
+        lines_total: int = 0,
+        reason: str | None = None,
+    ) -> JobRecord:
+        return await self._run(
+            self._db.create_job,
+            printer,
+            actor=actor,
+            batch_id=batch_id,
+            patient_id=patient_id,
+            bioinks=bioinks,
+            gcode_sha256=gcode_sha256,
+            lines_total=lines_total,
+            reason=reason,
+        )
+
+    async def transition_job(
+        self,
+        job_id: int,
+        new_state: JobState | str,
+        *,
+        actor: str,
+        reason: str | None = None,
+        error: str | None = None,
+    ) -> JobRecord:
+        return await self._run(
+            self._db.transition_job, job_id, new_state, actor=actor, reason=reason, error=error
+        )
+
+    async def record_progress(self, job_id: int, line: int) -> None:
+        await self._run(self._db.record_progress, job_id, line)
+
+    async def add_job_event(self, job_id: int, kind: str, payload: dict[str, Any]) -> JobEvent:
+        return await self._run(self._db.add_job_event, job_id, kind, payload)
+
+    async def recover_interrupted(self, *, actor: str = "daemon") -> list[JobRecord]:
+        return await self._run(self._db.recover_interrupted, actor=actor)
+
+    async def get_job(self, job_id: int, *, events: bool = True) -> JobRecord:
+        return await self._run(self._db.get_job, job_id, events=events)
+
+    async def list_jobs(
+        self, *, state: JobState | str | None = None, printer: str | None = None, limit: int = 100
+    ) -> list[JobRecord]:
+        return await self._run(self._db.list_jobs, state=state, printer=printer, limit=limit)
+
+    # -- alarms ----------------------------------------------------------------
+
+    async def raise_alarm(
+        self,
+        device: str,
+        name: str,
+        severity: Severity,
+        *,
+        reason: str | None = None,
+        actor: str = "daemon",
+    ) -> AlarmRecord:
+        return await self._run(
+            self._db.raise_alarm, device, name, severity, reason=reason, actor=actor
+        )
+
+    async def clear_alarm(
+        self, alarm_id: int, *, actor: str = "daemon", reason: str | None = None
+    ) -> AlarmRecord:
+        return await self._run(self._db.clear_alarm, alarm_id, actor=actor, reason=reason)
+
+    async def acknowledge_alarm(
+        self, alarm_id: int, *, user: str, reason: str | None = None
+    ) -> AlarmRecord:
+        return await self._run(self._db.acknowledge_alarm, alarm_id, user=user, reason=reason)
+
+    async def list_alarms(
+        self, *, active_only: bool = False, limit: int = 100
+    ) -> list[AlarmRecord]:
+        return await self._run(self._db.list_alarms, active_only=active_only, limit=limit)
+
+    # -- telemetry -------------------------------------------------------------
+
+    async def insert_telemetry(self, samples: Iterable[SampleLike]) -> int:
+        # Materialised here: the caller may reuse its buffer once this returns.
+        return await self._run(self._db.insert_telemetry, list(samples))
+
+    async def query_telemetry(
+        self,
+        device: str,
+        signal: str | None = None,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int | None = None,
+    ) -> list[TelemetryPoint]:
+        return await self._run(
+            self._db.query_telemetry, device, signal, start=start, end=end, limit=limit
+        )
+
+    async def telemetry_summary(
+        self, device: str, *, start: float | None = None, end: float | None = None
+    ) -> list[SignalSummary]:
+        return await self._run(self._db.telemetry_summary, device, start=start, end=end)
+
+
+def open_store(url: str | Path) -> Store:
+    """The store for ``url``: a file path or ``sqlite:///path``; PostgreSQL is not implemented yet."""
+    text = str(url)
+    if text.startswith(("postgresql://", "postgres://")):
+        raise StoreError("PostgreSQL stores are not implemented yet; use an SQLite file path")
+    if text.startswith("sqlite:///"):
+        text = text.removeprefix("sqlite:///")
+    elif "://" in text:
+        raise StoreError(
+            f"unknown store URL scheme in {text!r} (use a file path or sqlite:///path)"
+        )
+    return SqliteStore(text)
