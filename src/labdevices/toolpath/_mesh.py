@@ -1,0 +1,343 @@
+"""Slice an STL mesh into layer paths: contours, perimeters by polygon offset, rectilinear infill.
+
+Python here only orchestrates: the numba kernels of ``_slice``, ``_contours`` and
+``_infill`` do the per-triangle and per-point work, pyclipper the offsetting.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyclipper
+
+from labdevices.errors import ConfigurationError
+from labdevices.toolpath._contours import orient_contours, simplify_contours
+from labdevices.toolpath._infill import clip_lines, link_lines
+from labdevices.toolpath._paths import ROLE_INFILL, ROLE_PERIMETER, LayerPaths
+from labdevices.toolpath._slice import chain_segments, edge_ids, merge_vertices, slice_segments
+
+__all__ = ["MeshError", "MeshSlices", "load_stl", "mesh_contours", "slice_mesh"]
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+MeshInput = str | Path | tuple[npt.ArrayLike, npt.ArrayLike] | Any
+
+# Contour points closer than this to the simplified outline are dropped: far below
+# a strand's width, yet it removes most points of finely tessellated curved meshes.
+RESOLUTION_MM = 0.002
+# pyclipper works on integers: 1 unit = 10 nm
+_SCALE = 1e5
+
+
+class MeshError(ConfigurationError):
+    """A mesh cannot be sliced: unreadable, open where it cannot be repaired, or non-manifold."""
+
+    code = "mesh"
+
+
+@dataclass
+class MeshSlices:
+    """Closed contours of every layer, oriented: outer boundaries CCW, holes CW.
+
+    ``z``: (L,) slicing height of each layer in the mesh's frame; contour ``i`` is
+    ``xy[start[i]:start[i + 1]]``; layer ``k`` holds contours ``layer[k]:layer[k + 1]``;
+    ``area``: (C,) signed area of each contour in mm².
+    """
+
+    z: F64
+    xy: F64
+    start: I64
+    layer: I64
+    area: F64
+
+    def layer_area(self) -> F64:
+        """Net cross-section area of each layer (holes subtracted), mm²."""
+        out = np.zeros(len(self.z))
+        for k in range(len(self.z)):
+            out[k] = self.area[self.layer[k] : self.layer[k + 1]].sum()
+        return out
+
+
+def load_stl(path: str | Path) -> npt.NDArray[np.float32]:
+    """Read a binary or ASCII STL file into (F, 3, 3) float32 triangle corners."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise MeshError(f"{p}: cannot read STL file: {exc.strerror}", file=str(p)) from exc
+    if len(data) >= 84:
+        n = int(np.frombuffer(data, np.uint32, 1, 80)[0])
+        if len(data) == 84 + 50 * n:
+            rec = np.dtype([("n", "<f4", 3), ("v", "<f4", (3, 3)), ("attr", "<u2")])
+            corners = np.frombuffer(data, rec, n, 84)["v"].copy()
+            return _check_corners(corners, p)
+    if data.lstrip()[:5].lower() != b"solid":
+        raise MeshError(
+            f"{p}: not an STL file: neither binary (size does not match the triangle count) "
+            "nor ASCII (does not start with 'solid')",
+            file=str(p),
+        )
+    found = re.findall(rb"vertex\s+(\S+)\s+(\S+)\s+(\S+)", data)
+    try:
+        flat = np.array(found, dtype=np.float64).astype(np.float32)
+    except ValueError as exc:
+        raise MeshError(f"{p}: ASCII STL has a malformed vertex: {exc}", file=str(p)) from exc
+    if len(flat) % 3:
+        raise MeshError(
+            f"{p}: ASCII STL has {len(flat)} vertices, not a multiple of 3", file=str(p)
+        )
+    return _check_corners(flat.reshape(-1, 3, 3), p)
+
+
+def _check_corners(corners: npt.NDArray[np.float32], p: Path) -> npt.NDArray[np.float32]:
+    if len(corners) == 0:
+        raise MeshError(f"{p}: STL file has no triangles", file=str(p))
+    if not np.isfinite(corners).all():
+        raise MeshError(f"{p}: STL file has non-finite coordinates", file=str(p))
+    return corners
+
+
+def _mesh_arrays(mesh: MeshInput) -> tuple[F64, I64, str]:
+    if isinstance(mesh, str | Path):
+        corners = load_stl(mesh)
+        verts, faces = merge_vertices(corners)
+        return verts, faces, str(mesh)
+    if isinstance(mesh, tuple):
+        v = np.ascontiguousarray(mesh[0], dtype=np.float64)
+        f = np.ascontiguousarray(mesh[1], dtype=np.int64)
+        name = "mesh"
+    elif hasattr(mesh, "vertices") and hasattr(mesh, "faces"):  # trimesh.Trimesh and alike
+        v = np.ascontiguousarray(mesh.vertices, dtype=np.float64)
+        f = np.ascontiguousarray(mesh.faces, dtype=np.int64)
+        name = "mesh"
+    else:
+        raise MeshError(
+            f"mesh must be an STL path, a (vertices, faces) pair or a trimesh, not {type(mesh).__name__}"
+        )
+    if v.ndim != 2 or v.shape[1] != 3 or f.ndim != 2 or f.shape[1] != 3 or len(f) == 0:
+        raise MeshError(f"{name}: vertices must be (V, 3) and faces (F, 3) with F > 0")
+    if f.min() < 0 or f.max() >= len(v):
+        raise MeshError(f"{name}: faces index vertices that do not exist")
+    # trimesh and hand-built meshes may repeat coordinates: merge so edges are shared
+    verts, faces = merge_vertices(v[f].astype(np.float32))
+    return verts, faces, name
+
+
+def mesh_contours(
+    mesh: MeshInput, layer_height_mm: float, *, repair_gap_mm: float = 0.0
+) -> MeshSlices:
+    """Slice ``mesh`` at mid-layer heights into oriented closed contours.
+
+    Planes are at ``zmin + h/2 + k*h`` for every k below the top, as PrusaSlicer and
+    CuraEngine slice. Open chains whose ends lie within ``repair_gap_mm`` of each
+    other are closed with a straight segment; anything else that is open or
+    non-manifold raises ``MeshError`` naming the file and the height.
+    """
+    if not layer_height_mm > 0:
+        raise MeshError(f"layer height must be positive, got {layer_height_mm}")
+    verts, faces, name = _mesh_arrays(mesh)
+    tri_edges, edges, count = edge_ids(faces)
+    shared = count > 2
+    if shared.any():
+        e = int(np.flatnonzero(shared)[0])
+        x, y, z = verts[edges[e, 0]]
+        raise MeshError(
+            f"{name}: non-manifold mesh: {int(shared.sum())} edges are shared by more than "
+            f"two triangles (first at x={x:.3f} y={y:.3f} z={z:.3f} mm)",
+            file=name,
+        )
+    n_open_edges = int(np.count_nonzero(count == 1))
+    zmin = float(verts[:, 2].min())
+    zmax = float(verts[:, 2].max())
+    h = float(layer_height_mm)
+    n_layers = max(0, math.ceil((zmax - zmin) / h - 0.5 - 1e-9))
+    z0 = zmin + h / 2
+    layer_start, seg_edge, seg_xy = slice_segments(verts, faces, tri_edges, z0, h, n_layers)
+    xy, start, layer, closed, nonmanifold = chain_segments(
+        layer_start, seg_edge, seg_xy, len(edges)
+    )
+    z = np.empty(n_layers)
+    z[:] = z0 + h * np.arange(n_layers)
+    if nonmanifold.any():
+        k = int(np.flatnonzero(nonmanifold)[0])
+        raise MeshError(
+            f"{name}: non-manifold mesh: at z={z[k]:.3f} mm contours touch along an edge "
+            "or cross themselves",
+            file=name,
+        )
+    if not closed.all():
+        xy, start, layer = _repair(xy, start, layer, closed, z, repair_gap_mm, n_open_edges, name)
+    xy, start, layer = simplify_contours(xy, start, layer, RESOLUTION_MM)
+    xy, _, area = orient_contours(xy, start, layer)
+    return MeshSlices(z, xy, start, layer, area)
+
+
+def _repair(
+    xy: F64,
+    start: I64,
+    layer: I64,
+    closed: npt.NDArray[np.bool_],
+    z: F64,
+    gap: float,
+    n_open_edges: int,
+    name: str,
+) -> tuple[F64, I64, I64]:
+    """Close open chains end to end across gaps up to ``gap``, or raise ``MeshError``."""
+    out_pts: list[F64] = []
+    out_layer = [0]
+    for k in range(len(layer) - 1):
+        chains = [xy[start[i] : start[i + 1]] for i in range(layer[k], layer[k + 1])]
+        flags = [bool(closed[i]) for i in range(layer[k], layer[k + 1])]
+        done = [c for c, f in zip(chains, flags, strict=True) if f]
+        open_ = [c for c, f in zip(chains, flags, strict=True) if not f]
+        n_open_pts = sum(len(c) - 1 for c in open_)
+        while open_:
+            cur = open_.pop()
+            while True:
+                end = cur[-1]
+                best, best_d, flip = -1, float(np.hypot(*(cur[0] - end))), False
+                for j, c in enumerate(open_):
+                    for rev, pt in ((False, c[0]), (True, c[-1])):
+                        d = float(np.hypot(*(pt - end)))
+                        if d < best_d:
+                            best, best_d, flip = j, d, rev
+                if best_d > gap:
+                    raise MeshError(
+                        f"{name}: open mesh: at z={z[k]:.3f} mm {n_open_pts} segments could not "
+                        f"be closed into contours (gap of {best_d:.3f} mm > repair_gap_mm="
+                        f"{gap}; the mesh has {n_open_edges} open edges)",
+                        file=name,
+                    )
+                if best < 0:
+                    done.append(cur[:-1] if best_d == 0.0 else cur)
+                    break
+                nxt = open_.pop(best)
+                cur = np.vstack([cur, nxt[::-1] if flip else nxt])
+        out_pts.extend(c for c in done if len(c) >= 3)
+        out_layer.append(out_layer[-1] + sum(1 for c in done if len(c) >= 3))
+    lengths = np.array([len(c) for c in out_pts], np.int64)
+    new_start = np.zeros(len(out_pts) + 1, np.int64)
+    np.cumsum(lengths, out=new_start[1:])
+    pts = np.concatenate(out_pts) if out_pts else np.zeros((0, 2))
+    return np.ascontiguousarray(pts), new_start, np.array(out_layer, np.int64)
+
+
+def _to_clipper(xy: F64, start: I64, a: int, b: int) -> list[npt.NDArray[np.int64]]:
+    ints = np.round(xy[start[a] : start[b]] * _SCALE).astype(np.int64)
+    base = start[a]
+    return [ints[start[i] - base : start[i + 1] - base] for i in range(a, b)]
+
+
+def slice_mesh(
+    mesh: MeshInput,
+    layer_height_mm: float,
+    line_width_mm: float,
+    perimeters: int = 2,
+    infill_spacing_mm: float | None = None,
+    infill_angle_deg: float = 45.0,
+    tool: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    repair_gap_mm: float | None = None,
+) -> list[LayerPaths]:
+    """Slice a mesh into layer paths: ``perimeters`` closed loops, then rectilinear infill.
+
+    ``mesh``: an STL file (binary or ASCII), a (vertices, faces) pair or a trimesh.
+    The mesh sits on the bed: its lowest point is z = 0 and ``LayerPaths.z`` is each
+    layer's top. Perimeter loop i runs at ``(i + 1/2) * line_width_mm`` inside the
+    outline (outermost first); infill fills the region inside the innermost loop with
+    lines ``infill_spacing_mm`` apart (default 5 line widths: 20 %) at
+    ``infill_angle_deg``, turned by 90° every other layer, linked into zig-zags.
+    Open chains with gaps up to ``repair_gap_mm`` (default half a line width) are
+    closed; larger gaps and non-manifold meshes raise ``MeshError``.
+    ``progress(done, total)`` is called after each layer.
+    """
+    if not line_width_mm > 0:
+        raise MeshError(f"line width must be positive, got {line_width_mm}")
+    if perimeters < 0:
+        raise MeshError(f"perimeters must be >= 0, got {perimeters}")
+    spacing = 5.0 * line_width_mm if infill_spacing_mm is None else float(infill_spacing_mm)
+    if not spacing > 0:
+        raise MeshError(f"infill spacing must be positive, got {infill_spacing_mm}")
+    gap = 0.5 * line_width_mm if repair_gap_mm is None else float(repair_gap_mm)
+    sl = mesh_contours(mesh, layer_height_mm, repair_gap_mm=gap)
+    n_layers = len(sl.z)
+    w = float(line_width_mm)
+
+    perim: list[list[npt.NDArray[np.int64]]] = []
+    region_parts: list[npt.NDArray[np.int64]] = []
+    region_len: list[int] = []
+    region_layer = [0]
+    for k in range(n_layers):
+        a, b = int(sl.layer[k]), int(sl.layer[k + 1])
+        loops: list[npt.NDArray[np.int64]] = []
+        if b > a:
+            off = pyclipper.PyclipperOffset()
+            off.AddPaths(
+                _to_clipper(sl.xy, sl.start, a, b), pyclipper.JT_MITER, pyclipper.ET_CLOSEDPOLYGON
+            )
+            for i in range(perimeters):
+                loops.extend(np.asarray(p, np.int64) for p in off.Execute(-(i + 0.5) * w * _SCALE))
+            inner = off.Execute(-perimeters * w * _SCALE)
+            for p in inner:
+                arr = np.asarray(p, np.int64)
+                region_parts.append(arr)
+                region_len.append(len(arr))
+            region_layer.append(region_layer[-1] + len(inner))
+        else:
+            region_layer.append(region_layer[-1])
+        perim.append(loops)
+
+    lengths = np.array(region_len, np.int64)
+    rstart = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=rstart[1:])
+    rxy = (
+        np.concatenate(region_parts).astype(np.float64) / _SCALE
+        if region_parts
+        else np.zeros((0, 2))
+    )
+    base = math.radians(infill_angle_deg)
+    angles = np.empty(n_layers)
+    angles[:] = base + (np.arange(n_layers) % 2) * (math.pi / 2)
+    layer_seg, seg_row, seg_u = clip_lines(
+        rxy, rstart, np.array(region_layer, np.int64), angles, spacing, 0.5 * w
+    )
+    ipts, ipath, ilayer = link_lines(layer_seg, seg_row, seg_u, angles, spacing, 2.0 * spacing)
+
+    layers: list[LayerPaths] = []
+    for k in range(n_layers):
+        loops = perim[k]
+        n_loop = len(loops)
+        p0, p1 = int(ilayer[k]), int(ilayer[k + 1])
+        n_inf = p1 - p0
+        counts = np.empty(n_loop + n_inf, np.int64)
+        counts[:n_loop] = [len(p) for p in loops]
+        counts[n_loop:] = np.diff(ipath[p0 : p1 + 1])
+        start = np.zeros(n_loop + n_inf + 1, np.int64)
+        np.cumsum(counts, out=start[1:])
+        inf_xy = ipts[ipath[p0] : ipath[p1]]
+        loop_xy = np.concatenate(loops).astype(np.float64) / _SCALE if loops else np.zeros((0, 2))
+        role = np.full(n_loop + n_inf, ROLE_INFILL, np.int8)
+        role[:n_loop] = ROLE_PERIMETER
+        closed = np.zeros(n_loop + n_inf, np.bool_)
+        closed[:n_loop] = True
+        layers.append(
+            LayerPaths(
+                z=(k + 1) * float(layer_height_mm),
+                xy=np.ascontiguousarray(np.concatenate([loop_xy, inf_xy])),
+                start=start,
+                tool=np.full(n_loop + n_inf, tool, np.int32),
+                role=role,
+                closed=closed,
+            )
+        )
+        if progress is not None:
+            progress(k + 1, n_layers)
+    return layers
