@@ -177,7 +177,8 @@ def verify_chain(
                 rec.seq,
                 "inserted",
                 f"record {rec.seq} does not follow record {rec.seq - 1}: its prev_hash does "
-                f"not match (inserted, or the records around it reordered)",
+                f"not match (record {rec.seq} inserted or moved, or record {rec.seq - 1} "
+                f"rewritten with a recomputed hash)",
             )
         prev_hash = rec.hash
         count += 1

@@ -25,8 +25,9 @@ class InvalidTransition(JobRejected):
 
     def __init__(self, job_id: int, old: str, new: str, allowed: list[str]) -> None:
         self.job_id = job_id
-        self.old = old
-        self.new = new
+        self.old = old = str(old)
+        self.new = new = str(new)
+        allowed = [str(a) for a in allowed]
         allowed_text = ", ".join(allowed) if allowed else "none: the job has ended"
         super().__init__(
             f"job {job_id}: cannot go from {old!r} to {new!r} (allowed from {old!r}: {allowed_text})"

@@ -1,0 +1,184 @@
+"""``labdevices audit verify`` and ``labdevices jobs [show ID]``: read the store file directly.
+
+The store is opened read-only, so these commands are safe beside a running
+daemon. The ``jobs`` group keeps its options on the group callback and on each
+command, so that a ``--site`` option (asking a daemon over the bus instead of
+reading the file) can sit beside ``--db``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..store import JobRecord, SqliteDatabase, StoreError, default_db_path, verify_audit
+from . import app, err_console
+
+_DB_HELP = (
+    "store file; default: $LABDEVICES_DB if set, else labdevices/labdevices.db in the "
+    f"per-user data folder (here: {default_db_path()})"
+)
+DbOption = Annotated[Path | None, typer.Option("--db", help=_DB_HELP, show_default=False)]
+
+audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Print jobs recorded in the store.")
+app.add_typer(audit_app, name="audit")
+app.add_typer(jobs_app, name="jobs")
+
+
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    """A missing or corrupt store ends in one line naming the file and exit code 2."""
+    try:
+        yield
+    except StoreError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _when(t: float | None) -> str:
+    return "—" if t is None else datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")
+
+
+@audit_app.command("verify")
+def audit_verify(db: DbOption = None) -> None:
+    """Prove the audit chain from its first record; exit 1 naming the first edited, deleted or
+    reordered record."""
+    path = db or default_db_path()
+    with _store_errors():
+        result = verify_audit(path)
+    console = Console()
+    if result.ok:
+        console.print(f"[bold green]✓[/] {path}: {result.message}", highlight=False)
+        return
+    err_console.print(
+        f"[bold red]✗ {path}: audit chain broken at record {result.first_bad_seq} "
+        f"({result.problem})[/]\n  {result.message}\n"
+        f"  records {1}–{result.head_seq} verified before it",
+        highlight=False,
+    )
+    raise typer.Exit(1)
+
+
+@jobs_app.callback(invoke_without_command=True)
+def jobs(
+    ctx: typer.Context,
+    db: DbOption = None,
+    limit: Annotated[int, typer.Option(help="show at most this many jobs, newest first")] = 50,
+) -> None:
+    """List print jobs, newest first (`labdevices jobs show ID` for one job's full record)."""
+    ctx.obj = db
+    if ctx.invoked_subcommand is not None:
+        return
+    path = db or default_db_path()
+    with _store_errors(), SqliteDatabase(path, readonly=True) as store:
+        records = store.list_jobs(limit=limit)
+    table = Table("id", "printer", "state", "batch", "patient", "progress", "created", "ended")
+    table.columns[2].no_wrap = True
+    for job in records:
+        table.add_row(
+            str(job.id),
+            job.printer,
+            _state(job),
+            job.batch_id or "—",
+            job.patient_id or "—",
+            f"{job.last_ack_line}/{job.lines_total}",
+            _when(job.created_at),
+            _when(job.ended_at),
+        )
+    console = Console()
+    if not records:
+        console.print(f"no jobs in {path}", highlight=False)
+        return
+    console.print(table)
+
+
+def _state(job: JobRecord) -> str:
+    colour = {
+        "completed": "green",
+        "running": "cyan",
+        "paused": "yellow",
+        "queued": "white",
+    }.get(job.state.value, "red")
+    return f"[{colour}]{job.state.value}[/]"
+
+
+@jobs_app.command("show")
+def jobs_show(
+    ctx: typer.Context,
+    job_id: Annotated[int, typer.Argument(metavar="ID", help="job id")],
+    db: DbOption = None,
+) -> None:
+    """Print one job's record: batch and patient, bioinks, G-code hash, state history, telemetry."""
+    parent_db = ctx.obj if isinstance(ctx.obj, Path) else None
+    path = db or parent_db or default_db_path()
+    with _store_errors(), SqliteDatabase(path, readonly=True) as store:
+        job = store.get_job(job_id)
+        history = store.audit_records(object=f"job/{job_id}")
+        summary = store.telemetry_summary(
+            job.printer,
+            start=job.started_at if job.started_at is not None else job.created_at,
+            end=job.ended_at if job.ended_at is not None else time.time(),
+        )
+    console = Console()
+    fields = Table.grid(padding=(0, 2))
+    fields.add_column(style="bold")
+    fields.add_column()
+    for name, value in [
+        ("job", str(job.id)),
+        ("printer", job.printer),
+        ("state", _state(job)),
+        ("batch", job.batch_id or "—"),
+        ("patient", job.patient_id or "—"),
+        ("bioinks", json.dumps(job.bioinks, ensure_ascii=False) if job.bioinks else "—"),
+        ("G-code SHA-256", job.gcode_sha256 or "—"),
+        ("progress", f"line {job.last_ack_line} of {job.lines_total} acknowledged"),
+        ("created", _when(job.created_at)),
+        ("started", _when(job.started_at)),
+        ("ended", _when(job.ended_at)),
+        ("error", job.error or "—"),
+    ]:
+        fields.add_row(name, value)
+    console.print(fields)
+
+    states = Table("time", "actor", "action", "change", "reason", title="state history (audited)")
+    for rec in history:
+        states.add_row(
+            rec.time[:19].replace("T", " ") + " UTC",
+            rec.actor,
+            rec.action,
+            _change(rec.old, rec.new),
+            rec.reason or "",
+        )
+    console.print(states)
+
+    if summary:
+        tele = Table("signal", "unit", "samples", "min", "mean", "max", title="telemetry")
+        for s in summary:
+            tele.add_row(s.signal, s.unit, str(s.count), _num(s.min), _num(s.mean), _num(s.max))
+        console.print(tele)
+    else:
+        console.print(f"no telemetry stored for {job.printer} during this job", highlight=False)
+
+
+def _change(old: str | None, new: str | None) -> str:
+    def state(text: str | None) -> str:
+        if text is None:
+            return "—"
+        value = json.loads(text)
+        return str(value.get("state", text)) if isinstance(value, dict) else text
+
+    return f"{state(old)} → {state(new)}"
+
+
+def _num(v: float | None) -> str:
+    return "—" if v is None else f"{v:.4g}"
