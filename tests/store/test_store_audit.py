@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from labdevices.devices import Sample
 from labdevices.store import (
     GENESIS_HASH,
     JobState,
@@ -16,7 +18,6 @@ from labdevices.store import (
     record_hash,
     verify_audit,
 )
-from labdevices.devices import Sample
 
 from ._tamper import tamper
 
@@ -49,7 +50,7 @@ async def test_chain_verifies_after_many_mixed_operations(
     records = await store.audit_records()
     assert [r.seq for r in records] == list(range(1, expected + 1))
     assert records[0].prev_hash == GENESIS_HASH
-    assert all(b.prev_hash == a.hash for a, b in zip(records, records[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(records))
     assert verify_audit(db_path) == result
 
 
@@ -184,7 +185,7 @@ def test_forged_last_record_is_caught_by_the_head(filled: Path) -> None:
         "SELECT seq, time, actor, action, object, old_value, reason, prev_hash FROM audit WHERE seq = 12"
     ).fetchone()
     conn.close()
-    seq, t, actor, action, obj, old, reason, prev = row
+    seq, t, _actor, action, obj, old, reason, prev = row
     forged = record_hash(
         seq=seq,
         time=t,

@@ -44,7 +44,8 @@ async def test_job_lifecycle_is_recorded_and_audited(store: SqliteStore) -> None
     assert resumed.started_at == running.started_at  # first start is kept
     await store.record_progress(job.id, 300)
     done = await store.transition_job(job.id, "completed", actor="daemon")
-    assert done.ended_at is not None and done.last_ack_line == 300
+    assert done.ended_at is not None
+    assert done.last_ack_line == 300
 
     full = await store.get_job(job.id)
     assert (full.batch_id, full.patient_id, full.bioinks) == (
@@ -145,7 +146,8 @@ async def test_alarms_raise_acknowledge_clear_are_audited(store: SqliteStore) ->
     alarm = await store.raise_alarm("printer1", "head_overheat", "critical", reason="T 41 C > 40 C")
     assert [a.id for a in await store.list_alarms(active_only=True)] == [alarm.id]
     acked = await store.acknowledge_alarm(alarm.id, user="carol", reason="cooling down")
-    assert acked.acknowledged_by == "carol" and acked.acknowledged_at is not None
+    assert acked.acknowledged_by == "carol"
+    assert acked.acknowledged_at is not None
     with pytest.raises(StoreError, match="already acknowledged by carol"):
         await store.acknowledge_alarm(alarm.id, user="dave")
     cleared = await store.clear_alarm(alarm.id, reason="back to 37 C")
