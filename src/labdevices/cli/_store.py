@@ -41,7 +41,7 @@ def _store_errors() -> Iterator[None]:
     try:
         yield
     except StoreError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -58,13 +58,14 @@ def audit_verify(db: DbOption = None) -> None:
         result = verify_audit(path)
     console = Console()
     if result.ok:
-        console.print(f"[bold green]✓[/] {path}: {result.message}", highlight=False)
+        console.print(f"[bold green]✓[/] {path}: {result.message}", highlight=False, soft_wrap=True)
         return
     err_console.print(
         f"[bold red]✗ {path}: audit chain broken at record {result.first_bad_seq} "
         f"({result.problem})[/]\n  {result.message}\n"
         f"  records {1}–{result.head_seq} verified before it",
         highlight=False,
+        soft_wrap=True,
     )
     raise typer.Exit(1)
 
@@ -97,7 +98,7 @@ def jobs(
         )
     console = Console()
     if not records:
-        console.print(f"no jobs in {path}", highlight=False)
+        console.print(f"no jobs in {path}", highlight=False, soft_wrap=True)
         return
     console.print(table)
 
@@ -167,7 +168,11 @@ def jobs_show(
             tele.add_row(s.signal, s.unit, str(s.count), _num(s.min), _num(s.mean), _num(s.max))
         console.print(tele)
     else:
-        console.print(f"no telemetry stored for {job.printer} during this job", highlight=False)
+        console.print(
+            f"no telemetry stored for {job.printer} during this job",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _change(old: str | None, new: str | None) -> str:
