@@ -131,14 +131,19 @@ def _mesh_arrays(mesh: MeshInput) -> tuple[F64, I64, str]:
 
 
 def mesh_contours(
-    mesh: MeshInput, layer_height_mm: float, *, repair_gap_mm: float = 0.0
+    mesh: MeshInput,
+    layer_height_mm: float,
+    *,
+    repair_gap_mm: float = 0.0,
+    resolution_mm: float = RESOLUTION_MM,
 ) -> MeshSlices:
     """Slice ``mesh`` at mid-layer heights into oriented closed contours.
 
     Planes are at ``zmin + h/2 + k*h`` for every k below the top, as PrusaSlicer and
     CuraEngine slice. Open chains whose ends lie within ``repair_gap_mm`` of each
     other are closed with a straight segment; anything else that is open or
-    non-manifold raises ``MeshError`` naming the file and the height.
+    non-manifold raises ``MeshError`` naming the file and the height. Points within
+    ``resolution_mm`` of the simplified outline are dropped (0 keeps them all).
     """
     if not layer_height_mm > 0:
         raise MeshError(f"layer height must be positive, got {layer_height_mm}")
@@ -174,7 +179,8 @@ def mesh_contours(
         )
     if not closed.all():
         xy, start, layer = _repair(xy, start, layer, closed, z, repair_gap_mm, n_open_edges, name)
-    xy, start, layer = simplify_contours(xy, start, layer, RESOLUTION_MM)
+    if resolution_mm > 0:
+        xy, start, layer = simplify_contours(xy, start, layer, resolution_mm)
     xy, _, area = orient_contours(xy, start, layer)
     return MeshSlices(z, xy, start, layer, area)
 
