@@ -108,7 +108,15 @@ async def test_bad_job_input_gets_clear_errors(store: SqliteStore) -> None:
         JobRejected, match="job 1 is queued: progress is only recorded while it runs"
     ):
         await store.record_progress(job.id, 3)
-    assert (await store.verify()).records == 1
+    sized = await store.create_job("printer1", actor="alice", lines_total=10)
+    await store.transition_job(sized.id, "running", actor="daemon")
+    with pytest.raises(JobRejected, match="acknowledged line 11 is past its last line 10"):
+        await store.record_progress(sized.id, 11)
+    with pytest.raises(JobRejected, match="acknowledged line must be >= 0"):
+        await store.record_progress(sized.id, -1)
+    await store.record_progress(sized.id, 10)
+    assert (await store.get_job(sized.id)).last_ack_line == 10
+    assert (await store.verify()).records == 3
 
 
 async def test_startup_recovery_marks_running_jobs_interrupted(db_path: Path) -> None:

@@ -482,13 +482,19 @@ class SqliteDatabase:
             raise JobRejected(f"job {job_id}: acknowledged line must be >= 0, got {line}")
         with self._tx(durable=False) as db:
             cur = db.execute(
-                "UPDATE jobs SET last_ack_line = ? WHERE id = ? AND state IN ('running', 'paused')",
-                (line, job_id),
+                "UPDATE jobs SET last_ack_line = ? WHERE id = ? AND state IN ('running', 'paused')"
+                " AND (lines_total = 0 OR ? <= lines_total)",
+                (line, job_id, line),
             )
             if cur.rowcount == 0:
                 job = self._get_job(db, job_id, events=False)
+                if job.state not in (JobState.RUNNING, JobState.PAUSED):
+                    raise JobRejected(
+                        f"job {job_id} is {job.state.value}: progress is only recorded while it runs",
+                        device=job.printer,
+                    )
                 raise JobRejected(
-                    f"job {job_id} is {job.state.value}: progress is only recorded while it runs",
+                    f"job {job_id}: acknowledged line {line} is past its last line {job.lines_total}",
                     device=job.printer,
                 )
 
