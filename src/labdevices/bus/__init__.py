@@ -1,0 +1,66 @@
+"""The MQTT bus: topic layout, request/reply envelopes, a resilient client, telemetry batching, an embedded broker."""
+
+from ._broker import EmbeddedBroker, start_embedded_broker
+from ._client import BusClient, BusMessage, BusStats, Handler, Subscription
+from ._envelopes import (
+    DeadlineExceeded,
+    ErrorBody,
+    ErrorReply,
+    InternalError,
+    MalformedRequest,
+    OkReply,
+    RemoteError,
+    Request,
+    UnknownCommand,
+    error_from_body,
+    parse_reply,
+    parse_request,
+)
+from ._telemetry import SampleLike, TelemetryPublisher, TelemetryStats
+from ._topics import (
+    RESERVED_NAMES,
+    ROOT,
+    TopicInfo,
+    TopicKind,
+    TopicNameError,
+    Topics,
+    parse_topic,
+    validate_device_name,
+    validate_name,
+    validate_publish_topic,
+)
+
+__all__ = [
+    "RESERVED_NAMES",
+    "ROOT",
+    "BusClient",
+    "BusMessage",
+    "BusStats",
+    "DeadlineExceeded",
+    "EmbeddedBroker",
+    "ErrorBody",
+    "ErrorReply",
+    "Handler",
+    "InternalError",
+    "MalformedRequest",
+    "OkReply",
+    "RemoteError",
+    "Request",
+    "SampleLike",
+    "Subscription",
+    "TelemetryPublisher",
+    "TelemetryStats",
+    "TopicInfo",
+    "TopicKind",
+    "TopicNameError",
+    "Topics",
+    "UnknownCommand",
+    "error_from_body",
+    "parse_reply",
+    "parse_request",
+    "parse_topic",
+    "start_embedded_broker",
+    "validate_device_name",
+    "validate_name",
+    "validate_publish_topic",
+]

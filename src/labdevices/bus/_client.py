@@ -1,0 +1,661 @@
+"""A resilient MQTT connection: reconnects on its own, never loses a queued QoS-1 message, serves and makes requests.
+
+Outgoing messages go through one queue that is unbounded but accounted
+(``BusStats.queued`` and ``queued_high_water``): replies, job events and states
+are never dropped and never block the caller; a message leaves the queue only
+once the broker acknowledged it, and is sent again on the next connection if it
+was not. Delivery is therefore at-least-once; responders drop duplicate requests
+by id, requesters drop duplicate replies. Bounded buffers with counted drops
+belong to lossy producers (see ``TelemetryPublisher``), which hand over only
+what the broker can take.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import math
+import random
+import ssl
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import JsonValue
+
+from ..errors import DeviceConnectionError, DeviceTimeoutError, LabDeviceError, ProtocolError
+from ._envelopes import (
+    DeadlineExceeded,
+    ErrorReply,
+    InternalError,
+    MalformedRequest,
+    OkReply,
+    Request,
+    error_from_body,
+    parse_reply,
+    parse_request,
+)
+from ._topics import TopicNameError, Topics, parse_topic, validate_name, validate_publish_topic
+
+__all__ = ["BusClient", "BusMessage", "BusStats", "Handler", "Subscription"]
+
+log = logging.getLogger("labdevices.bus")
+
+#: a responder: gets the validated request and the topic it came on, returns the JSON result
+Handler = Callable[[Request, str], Awaitable[JsonValue]]
+
+
+@dataclass
+class BusStats:
+    """Counters of one ``BusClient``; nothing the bus drops or refuses goes uncounted."""
+
+    connects: int = 0
+    connection_losses: int = 0
+    published: int = 0
+    queued: int = 0
+    queued_high_water: int = 0
+    requests_served: int = 0
+    duplicate_requests: int = 0
+    deadline_refused: int = 0
+    malformed_replied: int = 0
+    malformed_dropped: int = 0
+    bad_replies: int = 0
+    late_replies: int = 0
+    unrouted: int = 0
+    subscriber_dropped: int = 0
+
+
+@dataclass(frozen=True)
+class BusMessage:
+    """One received message."""
+
+    topic: str
+    payload: bytes
+    retain: bool = False
+
+    def json(self) -> Any:
+        """The payload decoded as JSON; raises ``ProtocolError`` naming the topic if it is not."""
+        try:
+            return json.loads(self.payload)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ProtocolError(f"message on {self.topic} is not JSON: {exc}") from exc
+
+
+class Subscription:
+    """Messages matching one filter, as an async iterator; see ``BusClient.subscribe``.
+
+    With ``maxsize`` > 0 the oldest message is dropped (and counted in ``dropped``)
+    when a slow reader lets the queue fill up.
+    """
+
+    def __init__(self, topic_filter: str, maxsize: int = 0) -> None:
+        self.topic_filter = topic_filter
+        self.dropped = 0
+        self._queue: asyncio.Queue[BusMessage] = asyncio.Queue(maxsize)
+
+    def _put(self, message: BusMessage) -> bool:
+        try:
+            self._queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self._queue.get_nowait()
+            self._queue.put_nowait(message)
+            self.dropped += 1
+            return False
+        return True
+
+    async def get(self) -> BusMessage:
+        return await self._queue.get()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> BusMessage:
+        return await self._queue.get()
+
+
+class _Outgoing:
+    __slots__ = ("done", "payload", "qos", "retain", "topic")
+
+    def __init__(
+        self, topic: str, payload: bytes, qos: int, retain: bool, done: asyncio.Future[None]
+    ):
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+        self.done = done
+
+
+def encode(payload: bytes | JsonValue) -> bytes:
+    """Bytes are sent as they are; anything else is encoded as compact JSON."""
+    if isinstance(payload, bytes):
+        return payload
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+class BusClient:
+    """One MQTT connection that stays up: an async context manager.
+
+    With a ``client_id`` the session is persistent (clean session off, QoS-1
+    subscriptions), so the broker keeps messages for it while it is away and
+    across a broker restart (with broker persistence on); without one, a random
+    id and a clean session are used. ``status_topic`` gets a retained
+    ``{"online": true}`` on every connect and, as last will, ``{"online": false}``.
+
+    Entering does not wait for the broker (an absent broker must not stop a
+    daemon from polling its devices); use ``wait_connected`` to fail fast.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        *,
+        site: str,
+        client_id: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        protocol: Literal["3.1.1", "5"] = "3.1.1",
+        status_topic: str | None = None,
+        keepalive_s: int = 30,
+        reconnect_min_s: float = 0.1,
+        reconnect_max_s: float = 10.0,
+        close_timeout_s: float = 5.0,
+        session_expiry_s: int = 86400,
+        send_window: int = 20,
+        remember_requests: int = 4096,
+    ) -> None:
+        self.topics = Topics(site)
+        self.persistent = client_id is not None
+        self.client_id = validate_name("client", client_id or f"ld-{uuid.uuid4().hex[:16]}")
+        self.reply_topic = self.topics.reply_inbox(self.client_id)
+        self.status_topic = validate_publish_topic(status_topic) if status_topic else None
+        self.stats = BusStats()
+        self.broker = f"mqtt://{host}:{port}"
+        self._host = host
+        self._port = port
+        self._username = username
+        self._password = password
+        self._tls_context = tls_context
+        self._protocol = protocol
+        self._keepalive_s = keepalive_s
+        self._reconnect_min_s = reconnect_min_s
+        self._reconnect_max_s = reconnect_max_s
+        self._close_timeout_s = close_timeout_s
+        self._session_expiry_s = session_expiry_s
+        self._send_window = send_window
+        self._remember_requests = remember_requests
+
+        self._filters: dict[str, int] = {}
+        self._targets: list[tuple[str, Callable[[BusMessage], None]]] = []
+        self._outgoing: deque[_Outgoing] = deque()
+        self._wakeup = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._connected = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+        self._last_error: str | None = None
+        self._pending: dict[str, asyncio.Future[OkReply | ErrorReply]] = {}
+        self._seen: OrderedDict[tuple[str, str], bytes | None] = OrderedDict()
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._tasks: asyncio.TaskGroup | None = None
+        self._run_task: asyncio.Task[None] | None = None
+        self._state: Literal["new", "open", "closing", "closed"] = "new"
+        self._add_target(self.reply_topic, self._on_reply)
+
+    def __repr__(self) -> str:
+        return f"BusClient({self.client_id!r} at {self.broker}, site {self.topics.site!r})"
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._state != "new":
+            raise RuntimeError(f"{self!r} cannot be entered twice")
+        self._state = "open"
+        self._tasks = asyncio.TaskGroup()
+        await self._tasks.__aenter__()
+        self._run_task = self._tasks.create_task(self._run(), name=f"bus {self.client_id}")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._state != "open" or self._tasks is None:
+            return
+        self._state = "closing"
+        try:
+            await self._close_gracefully()
+        finally:
+            self._state = "closed"
+            for task in self._handlers:
+                task.cancel()
+            if self._run_task is not None:
+                self._run_task.cancel()
+            closed = DeviceConnectionError(f"{self!r} closed before the broker acknowledged")
+            if self._outgoing:
+                log.warning(
+                    "%s: closed with %d messages not delivered", self.client_id, len(self._outgoing)
+                )
+            futures: list[asyncio.Future[Any]] = [m.done for m in self._outgoing]
+            futures += self._pending.values()
+            for fut in futures:
+                if not fut.done():
+                    fut.set_exception(closed)
+                    fut.exception()  # retrieved: only a caller still awaiting it should see it
+            await self._tasks.__aexit__(exc_type, exc, tb)
+
+    async def _close_gracefully(self) -> None:
+        # Running handlers get to finish so their replies go out, then everything queued.
+        if self._handlers:
+            await asyncio.wait(set(self._handlers), timeout=self._close_timeout_s)
+        if self.connected:
+            with contextlib.suppress(TimeoutError):
+                await self.flush(self._close_timeout_s)
+        client = self._client
+        if client is not None and self.connected and self.status_topic:
+            # A clean DISCONNECT does not fire the will, so say it ourselves.
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.publish(
+                    self.status_topic,
+                    self._status(online=False),
+                    qos=1,
+                    retain=True,
+                    timeout=self._close_timeout_s,
+                )
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        """Wait for a connection to the broker; ``DeviceConnectionError`` after ``timeout`` s."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._connected.wait()
+        except TimeoutError:
+            why = f": {self._last_error}" if self._last_error else ""
+            raise DeviceConnectionError(
+                f"no connection to MQTT broker {self.broker} within {timeout} s{why}"
+            ) from None
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until the broker acknowledged every queued message (``TimeoutError`` after ``timeout``)."""
+        async with asyncio.timeout(timeout):
+            await self._drained.wait()
+
+    # ---- publishing ------------------------------------------------------------------------
+
+    def post(
+        self, topic: str, payload: bytes | JsonValue, *, qos: int = 1, retain: bool = False
+    ) -> asyncio.Future[None]:
+        """Queue a message and return at once; the future resolves when the broker has it.
+
+        Never blocks and never drops: the message waits in the accounted queue while
+        the broker is away and is sent (again) after each reconnect until acknowledged.
+        """
+        validate_publish_topic(topic)
+        if self._state == "closed":
+            raise DeviceConnectionError(f"{self!r} is closed; cannot publish to {topic}")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outgoing.append(_Outgoing(topic, encode(payload), qos, retain, done))
+        self.stats.queued = len(self._outgoing)
+        self.stats.queued_high_water = max(self.stats.queued_high_water, self.stats.queued)
+        self._drained.clear()
+        self._wakeup.set()
+        return done
+
+    async def publish(
+        self, topic: str, payload: bytes | JsonValue, *, qos: int = 1, retain: bool = False
+    ) -> None:
+        """Queue a message and wait until the broker has acknowledged it (QoS 1) or taken it (QoS 0)."""
+        await self.post(topic, payload, qos=qos, retain=retain)
+
+    # ---- subscribing -----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def subscribe(
+        self, topic_filter: str, *, maxsize: int = 0
+    ) -> AsyncIterator[Subscription]:
+        """Receive the messages matching ``topic_filter`` (QoS 1) while the context is open."""
+        sub = Subscription(topic_filter, maxsize)
+
+        def deliver(message: BusMessage) -> None:
+            if not sub._put(message):
+                self.stats.subscriber_dropped += 1
+
+        await self._subscribe(topic_filter, deliver)
+        try:
+            yield sub
+        finally:
+            await self._unsubscribe(topic_filter, deliver)
+
+    async def serve(self, topic_filter: str, handler: Handler) -> None:
+        """Answer the requests arriving on ``topic_filter`` with ``handler`` until the client closes.
+
+        The envelope is validated first; a malformed one gets a ``malformed_request``
+        error when a reply topic can be recovered, else it is logged and counted. A
+        request whose deadline has passed is refused with ``deadline_exceeded``, not run.
+        A request id seen before is not run again: its reply is sent again.
+        ``LabDeviceError``s raised by the handler become error replies with their code.
+        """
+
+        def deliver(message: BusMessage) -> None:
+            if self._state != "open" or self._tasks is None:
+                return
+            task = self._tasks.create_task(self._handle_request(message, handler))
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+
+        await self._subscribe(topic_filter, deliver)
+
+    async def _subscribe(self, topic_filter: str, target: Callable[[BusMessage], None]) -> None:
+        first = self._add_target(topic_filter, target)
+        client = self._client
+        if first and client is not None and self.connected:
+            # Not subscribed now means subscribed at the next connect, which is as good.
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.subscribe(topic_filter, qos=1)
+
+    async def _unsubscribe(self, topic_filter: str, target: Callable[[BusMessage], None]) -> None:
+        self._targets.remove((topic_filter, target))
+        self._filters[topic_filter] -= 1
+        if self._filters[topic_filter] > 0:
+            return
+        del self._filters[topic_filter]
+        client = self._client
+        if client is not None and self.connected:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.unsubscribe(topic_filter, timeout=self._close_timeout_s)
+
+    def _add_target(self, topic_filter: str, target: Callable[[BusMessage], None]) -> bool:
+        aiomqtt.Wildcard(topic_filter)  # raises ValueError on a malformed filter
+        self._targets.append((topic_filter, target))
+        self._filters[topic_filter] = self._filters.get(topic_filter, 0) + 1
+        return self._filters[topic_filter] == 1
+
+    # ---- requests --------------------------------------------------------------------------
+
+    async def request(
+        self,
+        topic: str,
+        args: dict[str, JsonValue] | None = None,
+        *,
+        timeout: float = 10.0,
+        deadline: float | None = None,
+        actor: str | None = None,
+    ) -> JsonValue:
+        """Send a request and return the result of its reply.
+
+        ``deadline`` (wall-clock epoch seconds, default now + ``timeout``) tells the
+        responder when to refuse rather than run it. An error reply is raised as the
+        ``labdevices.errors`` class of its code; no reply within ``timeout`` s raises
+        ``DeviceTimeoutError``.
+        """
+        device = _device_of(topic)
+        request_id = uuid.uuid4().hex
+        envelope = Request(
+            id=request_id,
+            reply_to=self.reply_topic,
+            actor=actor or self.client_id,
+            args=args or {},
+            deadline=time.time() + timeout if deadline is None else deadline,
+        )
+        reply_future: asyncio.Future[OkReply | ErrorReply] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._pending[request_id] = reply_future
+        try:
+            self.post(topic, envelope.model_dump_json().encode(), qos=1)
+            async with asyncio.timeout(timeout):
+                reply = await reply_future
+        except TimeoutError:
+            state = "" if self.connected else f" (not connected to {self.broker})"
+            raise DeviceTimeoutError(
+                f"no reply to {topic} within {timeout} s{state}", device=device
+            ) from None
+        finally:
+            self._pending.pop(request_id, None)
+        if isinstance(reply, ErrorReply):
+            raise error_from_body(reply.error)
+        return reply.result
+
+    def _on_reply(self, message: BusMessage) -> None:
+        try:
+            reply = parse_reply(message.payload)
+        except ProtocolError as exc:
+            self.stats.bad_replies += 1
+            log.warning("%s: dropped a reply on %s: %s", self.client_id, message.topic, exc)
+            return
+        future = self._pending.pop(reply.id, None) if reply.id is not None else None
+        if future is None or future.done():
+            # A duplicate after a reconnect, or an answer that came after its timeout.
+            self.stats.late_replies += 1
+            return
+        future.set_result(reply)
+
+    async def _handle_request(self, message: BusMessage, handler: Handler) -> None:
+        try:
+            request = parse_request(message.payload)
+        except MalformedRequest as exc:
+            self._refuse_malformed(message, exc)
+            return
+        if not request.reply_to.startswith(self.topics.clients_prefix()):
+            self._refuse_malformed(
+                message,
+                MalformedRequest(
+                    f"reply_to {request.reply_to!r} is not under {self.topics.clients_prefix()}"
+                ),
+            )
+            return
+        key = (request.reply_to, request.id)
+        if key in self._seen:
+            self.stats.duplicate_requests += 1
+            cached = self._seen[key]
+            if cached is not None:  # still running otherwise: its reply will go out
+                self.post(request.reply_to, cached)
+            return
+        if request.deadline is not None and time.time() > request.deadline:
+            self.stats.deadline_refused += 1
+            late = time.time() - request.deadline
+            reply: OkReply | ErrorReply = ErrorReply.from_error(
+                request.id,
+                DeadlineExceeded(
+                    f"request {request.id} on {message.topic} arrived {late:.3f} s after its deadline; not executed",
+                    device=_device_of(message.topic),
+                ),
+            )
+        else:
+            self._remember(key, None)
+            reply = await self._run_handler(request, message.topic, handler)
+        payload = reply.model_dump_json(exclude_none=True).encode()
+        if isinstance(reply, OkReply) or reply.error.code != "deadline_exceeded":
+            self._remember(key, payload)
+        self.stats.requests_served += 1
+        self.post(request.reply_to, payload)
+
+    async def _run_handler(
+        self, request: Request, topic: str, handler: Handler
+    ) -> OkReply | ErrorReply:
+        try:
+            result = await handler(request, topic)
+            return OkReply(id=request.id, result=result)
+        except LabDeviceError as exc:
+            return ErrorReply.from_error(request.id, exc)
+        except Exception as exc:
+            log.exception("%s: handler for %s failed", self.client_id, topic)
+            return ErrorReply.from_error(
+                request.id,
+                InternalError(f"{type(exc).__name__}: {exc}", device=_device_of(topic)),
+            )
+
+    def _remember(self, key: tuple[str, str], payload: bytes | None) -> None:
+        self._seen[key] = payload
+        self._seen.move_to_end(key)
+        while len(self._seen) > self._remember_requests:
+            self._seen.popitem(last=False)
+
+    def _refuse_malformed(self, message: BusMessage, exc: MalformedRequest) -> None:
+        reply_to = exc.reply_to
+        if reply_to is not None and reply_to.startswith(self.topics.clients_prefix()):
+            self.stats.malformed_replied += 1
+            error = MalformedRequest(f"{exc.message} (on {message.topic})")
+            self.post(
+                reply_to, ErrorReply.from_error(exc.request_id, error).model_dump(exclude_none=True)
+            )
+        else:
+            self.stats.malformed_dropped += 1
+            log.warning(
+                "%s: dropped a malformed request on %s: %s",
+                self.client_id,
+                message.topic,
+                exc.message,
+            )
+
+    # ---- the connection loop ---------------------------------------------------------------
+
+    def _status(self, *, online: bool) -> bytes:
+        return encode({"online": online, "client_id": self.client_id, "t": time.time()})
+
+    def _new_client(self) -> aiomqtt.Client:
+        will = None
+        if self.status_topic:
+            will = aiomqtt.Will(self.status_topic, self._status(online=False), qos=1, retain=True)
+        options: dict[str, Any] = {}
+        if self._protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = self._session_expiry_s if self.persistent else 0
+            options = {
+                "protocol": aiomqtt.ProtocolVersion.V5,
+                "clean_start": not self.persistent,
+                "properties": properties,
+            }
+        else:
+            options = {
+                "protocol": aiomqtt.ProtocolVersion.V311,
+                "clean_session": not self.persistent,
+            }
+        return aiomqtt.Client(
+            self._host,
+            self._port,
+            identifier=self.client_id,
+            username=self._username,
+            password=self._password,
+            tls_context=self._tls_context,
+            will=will,
+            keepalive=self._keepalive_s,
+            timeout=self._close_timeout_s,
+            logger=log,
+            **options,
+        )
+
+    async def _run(self) -> None:
+        # aiomqtt's reconnect pattern: a fresh Client per attempt, owned by this loop.
+        failures = 0
+        while True:
+            try:
+                client = self._new_client()
+                async with client:
+                    failures = 0
+                    await self._session(client)
+            except* aiomqtt.MqttError as group:
+                self._last_error = "; ".join(str(e) for e in group.exceptions)
+            finally:
+                if self._connected.is_set():
+                    self.stats.connection_losses += 1
+                    log.warning(
+                        "%s: lost the broker %s: %s", self.client_id, self.broker, self._last_error
+                    )
+                self._connected.clear()
+                self._client = None
+            delay = min(self._reconnect_max_s, self._reconnect_min_s * 2**failures)
+            failures += 1
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        filters = list(self._filters)
+        if filters:
+            await client.subscribe([(f, 1) for f in filters])
+        if self.status_topic:
+            await client.publish(self.status_topic, self._status(online=True), qos=1, retain=True)
+        self._client = client
+        self._connected.set()
+        self.stats.connects += 1
+        log.info("%s: connected to %s", self.client_id, self.broker)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._receive(client))
+            tasks.create_task(self._send(client))
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        messages = client.messages
+        try:
+            async for message in messages:
+                self._dispatch(message)
+        except aiomqtt.MqttError:
+            # Messages paho already acknowledged are ours: handle them before reconnecting.
+            while len(messages):
+                self._dispatch(await anext(messages))
+            raise
+
+    def _dispatch(self, message: aiomqtt.Message) -> None:
+        payload = message.payload
+        if not isinstance(payload, bytes | bytearray):
+            payload = str(payload).encode() if payload is not None else b""
+        received = BusMessage(message.topic.value, bytes(payload), bool(message.retain))
+        routed = False
+        for topic_filter, target in list(self._targets):
+            if message.topic.matches(topic_filter):
+                routed = True
+                target(received)
+        if not routed:
+            self.stats.unrouted += 1
+            log.debug("%s: no subscriber for %s", self.client_id, received.topic)
+
+    async def _send(self, client: aiomqtt.Client) -> None:
+        while True:
+            while not self._outgoing:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            # A window of messages in flight at once; each leaves the queue only when acknowledged.
+            batch = list(itertools.islice(self._outgoing, self._send_window))
+            results = await asyncio.gather(
+                *(
+                    client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain, timeout=math.inf)
+                    for m in batch
+                ),
+                return_exceptions=True,
+            )
+            failure: BaseException | None = None
+            for message, result in zip(batch, results, strict=True):
+                if result is None:
+                    self._outgoing.remove(message)
+                    self.stats.published += 1
+                    if not message.done.done():
+                        message.done.set_result(None)
+                else:
+                    failure = result
+            self.stats.queued = len(self._outgoing)
+            if not self._outgoing:
+                self._drained.set()
+            if failure is not None:
+                raise failure
+
+
+def _device_of(topic: str) -> str | None:
+    try:
+        return parse_topic(topic).device
+    except TopicNameError:
+        return None

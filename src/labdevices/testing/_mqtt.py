@@ -1,0 +1,171 @@
+"""A real Mosquitto broker on a free loopback port, for tests (see plugin.py).
+
+``mosquitto_session`` runs one broker per test session; ``mqtt_broker`` hands
+it to a test and makes sure it runs before and after, so a test that stopped it
+(to test reconnects) cannot break the next one. Persistence is on, in a temp
+directory, so ``stop()``/``start()`` keep persistent sessions and their queued
+QoS-1 messages, like a production broker restart.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+__all__ = ["MosquittoBroker", "find_mosquitto", "mosquitto_session", "mqtt_broker"]
+
+_SEARCH = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto")
+
+
+def find_mosquitto() -> str:
+    """Path of the ``mosquitto`` executable ($LABDEVICES_MOSQUITTO, PATH, then the usual sbin dirs)."""
+    explicit = os.environ.get("LABDEVICES_MOSQUITTO")
+    if explicit:
+        return explicit
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    for candidate in _SEARCH:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    pytest.fail(
+        "mosquitto is not installed (looked in PATH and "
+        + ", ".join(_SEARCH)
+        + "); `make test` installs it (scripts/ensure-mosquitto.sh), "
+        "or set LABDEVICES_MOSQUITTO to its path",
+        pytrace=False,
+    )
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class MosquittoBroker:
+    """One mosquitto process; ``stop()`` and ``start()`` restart it on the same port."""
+
+    def __init__(self, workdir: Path, host: str = "127.0.0.1", *, ready_timeout_s: float = 10.0) -> None:
+        self.executable = find_mosquitto()
+        self.host = host
+        self.port = _free_port(host)
+        self.workdir = workdir
+        self.ready_timeout_s = ready_timeout_s
+        self.config = workdir / "mosquitto.conf"
+        self.log = workdir / "mosquitto.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        lines = [
+            f"listener {self.port} {self.host}",
+            "allow_anonymous true",
+            "persistence true",
+            f"persistence_location {workdir}/",
+            "autosave_interval 0",
+            # Room for what a persistent client misses while it is away in a test.
+            "max_queued_messages 100000",
+            "max_inflight_messages 0",
+            f"log_dest file {self.log}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            # Running as root, mosquitto would switch to a 'mosquitto' user that cannot write here.
+            "user root" if os.geteuid() == 0 else "",
+        ]
+        self.config.write_text("\n".join(lines) + "\n")
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        """Start the broker and return once it accepts connections."""
+        if self.running:
+            return
+        self._process = subprocess.Popen(
+            [self.executable, "-c", str(self.config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        # Readiness is a connection that succeeds: retry the connect (with a short
+        # back-off between refusals) until it does or the process died.
+        deadline = time.monotonic() + self.ready_timeout_s
+        pause = 0.001
+        while True:
+            process = self._process
+            assert process is not None
+            if process.poll() is not None:
+                _, err = process.communicate()
+                self._process = None
+                log = self.log.read_text(errors="replace") if self.log.exists() else ""
+                raise RuntimeError(
+                    f"mosquitto exited with {process.returncode} on port {self.port}:\n"
+                    f"{err.decode(errors='replace')}{log[-2000:]}"
+                )
+            try:
+                with socket.create_connection((self.host, self.port), timeout=1.0):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(
+                        f"mosquitto did not accept connections on {self.url} within {self.ready_timeout_s} s"
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
+
+    def stop(self) -> None:
+        """Stop the broker as a service manager would (SIGTERM: it saves its persistence)."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+        else:
+            process.communicate()
+
+    def kill(self) -> None:
+        """Kill the broker without letting it save anything (a crash)."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.kill()
+            process.communicate()
+
+
+@pytest.fixture(scope="session")
+def mosquitto_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
+    """One Mosquitto for the whole test session; prefer ``mqtt_broker`` in tests."""
+    broker = MosquittoBroker(tmp_path_factory.mktemp("mosquitto"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def mqtt_broker(mosquitto_session: MosquittoBroker) -> Iterator[MosquittoBroker]:
+    """The session's Mosquitto, running; started again after a test that stopped it."""
+    mosquitto_session.start()
+    yield mosquitto_session
+    mosquitto_session.start()
