@@ -1,28 +1,392 @@
-"""modbus driver (placeholder until implemented)."""
+"""The Modbus TCP/RTU driver: block polling on monotonic deadlines, verified setpoint writes.
+
+Signals that share a table and a poll interval are read in as few requests as
+the profile allows (adjacent registers, at most ``max_registers_per_request``).
+Every sample carries a quality: ``good``; ``stale`` (the last good value, while the
+device does not answer or the link is down); ``bad`` (no value: an exception
+response, or nothing read yet). A lost link is reopened by its own loop with
+capped, jittered exponential backoff.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from ..profiles import ModbusProfile
-from ._base import Device, Sample
+from ..errors import (
+    ConfigurationError,
+    DeviceConnectionError,
+    DeviceFault,
+    DeviceTimeoutError,
+    LabDeviceError,
+    ProtocolError,
+)
+from ..profiles import ModbusProfile, ModbusSignal
+from ..transports._modbus import (
+    ModbusExceptionResponse,
+    ModbusLink,
+    acquire_link,
+    parse_modbus_address,
+    release_link,
+)
+from ._base import Device, DeviceState, Sample
 
-__all__ = ["ModbusDevice"]
+__all__ = ["ModbusDevice", "PollStats", "plan_blocks"]
+
+Decoder = Callable[[list[Any]], float | bool]
+
+
+@dataclass(slots=True)
+class _Field:
+    name: str
+    unit: str
+    index: int
+    decode: Decoder
+    deadband: float
+
+
+@dataclass(slots=True)
+class _Block:
+    """One read request: ``count`` registers (or bits) of ``table`` from ``address``."""
+
+    table: str
+    address: int
+    count: int
+    fields: list[_Field]
+
+
+@dataclass
+class PollStats:
+    """Counters of the poll loops; ``latency_s`` holds recent request-to-publish times."""
+
+    polls: int = 0
+    failures: int = 0
+    overruns: int = 0
+    reconnects: int = 0
+    latency_s: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+
+
+def _decoder(sig: ModbusSignal, index: int) -> Decoder:
+    """A fast decoder for one signal at ``index`` of a block read (the poll hot path)."""
+    scale, offset, dtype = sig.scale, sig.offset, sig.dtype
+    identity = scale == 1.0 and offset == 0.0
+    if dtype == "bool":
+        return lambda values: bool(values[index])
+    if dtype == "uint16" and sig.byte_order == "big":
+        if identity:
+            return lambda regs: regs[index]
+        return lambda regs: regs[index] * scale + offset
+    if dtype == "int16" and sig.byte_order == "big":
+
+        def int16(regs: list[Any]) -> float:
+            r: int = regs[index]
+            return (r - 65536 if r & 0x8000 else r) * scale + offset
+
+        return int16
+    width = sig.width
+    return lambda regs: sig.decode(regs[index : index + width])
+
+
+def plan_blocks(
+    signals: dict[str, ModbusSignal], max_registers: int, max_bits: int, max_gap: int
+) -> list[_Block]:
+    """Group signals of one table into block reads: adjacent (or within ``max_gap``), bounded."""
+    blocks: list[_Block] = []
+    by_table: dict[str, list[tuple[str, ModbusSignal]]] = {}
+    for name, sig in signals.items():
+        by_table.setdefault(sig.table, []).append((name, sig))
+    for table, entries in by_table.items():
+        limit = max_bits if table in ("coil", "discrete") else max_registers
+        entries.sort(key=lambda e: e[1].address)
+        current: list[tuple[str, ModbusSignal]] = []
+        start = end = 0  # end: one past the last address in the block
+        for name, sig in entries:
+            sig_end = sig.address + sig.width
+            if current and sig.address - end <= max_gap and sig_end - start <= limit:
+                current.append((name, sig))
+                end = max(end, sig_end)
+                continue
+            if current:
+                blocks.append(_make_block(table, start, end, current))
+            current, start, end = [(name, sig)], sig.address, sig_end
+        if current:
+            blocks.append(_make_block(table, start, end, current))
+    return blocks
+
+
+def _make_block(
+    table: str, start: int, end: int, entries: list[tuple[str, ModbusSignal]]
+) -> _Block:
+    fields = [
+        _Field(
+            name, sig.unit, sig.address - start, _decoder(sig, sig.address - start), sig.deadband
+        )
+        for name, sig in entries
+    ]
+    return _Block(table, start, end - start, fields)
 
 
 class ModbusDevice(Device[ModbusProfile]):
-    def __init__(self, name: str, profile: ModbusProfile, address: str, **options: Any) -> None:
+    """A Modbus device at ``tcp://host:port?unit=1`` or ``rtu:///dev/ttyX?baudrate=19200&unit=1``.
+
+    Options: ``poll`` (default True) starts the poll loops; ``poll_interval_s``
+    overrides the profile's default interval; ``seed`` seeds the backoff jitter.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        profile: ModbusProfile,
+        address: str,
+        *,
+        poll: bool = True,
+        poll_interval_s: float | None = None,
+        seed: int | None = None,
+    ) -> None:
         super().__init__(name, profile)
         self.address = address
+        self._addr = parse_modbus_address(address, device=name)
+        self.unit = self._addr.unit if self._addr.unit is not None else profile.connection.unit
+        self._poll = poll
+        self._default_interval = (
+            poll_interval_s if poll_interval_s is not None else profile.connection.poll_interval_s
+        )
+        self._random = random.Random(seed)
+        self.stats = PollStats()
+        self.last_error: LabDeviceError | None = None
+        self._link: ModbusLink | None = None
+        self._link_lost = asyncio.Event()
+        self._link_up = asyncio.Event()
+        self._last: dict[str, Sample] = {}
+        self._published: dict[str, float | bool] = {}
+        self._timeouts = 0
+        conn = profile.connection
+        groups: dict[float, dict[str, ModbusSignal]] = {}
+        for sig_name, sig in profile.signals.items():
+            interval = (
+                sig.poll_interval_s if sig.poll_interval_s is not None else self._default_interval
+            )
+            groups.setdefault(interval, {})[sig_name] = sig
+        self._groups = {
+            interval: plan_blocks(
+                sigs, conn.max_registers_per_request, conn.max_bits_per_request, conn.max_gap
+            )
+            for interval, sigs in groups.items()
+        }
+        self._all_blocks = plan_blocks(
+            profile.signals, conn.max_registers_per_request, conn.max_bits_per_request, conn.max_gap
+        )
 
+    # -- lifecycle -------------------------------------------------------------
     async def _open(self) -> None:
-        raise NotImplementedError
+        link = acquire_link(self._addr, self.profile.connection, self.name)
+        self._link = link
+        link.on_lost(self._on_link_lost)
+        await link.connect(self.name)
+        self._link_up.set()
+        self._start_background(self._reconnect_loop(), "reconnect")
+        if self._poll:
+            for interval, blocks in self._groups.items():
+                self._start_background(self._poll_loop(interval, blocks), f"poll {interval:g}s")
 
     async def _close(self) -> None:
-        pass
+        link, self._link = self._link, None
+        if link is not None:
+            link.remove_listener(self._on_link_lost)
+            release_link(link)
 
+    def _on_link_lost(self) -> None:
+        self._link_up.clear()
+        self._link_lost.set()
+
+    @property
+    def link(self) -> ModbusLink:
+        if self._link is None:
+            raise DeviceConnectionError("device is not open", device=self.name)
+        return self._link
+
+    # -- reading ---------------------------------------------------------------
     async def read(self, signal: str) -> Sample:
-        raise NotImplementedError
+        """Read one signal now (one request); errors are raised, not turned into quality."""
+        sig = self._modbus_signal(signal)
+        values = await self.link.read(sig.table, sig.address, sig.width, self.unit, self.name)
+        value: float | bool = bool(values[0]) if sig.dtype == "bool" else sig.decode(values)  # type: ignore[arg-type]
+        return Sample(self.name, signal, value, sig.unit)
 
+    async def snapshot(self) -> dict[str, Sample]:
+        """Every signal now, read in blocks; a block that fails gives ``bad`` samples with the reason."""
+        out: dict[str, Sample] = {}
+        for block in self._all_blocks:
+            try:
+                values = await self.link.read(
+                    block.table, block.address, block.count, self.unit, self.name
+                )
+            except (DeviceFault, DeviceTimeoutError, DeviceConnectionError, ProtocolError) as exc:
+                for f in block.fields:
+                    out[f.name] = Sample(
+                        self.name, f.name, None, f.unit, quality="bad", reason=str(exc)
+                    )
+                continue
+            t = time.time()
+            for f in block.fields:
+                out[f.name] = Sample(self.name, f.name, f.decode(values), f.unit, t)
+        return {name: out[name] for name in self.profile.signals}
+
+    def latest(self, signal: str) -> Sample | None:
+        """The last sample the poll loops produced for ``signal``."""
+        return self._last.get(signal)
+
+    # -- writing ---------------------------------------------------------------
     async def write(self, signal: str, value: float) -> None:
-        raise NotImplementedError
+        """Check the limits (nothing is sent on a violation), write, read back and verify."""
+        self.check_write(signal, value)
+        sig = self._modbus_signal(signal)
+        link = self.link
+        payload: list[int] | bool = bool(value) if sig.dtype == "bool" else sig.encode(value)
+        async with link.lock:
+            await link.write_locked(sig.table, sig.address, payload, self.unit, self.name)
+            back = await link.read_locked(sig.table, sig.address, sig.width, self.unit, self.name)
+        got: float | bool = bool(back[0]) if sig.dtype == "bool" else sig.decode(back)  # type: ignore[arg-type]
+        expected: float | bool = bool(value) if sig.dtype == "bool" else sig.decode(payload)  # type: ignore[arg-type]
+        tolerance = 1e-6 * max(1.0, abs(float(expected))) + sig.resolution() / 2
+        if abs(float(got) - float(expected)) > tolerance:
+            raise DeviceFault(
+                f"write of {signal} = {value} {sig.unit} not verified: read back {got} {sig.unit}",
+                device=self.name,
+            )
+        sample = Sample(self.name, signal, got, sig.unit)
+        self._last[signal] = sample
+        self._publish(sample)
+
+    def _modbus_signal(self, name: str) -> ModbusSignal:
+        sig = self.signal(name)
+        if not isinstance(sig, ModbusSignal):  # pragma: no cover - profile type guarantees it
+            raise ConfigurationError(f"signal {name!r} is not a Modbus signal", device=self.name)
+        return sig
+
+    # -- background loops --------------------------------------------------------
+    async def _poll_loop(self, interval: float, blocks: list[_Block]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time()
+        while True:
+            if not self._link_up.is_set():
+                for block in blocks:
+                    self._publish_unavailable(block, "stale", self._outage_reason())
+                if interval == 0:
+                    await self._link_up.wait()
+            else:
+                for block in blocks:
+                    await self._poll_block(block)
+            if interval > 0:
+                # Deadlines on a fixed monotonic grid: no drift; missed ticks are skipped, not bunched.
+                deadline += interval
+                now = loop.time()
+                if deadline < now:
+                    missed = math.ceil((now - deadline) / interval)
+                    self.stats.overruns += missed
+                    deadline += missed * interval
+                await asyncio.sleep(deadline - now)
+
+    async def _poll_block(self, block: _Block) -> None:
+        link = self._link
+        if link is None:
+            return
+        t0 = time.perf_counter()
+        try:
+            values = await link.read(block.table, block.address, block.count, self.unit, self.name)
+        except ModbusExceptionResponse as exc:
+            self._fail(exc)
+            self._publish_unavailable(block, "bad", str(exc))
+            return
+        except DeviceTimeoutError as exc:
+            self._fail(exc)
+            self._timeouts += 1
+            if (
+                not link.is_serial
+                and self._timeouts >= self.profile.connection.timeouts_before_reconnect
+            ):
+                link.drop()
+            self._publish_unavailable(block, "stale", str(exc))
+            return
+        except (DeviceConnectionError, ProtocolError) as exc:
+            self._fail(exc)
+            if isinstance(exc, DeviceConnectionError):
+                self._on_link_lost()
+            self._publish_unavailable(block, "stale", str(exc))
+            return
+        self._timeouts = 0
+        t = time.time()
+        name = self.name
+        last = self._last
+        published = self._published
+        publish = self._publish
+        for f in block.fields:
+            value = f.decode(values)
+            if f.deadband:
+                prev = published.get(f.name)
+                prev_sample = last.get(f.name)
+                if (
+                    prev is not None
+                    and prev_sample is not None
+                    and prev_sample.quality == "good"
+                    and abs(value - prev) <= f.deadband
+                ):
+                    continue
+                published[f.name] = value
+            sample = Sample(name, f.name, value, f.unit, t)
+            last[f.name] = sample
+            publish(sample)
+        stats = self.stats
+        stats.polls += 1
+        stats.latency_s.append(time.perf_counter() - t0)
+
+    def _fail(self, exc: LabDeviceError) -> None:
+        self.last_error = exc
+        self.stats.failures += 1
+
+    def _outage_reason(self) -> str:
+        return f"link down: {self.last_error}" if self.last_error else "link down"
+
+    def _publish_unavailable(self, block: _Block, quality: str, reason: str) -> None:
+        """Samples that say a value is not fresh: never an invented value."""
+        t = time.time()
+        for f in block.fields:
+            prev = self._last.get(f.name)
+            if quality == "stale" and prev is not None and prev.value is not None:
+                sample = Sample(self.name, f.name, prev.value, f.unit, t, "stale", reason)
+            else:
+                sample = Sample(self.name, f.name, None, f.unit, t, "bad", reason)
+            self._publish(sample)
+
+    async def _reconnect_loop(self) -> None:
+        conn = self.profile.connection
+        while True:
+            await self._link_lost.wait()
+            self._set_state(DeviceState.CONNECTING)
+            attempt = 0
+            while True:
+                link = self._link
+                if link is None:
+                    return
+                if link.connected:
+                    break
+                # Full-range jitter keeps devices that lost one gateway from reconnecting in step.
+                delay = min(conn.reconnect_max_s, conn.reconnect_min_s * 2**attempt)
+                await asyncio.sleep(delay * self._random.uniform(0.5, 1.0))
+                try:
+                    await link.connect(self.name)
+                except (DeviceConnectionError, DeviceTimeoutError) as exc:
+                    self.last_error = exc
+                    attempt += 1
+            self._link_lost.clear()
+            self._timeouts = 0
+            self.stats.reconnects += 1
+            self._link_up.set()
+            if self._state == DeviceState.CONNECTING:
+                self._set_state(DeviceState.IDLE)

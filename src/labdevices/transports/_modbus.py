@@ -1,0 +1,345 @@
+"""Modbus links over pymodbus: TCP sockets and RTU serial lines, shared by the devices behind them.
+
+A ``ModbusLink`` is one pymodbus client with a lock, so that devices behind one
+RTU bus or one TCP gateway never interleave requests. ``acquire_link`` hands out
+one link per port (reference-counted, per event loop). Every call has a timeout;
+pymodbus's exceptions become ``labdevices.errors`` naming the device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.framer import FramerType
+
+from ..errors import (
+    ConfigurationError,
+    DeviceConnectionError,
+    DeviceFault,
+    DeviceTimeoutError,
+    ProtocolError,
+)
+from ..profiles._modbus import ModbusConnection
+
+__all__ = [
+    "EXCEPTION_NAMES",
+    "ModbusAddress",
+    "ModbusExceptionResponse",
+    "ModbusLink",
+    "acquire_link",
+    "parse_modbus_address",
+    "release_link",
+]
+
+#: Modbus exception codes by number (Modbus Application Protocol v1.1b3, section 7)
+EXCEPTION_NAMES = {
+    1: "ILLEGAL_FUNCTION",
+    2: "ILLEGAL_DATA_ADDRESS",
+    3: "ILLEGAL_DATA_VALUE",
+    4: "SERVER_DEVICE_FAILURE",
+    5: "ACKNOWLEDGE",
+    6: "SERVER_DEVICE_BUSY",
+    7: "NEGATIVE_ACKNOWLEDGE",
+    8: "MEMORY_PARITY_ERROR",
+    10: "GATEWAY_PATH_UNAVAILABLE",
+    11: "GATEWAY_TARGET_DEVICE_FAILED_TO_RESPOND",
+}
+
+_READ_FC = {"holding": 3, "input": 4, "coil": 1, "discrete": 2}
+
+
+class ModbusExceptionResponse(DeviceFault):
+    """The device answered with a Modbus exception response."""
+
+    def __init__(self, message: str, *, device: str | None, exception_code: int) -> None:
+        self.exception_code = exception_code
+        self.exception_name = EXCEPTION_NAMES.get(exception_code, f"CODE_{exception_code}")
+        super().__init__(message, device=device)
+
+
+@dataclass(frozen=True)
+class ModbusAddress:
+    """Where a device is: ``tcp://host:port?unit=1`` or ``rtu:///dev/ttyUSB0?baudrate=19200&unit=1``."""
+
+    kind: Literal["tcp", "rtu"]
+    host: str
+    port: int
+    path: str
+    unit: int | None
+    baudrate: int | None
+
+    @property
+    def link_key(self) -> str:
+        """Devices with the same key share one link (one socket or one serial port)."""
+        return f"tcp://{self.host}:{self.port}" if self.kind == "tcp" else f"rtu://{self.path}"
+
+
+def parse_modbus_address(address: str, device: str | None = None) -> ModbusAddress:
+    """Parse a Modbus address; a bad one raises ``ConfigurationError`` naming the device."""
+    parts = urlsplit(address)
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+
+    def bad(why: str) -> ConfigurationError:
+        return ConfigurationError(
+            f"bad Modbus address {address!r}: {why} "
+            "(want tcp://host:port?unit=1 or rtu:///dev/ttyUSB0?baudrate=19200&unit=1)",
+            device=device,
+        )
+
+    unknown = set(query) - {"unit", "baudrate"}
+    if unknown:
+        raise bad(f"unknown option(s) {', '.join(sorted(unknown))}")
+    try:
+        unit = int(query["unit"]) if "unit" in query else None
+        baudrate = int(query["baudrate"]) if "baudrate" in query else None
+    except ValueError as exc:
+        raise bad("unit and baudrate must be integers") from exc
+    if unit is not None and not 0 <= unit <= 247:
+        raise bad(f"unit {unit} is outside 0…247")
+    if parts.scheme == "tcp":
+        try:
+            port = parts.port or 502
+        except ValueError as exc:
+            raise bad("port is not a number") from exc
+        if not parts.hostname:
+            raise bad("no host")
+        return ModbusAddress("tcp", parts.hostname, port, "", unit, baudrate)
+    if parts.scheme == "rtu":
+        path = parts.path or parts.netloc
+        if not path:
+            raise bad("no serial port")
+        return ModbusAddress("rtu", "", 0, path, unit, baudrate)
+    raise bad(f"unknown scheme {parts.scheme!r}")
+
+
+class ModbusLink:
+    """One pymodbus client; ``lock`` serialises requests of every device behind it."""
+
+    def __init__(self, address: ModbusAddress, settings: ModbusConnection) -> None:
+        self.address = address
+        self.settings = settings
+        self.lock = asyncio.Lock()
+        self.requests = 0
+        self._listeners: list[Callable[[], None]] = []
+        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
+        self._users = 0
+
+    @property
+    def key(self) -> str:
+        return self.address.link_key
+
+    @property
+    def is_serial(self) -> bool:
+        return self.address.kind == "rtu"
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.connected
+
+    def on_lost(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` whenever the link drops (the devices then reconnect)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _new_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+        s = self.settings
+        # pymodbus's own reconnect is off (reconnect_delay=0): the devices reconnect with backoff.
+        if self.address.kind == "tcp":
+            return AsyncModbusTcpClient(
+                self.address.host,
+                port=self.address.port,
+                framer=FramerType.SOCKET,
+                timeout=s.timeout_s,
+                retries=s.retries,
+                reconnect_delay=0,
+                trace_connect=self._trace_connect,
+            )
+        return AsyncModbusSerialClient(
+            self.address.path,
+            framer=FramerType.RTU,
+            baudrate=self.address.baudrate or s.baudrate,
+            bytesize=s.bytesize,
+            parity=s.parity,
+            stopbits=s.stopbits,
+            timeout=s.timeout_s,
+            retries=s.retries,
+            reconnect_delay=0,
+            trace_connect=self._trace_connect,
+        )
+
+    def _trace_connect(self, connected: bool) -> None:
+        if connected:
+            return
+        client = self._client
+        # A request in flight would otherwise wait out its timeout on a dead socket.
+        future = getattr(getattr(client, "ctx", None), "response_future", None)
+        if isinstance(future, asyncio.Future) and not future.done():
+            future.set_exception(ConnectionException("connection lost"))
+        for listener in list(self._listeners):
+            listener()
+
+    async def connect(self, device: str) -> None:
+        """Open the link unless it is open; failure raises ``DeviceConnectionError``."""
+        async with self.lock:
+            if self.connected:
+                return
+            if self._client is not None:
+                self._client.close()
+            self._client = self._new_client()
+            timeout = self.settings.connect_timeout_s
+            try:
+                async with asyncio.timeout(timeout + 1.0):
+                    ok = await self._client.connect()
+            except TimeoutError as exc:
+                raise DeviceTimeoutError(
+                    f"connecting to {self.key} took longer than {timeout} s", device=device
+                ) from exc
+            if not ok:
+                self._client.close()
+                self._client = None
+                raise DeviceConnectionError(f"cannot connect to {self.key}", device=device)
+            if self.is_serial:
+                # pymodbus finishes opening a serial transport on the next loop turn.
+                await asyncio.sleep(0)
+
+    def drop(self) -> None:
+        """Close the socket or port (e.g. after repeated timeouts); listeners are told."""
+        client, self._client = self._client, None
+        if client is not None and client.connected:
+            client.close()
+            for listener in list(self._listeners):
+                listener()
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    async def read(
+        self, table: str, address: int, count: int, unit: int, device: str
+    ) -> list[int] | list[bool]:
+        """Read ``count`` registers or bits from ``table`` starting at ``address``."""
+        async with self.lock:
+            return await self.read_locked(table, address, count, unit, device)
+
+    async def read_locked(
+        self, table: str, address: int, count: int, unit: int, device: str
+    ) -> list[int] | list[bool]:
+        """``read`` for a caller that already holds ``lock`` (e.g. write then read back)."""
+        client = self._require(device)
+        what = f"reading {count} {table} at {address} (unit {unit})"
+        if table == "holding":
+            call = client.read_holding_registers
+        elif table == "input":
+            call = client.read_input_registers
+        elif table == "coil":
+            call = client.read_coils
+        else:
+            call = client.read_discrete_inputs
+        response = await self._execute(call(address, count=count, device_id=unit), device, what)
+        if response.function_code != _READ_FC[table]:
+            raise ProtocolError(
+                f"{what}: answer has function code {response.function_code}", device=device
+            )
+        if table in ("coil", "discrete"):
+            bits = list(response.bits)
+            if len(bits) < count:
+                raise ProtocolError(f"{what}: answer holds {len(bits)} bits", device=device)
+            return bits[:count]
+        registers = response.registers
+        if len(registers) != count:
+            raise ProtocolError(f"{what}: answer holds {len(registers)} registers", device=device)
+        return registers  # type: ignore[no-any-return]
+
+    async def write_locked(
+        self, table: str, address: int, values: list[int] | bool, unit: int, device: str
+    ) -> None:
+        """Write registers (fc 6/16) or a coil (fc 5); the caller holds ``lock``."""
+        client = self._require(device)
+        what = f"writing {table} at {address} (unit {unit})"
+        if table == "coil":
+            coro = client.write_coil(address, bool(values), device_id=unit)
+        elif table != "holding" or isinstance(values, bool):
+            raise ConfigurationError(f"{what}: {table} cannot be written", device=device)
+        elif len(values) == 1:
+            coro = client.write_register(address, values[0], device_id=unit)
+        else:
+            coro = client.write_registers(address, values, device_id=unit)
+        await self._execute(coro, device, what)
+
+    def _require(self, device: str) -> Any:
+        client = self._client
+        if client is None or not client.connected:
+            # Never let pymodbus reconnect behind our backoff: report the outage instead.
+            raise DeviceConnectionError(f"link {self.key} is not connected", device=device)
+        return client
+
+    async def _execute(self, coro: Any, device: str, what: str) -> Any:
+        s = self.settings
+        # pymodbus times out each attempt; this outer bound guards against a hung transport.
+        guard = s.timeout_s * (s.retries + 1) + 1.0
+        self.requests += 1
+        try:
+            async with asyncio.timeout(guard):
+                response = await coro
+        except TimeoutError as exc:
+            raise DeviceTimeoutError(
+                f"{what}: no answer within {guard:.1f} s", device=device
+            ) from exc
+        except ModbusIOException as exc:
+            raise DeviceTimeoutError(
+                f"{what}: no answer within {s.timeout_s} s ({s.retries} retries)", device=device
+            ) from exc
+        except ConnectionException as exc:
+            raise DeviceConnectionError(f"{what}: link {self.key} lost", device=device) from exc
+        except ModbusException as exc:
+            raise ProtocolError(f"{what}: {exc}", device=device) from exc
+        except OSError as exc:
+            raise DeviceConnectionError(f"{what}: {exc}", device=device) from exc
+        if response.isError():
+            code = int(getattr(response, "exception_code", 0))
+            name = EXCEPTION_NAMES.get(code, f"CODE_{code}")
+            raise ModbusExceptionResponse(
+                f"{what}: exception response {code} {name}", device=device, exception_code=code
+            )
+        return response
+
+
+# One registry per event loop: a link's lock and client belong to the loop that made them.
+_links: dict[tuple[int, str], ModbusLink] = {}
+
+
+def acquire_link(address: ModbusAddress, settings: ModbusConnection, device: str) -> ModbusLink:
+    """The shared link for ``address``'s port, created on first use."""
+    key = (id(asyncio.get_running_loop()), address.link_key)
+    link = _links.get(key)
+    if link is None:
+        link = _links[key] = ModbusLink(address, settings)
+    elif link.is_serial and (address.baudrate or settings.baudrate) != (
+        link.address.baudrate or link.settings.baudrate
+    ):
+        raise ConfigurationError(
+            f"{address.link_key} is already open at another baud rate by another device",
+            device=device,
+        )
+    link._users += 1
+    return link
+
+
+def release_link(link: ModbusLink) -> None:
+    """Give a link back; the last user closes it."""
+    link._users -= 1
+    if link._users <= 0:
+        link.close()
+        for key, value in list(_links.items()):
+            if value is link:
+                del _links[key]
