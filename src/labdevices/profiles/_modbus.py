@@ -163,6 +163,8 @@ class ModbusSignal(SignalBase):
         """Engineering value from this signal's ``width`` raw registers."""
         dtype = self.dtype
         raw = registers_to_raw(registers, dtype, self.word_order, self.byte_order)
+        if self.scale == 1.0 and self.offset == 0.0:
+            return raw  # integers stay integers
         return raw * self.scale + self.offset
 
     def encode(self, value: float) -> list[int]:
