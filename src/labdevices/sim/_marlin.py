@@ -108,6 +108,27 @@ class PrinterState:
     lost_bytes: int
     resets: int
 
+    @property
+    def valves(self) -> dict[int, bool]:
+        """Valve open, by printhead tool."""
+        return {t: h.valve_open for t, h in self.printheads.items()}
+
+    @property
+    def pressures_kpa(self) -> dict[int, float]:
+        return {t: h.pressure_kpa for t, h in self.printheads.items()}
+
+    @property
+    def pressure_setpoints_kpa(self) -> dict[int, float]:
+        return {t: h.pressure_target_kpa for t, h in self.printheads.items()}
+
+    @property
+    def temperatures_c(self) -> dict[int, float]:
+        return {t: h.temperature_c for t, h in self.printheads.items()}
+
+    @property
+    def temperature_setpoints_c(self) -> dict[int, float]:
+        return {t: h.temperature_target_c for t, h in self.printheads.items()}
+
 
 class _FirstOrder:
     """A heater or pressure regulator: moves toward its target with time constant ``tau_s``."""
