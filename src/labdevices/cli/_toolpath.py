@@ -1,0 +1,57 @@
+"""``labdevices toolpath JOB``: plan a print job into G-code, a preview picture and a summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import app
+
+
+@app.command()
+def toolpath(
+    job_file: Annotated[Path, typer.Argument(help="print job, TOML or JSON")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="G-code file to write")
+    ] = None,
+    preview: Annotated[
+        Path | None, typer.Option("--preview", help="preview picture, .png or .svg")
+    ] = None,
+    layer: Annotated[
+        int | None, typer.Option("--layer", help="layer shown from above (1-based; default top)")
+    ] = None,
+) -> None:
+    """Plan a print: layer paths, deposition physics, G-code in the printer's dialect."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from ..errors import ConfigurationError
+    from ..toolpath import load_job, plan_job
+    from ..toolpath._preview import render_preview, summary_table
+
+    console = Console()
+    job = load_job(job_file)
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+    ) as bar:
+        task = bar.add_task("loading", total=None)
+        result = plan_job(job, progress=lambda stage: bar.update(task, description=stage))
+        if preview is not None:
+            bar.update(task, description="preview")
+            if layer is not None and not 1 <= layer <= len(result.layers):
+                raise ConfigurationError(
+                    f"--layer: {layer} is not a layer of this job (1…{len(result.layers)})"
+                )
+            render_preview(result, preview, None if layer is None else layer - 1)
+    if output is not None:
+        output.write_text(result.gcode, encoding="ascii")
+    console.print(summary_table(result))
+    for note in result.notes:
+        console.print(f"[cyan]note:[/] {note}", highlight=False)
+    for w in result.warnings:
+        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    written = [str(p) for p in (output, preview) if p is not None]
+    if written:
+        console.print("wrote " + ", ".join(written))
