@@ -23,7 +23,14 @@ from labdevices.toolpath._infill import clip_lines, link_lines
 from labdevices.toolpath._paths import ROLE_INFILL, ROLE_PERIMETER, LayerPaths
 from labdevices.toolpath._slice import chain_segments, edge_ids, merge_vertices, slice_segments
 
-__all__ = ["MeshError", "MeshSlices", "load_stl", "mesh_contours", "slice_mesh"]
+__all__ = [
+    "MeshError",
+    "MeshSlices",
+    "load_stl",
+    "mesh_contours",
+    "slice_mesh",
+    "slice_mesh_walls",
+]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -148,6 +155,10 @@ def mesh_contours(
     if not layer_height_mm > 0:
         raise MeshError(f"layer height must be positive, got {layer_height_mm}")
     verts, faces, name = _mesh_arrays(mesh)
+    # triangles that lost a corner in merging have no area and would fake extra edge uses
+    ok = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 2] != faces[:, 0])
+    if not ok.all():
+        faces = np.ascontiguousarray(faces[ok])
     tri_edges, edges, count = edge_ids(faces)
     shared = count > 2
     if shared.any():
@@ -252,6 +263,7 @@ def slice_mesh(
     progress: Callable[[int, int], None] | None = None,
     *,
     repair_gap_mm: float | None = None,
+    resolution_mm: float = RESOLUTION_MM,
 ) -> list[LayerPaths]:
     """Slice a mesh into layer paths: ``perimeters`` closed loops, then rectilinear infill.
 
@@ -262,8 +274,42 @@ def slice_mesh(
     lines ``infill_spacing_mm`` apart (default 5 line widths: 20 %) at
     ``infill_angle_deg``, turned by 90° every other layer, linked into zig-zags.
     Open chains with gaps up to ``repair_gap_mm`` (default half a line width) are
-    closed; larger gaps and non-manifold meshes raise ``MeshError``.
+    closed; larger gaps and non-manifold meshes raise ``MeshError``. Contour points
+    within ``resolution_mm`` of the simplified outline are dropped.
     ``progress(done, total)`` is called after each layer.
+    """
+    layers, _ = slice_mesh_walls(
+        mesh,
+        layer_height_mm,
+        line_width_mm,
+        perimeters,
+        infill_spacing_mm,
+        infill_angle_deg,
+        tool,
+        progress,
+        repair_gap_mm=repair_gap_mm,
+        resolution_mm=resolution_mm,
+    )
+    return layers
+
+
+def slice_mesh_walls(
+    mesh: MeshInput,
+    layer_height_mm: float,
+    line_width_mm: float,
+    perimeters: int = 2,
+    infill_spacing_mm: float | None = None,
+    infill_angle_deg: float = 45.0,
+    tool: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    repair_gap_mm: float | None = None,
+    resolution_mm: float = RESOLUTION_MM,
+) -> tuple[list[LayerPaths], I64]:
+    """``slice_mesh``, also returning how many paths at the start of each layer are outer walls.
+
+    The outer walls (the loops half a line width inside the outline) come first in
+    every layer; the benchmark tells them apart this way.
     """
     if not line_width_mm > 0:
         raise MeshError(f"line width must be positive, got {line_width_mm}")
@@ -273,11 +319,12 @@ def slice_mesh(
     if not spacing > 0:
         raise MeshError(f"infill spacing must be positive, got {infill_spacing_mm}")
     gap = 0.5 * line_width_mm if repair_gap_mm is None else float(repair_gap_mm)
-    sl = mesh_contours(mesh, layer_height_mm, repair_gap_mm=gap)
+    sl = mesh_contours(mesh, layer_height_mm, repair_gap_mm=gap, resolution_mm=resolution_mm)
     n_layers = len(sl.z)
     w = float(line_width_mm)
 
     perim: list[list[npt.NDArray[np.int64]]] = []
+    n_outer = np.zeros(n_layers, np.int64)
     region_parts: list[npt.NDArray[np.int64]] = []
     region_len: list[int] = []
     region_layer = [0]
@@ -291,6 +338,8 @@ def slice_mesh(
             )
             for i in range(perimeters):
                 loops.extend(np.asarray(p, np.int64) for p in off.Execute(-(i + 0.5) * w * _SCALE))
+                if i == 0:
+                    n_outer[k] = len(loops)
             inner = off.Execute(-perimeters * w * _SCALE)
             for p in inner:
                 arr = np.asarray(p, np.int64)
@@ -346,4 +395,4 @@ def slice_mesh(
         )
         if progress is not None:
             progress(k + 1, n_layers)
-    return layers
+    return layers, n_outer
