@@ -199,6 +199,8 @@ class _Engine:
     def attach_tcp(self, link: _TcpLink) -> bool:
         if self._tcp_client is not None or self.closed:
             return False
+        if self._active is None:
+            self.service()  # what the firmware said while nobody listened is gone
         self._tcp_client = link
         self._links.append(link)
         self._active = link
