@@ -7,6 +7,7 @@ inside the rheology formulas, pressures reported in kPa, flows in mm³/s (= µL/
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -101,7 +102,7 @@ def needle_flow_power_law(
     (Bird, Armstrong & Hassager, Dynamics of Polymeric Liquids vol. 1, 1987, §4.2;
     Chhabra & Richardson, Non-Newtonian Flow and Applied Rheology, 2008, eq. 3.8).
     """
-    return (
+    return float(
         math.pi * n * radius_m**3 / (3 * n + 1) * (radius_m * dp_pa / (2 * k * length_m)) ** (1 / n)
     )
 
@@ -116,7 +117,7 @@ def _hb_flow(tau_w: float, r: float, k: float, n: float, ty: float) -> float:
         return 0.0
     m = 1.0 / n
     d = tau_w - ty
-    return (
+    return float(
         math.pi
         * r**3
         / tau_w**3
@@ -129,7 +130,7 @@ def _hb_flow(tau_w: float, r: float, k: float, n: float, ty: float) -> float:
 @njit(cache=True)
 def _wall_stress(q: float, r: float, k: float, n: float, ty: float) -> float:
     """Wall shear stress for flow q [m³/s] through radius r: closed form for a power law, bisection for HB."""
-    tpl = k * (q * (3.0 * n + 1.0) / (math.pi * n * r**3)) ** n
+    tpl = float(k * (q * (3.0 * n + 1.0) / (math.pi * n * r**3)) ** n)
     if ty <= 0.0 or q <= 0.0:
         return tpl
     lo = ty
@@ -161,10 +162,14 @@ def _section_dp(
         c = 2.0 * k * ((3.0 * n + 1.0) * q / (math.pi * n)) ** n
         dp = c * length / (3.0 * n * (r_in - r_out)) * (r_out ** (-3.0 * n) - r_in ** (-3.0 * n))
         return dp, tw_out
+    # slices equal in log radius: the drop concentrates near the narrow end
     dp = 0.0
-    dz = length / _CONE_SLICES
+    rho = r_out / r_in
     for j in range(_CONE_SLICES):
-        r = r_in + (r_out - r_in) * (j + 0.5) / _CONE_SLICES
+        ra = r_in * rho ** (j / _CONE_SLICES)
+        rb = r_in * rho ** ((j + 1) / _CONE_SLICES)
+        r = math.sqrt(ra * rb)
+        dz = length * (ra - rb) / (r_in - r_out)
         dp += 2.0 * dz * _wall_stress(q, r, k, n, ty) / r
     return dp, tw_out
 
@@ -275,7 +280,7 @@ def _hb_flow_np(tau_w: F64, r: F64, k: float, n: float, ty: float) -> F64:
     return np.where(tau_w > ty, q, 0.0)
 
 
-def _wall_stress_np(q: F64, r: F64, k: float, n: float, ty: float) -> F64:
+def _wall_stress_np(q: F64, r: F64 | np.float64, k: float, n: float, ty: float) -> F64:
     q = np.asarray(q, np.float64)
     r = np.broadcast_to(np.asarray(r, np.float64), q.shape)
     tpl = k * (q * (3 * n + 1) / (np.pi * n * r**3)) ** n
@@ -310,10 +315,11 @@ def _section_dp_np(
         return c * length / (3 * n * (r_in - r_out)) * (
             r_out ** (-3 * n) - r_in ** (-3 * n)
         ), tw_out
-    dz = length / _CONE_SLICES
     dp = zero.copy()
-    for j in range(_CONE_SLICES):
-        r = r_in + (r_out - r_in) * (j + 0.5) / _CONE_SLICES
+    edges = r_in * (r_out / r_in) ** (np.arange(_CONE_SLICES + 1) / _CONE_SLICES)
+    for ra, rb in itertools.pairwise(edges):
+        r = math.sqrt(ra * rb)
+        dz = length * (ra - rb) / (r_in - r_out)
         dp += 2 * dz * _wall_stress_np(q, np.float64(r), k, n, ty) / r
     return dp, tw_out
 

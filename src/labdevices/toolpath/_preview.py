@@ -71,7 +71,7 @@ def render_preview(result: ToolpathResult, path: str | Path, layer: int | None =
     y1 = (seg[idx, 2] + seg[idx, 3]) * s30 + zz
     lines = np.stack([np.column_stack([x0, y0]), np.column_stack([x1, y1])], axis=1)
     ax_iso.add_collection(
-        LineCollection(lines, colors=colours[result.seg_tool[idx]], linewidths=0.5)
+        LineCollection(list(lines), colors=colours[result.seg_tool[idx]], linewidths=0.5)
     )
     ax_iso.set_aspect("equal")
     ax_iso.autoscale()
