@@ -10,7 +10,13 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-__all__ = ["clip_lines", "clip_lines_ref", "link_lines", "link_lines_ref"]
+__all__ = [
+    "clip_lines",
+    "clip_lines_ref",
+    "infill_paths",
+    "link_lines",
+    "link_lines_ref",
+]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -265,3 +271,18 @@ def link_lines_ref(
             paths.append((first, np.array(pts)))
         out.append([p for _, p in sorted(paths, key=lambda fp: fp[0])])
     return out
+
+
+@njit(cache=True)
+def infill_paths(
+    xy: F64,
+    start: I64,
+    layer: I64,
+    angles: F64,
+    spacing: float,
+    min_len: float,
+    max_link: float,
+) -> tuple[F64, I64, I64]:
+    """``clip_lines`` then ``link_lines`` in one numba entry point (one cache load)."""
+    layer_seg, seg_row, seg_u = clip_lines(xy, start, layer, angles, spacing, min_len)
+    return link_lines(layer_seg, seg_row, seg_u, angles, spacing, max_link)

@@ -18,10 +18,9 @@ import numpy.typing as npt
 import pyclipper
 
 from labdevices.errors import ConfigurationError
-from labdevices.toolpath._contours import orient_contours, simplify_contours
-from labdevices.toolpath._infill import clip_lines, link_lines
+from labdevices.toolpath._infill import infill_paths
 from labdevices.toolpath._paths import ROLE_INFILL, ROLE_PERIMETER, LayerPaths
-from labdevices.toolpath._slice import chain_segments, edge_ids, merge_vertices, slice_segments
+from labdevices.toolpath._slice_pipeline import contours_from_corners, finish_contours
 
 __all__ = [
     "MeshError",
@@ -111,30 +110,25 @@ def _check_corners(corners: npt.NDArray[np.float32], p: Path) -> npt.NDArray[np.
     return corners
 
 
-def _mesh_arrays(mesh: MeshInput) -> tuple[F64, I64, str]:
+def _mesh_corners(mesh: MeshInput) -> tuple[npt.NDArray[np.float32], str]:
     if isinstance(mesh, str | Path):
-        corners = load_stl(mesh)
-        verts, faces = merge_vertices(corners)
-        return verts, faces, str(mesh)
+        return load_stl(mesh), str(mesh)
     if isinstance(mesh, tuple):
-        v = np.ascontiguousarray(mesh[0], dtype=np.float64)
-        f = np.ascontiguousarray(mesh[1], dtype=np.int64)
-        name = "mesh"
+        v = np.asarray(mesh[0], dtype=np.float64)
+        f = np.asarray(mesh[1], dtype=np.int64)
     elif hasattr(mesh, "vertices") and hasattr(mesh, "faces"):  # trimesh.Trimesh and alike
-        v = np.ascontiguousarray(mesh.vertices, dtype=np.float64)
-        f = np.ascontiguousarray(mesh.faces, dtype=np.int64)
-        name = "mesh"
+        v = np.asarray(mesh.vertices, dtype=np.float64)
+        f = np.asarray(mesh.faces, dtype=np.int64)
     else:
         raise MeshError(
             f"mesh must be an STL path, a (vertices, faces) pair or a trimesh, not {type(mesh).__name__}"
         )
     if v.ndim != 2 or v.shape[1] != 3 or f.ndim != 2 or f.shape[1] != 3 or len(f) == 0:
-        raise MeshError(f"{name}: vertices must be (V, 3) and faces (F, 3) with F > 0")
+        raise MeshError("mesh: vertices must be (V, 3) and faces (F, 3) with F > 0")
     if f.min() < 0 or f.max() >= len(v):
-        raise MeshError(f"{name}: faces index vertices that do not exist")
-    # trimesh and hand-built meshes may repeat coordinates: merge so edges are shared
-    verts, faces = merge_vertices(v[f].astype(np.float32))
-    return verts, faces, name
+        raise MeshError("mesh: faces index vertices that do not exist")
+    # as in an STL file: corners are merged again by value, so repeated coordinates share edges
+    return np.ascontiguousarray(v[f], dtype=np.float32), "mesh"
 
 
 def mesh_contours(
@@ -154,31 +148,20 @@ def mesh_contours(
     """
     if not layer_height_mm > 0:
         raise MeshError(f"layer height must be positive, got {layer_height_mm}")
-    verts, faces, name = _mesh_arrays(mesh)
-    # triangles that lost a corner in merging have no area and would fake extra edge uses
-    ok = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 2] != faces[:, 0])
-    if not ok.all():
-        faces = np.ascontiguousarray(faces[ok])
-    tri_edges, edges, count = edge_ids(faces)
+    corners, name = _mesh_corners(mesh)
+    h = float(layer_height_mm)
+    verts, edges, count, z0, n_layers, xy, start, layer, closed, nonmanifold = (
+        contours_from_corners(corners, h)
+    )
     shared = count > 2
     if shared.any():
         e = int(np.flatnonzero(shared)[0])
-        x, y, z = verts[edges[e, 0]]
+        x, y, z_ = verts[edges[e, 0]]
         raise MeshError(
             f"{name}: non-manifold mesh: {int(shared.sum())} edges are shared by more than "
-            f"two triangles (first at x={x:.3f} y={y:.3f} z={z:.3f} mm)",
+            f"two triangles (first at x={x:.3f} y={y:.3f} z={z_:.3f} mm)",
             file=name,
         )
-    n_open_edges = int(np.count_nonzero(count == 1))
-    zmin = float(verts[:, 2].min())
-    zmax = float(verts[:, 2].max())
-    h = float(layer_height_mm)
-    n_layers = max(0, math.ceil((zmax - zmin) / h - 0.5 - 1e-9))
-    z0 = zmin + h / 2
-    layer_start, seg_edge, seg_xy = slice_segments(verts, faces, tri_edges, z0, h, n_layers)
-    xy, start, layer, closed, nonmanifold = chain_segments(
-        layer_start, seg_edge, seg_xy, len(edges)
-    )
     z = np.empty(n_layers)
     z[:] = z0 + h * np.arange(n_layers)
     if nonmanifold.any():
@@ -189,10 +172,9 @@ def mesh_contours(
             file=name,
         )
     if not closed.all():
+        n_open_edges = int(np.count_nonzero(count == 1))
         xy, start, layer = _repair(xy, start, layer, closed, z, repair_gap_mm, n_open_edges, name)
-    if resolution_mm > 0:
-        xy, start, layer = simplify_contours(xy, start, layer, resolution_mm)
-    xy, _, area = orient_contours(xy, start, layer)
+    xy, start, layer, area = finish_contours(xy, start, layer, float(resolution_mm))
     return MeshSlices(z, xy, start, layer, area)
 
 
@@ -361,10 +343,9 @@ def slice_mesh_walls(
     base = math.radians(infill_angle_deg)
     angles = np.empty(n_layers)
     angles[:] = base + (np.arange(n_layers) % 2) * (math.pi / 2)
-    layer_seg, seg_row, seg_u = clip_lines(
-        rxy, rstart, np.array(region_layer, np.int64), angles, spacing, 0.5 * w
+    ipts, ipath, ilayer = infill_paths(
+        rxy, rstart, np.array(region_layer, np.int64), angles, spacing, 0.5 * w, 2.0 * spacing
     )
-    ipts, ipath, ilayer = link_lines(layer_seg, seg_row, seg_u, angles, spacing, 2.0 * spacing)
 
     layers: list[LayerPaths] = []
     for k in range(n_layers):

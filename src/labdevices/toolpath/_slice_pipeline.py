@@ -1,0 +1,64 @@
+"""The slicing kernels fused into two numba entry points.
+
+Each numba entry point costs a cache lookup and load on its first call in a
+process; fusing the chain keeps a one-shot slice (``labdevices toolpath part.stl``)
+quick. The kernels themselves, and their references, live in ``_slice`` and ``_contours``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+from labdevices.toolpath._contours import orient_contours, simplify_contours
+from labdevices.toolpath._slice import chain_segments, edge_ids, merge_vertices, slice_segments
+
+__all__ = ["contours_from_corners", "finish_contours"]
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+B = npt.NDArray[np.bool_]
+
+
+@njit(cache=True)
+def contours_from_corners(
+    corners: npt.NDArray[np.float32], h: float
+) -> tuple[F64, I64, I64, float, int, F64, I64, I64, B, B]:
+    """Merge, number edges, cut at ``zmin + h/2 + k*h`` and chain, in one call.
+
+    Returns (vertices, edges, face count per edge, z of the first plane, number of
+    layers, then ``chain_segments``' xy, start, layer, closed, nonmanifold).
+    """
+    verts, faces = merge_vertices(corners)
+    # triangles that lost a corner in merging have no area and would fake extra edge uses
+    keep = np.empty(faces.shape[0], np.bool_)
+    for t in range(faces.shape[0]):
+        a = faces[t, 0]
+        b = faces[t, 1]
+        c = faces[t, 2]
+        keep[t] = a != b and b != c and c != a
+    faces = faces[keep]
+    tri_edges, edges, count = edge_ids(faces)
+    zmin = verts[:, 2].min()
+    zmax = verts[:, 2].max()
+    n_layers = max(0, math.ceil((zmax - zmin) / h - 0.5 - 1e-9))
+    z0 = zmin + h / 2
+    layer_start, seg_edge, seg_xy = slice_segments(verts, faces, tri_edges, z0, h, n_layers)
+    xy, start, layer, closed, nonmanifold = chain_segments(
+        layer_start, seg_edge, seg_xy, edges.shape[0]
+    )
+    return verts, edges, count, z0, n_layers, xy, start, layer, closed, nonmanifold
+
+
+@njit(cache=True)
+def finish_contours(
+    xy: F64, start: I64, layer: I64, resolution: float
+) -> tuple[F64, I64, I64, F64]:
+    """Simplify (when ``resolution`` > 0) and orient by nesting: (xy, start, layer, area)."""
+    if resolution > 0:
+        xy, start, layer = simplify_contours(xy, start, layer, resolution)
+    xy, _, area = orient_contours(xy, start, layer)
+    return xy, start, layer, area
