@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from labdevices.profiles import GcodeProfile, load_profile
 from labdevices.protocols import FirmwareReset, MarlinHost
 from labdevices.sim._marlin import MarlinFirmware
-from labdevices.sim._printer_config import FaultConfig, SimPrinterConfig
+from labdevices.sim.printer import FaultConfig, SimPrinterConfig
 
 PROFILE = load_profile("marlin-pneumatic")
 assert isinstance(PROFILE, GcodeProfile)

@@ -140,9 +140,7 @@ async def test_emergency_stop_halts_ahead_of_queue() -> None:
         assert result.outcome == JobOutcome.FAILED
         assert isinstance(result.error, DeviceFault)
         assert printer.state == DeviceState.FAULT
-        async with asyncio.timeout(5):
-            while not sim.state.halted:
-                await asyncio.sleep(0.01)
+        await sim.wait_until(lambda s: s.state.halted, timeout=5)
         with pytest.raises(DeviceFault):
             await printer.send("G28")
 
