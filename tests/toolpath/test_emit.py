@@ -10,7 +10,12 @@ import pytest
 
 from labdevices.profiles import GcodeProfile, load_profile
 from labdevices.toolpath import LayerPaths, emit_gcode, plan_job, plan_layers
-from labdevices.toolpath._emit import LiteralTable, build_program, format_records
+from labdevices.toolpath._emit import (
+    LiteralTable,
+    build_program,
+    format_records,
+    format_records_ref,
+)
 
 from ._helpers import make_job, replay
 
@@ -33,7 +38,9 @@ def test_numbers_are_formatted_like_python() -> None:
     lit = np.full(n, -1, np.int32)
     code[10] = -1
     lit[10] = table.add("M750 T0\nG4 P5")
-    text = format_records(code, vals, lit, table).decode()
+    raw = format_records(code, vals, lit, table)
+    assert raw == format_records_ref(code, vals, lit, table)  # kernel and numpy reference
+    text = raw.decode()
     lines = text.splitlines()
     assert lines[10:12] == ["M750 T0", "G4 P5"]
     del lines[11], lines[10]

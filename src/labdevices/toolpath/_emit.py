@@ -2,9 +2,9 @@
 
 The kernel walks layers and paths once and writes flat records — a motion
 (G0/G1/G4 with optional X Y Z E F P fields) or a reference into a table of
-literal dialect commands (valve, tool select, layer hooks). Formatting then turns
-every number into characters with integer arithmetic on whole columns, so no
-Python code runs per segment.
+literal dialect commands (valve, tool select, layer hooks). A second kernel
+writes the characters (its numpy reference does it with integer arithmetic on
+whole columns), so no Python code runs per segment.
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-__all__ = ["EmitInputs", "LiteralTable", "build_program", "format_records", "render_body"]
+__all__ = [
+    "EmitInputs",
+    "LiteralTable",
+    "build_program",
+    "format_records",
+    "format_records_ref",
+    "render_body",
+]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -85,6 +92,13 @@ def _close(a: float, b: float) -> bool:
 
 
 @njit(cache=True)
+def _rec(code: npt.NDArray[np.int8], vals: F64, lit: I32, r: int, c: int) -> None:
+    code[r] = c
+    vals[r, :] = np.nan
+    lit[r] = -1
+
+
+@njit(cache=True)
 def build_program(
     xy: F64,
     pstart: I64,
@@ -108,15 +122,23 @@ def build_program(
     lift_mm: float,
     travel_feed: float,
     z_feed: float,
-) -> tuple[npt.NDArray[np.int8], F64, I32]:
-    """Records (code, values, literal id): code -1 literal, 0 G0, 1 G1, 4 G4; values X Y Z E F P, NaN = absent."""
+) -> tuple[npt.NDArray[np.int8], F64, I32, float, float]:
+    """Records (code, values, literal id), travel time and dwell time [s].
+
+    Code -1 literal, 0 G0, 1 G1, 4 G4; values X Y Z E F P, NaN = absent. Travel
+    time is distance over feed without acceleration.
+    """
     n_pts = xy.shape[0]
     n_paths = p_tool.shape[0]
     n_layers = layer_z.shape[0]
-    cap = 2 * n_pts + 12 * n_paths + 2 * n_layers + 8
+    # every point at most one move; per path: select, 3 travel moves, open, lead,
+    # split move or droplet, close; per layer: two hooks
+    cap = n_pts + 9 * n_paths + 2 * n_layers + 8
     code = np.empty(cap, np.int8)
-    vals = np.full((cap, 6), np.nan)
-    lit = np.full(cap, -1, np.int32)
+    vals = np.empty((cap, 6))
+    lit = np.empty(cap, np.int32)
+    travel_s = 0.0
+    dwell_s = 0.0
     r = 0
     cur_tool = -1
     cx = np.nan
@@ -125,7 +147,7 @@ def build_program(
     cf = np.nan
     for li in range(n_layers):
         if layer_lit_start[li] >= 0:
-            code[r] = -1
+            _rec(code, vals, lit, r, -1)
             lit[r] = layer_lit_start[li]
             r += 1
         for i in range(layer_pstart[li], layer_pstart[li + 1]):
@@ -136,7 +158,7 @@ def build_program(
             piston = tool_piston[t]
             if t != cur_tool:
                 if lit_select[t] >= 0:
-                    code[r] = -1
+                    _rec(code, vals, lit, r, -1)
                     lit[r] = lit_select[t]
                     r += 1
                 cur_tool = t
@@ -150,21 +172,27 @@ def build_program(
                     zl = z0 + lift_mm
                     if not np.isnan(cz) and cz > z0:
                         zl = cz + lift_mm
-                    code[r] = 0
+                    if not np.isnan(cx):
+                        travel_s += (abs(zl - cz) + abs(zl - z0)) * 60.0 / z_feed + np.hypot(
+                            x0 - cx, y0 - cy
+                        ) * 60.0 / travel_feed
+                    _rec(code, vals, lit, r, 0)
                     vals[r, 2] = zl
                     vals[r, 4] = z_feed
                     r += 1
-                    code[r] = 0
+                    _rec(code, vals, lit, r, 0)
                     vals[r, 0] = x0
                     vals[r, 1] = y0
                     vals[r, 4] = travel_feed
                     r += 1
-                    code[r] = 0
+                    _rec(code, vals, lit, r, 0)
                     vals[r, 2] = z0
                     vals[r, 4] = z_feed
                     r += 1
                 else:
-                    code[r] = 0
+                    if not np.isnan(cx):
+                        travel_s += np.hypot(x0 - cx, y0 - cy) * 60.0 / travel_feed
+                    _rec(code, vals, lit, r, 0)
                     vals[r, 0] = x0
                     vals[r, 1] = y0
                     vals[r, 2] = z0
@@ -175,24 +203,26 @@ def build_program(
                 cz = z0
                 cf = np.nan
             if not piston and lit_open[t] >= 0:
-                code[r] = -1
+                _rec(code, vals, lit, r, -1)
                 lit[r] = lit_open[t]
                 r += 1
             if not piston and p_lead_ms[i] > 0.0:
-                code[r] = 4
+                _rec(code, vals, lit, r, 4)
                 vals[r, 5] = p_lead_ms[i]
+                dwell_s += p_lead_ms[i] / 1000.0
                 r += 1
             valve_closed = piston
             if b - a == 1:
                 if piston:
-                    code[r] = 1
+                    _rec(code, vals, lit, r, 1)
                     vals[r, 3] = p_drop_e[i]
                     vals[r, 4] = p_drop_feed[i]
                     cf = p_drop_feed[i]
                     r += 1
                 elif p_dwell_ms[i] > 0.0:
-                    code[r] = 4
+                    _rec(code, vals, lit, r, 4)
                     vals[r, 5] = p_dwell_ms[i]
+                    dwell_s += p_dwell_ms[i] / 1000.0
                     r += 1
             else:
                 total = 0.0
@@ -211,18 +241,18 @@ def build_program(
                     if lag > 0.0 and not valve_closed and rem_after < lag:
                         frac = 1.0 - (lag - rem_after) / seg
                         if frac > 1e-6:
-                            code[r] = 1
+                            _rec(code, vals, lit, r, 1)
                             vals[r, 0] = cx + frac * (xe - cx)
                             vals[r, 1] = cy + frac * (ye - cy)
                             if f != cf:
                                 vals[r, 4] = f
                                 cf = f
                             r += 1
-                        code[r] = -1
+                        _rec(code, vals, lit, r, -1)
                         lit[r] = lit_close[t]
                         r += 1
                         valve_closed = True
-                    code[r] = 1
+                    _rec(code, vals, lit, r, 1)
                     vals[r, 0] = xe
                     vals[r, 1] = ye
                     if piston:
@@ -235,14 +265,14 @@ def build_program(
                     cy = ye
                     done += seg
             if not valve_closed and lit_close[t] >= 0:
-                code[r] = -1
+                _rec(code, vals, lit, r, -1)
                 lit[r] = lit_close[t]
                 r += 1
         if layer_lit_end[li] >= 0:
-            code[r] = -1
+            _rec(code, vals, lit, r, -1)
             lit[r] = layer_lit_end[li]
             r += 1
-    return code[:r], vals[:r], lit[:r]
+    return code[:r], vals[:r], lit[:r], travel_s, dwell_s
 
 
 def _digits(q: I64, n: int) -> npt.NDArray[np.uint8]:
@@ -306,8 +336,10 @@ def _scatter(
     out[np.repeat(dest_start, lens) + within] = src[np.repeat(src_start, lens) + within]
 
 
-def format_records(code: npt.NDArray[np.int8], vals: F64, lit: I32, table: LiteralTable) -> bytes:
-    """The G-code text of the records, one command per line (literals may hold several lines)."""
+def format_records_ref(
+    code: npt.NDArray[np.int8], vals: F64, lit: I32, table: LiteralTable
+) -> bytes:
+    """Numpy reference of ``format_records``: whole columns of numbers turned into characters."""
     n = len(code)
     if n == 0:
         return b""
@@ -333,10 +365,99 @@ def format_records(code: npt.NDArray[np.int8], vals: F64, lit: I32, table: Liter
     return out.tobytes()
 
 
-def render_body(inputs: EmitInputs, table: LiteralTable) -> tuple[bytes, npt.NDArray[np.int8], F64]:
-    """Build the records of ``inputs`` and format them; also returns the records."""
+_DEC = np.array(_DECIMALS, np.int64)
+_PREFIX = np.frombuffer(b"".join(_FIELDS), np.uint8).reshape(-1, 2).copy()
+_POW10 = 10 ** np.arange(19, dtype=np.int64)
+
+
+@njit(cache=True)
+def _format_kernel(
+    code: npt.NDArray[np.int8],
+    vals: F64,
+    lit: I32,
+    buf: npt.NDArray[np.uint8],
+    tab_off: I64,
+    tab_len: I64,
+    cap: int,
+) -> npt.NDArray[np.uint8]:
+    out = np.empty(cap, np.uint8)
+    digits = np.empty(20, np.uint8)
+    pos = 0
+    for r in range(code.shape[0]):
+        c = code[r]
+        if c < 0:
+            a = tab_off[lit[r]]
+            for j in range(tab_len[lit[r]]):
+                out[pos] = buf[a + j]
+                pos += 1
+            continue
+        out[pos] = 71  # G
+        out[pos + 1] = 48 + c
+        pos += 2
+        for k in range(6):
+            v = vals[r, k]
+            if np.isnan(v):
+                continue
+            out[pos] = _PREFIX[k, 0]
+            out[pos + 1] = _PREFIX[k, 1]
+            pos += 2
+            dec = _DEC[k]
+            scale = _POW10[dec]
+            q = np.int64(np.rint(abs(v) * scale))
+            if v < 0 and q > 0:
+                out[pos] = 45  # -
+                pos += 1
+            ip = q // scale
+            fp = q % scale
+            nd = 0
+            while True:
+                digits[nd] = 48 + ip % 10
+                nd += 1
+                ip //= 10
+                if ip == 0:
+                    break
+            for j in range(nd - 1, -1, -1):
+                out[pos] = digits[j]
+                pos += 1
+            if fp != 0:
+                out[pos] = 46  # .
+                pos += 1
+                while fp % 10 == 0:
+                    fp //= 10
+                    dec -= 1
+                for j in range(dec - 1, -1, -1):
+                    out[pos + j] = 48 + fp % 10
+                    fp //= 10
+                pos += dec
+        out[pos] = 10
+        pos += 1
+    return out[:pos]
+
+
+def format_records(code: npt.NDArray[np.int8], vals: F64, lit: I32, table: LiteralTable) -> bytes:
+    """The G-code text of the records, one command per line (literals may hold several lines).
+
+    A numba kernel writes the characters straight into one buffer;
+    ``format_records_ref`` does the same with numpy column arithmetic.
+    """
+    if len(code) == 0:
+        return b""
+    buf = np.frombuffer(b"".join(table.texts), np.uint8) if table.texts else np.zeros(1, np.uint8)
+    tab_len = np.array([len(t) for t in table.texts] or [0], np.int64)
+    tab_off = np.cumsum(tab_len) - tab_len
+    is_lit = code < 0
+    # generous bound: 3 bytes per motion line + 24 per field present, literals as stored
+    present = vals.size - int(np.count_nonzero(np.isnan(vals)))
+    cap = 3 * int(np.count_nonzero(~is_lit)) + 24 * present + int(tab_len[lit[is_lit]].sum())
+    return _format_kernel(code, vals, lit, buf, tab_off, tab_len, cap).tobytes()
+
+
+def render_body(
+    inputs: EmitInputs, table: LiteralTable
+) -> tuple[bytes, npt.NDArray[np.int8], F64, float, float]:
+    """Build the records of ``inputs`` and format them; also the records, travel and dwell time."""
     i = inputs
-    code, vals, lit = build_program(
+    code, vals, lit, travel_s, dwell_s = build_program(
         i.xy,
         i.pstart,
         i.layer_pstart,
@@ -360,4 +481,4 @@ def render_body(inputs: EmitInputs, table: LiteralTable) -> tuple[bytes, npt.NDA
         float(i.travel_feed),
         float(i.z_feed),
     )
-    return format_records(code, vals, lit, table), code, vals
+    return format_records(code, vals, lit, table), code, vals, travel_s, dwell_s

@@ -129,7 +129,12 @@ def _hb_flow(tau_w: float, r: float, k: float, n: float, ty: float) -> float:
 
 @njit(cache=True)
 def _wall_stress(q: float, r: float, k: float, n: float, ty: float) -> float:
-    """Wall shear stress for flow q [m³/s] through radius r: closed form for a power law, bisection for HB."""
+    """Wall shear stress for flow q [m³/s] through radius r: closed form for a power law.
+
+    Herschel–Bulkley has no closed inverse: the root of Q(τw) = q is bracketed and
+    found by regula falsi with the Illinois modification (superlinear, never leaves
+    the bracket); the numpy reference bisects instead, an independent check.
+    """
     tpl = float(k * (q * (3.0 * n + 1.0) / (math.pi * n * r**3)) ** n)
     if ty <= 0.0 or q <= 0.0:
         return tpl
@@ -137,13 +142,30 @@ def _wall_stress(q: float, r: float, k: float, n: float, ty: float) -> float:
     hi = ty + tpl
     while _hb_flow(hi, r, k, n, ty) < q:
         hi *= 2.0
-    for _ in range(_HB_ITER):
-        mid = 0.5 * (lo + hi)
-        if _hb_flow(mid, r, k, n, ty) < q:
-            lo = mid
+    flo = -q
+    fhi = _hb_flow(hi, r, k, n, ty) - q
+    x = hi
+    side = 0
+    for _ in range(200):
+        if fhi == flo:
+            break
+        x = (lo * fhi - hi * flo) / (fhi - flo)
+        fx = _hb_flow(x, r, k, n, ty) - q
+        if abs(fx) <= 1e-14 * q or hi - lo <= 1e-15 * hi:
+            break
+        if fx > 0.0:
+            hi = x
+            fhi = fx
+            if side == -1:
+                flo *= 0.5
+            side = -1
         else:
-            hi = mid
-    return 0.5 * (lo + hi)
+            lo = x
+            flo = fx
+            if side == 1:
+                fhi *= 0.5
+            side = 1
+    return x
 
 
 @njit(cache=True)
@@ -212,20 +234,24 @@ def deposition_kernel(
 
     ``seg_speed`` is the feed [mm/s]; ``seg_scale`` the fraction of the nominal
     strand deposited (crossing compensation); flow is area · speed · scale.
-    Rheology is solved once per run of equal (tool, flow): most segments share it.
+    Rheology is solved once per (tool, flow) and remembered: most segments share it.
     """
     n_seg = seg_len.shape[0]
     out = np.empty((n_seg, 8))
-    last_tool = -1
-    last_q = -1.0
-    dp = 0.0
-    tw = 0.0
-    gam = 0.0
-    res = 0.0
+    # two remembered flows per tool: a strand's own and the one over crossings
+    c_q = np.full((tool_area.shape[0], 2), -1.0)
+    c_v = np.zeros((tool_area.shape[0], 2, 3))
+    c_next = np.zeros(tool_area.shape[0], np.int64)
     for i in range(n_seg):
         t = seg_tool[i]
         q = tool_area[t] * seg_speed[i] * seg_scale[i]
-        if t != last_tool or q != last_q:
+        if q == c_q[t, 0]:
+            slot = 0
+        elif q == c_q[t, 1]:
+            slot = 1
+        else:
+            slot = c_next[t]
+            c_next[t] = 1 - slot
             k = tool_k[t]
             n = tool_n[t]
             ty = tool_ty[t]
@@ -245,18 +271,18 @@ def deposition_kernel(
                 dp += d
                 if tool_sections[t, s, 2] > 0.0 and s > 0:
                     tw = w
-            gam = ((tw - ty) / k) ** (1.0 / n) if tw > ty else 0.0
-            res = tool_nozzle_vol[t] / q if q > 0.0 else 0.0
-            last_tool = t
-            last_q = q
+            c_q[t, slot] = q
+            c_v[t, slot, 0] = dp
+            c_v[t, slot, 1] = tw
+            c_v[t, slot, 2] = ((tw - ty) / k) ** (1.0 / n) if tw > ty else 0.0
         vol = tool_area[t] * seg_len[i] * seg_scale[i]
         out[i, 0] = q
         out[i, 1] = vol
         out[i, 2] = _trapezoid(seg_len[i], seg_speed[i], v_in[i], v_out[i], accel)
-        out[i, 3] = dp * 1e-3
-        out[i, 4] = tw
-        out[i, 5] = gam
-        out[i, 6] = res
+        out[i, 3] = c_v[t, slot, 0] * 1e-3
+        out[i, 4] = c_v[t, slot, 1]
+        out[i, 5] = c_v[t, slot, 2]
+        out[i, 6] = tool_nozzle_vol[t] / q if q > 0.0 else 0.0
         out[i, 7] = vol / tool_syringe_area[t] if tool_syringe_area[t] > 0.0 else 0.0
     return out
 

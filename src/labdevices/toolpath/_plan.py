@@ -384,18 +384,17 @@ def plan_layers(
         travel_feed=round(job.travel_speed_mm_s * 60),
         z_feed=_Z_FEED_MM_MIN,
     )
-    body, code, vals = render_body(inputs, table)
-    travel_s, dwell_s = _record_times(code, vals)
+    body, _code, vals, travel_s, dwell_s = render_body(inputs, table)
     # build-volume check on what the carriage will actually be asked to do
-    moves = vals[code <= 1]
     bx, by, bz = profile.build_volume_mm
     for axis, hi, name in ((0, bx, "X"), (1, by, "Y"), (2, bz, "Z")):
-        col = moves[:, axis]
-        col = col[~np.isnan(col)]
-        if col.size and (col.min() < -1e-6 or col.max() > hi + 1e-6):
-            warnings.append(
-                f"{name} moves span {col.min():.1f}…{col.max():.1f} mm, outside the build volume 0…{hi:g} mm"
-            )
+        col = vals[:, axis]
+        if len(col) and not np.isnan(col).all():
+            lo_v, hi_v = float(np.nanmin(col)), float(np.nanmax(col))
+            if lo_v < -1e-6 or hi_v > hi + 1e-6:
+                warnings.append(
+                    f"{name} moves span {lo_v:.1f}…{hi_v:.1f} mm, outside the build volume 0…{hi:g} mm"
+                )
 
     totals = []
     for t in used:
@@ -457,26 +456,6 @@ def plan_layers(
         scaffold=scaffold,
         well_order=well_order,
     )
-
-
-def _record_times(code: npt.NDArray[np.int8], vals: F64) -> tuple[float, float]:
-    """Travel time (G0 at their feed, no acceleration) and G4 dwell time of the records."""
-    motion = code <= 1
-    pos = vals[:, :3].copy()
-    pos[~motion] = np.nan
-    # carry the last known coordinate forward, per axis
-    idx = np.where(~np.isnan(pos), np.arange(len(pos))[:, None], 0)
-    np.maximum.accumulate(idx, axis=0, out=idx)
-    filled = np.take_along_axis(pos, idx, axis=0)
-    filled = np.nan_to_num(filled)
-    step = np.zeros(len(pos))
-    if len(pos) > 1:
-        step[1:] = np.sqrt(np.sum(np.diff(filled, axis=0) ** 2, axis=1))
-    g0 = code == 0
-    feed = vals[:, 4] / 60.0
-    travel = float(np.sum(step[g0] / np.where(np.isnan(feed[g0]), 10.0, feed[g0])))
-    dwell = float(np.nansum(vals[code == 4, 5])) / 1000.0
-    return travel, dwell
 
 
 def _header(
