@@ -8,12 +8,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from labdevices.sim.printer import FaultConfig, SimPrinterConfig, SimulatedPrinter
 
 from labdevices.devices import DeviceState
 from labdevices.devices.gcode import GcodePrinter, JobOutcome, JobProgress, load_gcode
 from labdevices.errors import DeviceConnectionError, DeviceFault, JobRejected, LimitViolation
 from labdevices.profiles import GcodeProfile, load_profile
+from labdevices.sim.printer import FaultConfig, SimPrinterConfig, SimulatedPrinter
 
 
 def job(n: int = 200) -> list[str]:
