@@ -24,6 +24,7 @@ class Stats:
     perimeter_mm: float = 0.0
     infill_mm: float = 0.0
     other_mm: float = 0.0
+    infill_lines_mm: float = 0.0  # infill moves along the infill directions (45° or 135°)
     outer_area: list[float] = field(default_factory=list)  # net area inside the outer walls
 
     @property
@@ -83,6 +84,9 @@ def read(path: Path) -> Stats:
                         st.perimeter_mm += d
                     elif kind in INFILL:
                         st.infill_mm += d
+                        angle = math.degrees(math.atan2(ny - y, nx - x)) % 90.0
+                        if abs(angle - 45.0) < 1.0:
+                            st.infill_lines_mm += d
                     else:
                         st.other_mm += d
                     if kind in OUTER:

@@ -1,7 +1,7 @@
 """Slice an STL to G-code with labdevices, as the benchmark runs it (in its own process).
 
 The G-code is written by a numba byte writer defined here: labdevices' own emitter
-(``labdevices.toolpath._emit``) takes a printer profile and a job plan, which a bare
+(``labdevices.toolpath.emit_gcode``) needs a print job with printheads and bioinks, which a bare
 mesh benchmark does not have. Prints one JSON line of phase timings.
 """
 

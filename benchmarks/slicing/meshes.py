@@ -73,7 +73,11 @@ def _tet_cases() -> list[list[tuple[int, int, int]]]:
 
 
 def gyroid_block(
-    size: float = 40.0, height: float = 20.0, period: float = 10.0, thickness: float = 0.6, step: float = 0.33
+    size: float = 40.0,
+    height: float = 20.0,
+    period: float = 10.0,
+    thickness: float = 0.6,
+    step: float = 0.33,
 ) -> npt.NDArray[np.float32]:
     """A block of solid gyroid network, closed at the block's faces, by marching tetrahedra.
 
@@ -85,12 +89,16 @@ def gyroid_block(
     zs = np.arange(-pad, height + pad + step / 2, step)
     x, y, z = np.meshgrid(xs, xs, zs, indexing="ij")
     k = 2 * np.pi / period
-    g = np.sin(k * x) * np.cos(k * y) + np.sin(k * y) * np.cos(k * z) + np.sin(k * z) * np.cos(k * x)
+    g = (
+        np.sin(k * x) * np.cos(k * y)
+        + np.sin(k * y) * np.cos(k * z)
+        + np.sin(k * z) * np.cos(k * x)
+    )
     # box faces half a step off the grid nodes, so no grid value is zero there
     lo, hi, top = step / 2, size + step / 2, height + step / 2
     box = np.maximum.reduce([lo - x, x - hi, lo - y, y - hi, lo - z, z - top])  # negative inside
     field = np.maximum(g - thickness, box)  # solid where negative
-    nx, ny, nz = field.shape
+    _, ny, nz = field.shape
     node = np.arange(field.size).reshape(field.shape)
     pts = np.stack([x, y, z], -1).reshape(-1, 3)
     f = field.reshape(-1)
@@ -111,7 +119,9 @@ def gyroid_block(
                 verts = []
                 for e in tri:
                     i, j = _TET_EDGES[e]
-                    na = np.minimum(sel[:, i], sel[:, j])  # canonical order: same point in every tet
+                    na = np.minimum(
+                        sel[:, i], sel[:, j]
+                    )  # canonical order: same point in every tet
                     nb = np.maximum(sel[:, i], sel[:, j])
                     t = f[na] / (f[na] - f[nb])
                     verts.append(pts[na] + t[:, None] * (pts[nb] - pts[na]))
