@@ -48,7 +48,7 @@ DEPOSITION_COLUMNS = (
     "e_mm",
 )
 _HB_ITER = 64  # bisection steps: interval shrinks by 2**-64, below float resolution
-_CONE_SLICES = 32  # Herschel–Bulkley in a cone: the lubrication integral by slices
+_CONE_SLICES = 48  # Herschel–Bulkley in a cone: the lubrication integral by slices
 
 
 def strand_area_mm2(width_mm: float, height_mm: float) -> float:

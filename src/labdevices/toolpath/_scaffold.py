@@ -35,7 +35,7 @@ class ScaffoldInfo:
 
 def spacing_for_porosity(porosity: float, strand_width_mm: float) -> float:
     """Strand spacing giving an in-plane porosity: a layer of strands of width w at spacing s
-    covers w/s of the plane, so s = w / (1 − p) (rectangular strand, Zein et al. 2002)."""
+    covers w/s of the plane, so s = w / (1 − p) (strands seen from above as bands)."""
     return strand_width_mm / (1.0 - porosity)
 
 
