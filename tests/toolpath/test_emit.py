@@ -237,3 +237,16 @@ def test_emit_gcode_takes_layers_from_elsewhere() -> None:
     assert text.count("M750 T0") == 3
     result = plan_layers(layers, job, profile)
     assert sum(t.path_mm for t in result.totals) == pytest.approx(120.0)
+
+
+def test_sliced_mesh_goes_straight_to_gcode() -> None:
+    from labdevices.toolpath import default_job, slice_mesh
+
+    layers = slice_mesh(
+        Path(__file__).parents[2] / "examples" / "jobs" / "tube.stl", 0.3, 0.4, 2, 1.5
+    )
+    profile = load_profile("marlin-pneumatic")
+    assert isinstance(profile, GcodeProfile)
+    text = emit_gcode(layers, profile, default_job(0.3, 0.4))
+    assert text.count("; layer ") == len(layers) == 10
+    assert text.count("M126 S255") == text.count("M127") == sum(lp.n_paths for lp in layers)

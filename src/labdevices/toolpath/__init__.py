@@ -19,6 +19,7 @@ from ._job import (
     Rheology,
     ScaffoldObject,
     WellPlateObject,
+    default_job,
     job_profile,
     load_job,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "ScaffoldObject",
     "ToolpathResult",
     "WellPlateObject",
+    "default_job",
     "emit_gcode",
     "flow_for_pressure",
     "job_profile",

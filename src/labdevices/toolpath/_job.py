@@ -26,6 +26,7 @@ __all__ = [
     "Rheology",
     "ScaffoldObject",
     "WellPlateObject",
+    "default_job",
     "job_profile",
     "load_job",
 ]
@@ -313,3 +314,40 @@ def load_job(path: str | Path) -> PrintJob:
     job = validate(PrintJob, data, str(p))
     job_profile(job, str(p))
     return job
+
+
+def default_job(
+    layer_height_mm: float,
+    strand_width_mm: float,
+    *,
+    printer: str = "marlin-pneumatic",
+    print_speed_mm_s: float = 10.0,
+    rheology: Rheology | None = None,
+    nozzle_diameter_mm: float | None = None,
+) -> PrintJob:
+    """A one-printhead job for layer paths made elsewhere (a sliced mesh, a benchmark).
+
+    The bioink defaults to a gentle power-law hydrogel (K = 30 Pa·sⁿ, n = 0.45) and
+    the needle to the strand width; the object is a placeholder ``emit_gcode`` ignores.
+    """
+    return PrintJob(
+        name="layers",
+        printer=printer,
+        layer_height_mm=layer_height_mm,
+        home=False,
+        printheads=[
+            Printhead(
+                tool=0,
+                strand_width_mm=strand_width_mm,
+                print_speed_mm_s=print_speed_mm_s,
+                bioink=Bioink(
+                    name="bioink",
+                    rheology=rheology or Rheology(consistency_pa_sn=30.0, flow_index=0.45),
+                ),
+                nozzle=Nozzle(
+                    inner_diameter_mm=nozzle_diameter_mm or strand_width_mm, length_mm=12.7
+                ),
+            )
+        ],
+        object=MeshObject(type="mesh", path=Path("-"), infill_spacing_mm=5 * strand_width_mm),
+    )

@@ -578,6 +578,9 @@ def _centre(layers: list[LayerPaths], at: tuple[float, float]) -> None:
 
 
 def emit_gcode(layers: list[LayerPaths], profile: GcodeProfile, plan: PrintJob) -> str:
-    """G-code text for ready layer paths. ``plan`` is a print job: its printheads,
-    bioinks, speeds and layer height are used; its object is ignored."""
+    """G-code text for ready layer paths (one ``str``, lines ending in ``\\n``).
+
+    ``plan`` is a print job: its printheads, bioinks, speeds and layer height are
+    used, its object is ignored (``default_job`` makes one for bare layers).
+    """
     return plan_layers(layers, plan, profile).gcode
