@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -140,3 +141,26 @@ def test_crossing_compensation_reduces_flow_where_strands_cross() -> None:
     feeds = {c.split("F")[1] for c in comp.gcode.splitlines() if c.startswith("G1") and "F" in c}
     assert len(feeds) > 1
     job_profile(make_job())
+
+
+def test_region_tools_switch_printheads_at_most_once_per_layer() -> None:
+    obj = scaffold(
+        shape="disc",
+        diameter_mm=12.0,
+        center_mm=(0, 0),
+        layers=4,
+        perimeters=1,
+        region_tools=[0, 1, 0],
+    )
+    layers, _ = scaffold_layers(obj, 0.3, 0.4, 0)
+    previous = None
+    for lp in layers:
+        tools = [int(t) for t in lp.tool]
+        switches = sum(a != b for a, b in itertools.pairwise(tools))
+        assert switches == 1
+        if previous is not None:
+            assert tools[0] == previous  # carry on with the printhead already active
+        previous = tools[-1]
+        for t in (0, 1):
+            roles = [int(r) for r, tt in zip(lp.role, lp.tool, strict=True) if tt == t]
+            assert roles == sorted(roles)  # perimeters before strands

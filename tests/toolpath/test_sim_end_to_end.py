@@ -97,3 +97,30 @@ def test_wellplate_runs_on_the_simulated_marlin() -> None:
     assert fw.executed == lines
     assert "Unknown command" not in said
     assert not fw.state().printheads[0].valve_open
+
+
+async def test_driver_streams_a_scaffold_into_the_simulator_over_a_pty() -> None:
+    gcode_mod = pytest.importorskip("labdevices.devices.gcode")
+    job = make_job(
+        object={
+            "type": "scaffold",
+            "shape": "rectangle",
+            "center_mm": [60, 45],
+            "size_mm": [8, 8],
+            "layers": 2,
+            "strand_spacing_mm": 1.0,
+        },
+    )
+    text = plan_job(job).gcode
+    commands = gcode_mod.load_gcode(text)
+    profile = load_profile("cellink-biox")
+    assert isinstance(profile, GcodeProfile)
+    config = sim.SimPrinterConfig(profile="cellink-biox", time_scale=0.0)
+    async with (
+        sim.SimulatedPrinter(config=config) as printer_sim,
+        gcode_mod.GcodePrinter("p1", profile, printer_sim.port, reconnect=False) as printer,
+    ):
+        result = await printer.run_job(commands)
+        assert result.outcome == gcode_mod.JobOutcome.COMPLETED
+        own = ("M110", "M115", "M155", "M105")
+        assert [c for c in printer_sim.executed if not c.startswith(own)] == list(commands)

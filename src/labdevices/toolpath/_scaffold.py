@@ -222,6 +222,7 @@ def scaffold_layers(
             perimeter_loops.extend(ring.outlines())
 
     layers = []
+    prev_tool = -1
     for li in range(obj.layers):
         z = (li + 1) * layer_height_mm
         layer_tool = obj.layer_tools[li % len(obj.layer_tools)] if obj.layer_tools else tool
@@ -262,7 +263,23 @@ def scaffold_layers(
                     tools.append(t)
                     roles.append(ROLE_INFILL)
                     closed.append(False)
-        layers.append(LayerPaths.from_paths(z, paths, tools, roles, closed))
+        # one printhead after the other (each switch costs a purge and an offset move),
+        # starting with the one that ended the previous layer; perimeters first
+        first = {t: i for i, t in reversed(list(enumerate(tools)))}
+        if prev_tool in first:
+            first[prev_tool] = -1
+        order = sorted(range(len(paths)), key=lambda i: (first[tools[i]], roles[i]))
+        layers.append(
+            LayerPaths.from_paths(
+                z,
+                [paths[i] for i in order],
+                [tools[i] for i in order],
+                [roles[i] for i in order],
+                [closed[i] for i in order],
+            )
+        )
+        if order:
+            prev_tool = tools[order[-1]]
     info = ScaffoldInfo(
         strand_spacing_mm=spacing,
         porosity=max(0.0, 1.0 - w / spacing),
