@@ -1,0 +1,145 @@
+"""``labdevices read`` and ``labdevices watch``: a device's signals, once or live, by profile and address.
+
+Generic over drivers (``create_device``): the same commands read a Modbus
+incubator, a bioreactor or an OPC UA sensor hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from . import app
+
+if TYPE_CHECKING:
+    from ..devices import Device, Sample
+
+_PROFILE = typer.Option(
+    "--profile", "-p", help="device profile: shipped name or path to a TOML file"
+)
+_QUALITY_STYLE = {"good": "green", "stale": "yellow", "bad": "red"}
+
+
+def _format(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "—" if value is None else str(value)
+
+
+def _table(rows: Sequence[Sample], *, with_device: bool, now: float | None = None) -> Table:
+    table = Table("device", "signal", "value", "unit", "quality", "age" if now else "time")
+    if not with_device:
+        table.columns[0].style = "dim"
+    for s in rows:
+        style = _QUALITY_STYLE.get(s.quality, "")
+        when = f"{now - s.t:.1f} s" if now else time.strftime("%H:%M:%S", time.localtime(s.t))
+        quality = s.quality if not s.reason else f"{s.quality}: {s.reason}"
+        table.add_row(s.device, s.signal, _format(s.value), s.unit, f"[{style}]{quality}[/]", when)
+    return table
+
+
+def _devices(profile_name: str, addresses: list[str]) -> list[Device[Any]]:
+    from ..devices import create_device
+    from ..profiles import load_profile
+
+    profile = load_profile(profile_name)
+    names = (
+        [profile.name]
+        if len(addresses) == 1
+        else [f"{profile.name}-{i + 1}" for i in range(len(addresses))]
+    )
+    return [create_device(n, profile, a) for n, a in zip(names, addresses, strict=True)]
+
+
+async def read_all(device: Device[Any]) -> list[Sample]:
+    """Every signal of ``device`` now; a signal that cannot be read is a ``bad`` row with the reason."""
+    from ..devices import Sample
+    from ..errors import LabDeviceError
+
+    snapshot = getattr(device, "snapshot", None)
+    if snapshot is not None:
+        return list((await snapshot()).values())
+    rows = []
+    for name in getattr(device.profile, "signals", {}):
+        try:
+            rows.append(await device.read(name))
+        except LabDeviceError as exc:
+            unit = device.signal(name).unit
+            rows.append(Sample(device.name, name, None, unit, quality="bad", reason=str(exc)))
+    return rows
+
+
+@app.command()
+def read(
+    address: Annotated[str, typer.Argument(help="e.g. tcp://127.0.0.1:502?unit=1")],
+    profile: Annotated[str, _PROFILE],
+) -> None:
+    """Read every signal of one device once and print a table."""
+
+    async def main() -> list[Sample]:
+        (device,) = _devices(profile, [address])
+        async with device:
+            return await read_all(device)
+
+    Console().print(_table(asyncio.run(main()), with_device=False))
+
+
+@app.command()
+def watch(
+    addresses: Annotated[list[str], typer.Argument(help="one or more device addresses")],
+    profile: Annotated[str, _PROFILE],
+    duration: Annotated[
+        float | None, typer.Option(help="stop after this many seconds (default: Ctrl-C)")
+    ] = None,
+    refresh: Annotated[float, typer.Option(help="screen refreshes per second")] = 4.0,
+) -> None:
+    """Show the live values of one or more devices (same profile) until Ctrl-C."""
+
+    async def main() -> None:
+        devices = _devices(profile, addresses)
+        latest: dict[tuple[str, str], Sample] = {}
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if duration is not None:
+            loop.call_later(duration, stop.set)
+
+        async def follow(device: Device[Any]) -> None:
+            async with device.subscribe() as q:
+                while True:
+                    s = await q.get()
+                    latest[(s.device, s.signal)] = s
+
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for d in devices:
+                    await stack.enter_async_context(d)
+                for s in [s for d in devices for s in await read_all(d)]:
+                    latest[(s.device, s.signal)] = s
+                with Live(console=Console(), auto_refresh=False) as live:
+                    async with asyncio.TaskGroup() as tg:
+                        followers = [tg.create_task(follow(d)) for d in devices]
+                        while not stop.is_set():
+                            rows = sorted(latest.values(), key=lambda s: (s.device, s.signal))
+                            live.update(
+                                _table(rows, with_device=True, now=time.time()), refresh=True
+                            )
+                            with contextlib.suppress(TimeoutError):
+                                await asyncio.wait_for(stop.wait(), 1.0 / refresh)
+                        for task in followers:
+                            task.cancel()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    asyncio.run(main())
