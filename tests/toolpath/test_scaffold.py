@@ -53,7 +53,9 @@ def test_annulus_strands_avoid_the_hole() -> None:
         for i in range(lp.n_paths):
             p = lp.path(i)
             mid = np.vstack([p, 0.25 * p[:-1] + 0.75 * p[1:], 0.5 * (p[:-1] + p[1:])])
-            assert np.hypot(mid[:, 0], mid[:, 1]).min() >= 4.0 + 0.2 - 1e-6
+            # strands keep half a width off the hole; links along its edge (short
+            # chords) dip in by their sagitta only
+            assert np.hypot(mid[:, 0], mid[:, 1]).min() >= 4.0 + 0.2 - 0.1
 
 
 def test_angles_offsets_perimeters_and_tools() -> None:

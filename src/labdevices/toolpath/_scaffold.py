@@ -207,6 +207,9 @@ def scaffold_layers(
     spacing = obj.strand_spacing_mm or spacing_for_porosity(obj.porosity or 0.0, w)
     n_ang = len(obj.angles_deg)
     infill = _Region(obj, obj.perimeters * w + w / 2)
+    # a link may run a quarter strand closer to the outline than the strands do, so
+    # that short chords along a hole's edge (which dip in by their sagitta) still link
+    link_region = _Region(obj, obj.perimeters * w + w / 4)
     if obj.shape == "rectangle":
         assert obj.size_mm is not None
         bx0, bw = obj.center_mm[0] - obj.size_mm[0] / 2, obj.size_mm[0]
@@ -255,7 +258,7 @@ def scaffold_layers(
                         )
             max_link = 3.0 * spacing
             for t, pieces in sorted(by_tool.items()):
-                chains = _link(pieces, infill, max_link, obj.continuous)
+                chains = _link(pieces, link_region, max_link, obj.continuous)
                 starts = np.array([c[0] for c in chains])
                 last = paths[-1][-1] if paths else np.asarray(obj.center_mm, np.float64)
                 for i in order_points(starts, float(last[0]), float(last[1])):
