@@ -400,7 +400,7 @@ def plan_layers(
     for t in used:
         head = heads[t]
         sel = seg_tool == t
-        vol = float(dep[sel, 1].sum()) + drop_vol[t]
+        vol = float(dep[sel, 1].sum() + drop_vol[t])
         tw = float(dep[sel, 4].max()) if sel.any() else 0.0
         if not sel.any() and not piston[t]:
             tw = pressure_for_flow(
@@ -424,7 +424,7 @@ def plan_layers(
                 path_mm=float(seg_len[sel].sum()),
                 volume_ul=vol,
                 cells=vol * 1e-3 * head.bioink.cell_density_per_ml,
-                time_s=float(dep[sel, 2].sum()) + drop_time[t],
+                time_s=float(dep[sel, 2].sum() + drop_time[t]),
             )
         )
         limit = head.bioink.shear_stress_limit_pa
@@ -436,7 +436,7 @@ def plan_layers(
                 + (f" on {over} of {int(sel.sum())} segments" if over else "")
             )
     total_time = float(dep[:, 2].sum()) + float(drop_time.sum()) + travel_s + dwell_s + cure_time
-    header = _header(job, profile, pressure, totals, total_time, warnings)
+    header = _header(len(layers), job, profile, pressure, totals, total_time, warnings)
     footer = _footer(profile, pressure, float(layer_z.max()) if len(layer_z) else 0.0, lift)
     gcode = header + body.decode("ascii") + footer
     say("done")
@@ -459,6 +459,7 @@ def plan_layers(
 
 
 def _header(
+    n_layers: int,
     job: PrintJob,
     profile: GcodeProfile,
     pressure: dict[int, float],
@@ -472,7 +473,7 @@ def _header(
         f"; batch: {job.batch_id or '-'}",
         f"; patient: {job.patient_id or '-'}",
         f"; printer profile: {profile.name}",
-        f"; layers: layer height {job.layer_height_mm} mm",
+        f"; layers: {n_layers}, layer height {job.layer_height_mm} mm",
         f"; estimated time: {total_time:.0f} s",
     ]
     for t in totals:
@@ -562,6 +563,7 @@ def plan_job(
         obj.infill_spacing_mm,
         infill_angle_deg=obj.infill_angle_deg,
         tool=obj.tool,
+        progress=lambda done, total: say(f"slicing layer {done}/{total}"),
     )
     _centre(layers, obj.offset_mm)
     return plan_layers(layers, job, profile, progress=progress)
