@@ -51,11 +51,32 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-def format_validation_error(exc: ValidationError, source: str) -> list[str]:
+def _real_location(loc: tuple[int | str, ...], data: Any) -> tuple[int | str, ...]:
+    """``loc`` without the tags pydantic inserts for tagged unions (not keys of the data)."""
+    out: list[int | str] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict):
+            if part not in node:
+                if isinstance(part, str) and len(out) < len(loc) - 1:
+                    continue  # a union tag such as "gcode" or "printer"
+                out.append(part)
+                node = None
+                continue
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+        out.append(part)
+    return tuple(out)
+
+
+def format_validation_error(exc: ValidationError, source: str, data: Any = None) -> list[str]:
     """One line per problem: ``source: field.path: reason (got value)``."""
     problems = []
     for err in exc.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+        loc = _real_location(tuple(err["loc"]), data)
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown field (not allowed here)"
@@ -67,16 +88,12 @@ def format_validation_error(exc: ValidationError, source: str) -> list[str]:
     return problems
 
 
-# Tags pydantic inserts into error locations for discriminated unions.
-_UNION_TAGS = {"gcode", "modbus", "opcua"}
-
-
 def validate(type_: type[T], data: Any, source: str) -> T:
     """Validate ``data`` as ``type_``; on failure raise ``ConfigurationError`` listing every problem."""
     try:
         return TypeAdapter(type_).validate_python(data)
     except ValidationError as exc:
-        problems = format_validation_error(exc, source)
+        problems = format_validation_error(exc, source, data)
         raise ConfigurationError(
             f"{source}: {len(problems)} problem(s)", file=source, problems=problems
         ) from exc

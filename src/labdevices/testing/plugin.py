@@ -4,6 +4,8 @@ Installed with labdevices, so users' own test suites can ask for a simulated
 printer, incubator, bioreactor, sensor hub or a whole lab by fixture name.
 """
 
+from ._lab import *  # noqa: F403
 from ._modbus import *  # noqa: F403
+from ._mqtt import *  # noqa: F403
 from ._opcua import *  # noqa: F403
 from ._printer import *  # noqa: F403
