@@ -366,3 +366,25 @@ def test_disconnect_fault_flags_the_link() -> None:
     assert bench.fw.executed == ["G90", "G91"]
     bench.fw.link_closed()
     assert bench.send(numbered(3, "G28")) == ["ok N3 P15 B3"]
+
+
+def test_several_heated_printheads_report_each_tool() -> None:
+    prof = load_profile("marlin-pneumatic")
+    assert isinstance(prof, GcodeProfile)
+    heads = [
+        h.model_copy(
+            update={
+                "set_temperature": "M104 T{tool} S{celsius:.1f}",
+                "temperature_min_c": 4.0,
+                "temperature_max_c": 80.0,
+            }
+        )
+        for h in prof.printheads
+    ]
+    heated = prof.model_copy(update={"printheads": heads})
+    fw = MarlinFirmware(heated, SimPrinterConfig(time_scale=0.0))
+    fw.receive(b"M104 T1 S37\nT1\nM105\n", 0.0)
+    report = fw.take_output(0.0).decode().splitlines()[-1]
+    assert report == (
+        "ok T:37.00 /37.00 B:20.00 /20.00 T0:22.00 /0.00 T1:37.00 /37.00 @:0 B@:0 @0:0 @1:0"
+    )
