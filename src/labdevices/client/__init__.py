@@ -1,0 +1,23 @@
+"""The async Python client of the labdevices daemon: devices, signals, telemetry, jobs, alarms."""
+
+from ._client import (
+    TERMINAL_JOB_STATES,
+    AlarmInfo,
+    DeviceInfo,
+    JobEvent,
+    JobInfo,
+    LabClient,
+    Reading,
+    SignalInfo,
+)
+
+__all__ = [
+    "TERMINAL_JOB_STATES",
+    "AlarmInfo",
+    "DeviceInfo",
+    "JobEvent",
+    "JobInfo",
+    "LabClient",
+    "Reading",
+    "SignalInfo",
+]

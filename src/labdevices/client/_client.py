@@ -1,0 +1,400 @@
+"""``LabClient``: the async Python client of a labdevices daemon, over its MQTT API.
+
+Results are typed dataclasses; an error reply is raised as the ``labdevices.errors``
+class of its code (``LimitViolation``, ``UnknownDevice``, ``JobRejected``, ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from pydantic import JsonValue
+
+from ..bus import BusClient, BusMessage, MalformedRequest, RemoteError
+from ..daemon import _errors as _daemon_errors  # noqa: F401  (their codes map back to classes)
+from ..daemon import daemon_command_topic, parse_mqtt_url
+from ..errors import LabDeviceError, ProtocolError
+
+__all__ = [
+    "TERMINAL_JOB_STATES",
+    "AlarmInfo",
+    "DeviceInfo",
+    "JobEvent",
+    "JobInfo",
+    "LabClient",
+    "Reading",
+    "SignalInfo",
+]
+
+TERMINAL_JOB_STATES = frozenset({"completed", "failed", "cancelled", "interrupted"})
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One sample of one signal; ``t`` is seconds since the epoch."""
+
+    device: str
+    signal: str
+    value: float | bool | str | None
+    unit: str
+    t: float
+    quality: str = "good"
+
+
+@dataclass(frozen=True)
+class SignalInfo:
+    unit: str
+    writable: bool
+    min: float | None
+    max: float | None
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    name: str
+    state: str
+    profile: str
+    driver: str
+    error: str | None
+    signals: dict[str, SignalInfo]
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A print job as the daemon reports it; ``line`` is the last line the printer acknowledged."""
+
+    job_id: int
+    printer: str
+    state: str
+    lines_total: int
+    line: int
+    gcode_sha256: str | None = None
+    batch_id: str | None = None
+    patient_id: str | None = None
+    bioinks: list[Any] = field(default_factory=list)
+    error: str | None = None
+    created_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return self.state in TERMINAL_JOB_STATES
+
+    @classmethod
+    def from_json(cls, data: Any) -> JobInfo:
+        if not isinstance(data, dict):
+            raise ProtocolError(f"a job must be an object, got {data!r}")
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in names and v is not None})
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """A job event: ``kind`` is ``progress`` or ``state``; ``seq`` grows by one per job."""
+
+    kind: str
+    job_id: int
+    seq: int
+    line: int
+    lines_total: int
+    state: str | None = None
+    error: str | None = None
+
+    @property
+    def fraction(self) -> float:
+        return self.line / self.lines_total if self.lines_total else 1.0
+
+
+@dataclass(frozen=True)
+class AlarmInfo:
+    alarm_id: int
+    device: str
+    name: str
+    severity: str
+    raised_at: float
+    active: bool
+    acknowledged_by: str | None = None
+    acknowledged_at: float | None = None
+    cleared_at: float | None = None
+    reason: str | None = None
+    event: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> AlarmInfo:
+        if not isinstance(data, dict):
+            raise ProtocolError(f"an alarm must be an object, got {data!r}")
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _reading(data: Any) -> Reading:
+    if not isinstance(data, dict):
+        raise ProtocolError(f"a reading must be an object, got {data!r}")
+    return Reading(
+        data["device"],
+        data["signal"],
+        data["value"],
+        data.get("unit", ""),
+        data["t"],
+        data.get("quality", "good"),
+    )
+
+
+def _event(message: BusMessage) -> JobEvent:
+    data = message.json()
+    kind = "state" if message.topic.endswith("/state") else "progress"
+    return JobEvent(
+        kind,
+        int(data["job_id"]),
+        int(data.get("seq", 0)),
+        int(data.get("line", 0)),
+        int(data.get("lines_total", 0)),
+        data.get("state"),
+        data.get("error"),
+    )
+
+
+def _clean(args: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    return {k: v for k, v in args.items() if v is not None}
+
+
+class LabClient:
+    """``async with LabClient("mqtt://127.0.0.1:1883", site="demo") as lab: ...``.
+
+    ``actor`` names who acts (audited with every command); ``client_id`` makes the
+    session persistent, so a broker restart loses no reply or event.
+    """
+
+    def __init__(
+        self,
+        url: str = "mqtt://127.0.0.1:1883",
+        *,
+        site: str,
+        actor: str | None = None,
+        client_id: str | None = None,
+        timeout: float = 10.0,
+        connect_timeout: float = 10.0,
+        **bus_options: Any,
+    ) -> None:
+        host, port, _tls, user, password = parse_mqtt_url(url)
+        bus_options.setdefault("username", user)
+        bus_options.setdefault("password", password)
+        bus_options.setdefault("reconnect_max_s", 1.0)
+        self._bus = BusClient(host, port, site=site, client_id=client_id, **bus_options)
+        self.site = site
+        self.actor = actor or self._bus.client_id
+        self.timeout = timeout
+        self._connect_timeout = connect_timeout
+        self.topics = self._bus.topics
+
+    @property
+    def bus(self) -> BusClient:
+        return self._bus
+
+    async def __aenter__(self) -> Self:
+        await self._bus.__aenter__()
+        try:
+            await self._bus.wait_connected(self._connect_timeout)
+        except BaseException as exc:
+            await self._bus.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._bus.__aexit__(exc_type, exc, tb)
+
+    async def request(
+        self, topic: str, args: dict[str, JsonValue] | None = None, *, timeout: float | None = None
+    ) -> JsonValue:
+        """A raw request; an error reply is raised as its ``labdevices.errors`` class."""
+        try:
+            return await self._bus.request(
+                topic, args or {}, timeout=timeout or self.timeout, actor=self.actor
+            )
+        except RemoteError as exc:
+            if exc.code == "malformed_request":
+                mapped = MalformedRequest(exc.message.removeprefix("[malformed_request] "))
+                mapped.device = exc.device
+                raise mapped from None
+            raise
+
+    async def _device(self, device: str, command: str, **args: JsonValue) -> JsonValue:
+        return await self.request(self.topics.command(device, command), _clean(args))
+
+    async def _daemon(self, command: str, **args: JsonValue) -> JsonValue:
+        return await self.request(daemon_command_topic(self.topics.root, command), _clean(args))
+
+    # -- devices and signals ------------------------------------------------------------------
+
+    async def devices(self) -> list[DeviceInfo]:
+        result: Any = await self._daemon("devices")
+        assert isinstance(result, list)
+        return [
+            DeviceInfo(
+                d["device"],
+                d["state"],
+                d["profile"],
+                d["driver"],
+                d.get("error"),
+                {k: SignalInfo(**v) for k, v in d.get("signals", {}).items()},
+            )
+            for d in result
+            if isinstance(d, dict)
+        ]
+
+    async def read(self, device: str, signal: str) -> Reading:
+        return _reading(await self._device(device, "read", signal=signal))
+
+    async def write(
+        self, device: str, signal: str, value: float, *, reason: str | None = None
+    ) -> None:
+        """Set a writable signal; ``LimitViolation`` (nothing written) outside the profile's limits."""
+        await self._device(device, "write", signal=signal, value=value, reason=reason)
+
+    @contextlib.asynccontextmanager
+    async def telemetry(self, device: str = "+") -> AsyncIterator[AsyncIterator[Reading]]:
+        """Readings of one device (or all) as they arrive, while the context is open."""
+        topic = self.topics.all_telemetry() if device == "+" else self.topics.telemetry(device)
+        async with self._bus.subscribe(topic, maxsize=10_000) as sub:
+
+            async def readings() -> AsyncIterator[Reading]:
+                async for message in sub:
+                    batch = message.json()
+                    for s in batch.get("samples", []):
+                        yield Reading(
+                            batch["device"],
+                            s["signal"],
+                            s["value"],
+                            s.get("unit", ""),
+                            s["t"],
+                            s.get("quality", "good"),
+                        )
+
+            yield readings()
+
+    # -- printers and jobs --------------------------------------------------------------------
+
+    async def submit(
+        self,
+        *,
+        printer: str | None = None,
+        gcode: str | None = None,
+        job: dict[str, Any] | Path | None = None,
+        batch_id: str | None = None,
+        patient_id: str | None = None,
+        name: str | None = None,
+    ) -> JobInfo:
+        """Submit G-code text or a toolpath job (a spec dict, or a TOML/JSON job file)."""
+        spec: JsonValue = None
+        if isinstance(job, Path):
+            from ..toolpath import load_job
+
+            spec = load_job(job).model_dump(mode="json")
+        elif job is not None:
+            spec = job
+        args: dict[str, JsonValue] = {
+            "printer": printer,
+            "gcode": gcode,
+            "job": spec,
+            "batch_id": batch_id,
+            "patient_id": patient_id,
+            "name": name,
+        }
+        clean = _clean(args)
+        # Planning can take a while on a cold daemon: allow for it.
+        result = await self.request(self.topics.job_submit(), clean, timeout=max(self.timeout, 120))
+        return JobInfo.from_json(result)
+
+    async def run(self, **submit_args: Any) -> AsyncIterator[JobInfo | JobEvent]:
+        """Submit a job and yield its ``JobInfo``, then every event until it ends."""
+        async with self._bus.subscribe(self.topics.all_job_events()) as sub:
+            info = await self.submit(**submit_args)
+            yield info
+            async for event in self._events(sub, info.job_id):
+                yield event
+
+    async def follow(self, job_id: int) -> AsyncIterator[JobEvent]:
+        """Events of a job from now until it ends (its retained state first)."""
+        async with self._bus.subscribe(f"{self.topics.root}/jobs/{job_id}/+") as sub:
+            async for event in self._events(sub, job_id):
+                yield event
+
+    async def _events(self, sub: Any, job_id: int) -> AsyncIterator[JobEvent]:
+        async for message in sub:
+            try:
+                event = _event(message)
+            except (KeyError, TypeError, ValueError, LabDeviceError):
+                continue
+            if event.job_id != job_id:
+                continue
+            yield event
+            if event.kind == "state" and event.state in TERMINAL_JOB_STATES:
+                return
+
+    async def job(self, job_id: int) -> JobInfo:
+        return JobInfo.from_json(await self._daemon("job", job_id=job_id))
+
+    async def jobs(
+        self, *, state: str | None = None, printer: str | None = None, limit: int = 100
+    ) -> list[JobInfo]:
+        result = await self._daemon("jobs", state=state, printer=printer, limit=limit)
+        assert isinstance(result, list)
+        return [JobInfo.from_json(j) for j in result]
+
+    async def pause(
+        self, printer: str, *, job_id: int | None = None, reason: str | None = None
+    ) -> JobInfo:
+        return JobInfo.from_json(await self._device(printer, "pause", job_id=job_id, reason=reason))
+
+    async def resume(
+        self, printer: str, *, job_id: int | None = None, reason: str | None = None
+    ) -> JobInfo:
+        return JobInfo.from_json(
+            await self._device(printer, "resume", job_id=job_id, reason=reason)
+        )
+
+    async def cancel(
+        self, printer: str, *, job_id: int | None = None, reason: str | None = None
+    ) -> JobInfo:
+        return JobInfo.from_json(
+            await self._device(printer, "cancel", job_id=job_id, reason=reason)
+        )
+
+    async def estop(self, printer: str, *, reason: str | None = None) -> None:
+        await self._device(printer, "estop", reason=reason)
+
+    # -- alarms -------------------------------------------------------------------------------
+
+    async def alarms(self, *, active_only: bool = False) -> list[AlarmInfo]:
+        result = await self._daemon("alarms", active_only=active_only)
+        assert isinstance(result, list)
+        return [AlarmInfo.from_json(a) for a in result]
+
+    async def ack_alarm(self, alarm_id: int, *, reason: str | None = None) -> AlarmInfo:
+        """Acknowledge an alarm as this client's ``actor`` (audited)."""
+        return AlarmInfo.from_json(
+            await self._daemon("ack_alarm", alarm_id=alarm_id, reason=reason)
+        )
+
+    @contextlib.asynccontextmanager
+    async def alarm_events(self) -> AsyncIterator[AsyncIterator[AlarmInfo]]:
+        """Alarms raised, cleared and acknowledged, as they happen."""
+        async with self._bus.subscribe(self.topics.all_alarms()) as sub:
+
+            async def events() -> AsyncIterator[AlarmInfo]:
+                async for message in sub:
+                    yield AlarmInfo.from_json(message.json())
+
+            yield events()

@@ -1,0 +1,35 @@
+"""The daemon: supervises the lab's devices, publishes their telemetry, runs print jobs, trips
+interlocks, and serves commands over MQTT, keeping every action in the audited store."""
+
+from ._commands import daemon_command_topic
+from ._config import (
+    BusConfig,
+    DaemonConfig,
+    DeviceConfig,
+    InterlockConfig,
+    LoadedConfig,
+    StoreConfig,
+    check_config,
+    load_config,
+    parse_mqtt_url,
+)
+from ._daemon import Daemon
+from ._errors import UnknownAlarm, UnknownDevice, UnknownJob, UnknownSignal
+
+__all__ = [
+    "BusConfig",
+    "Daemon",
+    "DaemonConfig",
+    "DeviceConfig",
+    "InterlockConfig",
+    "LoadedConfig",
+    "StoreConfig",
+    "UnknownAlarm",
+    "UnknownDevice",
+    "UnknownJob",
+    "UnknownSignal",
+    "check_config",
+    "daemon_command_topic",
+    "load_config",
+    "parse_mqtt_url",
+]

@@ -1,0 +1,321 @@
+"""The command router: requests on ``{device}/cmd/{name}`` and ``daemon/cmd/{name}``, validated,
+executed and audited.
+
+Device commands: ``read``, ``write``, ``describe``, and for printers ``pause``,
+``resume``, ``cancel``, ``estop``. Daemon commands: ``devices``, ``alarms``,
+``ack_alarm``, ``jobs``, ``job``. A refused command is audited too, and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import JsonValue
+
+from ..bus import BusClient, MalformedRequest, Request, UnknownCommand
+from ..devices import Sample
+from ..devices.gcode import GcodePrinter
+from ..errors import DeviceTimeoutError, LabDeviceError
+from ..store import Store, StoreError
+from ._errors import UnknownAlarm, UnknownDevice, UnknownSignal
+from ._interlocks import alarm_json
+from ._jobs import JobManager, job_json
+from ._supervisor import DeviceSlot
+
+__all__ = ["CommandRouter", "daemon_command_topic"]
+
+log = logging.getLogger("labdevices.daemon")
+
+Command = Callable[[DeviceSlot, Request], Awaitable[JsonValue]]
+DaemonCommand = Callable[[Request], Awaitable[JsonValue]]
+
+_READ_TIMEOUT_S = 5.0
+
+
+def daemon_command_topic(bus_root: str, name: str) -> str:
+    """``labdevices/{site}/daemon/cmd/{name}``: commands addressed to the daemon, not a device."""
+    return f"{bus_root}/daemon/cmd/{name}"
+
+
+def sample_json(sample: Sample) -> dict[str, JsonValue]:
+    return {
+        "device": sample.device,
+        "signal": sample.signal,
+        "value": sample.value,
+        "unit": sample.unit,
+        "t": sample.t,
+        "quality": sample.quality,
+    }
+
+
+def _number(args: dict[str, JsonValue], key: str, device: str) -> float:
+    value = args.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _bad_arg(key, "a finite number", value, device)
+    return float(value)
+
+
+def _text(
+    args: dict[str, JsonValue], key: str, device: str | None, *, required: bool = True
+) -> str | None:
+    value = args.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise _bad_arg(key, "a non-empty string", value, device)
+    return value
+
+
+def _int(
+    args: dict[str, JsonValue], key: str, device: str | None, *, required: bool = True
+) -> int | None:
+    value = args.get(key)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad_arg(key, "an integer", value, device)
+    return value
+
+
+def _bad_arg(key: str, what: str, value: object, device: str | None) -> LabDeviceError:
+    shown = "missing" if value is None else f"got {value!r}"
+    exc = MalformedRequest(f"args.{key} must be {what} ({shown})")
+    exc.device = device
+    return exc
+
+
+class CommandRouter:
+    """Dispatches requests to devices, the job manager and the store; audits every one."""
+
+    def __init__(
+        self,
+        slots: dict[str, DeviceSlot],
+        jobs: JobManager,
+        store: Store,
+        bus: BusClient,
+        latest: dict[tuple[str, str], Sample],
+    ) -> None:
+        self.slots = slots
+        self.latest = latest
+        self.jobs = jobs
+        self.store = store
+        self.bus = bus
+        self.device_commands: dict[str, Command] = {
+            "read": self._read,
+            "write": self._write,
+            "describe": self._describe,
+            "pause": self._pause,
+            "resume": self._resume,
+            "cancel": self._cancel,
+            "estop": self._estop,
+        }
+        self.daemon_commands: dict[str, DaemonCommand] = {
+            "devices": self._devices,
+            "alarms": self._alarms,
+            "ack_alarm": self._ack_alarm,
+            "jobs": self._jobs,
+            "job": self._job,
+        }
+
+    # -- entry points (bus handlers) -----------------------------------------------------------
+
+    async def handle_device(self, request: Request, topic: str) -> JsonValue:
+        device, name = _split(topic, -3, -1)
+        if device == "daemon":  # ``+/cmd/+`` covers ``daemon/cmd/+`` too
+            return await self.handle_daemon(request, topic)
+        try:
+            slot = self.slots.get(device)
+            if slot is None:
+                known = ", ".join(sorted(self.slots)) or "none"
+                raise UnknownDevice(f"unknown device {device!r} (devices: {known})", device=device)
+            command = self.device_commands.get(name)
+            if command is None:
+                known = ", ".join(sorted(self.device_commands))
+                raise UnknownCommand(f"unknown command {name!r} (known: {known})", device=device)
+            return await command(slot, request)
+        except LabDeviceError as exc:
+            if exc.device is None:
+                exc.device = device
+            await self._audit_refusal(request, f"device/{device}", name, exc)
+            raise
+
+    async def handle_daemon(self, request: Request, topic: str) -> JsonValue:
+        _, name = _split(topic, -3, -1)
+        try:
+            command = self.daemon_commands.get(name)
+            if command is None:
+                known = ", ".join(sorted(self.daemon_commands))
+                raise UnknownCommand(f"unknown daemon command {name!r} (known: {known})")
+            return await command(request)
+        except LabDeviceError as exc:
+            await self._audit_refusal(request, "daemon", name, exc)
+            raise
+
+    async def _audit_refusal(
+        self, request: Request, obj: str, name: str, exc: LabDeviceError
+    ) -> None:
+        try:
+            await self.store.audit(
+                request.actor,
+                "command.refused",
+                obj,
+                new={"command": name, "args": request.args, "request_id": request.id},
+                reason=f"[{exc.code}] {exc.message}",
+            )
+        except LabDeviceError as store_exc:
+            log.error("refused command not audited: %s", store_exc)
+
+    async def _audit(self, request: Request, action: str, obj: str, **fields: Any) -> None:
+        await self.store.audit(request.actor, action, obj, **fields)
+
+    # -- device commands -----------------------------------------------------------------------
+
+    def _signal(self, slot: DeviceSlot, request: Request) -> str:
+        name = _text(request.args, "signal", slot.name)
+        assert name is not None
+        if name not in slot.profile.signals:
+            known = ", ".join(sorted(slot.profile.signals)) or "none"
+            raise UnknownSignal(f"unknown signal {name!r} (signals: {known})", device=slot.name)
+        return name
+
+    async def _read(self, slot: DeviceSlot, request: Request) -> JsonValue:
+        signal = self._signal(slot, request)
+        device = slot.require()
+        sample = await _timed(device.read(signal), slot.name, f"read of {signal}")
+        await self._audit(request, "command.read", f"device/{slot.name}", new={"signal": signal})
+        return sample_json(sample)
+
+    async def _write(self, slot: DeviceSlot, request: Request) -> JsonValue:
+        signal = self._signal(slot, request)
+        value = _number(request.args, "value", slot.name)
+        reason = _text(request.args, "reason", slot.name, required=False)
+        await self.write_setpoint(slot.name, signal, value, request.actor, reason)
+        return {"device": slot.name, "signal": signal, "value": value}
+
+    async def write_setpoint(
+        self, device: str, signal: str, value: float, actor: str, reason: str | None
+    ) -> None:
+        """Check against the profile's limits, audit (old and new value), then write."""
+        slot = self.slots[device]
+        sig = slot.profile.signals.get(signal)
+        if sig is None:
+            raise UnknownSignal(f"unknown signal {signal!r}", device=device)
+        sig.check(device, signal, value)  # LimitViolation: nothing written, nothing audited as done
+        dev = slot.require()
+        old = self._latest(device, signal)
+        await self.store.audit(
+            actor,
+            "setpoint.write",
+            f"device/{device}/{signal}",
+            old=old,
+            new=value,
+            reason=reason,
+        )
+        await dev.write(signal, value)
+
+    def _latest(self, device: str, signal: str) -> JsonValue:
+        sample = self.latest.get((device, signal))
+        return None if sample is None else sample.value
+
+    async def _describe(self, slot: DeviceSlot, request: Request) -> JsonValue:
+        return slot.describe()
+
+    def _printer(self, slot: DeviceSlot) -> None:
+        if not slot.is_printer:
+            raise UnknownCommand(
+                f"{slot.name} is a {slot.profile.driver} device, not a printer", device=slot.name
+            )
+
+    async def _job_action(self, slot: DeviceSlot, request: Request, action: str) -> JsonValue:
+        self._printer(slot)
+        job_id = _int(request.args, "job_id", slot.name, required=False)
+        reason = _text(request.args, "reason", slot.name, required=False)
+        await self._audit(
+            request,
+            f"command.{action}",
+            f"device/{slot.name}",
+            new={"job_id": job_id} if job_id is not None else None,
+            reason=reason,
+        )
+        method = {"pause": self.jobs.pause, "resume": self.jobs.resume, "cancel": self.jobs.cancel}[
+            action
+        ]
+        job = await method(slot.name, actor=request.actor, reason=reason, job_id=job_id)
+        return job_json(job.record)
+
+    async def _pause(self, slot: DeviceSlot, request: Request) -> JsonValue:
+        return await self._job_action(slot, request, "pause")
+
+    async def _resume(self, slot: DeviceSlot, request: Request) -> JsonValue:
+        return await self._job_action(slot, request, "resume")
+
+    async def _cancel(self, slot: DeviceSlot, request: Request) -> JsonValue:
+        return await self._job_action(slot, request, "cancel")
+
+    async def _estop(self, slot: DeviceSlot, request: Request) -> JsonValue:
+        self._printer(slot)
+        reason = _text(request.args, "reason", slot.name, required=False)
+        device = slot.require()
+        assert isinstance(device, GcodePrinter)
+        await self._audit(request, "device.estop", f"device/{slot.name}", reason=reason)
+        await device.emergency_stop()
+        return {"device": slot.name, "state": device.state.value}
+
+    # -- daemon commands -----------------------------------------------------------------------
+
+    async def _devices(self, request: Request) -> JsonValue:
+        return [slot.describe() for slot in self.slots.values()]
+
+    async def _alarms(self, request: Request) -> JsonValue:
+        active = request.args.get("active_only", False)
+        alarms = await self.store.list_alarms(active_only=bool(active), limit=1000)
+        return [alarm_json(a) for a in alarms]
+
+    async def _ack_alarm(self, request: Request) -> JsonValue:
+        alarm_id = _int(request.args, "alarm_id", None)
+        assert alarm_id is not None
+        reason = _text(request.args, "reason", None, required=False)
+        try:
+            alarm = await self.store.acknowledge_alarm(alarm_id, user=request.actor, reason=reason)
+        except StoreError as exc:
+            if "no alarm" in exc.message:
+                raise UnknownAlarm(f"no alarm with id {alarm_id}") from exc
+            raise
+        self.bus.post(self.bus.topics.alarm(alarm.device), alarm_json(alarm, "acknowledged"))
+        return alarm_json(alarm)
+
+    async def _jobs(self, request: Request) -> JsonValue:
+        state = _text(request.args, "state", None, required=False)
+        printer = _text(request.args, "printer", None, required=False)
+        limit = _int(request.args, "limit", None, required=False) or 100
+        jobs = await self.store.list_jobs(state=state, printer=printer, limit=limit)
+        out = []
+        for job in jobs:
+            item = job_json(job)
+            item.pop("events")
+            out.append(item)
+        return out  # type: ignore[return-value]
+
+    async def _job(self, request: Request) -> JsonValue:
+        job_id = _int(request.args, "job_id", None)
+        assert job_id is not None
+        return job_json(await self.jobs.get(job_id))
+
+
+async def _timed(coro: Awaitable[Sample], device: str, what: str) -> Sample:
+    try:
+        async with asyncio.timeout(_READ_TIMEOUT_S):
+            return await coro
+    except TimeoutError:
+        raise DeviceTimeoutError(
+            f"{what} took longer than {_READ_TIMEOUT_S} s", device=device
+        ) from None
+
+
+def _split(topic: str, first: int, second: int) -> tuple[str, str]:
+    parts = topic.split("/")
+    return parts[first], parts[second]

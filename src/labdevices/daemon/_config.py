@@ -1,0 +1,327 @@
+"""The daemon's configuration: site, devices, bus, store and interlocks, loaded from TOML.
+
+``load_config(path)`` refuses a bad file with every problem listed at once, each
+naming the file and the field (``ConfigurationError.problems``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, JsonValue, ValidationError, field_validator, model_validator
+
+from ..bus import validate_device_name, validate_name
+from ..errors import ConfigurationError, LabDeviceError
+from ..files import StrictModel, format_validation_error, load_toml
+from ..profiles import GcodeProfile, ModbusProfile, OpcUaProfile, load_profile
+
+__all__ = [
+    "BusConfig",
+    "DaemonConfig",
+    "DeviceConfig",
+    "InterlockConfig",
+    "LoadedConfig",
+    "StoreConfig",
+    "check_config",
+    "load_config",
+    "parse_mqtt_url",
+]
+
+AnyProfile = GcodeProfile | ModbusProfile | OpcUaProfile
+
+
+class DeviceConfig(StrictModel):
+    """One device: its profile (shipped name or path) and where it is connected."""
+
+    profile: str = Field(min_length=1, description="shipped profile name, or a path to a TOML file")
+    address: str | None = Field(
+        default=None,
+        description="serial port, socket://, tcp://, rtu://, opc.tcp://; "
+        "may be left out only when `simulated_lab` provides it",
+    )
+    poll_interval_s: float | None = Field(
+        default=None, gt=0, description="how often the driver reads the device's signals"
+    )
+    deadband: float = Field(default=0.0, ge=0, description="store a sample only when it moved more")
+    options: dict[str, JsonValue] = Field(
+        default_factory=dict, description="further keyword options of the driver"
+    )
+
+
+class BusConfig(StrictModel):
+    """The MQTT broker; without ``url`` the daemon runs an embedded broker on loopback."""
+
+    url: str | None = Field(default=None, description="mqtt://host:port or mqtts://host:port")
+    username: str | None = None
+    password: str | None = None
+    ca_file: Path | None = Field(default=None, description="CA bundle for mqtts://")
+    cert_file: Path | None = Field(default=None, description="client certificate for mqtts://")
+    key_file: Path | None = Field(default=None, description="client key for mqtts://")
+    client_id: str | None = Field(
+        default=None, description="default: labdevices-daemon-{site}; a persistent session"
+    )
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_mqtt_url(value)
+        return value
+
+    @model_validator(mode="after")
+    def _tls_needs_mqtts(self) -> BusConfig:
+        tls = self.ca_file or self.cert_file or self.key_file
+        if tls and (self.url is None or not self.url.startswith("mqtts://")):
+            raise ValueError("ca_file, cert_file and key_file need an mqtts:// url")
+        if self.key_file and not self.cert_file:
+            raise ValueError("key_file needs cert_file")
+        return self
+
+
+class StoreConfig(StrictModel):
+    """The SQLite store file (relative paths are relative to the config file)."""
+
+    path: Path = Path("labdevices.db")
+    max_interval_s: float = Field(
+        default=60.0, gt=0, description="store a flat signal at least this often"
+    )
+    flush_interval_s: float = Field(
+        default=0.5, gt=0, description="telemetry is written to the store in batches this often"
+    )
+
+
+Condition = Literal["above", "below", "outside", "equals", "offline"]
+Action = Literal["pause_job", "estop", "hold_setpoint", "alarm"]
+
+
+class InterlockConfig(StrictModel):
+    """A condition on a device, held for ``hold_s``, that raises an alarm and takes an action."""
+
+    name: str = Field(min_length=1)
+    device: str = Field(min_length=1)
+    signal: str | None = Field(default=None, description="not used by the `offline` condition")
+    condition: Condition
+    value: float | bool | str | None = Field(
+        default=None, description="threshold of above/below, value of equals"
+    )
+    low: float | None = Field(default=None, description="lower bound of `outside`")
+    high: float | None = Field(default=None, description="upper bound of `outside`")
+    hold_s: float = Field(default=0.0, ge=0, description="how long the condition must hold")
+    action: Action = "alarm"
+    target: str | None = Field(
+        default=None, description="device the action acts on (default: `device`)"
+    )
+    setpoint: str | None = Field(default=None, description="signal that hold_setpoint writes")
+    setpoint_value: float | None = Field(default=None, description="value hold_setpoint writes")
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> InterlockConfig:
+        problems = []
+        if self.condition != "offline" and self.signal is None:
+            problems.append(f"condition {self.condition!r} needs `signal`")
+        numeric = isinstance(self.value, int | float) and not isinstance(self.value, bool)
+        if self.condition in ("above", "below") and not numeric:
+            problems.append(f"condition {self.condition!r} needs a numeric `value`")
+        if self.condition == "equals" and self.value is None:
+            problems.append("condition 'equals' needs `value`")
+        if self.condition == "outside":
+            if self.low is None or self.high is None:
+                problems.append("condition 'outside' needs `low` and `high`")
+            elif self.low > self.high:
+                problems.append(f"low ({self.low}) is greater than high ({self.high})")
+        if self.action == "hold_setpoint" and (
+            self.setpoint is None or self.setpoint_value is None
+        ):
+            problems.append("action 'hold_setpoint' needs `setpoint` and `setpoint_value`")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def acts_on(self) -> str:
+        return self.target or self.device
+
+
+class DaemonConfig(StrictModel):
+    """A whole daemon: one site, its devices, the bus, the store and the interlocks."""
+
+    site: str = Field(min_length=1)
+    simulated_lab: str | None = Field(
+        default=None,
+        description="simulators/ lab (name or path) whose devices `labdevices daemon` and "
+        "`labdevices demo` start, filling in the devices' addresses",
+    )
+    devices: dict[str, DeviceConfig] = Field(default_factory=dict)
+    bus: BusConfig = Field(default_factory=BusConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    interlocks: list[InterlockConfig] = Field(default_factory=list)
+    device_retry_min_s: float = Field(default=0.5, gt=0)
+    device_retry_max_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("site")
+    @classmethod
+    def _site(cls, value: str) -> str:
+        return validate_name("site", value)
+
+    @field_validator("devices")
+    @classmethod
+    def _device_names(cls, value: dict[str, DeviceConfig]) -> dict[str, DeviceConfig]:
+        for name in value:
+            validate_device_name(name)
+        return value
+
+    def with_addresses(self, addresses: dict[str, str]) -> DaemonConfig:
+        """The same config with the given devices' addresses filled in (a simulated lab's)."""
+        devices = {
+            name: dev.model_copy(update={"address": addresses[name]}) if name in addresses else dev
+            for name, dev in self.devices.items()
+        }
+        return self.model_copy(update={"devices": devices})
+
+
+class LoadedConfig:
+    """A validated config with what the daemon needs beside it: profiles, source and hash."""
+
+    def __init__(
+        self,
+        config: DaemonConfig,
+        profiles: dict[str, AnyProfile],
+        *,
+        source: str = "<config>",
+        sha256: str = "",
+    ) -> None:
+        self.config = config
+        self.profiles = profiles
+        self.source = source
+        self.sha256 = sha256 or hashlib.sha256(config.model_dump_json().encode()).hexdigest()
+
+    def with_addresses(self, addresses: dict[str, str]) -> LoadedConfig:
+        return LoadedConfig(
+            self.config.with_addresses(addresses),
+            self.profiles,
+            source=self.source,
+            sha256=self.sha256,
+        )
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int, bool, str | None, str | None]:
+    """``mqtt[s]://[user[:password]@]host[:port]`` → host, port, tls, user, password."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise ValueError(f"MQTT url {url!r} must start with mqtt:// or mqtts://")
+    if not parts.hostname:
+        raise ValueError(f"MQTT url {url!r} has no host")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"MQTT url {url!r}: {exc}") from None
+    if parts.path not in ("", "/"):
+        raise ValueError(f"MQTT url {url!r} must not have a path")
+    tls = parts.scheme == "mqtts"
+    user = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    return parts.hostname, port or (8883 if tls else 1883), tls, user, password
+
+
+def _resolve(base: Path, p: Path) -> Path:
+    return p if p.is_absolute() else base / p
+
+
+def _profile_ref(base: Path | None, ref: str) -> str | Path:
+    if base is not None and (ref.endswith(".toml") or "/" in ref):
+        return _resolve(base, Path(ref))
+    return ref
+
+
+def check_config(config: DaemonConfig, source: str, base: Path | None = None) -> LoadedConfig:
+    """Cross-check a config (profiles, interlock devices and signals); every problem at once."""
+    problems: list[str] = []
+    profiles: dict[str, AnyProfile] = {}
+    for name, dev in config.devices.items():
+        try:
+            profiles[name] = load_profile(_profile_ref(base, dev.profile))
+        except ConfigurationError as exc:
+            problems.append(f"{source}: devices.{name}.profile: {exc.message}")
+            problems += [f"  {p}" for p in exc.problems]
+        if dev.address is None and config.simulated_lab is None:
+            problems.append(
+                f"{source}: devices.{name}.address: field required (no simulated_lab provides it)"
+            )
+    for i, lock in enumerate(config.interlocks):
+        where = f"{source}: interlocks[{i}]"
+        for fld in ("device", "target"):
+            dev_name = getattr(lock, fld)
+            if dev_name is not None and dev_name not in config.devices:
+                known = ", ".join(sorted(config.devices)) or "none"
+                problems.append(f"{where}.{fld}: unknown device {dev_name!r} (devices: {known})")
+        profile = profiles.get(lock.device)
+        if profile is not None and lock.signal is not None and lock.signal not in profile.signals:
+            known = ", ".join(sorted(profile.signals))
+            problems.append(
+                f"{where}.signal: device {lock.device!r} has no signal {lock.signal!r} "
+                f"(signals: {known})"
+            )
+        target = profiles.get(lock.acts_on)
+        needs_printer = lock.action in ("pause_job", "estop")
+        if needs_printer and target is not None and not isinstance(target, GcodeProfile):
+            problems.append(
+                f"{where}.action: {lock.action!r} needs a printer, "
+                f"but {lock.acts_on!r} is a {target.driver} device (set `target`)"
+            )
+        if lock.action == "hold_setpoint" and target is not None and lock.setpoint is not None:
+            sig = target.signals.get(lock.setpoint)
+            if sig is None:
+                problems.append(
+                    f"{where}.setpoint: device {lock.acts_on!r} has no signal {lock.setpoint!r}"
+                )
+            elif lock.setpoint_value is not None:
+                try:
+                    sig.check(lock.acts_on, lock.setpoint, lock.setpoint_value)
+                except LabDeviceError as exc:
+                    problems.append(f"{where}.setpoint_value: {exc.message}")
+    names = [lock.name for lock in config.interlocks]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"{source}: interlocks: name {dup!r} is used more than once")
+    if problems:
+        raise ConfigurationError(
+            f"{source}: {len(problems)} problem(s)", file=source, problems=problems
+        )
+    return LoadedConfig(config, profiles, source=source)
+
+
+def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) -> LoadedConfig:
+    """Load, validate and cross-check a daemon config; ``ConfigurationError`` lists every problem.
+
+    Relative store, TLS and profile paths are taken relative to the config file.
+    """
+    p = Path(path)
+    raw = p.read_bytes() if p.is_file() else b""
+    data = load_toml(p)
+    if overrides:
+        data.update(overrides)
+    source = str(p)
+    try:
+        config = DaemonConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = format_validation_error(exc, source)
+        raise ConfigurationError(
+            f"{source}: {len(problems)} problem(s)", file=source, problems=problems
+        ) from exc
+    base = p.resolve().parent
+    store = config.store.model_copy(update={"path": _resolve(base, config.store.path)})
+    bus = config.bus.model_copy(
+        update={
+            k: _resolve(base, v)
+            for k in ("ca_file", "cert_file", "key_file")
+            if (v := getattr(config.bus, k)) is not None
+        }
+    )
+    config = config.model_copy(update={"store": store, "bus": bus})
+    loaded = check_config(config, source, base)
+    loaded.sha256 = hashlib.sha256(raw).hexdigest()
+    return loaded

@@ -1,0 +1,265 @@
+"""The ``Daemon``: one async context manager that owns the store, the bus, the devices, the jobs and
+the interlocks, with every background task in one TaskGroup.
+
+Shutdown (exit, or ``stop()`` from a signal handler): running jobs are paused
+safely and recorded as interrupted, devices closed, telemetry flushed to the
+store, device states and the daemon's status published offline, the store closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Coroutine
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any, Self
+
+from pydantic import JsonValue
+
+from ..bus import BusClient, TelemetryPublisher, Topics, start_embedded_broker
+from ..devices import Sample
+from ..errors import ConfigurationError
+from ..store import Deadband, Store, open_store
+from ._commands import CommandRouter
+from ._config import LoadedConfig, parse_mqtt_url
+from ._interlocks import InterlockEngine
+from ._jobs import JobManager
+from ._supervisor import DeviceSlot, Supervisor
+from ._telemetry import TelemetryPipeline
+
+__all__ = ["Daemon"]
+
+log = logging.getLogger("labdevices.daemon")
+
+
+class Daemon:
+    """``async with Daemon(load_config(path)) as daemon: await daemon.wait_stopped()``.
+
+    Entering opens the store (recording the config load), recovers jobs a previous
+    run left live (interrupted, never resumed), connects to the broker (or starts
+    an embedded one), starts every device concurrently and begins serving. It
+    does not wait for the broker or the devices: both are retried in the background.
+    """
+
+    def __init__(self, loaded: LoadedConfig, *, telemetry_linger_s: float = 0.002) -> None:
+        self.loaded = loaded
+        self.config = loaded.config
+        self.site = self.config.site
+        self.broker_url: str | None = None
+        self.slots = {
+            name: DeviceSlot(name, dev, loaded.profiles[name])
+            for name, dev in self.config.devices.items()
+        }
+        self.recovered: list[int] = []
+        self._telemetry_linger_s = telemetry_linger_s
+        self._stack: AsyncExitStack | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+        self._spawned: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._state: str = "new"
+        self._deadbands: dict[str, Deadband] = {}
+        self.store: Store
+        self.bus: BusClient
+        self.pipeline: TelemetryPipeline
+        self.jobs: JobManager
+        self.interlocks: InterlockEngine
+        self.router: CommandRouter
+
+    def __repr__(self) -> str:
+        return f"Daemon(site={self.site!r}, {len(self.slots)} devices, {self._state})"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._state != "new":
+            raise RuntimeError(f"{self!r} cannot be entered twice")
+        self._state = "starting"
+        for name, slot in self.slots.items():
+            if slot.config.address is None:
+                raise ConfigurationError(
+                    f"{self.loaded.source}: devices.{name}.address: no address (start its simulated lab)",
+                    file=self.loaded.source,
+                    device=name,
+                )
+        stack = self._stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            await self._start(stack)
+        except BaseException as exc:
+            self._state = "closed"
+            await self._cancel_tasks()
+            await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._state = "open"
+        return self
+
+    async def _start(self, stack: AsyncExitStack) -> None:
+        cfg = self.config
+        self.store = await stack.enter_async_context(open_store(cfg.store.path))
+        await self.store.record_config_load(self.loaded.source, self.loaded.sha256)
+        host, port, tls, user, password = await self._broker(stack)
+        tls_context = self._tls_context() if tls else None
+        bus = BusClient(
+            host,
+            port,
+            site=cfg.site,
+            client_id=cfg.bus.client_id or f"labdevices-daemon-{cfg.site}",
+            username=cfg.bus.username or user,
+            password=cfg.bus.password or password,
+            tls_context=tls_context,
+            protocol=cfg.bus.protocol,
+            status_topic=Topics(cfg.site).daemon_status(),  # its last will marks us offline
+            reconnect_max_s=2.0,
+        )
+        self.bus = await stack.enter_async_context(bus)
+        publisher = await stack.enter_async_context(
+            TelemetryPublisher(bus, linger_s=self._telemetry_linger_s)
+        )
+        stack.push_async_callback(self._final_flush)
+        self._tasks = await stack.enter_async_context(asyncio.TaskGroup())
+
+        self.pipeline = TelemetryPipeline(
+            publisher,
+            self.store,
+            self._accept,
+            flush_interval_s=cfg.store.flush_interval_s,
+        )
+        self.jobs = JobManager(self.slots, self.store, bus, self.spawn)
+        self.router = CommandRouter(self.slots, self.jobs, self.store, bus, self.pipeline.latest)
+        self.interlocks = InterlockEngine(
+            cfg.interlocks,
+            self.slots,
+            self.jobs,
+            self.store,
+            bus,
+            self.spawn,
+            self.router.write_setpoint,
+        )
+        self.pipeline.add_listener(self.interlocks.on_sample)
+        recovered = await self.jobs.recover()
+        self.recovered = [job.id for job in recovered]
+        for job in recovered:
+            log.warning("job %d was %s", job.id, job.error)
+
+        await bus.serve(bus.topics.commands(), self.router.handle_device)
+        await bus.serve(bus.topics.job_submit(), self.jobs.submit)
+
+        supervisor = Supervisor(
+            self.slots,
+            on_sample=self.pipeline.add,
+            on_state=self._on_state,
+            retry_min_s=cfg.device_retry_min_s,
+            retry_max_s=cfg.device_retry_max_s,
+        )
+        for slot in self.slots.values():
+            self._on_state(slot)
+            self.spawn(supervisor.run(slot), f"device {slot.name}")
+        self.spawn(self.pipeline.run_store_writer(), "telemetry store writer")
+        self.jobs.start()
+        log.info("daemon for site %r serving on %s", cfg.site, self.broker_url)
+
+    async def _broker(self, stack: AsyncExitStack) -> tuple[str, int, bool, str | None, str | None]:
+        url = self.config.bus.url
+        if url is None:
+            broker = await stack.enter_async_context(start_embedded_broker())
+            url = broker.url
+        self.broker_url = url
+        return parse_mqtt_url(url)
+
+    def _tls_context(self) -> ssl.SSLContext:
+        bus = self.config.bus
+        try:
+            context = ssl.create_default_context(cafile=str(bus.ca_file) if bus.ca_file else None)
+            if bus.cert_file:
+                context.load_cert_chain(
+                    str(bus.cert_file), str(bus.key_file) if bus.key_file else None
+                )
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(
+                f"{self.loaded.source}: bus: cannot load TLS files: {exc}", file=self.loaded.source
+            ) from exc
+        return context
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._state != "open" or self._stack is None:
+            return
+        self._state = "closing"
+        self._stopping.set()
+        try:
+            with contextlib.suppress(Exception):
+                await self.jobs.shutdown()
+            await self._cancel_tasks()
+        finally:
+            stack, self._stack = self._stack, None
+            self._state = "closed"
+            await stack.__aexit__(exc_type, exc, tb)
+
+    async def _cancel_tasks(self) -> None:
+        for task in list(self._spawned):
+            task.cancel()
+        if self._spawned:
+            await asyncio.wait(set(self._spawned))
+
+    async def _final_flush(self) -> None:
+        """After devices closed: the last telemetry to the store, every device offline on the bus."""
+        with contextlib.suppress(Exception):
+            await self.pipeline.flush_store()
+        for slot in self.slots.values():
+            if slot.state != "offline":
+                slot.set("offline")
+            self._publish_state(slot)
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Start a background task owned by the daemon (cancelled at shutdown)."""
+        if self._tasks is None:
+            coro.close()
+            raise RuntimeError("the daemon is not running")
+        task = self._tasks.create_task(coro, name=name)
+        self._spawned.add(task)
+        task.add_done_callback(self._spawned.discard)
+        return task
+
+    def stop(self) -> None:
+        """Ask ``wait_stopped`` to return (safe from a signal handler)."""
+        self._stopping.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopping.wait()
+
+    # -- glue ---------------------------------------------------------------------------------
+
+    def _accept(self, sample: Sample) -> bool:
+        deadband = self._deadbands.get(sample.device)
+        if deadband is None:
+            slot = self.slots.get(sample.device)
+            deadband = self._deadbands[sample.device] = Deadband(
+                slot.config.deadband if slot else 0.0,
+                max_interval_s=self.config.store.max_interval_s,
+            )
+        return deadband.accept(sample)
+
+    def _on_state(self, slot: DeviceSlot) -> None:
+        self._publish_state(slot)
+        if self._state == "open":
+            self.interlocks.on_state(slot)
+
+    def _publish_state(self, slot: DeviceSlot) -> None:
+        payload: dict[str, JsonValue] = {
+            "device": slot.name,
+            "state": slot.state,
+            "profile": slot.profile.name,
+            "driver": slot.profile.driver,
+            "error": slot.error,
+            "t": time.time(),
+        }
+        with contextlib.suppress(Exception):
+            self.bus.post(self.bus.topics.state(slot.name), payload, retain=True)

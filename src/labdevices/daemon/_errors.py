@@ -1,0 +1,31 @@
+"""Errors of the daemon's API, in the one ``labdevices.errors`` tree (their codes travel in replies)."""
+
+from __future__ import annotations
+
+from ..errors import LabDeviceError
+
+__all__ = ["UnknownAlarm", "UnknownDevice", "UnknownJob", "UnknownSignal"]
+
+
+class UnknownDevice(LabDeviceError):
+    """A request names a device the daemon does not have."""
+
+    code = "unknown_device"
+
+
+class UnknownSignal(LabDeviceError):
+    """A request names a signal the device's profile does not have."""
+
+    code = "unknown_signal"
+
+
+class UnknownJob(LabDeviceError):
+    """A request names a job the daemon does not know."""
+
+    code = "unknown_job"
+
+
+class UnknownAlarm(LabDeviceError):
+    """A request names an alarm the store does not have."""
+
+    code = "unknown_alarm"
