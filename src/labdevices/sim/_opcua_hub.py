@@ -400,6 +400,7 @@ class OpcUaSensorHub:
                 ):
                     return ua.StatusCode(ua.StatusCodes.BadOutOfRange)
             outputs = self._run_method(name, values)
+            await self._publish_values()  # the method's effects are visible when it returns
             return [
                 ua.Variant(coerce_value(o.type, v), getattr(ua.VariantType, o.type))
                 for o, v in zip(method.outputs, outputs, strict=True)
@@ -476,6 +477,10 @@ class OpcUaSensorHub:
 
     def value(self, name: str) -> bool | int | float | str:
         """The value the hub currently serves for a signal."""
+        node = self._nodes.get(name)
+        if self._server is not None and node is not None and self.profile.signals[name].writable:
+            value: bool | int | float | str = self._server.read_attribute_value(node.nodeid).Value.Value
+            return value
         return self._values[name]
 
 
