@@ -199,6 +199,8 @@ class ModbusDevice(Device[ModbusProfile]):
         self._link_up = asyncio.Event()
         self._last: dict[str, Sample] = {}
         self._published: dict[str, float | bool] = {}
+        # signals whose last published sample was stale or bad: the next good one is always sent
+        self._not_good: set[str] = set()
         self._timeouts = 0
         conn = profile.connection
         groups: dict[float, dict[str, ModbusSignal]] = {}
@@ -358,28 +360,44 @@ class ModbusDevice(Device[ModbusProfile]):
         t = time.time()
         name = self.name
         last = self._last
-        published = self._published
-        publish = self._publish
         good = _good_sample
+        not_good = self._not_good
+        batch = []
         for f in block.fields:
             value = f.decode(values)
             if f.deadband:
-                prev = published.get(f.name)
-                prev_sample = last.get(f.name)
+                prev = self._published.get(f.name)
                 if (
                     prev is not None
-                    and prev_sample is not None
-                    and prev_sample.quality == "good"
                     and abs(value - prev) <= f.deadband
+                    and (not not_good or f.name not in not_good)
                 ):
                     continue
-                published[f.name] = value
+                self._published[f.name] = value
             sample = good(name, f.name, value, f.unit, t)
             last[f.name] = sample
-            publish(sample)
+            batch.append(sample)
+        if not_good:
+            not_good.difference_update(f.name for f in block.fields)
+        self._publish_batch(batch)
         stats = self.stats
         stats.polls += 1
         stats.latency_s.append(time.perf_counter() - t0)
+
+    def _publish_batch(self, batch: list[Sample]) -> None:
+        """``_publish`` for one poll's samples: one room check per subscriber, not one per sample."""
+        n = len(batch)
+        for q in self._subscribers:
+            if q.maxsize - q.qsize() >= n:
+                put = q.put_nowait
+                for sample in batch:
+                    put(sample)
+            else:
+                for sample in batch:
+                    if q.full():
+                        q.get_nowait()
+                        self.dropped_samples += 1
+                    q.put_nowait(sample)
 
     def _fail(self, exc: LabDeviceError) -> None:
         self.last_error = exc
@@ -391,6 +409,7 @@ class ModbusDevice(Device[ModbusProfile]):
     def _publish_unavailable(self, block: _Block, quality: str, reason: str) -> None:
         """Samples that say a value is not fresh: never an invented value."""
         t = time.time()
+        self._not_good.update(f.name for f in block.fields)
         for f in block.fields:
             prev = self._last.get(f.name)
             if quality == "stale" and prev is not None and prev.value is not None:
