@@ -43,7 +43,10 @@ class DeviceConfig(StrictModel):
         "may be left out only when `simulated_lab` provides it",
     )
     poll_interval_s: float | None = Field(
-        default=None, gt=0, description="how often the driver reads the device's signals"
+        default=None,
+        gt=0,
+        description="how often the driver reads the device's signals "
+        "(G-code reports, Modbus polls; OPC UA pushes at its profile's publishing interval)",
     )
     deadband: float = Field(default=0.0, ge=0, description="store a sample only when it moved more")
     options: dict[str, JsonValue] = Field(

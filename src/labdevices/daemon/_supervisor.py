@@ -37,8 +37,7 @@ def driver_options(config: DeviceConfig, profile: AnyProfile) -> dict[str, Any]:
             options.setdefault("report_interval_s", config.poll_interval_s)
         elif isinstance(profile, ModbusProfile):
             options.setdefault("poll_interval_s", config.poll_interval_s)
-        else:
-            options.setdefault("publishing_interval_ms", config.poll_interval_s * 1000)
+        # OPC UA devices push by subscription at their profile's publishing interval.
     return options
 
 

@@ -1,0 +1,345 @@
+"""``labdevices daemon``, ``submit``, ``alarms`` and ``demo``: run the daemon and talk to it over MQTT.
+
+``demo`` starts the simulated lab, the daemon with its embedded broker and a fresh
+store, submits a scaffold print planned by the toolpath core, shows its progress
+and the final job record, then shuts everything down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from . import app
+
+if TYPE_CHECKING:
+    from ..client import JobInfo, LabClient
+    from ..daemon import LoadedConfig
+
+console = Console()
+
+BrokerOption = Annotated[
+    str,
+    typer.Option(
+        "--broker",
+        envvar="LABDEVICES_BROKER",
+        help="the daemon's MQTT broker (mqtt[s]://host:port)",
+    ),
+]
+SiteOption = Annotated[str, typer.Option("--site", envvar="LABDEVICES_SITE", help="the site")]
+ActorOption = Annotated[
+    str | None,
+    typer.Option("--actor", envvar="LABDEVICES_ACTOR", help="who acts (audited); default: $USER"),
+]
+
+
+def _actor(actor: str | None) -> str:
+    return actor or os.environ.get("USER") or "cli"
+
+
+@contextlib.asynccontextmanager
+async def _simulated(loaded: LoadedConfig) -> AsyncIterator[LoadedConfig]:
+    """The config with the addresses of its simulated lab, running while the context is open."""
+    lab_name = loaded.config.simulated_lab
+    if lab_name is None:
+        yield loaded
+        return
+    from ..sim.lab import SimulatedLab
+
+    async with SimulatedLab.from_file(lab_name) as lab:
+        missing = sorted(set(loaded.config.devices) - set(lab.addresses))
+        if missing:
+            from ..errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"{loaded.source}: devices {missing} are not in simulated lab {lab_name!r} "
+                f"(it has {sorted(lab.addresses)})",
+                file=loaded.source,
+            )
+        yield loaded.with_addresses(lab.addresses)
+
+
+@app.command("daemon")
+def daemon(
+    config: Annotated[Path, typer.Option("-c", "--config", help="daemon config (TOML)")],
+) -> None:
+    """Run the daemon until SIGTERM or Ctrl-C: devices, telemetry, commands, jobs, interlocks."""
+    from ..daemon import load_config
+
+    loaded = load_config(config)
+    asyncio.run(_run_daemon(loaded))
+
+
+async def _run_daemon(loaded: LoadedConfig) -> None:
+    from ..daemon import Daemon
+
+    loop = asyncio.get_running_loop()
+    async with _simulated(loaded) as ready, Daemon(ready) as d:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, d.stop)
+        # One line a supervisor (or a test) can wait for.
+        print(
+            f"labdevices daemon ready: site {d.site!r}, broker {d.broker_url}, "
+            f"store {ready.config.store.path}, devices {', '.join(d.slots) or 'none'}",
+            flush=True,
+        )
+        try:
+            await d.wait_stopped()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+    print("labdevices daemon stopped", flush=True)
+
+
+# ---- submit ----------------------------------------------------------------------------------
+
+
+def _progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("lines"),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[state]}"),
+        console=console,
+    )
+
+
+async def follow_with_progress(lab: LabClient, submit_args: dict[str, Any]) -> JobInfo:
+    """Submit a job, show a progress bar until it ends, return its final record."""
+    from ..client import JobInfo
+
+    info: JobInfo | None = None
+    with _progress_bar() as bar:
+        task = None
+        async for item in lab.run(**submit_args):
+            if isinstance(item, JobInfo):
+                info = item
+                task = bar.add_task(
+                    f"job {item.job_id} on {item.printer}", total=item.lines_total, state="queued"
+                )
+                continue
+            assert task is not None
+            fields: dict[str, Any] = {"completed": item.line}
+            if item.state is not None:
+                fields["state"] = item.state
+            bar.update(task, **fields)
+    assert info is not None
+    return await lab.job(info.job_id)
+
+
+def print_job(job: JobInfo) -> None:
+    table = Table(title=f"job {job.job_id}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("state", job.state),
+        ("printer", job.printer),
+        ("batch", job.batch_id or "—"),
+        ("patient", job.patient_id or "—"),
+        ("bioinks", ", ".join(str(b.get("name", b)) for b in job.bioinks) or "—"),
+        ("G-code SHA-256", job.gcode_sha256 or "—"),
+        ("lines", f"{job.line} of {job.lines_total} acknowledged"),
+        ("error", job.error or "—"),
+    ]
+    if job.started_at and job.ended_at:
+        rows.append(("duration", f"{job.ended_at - job.started_at:.1f} s"))
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+
+
+@app.command("submit")
+def submit(
+    job: Annotated[Path, typer.Argument(help="G-code file, or a toolpath job (.toml/.json)")],
+    printer: Annotated[
+        str | None, typer.Option(help="printer device (default: the only one)")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="follow the job to its end")] = False,
+    batch_id: Annotated[str | None, typer.Option(help="batch identifier")] = None,
+    patient_id: Annotated[str | None, typer.Option(help="patient identifier")] = None,
+    broker: BrokerOption = "mqtt://127.0.0.1:1883",
+    site: SiteOption = "demo",
+    actor: ActorOption = None,
+) -> None:
+    """Submit a print job to the daemon (exit 1 if a followed job does not complete)."""
+    args: dict[str, Any] = {"printer": printer, "batch_id": batch_id, "patient_id": patient_id}
+    if job.suffix.lower() in (".toml", ".json"):
+        args["job"] = job
+    else:
+        try:
+            args["gcode"] = job.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            from ..errors import ConfigurationError
+
+            raise ConfigurationError(f"{job}: cannot read: {exc}", file=str(job)) from exc
+    final = asyncio.run(_submit(broker, site, _actor(actor), args, wait))
+    print_job(final)
+    if wait and final.state != "completed":
+        raise typer.Exit(1)
+
+
+async def _submit(broker: str, site: str, actor: str, args: dict[str, Any], wait: bool) -> JobInfo:
+    from ..client import LabClient
+
+    async with LabClient(broker, site=site, actor=actor) as lab:
+        if wait:
+            return await follow_with_progress(lab, args)
+        return await lab.submit(**args)
+
+
+# ---- alarms ----------------------------------------------------------------------------------
+
+
+@app.command("alarms")
+def alarms(
+    ack: Annotated[int | None, typer.Option("--ack", help="acknowledge this alarm")] = None,
+    reason: Annotated[str | None, typer.Option(help="why (with --ack; audited)")] = None,
+    active: Annotated[bool, typer.Option("--active", help="only active or unacknowledged")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    broker: BrokerOption = "mqtt://127.0.0.1:1883",
+    site: SiteOption = "demo",
+    actor: ActorOption = None,
+) -> None:
+    """List the site's alarms, or acknowledge one (as --actor, audited)."""
+    from dataclasses import asdict
+
+    from ..client import LabClient
+
+    async def run() -> list[Any]:
+        async with LabClient(broker, site=site, actor=_actor(actor)) as lab:
+            if ack is not None:
+                return [await lab.ack_alarm(ack, reason=reason)]
+            return await lab.alarms(active_only=active)
+
+    found = asyncio.run(run())
+    if as_json:
+        print(json.dumps([asdict(a) for a in found], indent=2))
+        return
+    table = Table("id", "device", "alarm", "severity", "active", "acknowledged by", "reason")
+    for a in found:
+        table.add_row(
+            str(a.alarm_id),
+            a.device,
+            a.name,
+            a.severity,
+            "yes" if a.active else "no",
+            a.acknowledged_by or "—",
+            a.reason or "",
+        )
+    console.print(table)
+
+
+# ---- demo ------------------------------------------------------------------------------------
+
+#: A small 0/90° alginate lattice for the demo lab's pneumatic printer.
+DEMO_JOB: dict[str, Any] = {
+    "name": "demo-lattice",
+    "printer": "marlin-pneumatic",
+    "batch_id": "DEMO-0001",
+    "patient_id": "P-DEMO",
+    "layer_height_mm": 0.3,
+    "bed_temperature_c": 20.0,
+    "printheads": [
+        {
+            "tool": 0,
+            "strand_width_mm": 0.45,
+            "print_speed_mm_s": 8.0,
+            "valve_lead_s": 0.05,
+            "valve_lag_s": 0.05,
+            "bioink": {
+                "name": "alginate 1.5% w/v",
+                "cell_density_per_ml": 1e6,
+                "rheology": {"consistency_pa_sn": 0.924, "flow_index": 0.686},
+            },
+            "nozzle": {"kind": "needle", "inner_diameter_mm": 0.41, "length_mm": 12.7},
+        }
+    ],
+    "object": {
+        "type": "scaffold",
+        "shape": "rectangle",
+        "center_mm": [50.0, 40.0],
+        "size_mm": [12.0, 12.0],
+        "layers": 4,
+        "strand_spacing_mm": 1.2,
+        "angles_deg": [0.0, 90.0],
+        "perimeters": 1,
+    },
+}
+
+
+@app.command("demo")
+def demo(
+    db: Annotated[
+        Path | None,
+        typer.Option(help="store file to keep (default: a temporary one, removed afterwards)"),
+    ] = None,
+    layers: Annotated[int, typer.Option(min=1, max=50, help="scaffold layers")] = 4,
+    config: Annotated[
+        Path | None,
+        typer.Option("-c", "--config", help="daemon config (default: config/demo.toml)"),
+    ] = None,
+) -> None:
+    """Simulated lab + daemon (embedded broker, SQLite) + a planned scaffold print, end to end."""
+    from .._resources import data_dir
+    from ..daemon import load_config
+
+    loaded = load_config(config or data_dir("config") / "demo.toml", overrides={"bus": {}})
+    with tempfile.TemporaryDirectory(prefix="labdevices-demo-") as tmp:
+        path = db or Path(tmp) / "labdevices-demo.db"
+        store = loaded.config.store.model_copy(update={"path": path})
+        loaded.config = loaded.config.model_copy(update={"store": store})
+        job = dict(DEMO_JOB, object=dict(DEMO_JOB["object"], layers=layers))
+        final = asyncio.run(_demo(loaded, job))
+        print_job(final)
+        from ..store import verify_audit
+
+        result = verify_audit(path)
+        mark = "[bold green]✓[/]" if result.ok else "[bold red]✗[/]"
+        console.print(f"{mark} audit chain: {result.message}", highlight=False)
+    if final.state != "completed" or not result.ok:
+        raise typer.Exit(1)
+
+
+async def _demo(loaded: LoadedConfig, job: dict[str, Any]) -> JobInfo:
+    from ..client import LabClient
+    from ..daemon import Daemon
+
+    console.print(f"[bold]starting[/] the simulated lab {loaded.config.simulated_lab!r} …")
+    async with _simulated(loaded) as ready, Daemon(ready) as d:
+        assert d.broker_url is not None
+        console.print(
+            f"[bold]daemon[/] for site {d.site!r} on {d.broker_url} (embedded broker), "
+            f"store {ready.config.store.path}"
+        )
+        printer = next(name for name, slot in d.slots.items() if slot.is_printer)
+        async with asyncio.timeout(30):
+            await d.slots[printer].wait_ready()
+        async with LabClient(d.broker_url, site=d.site, actor="demo") as lab:
+            for info in await lab.devices():
+                console.print(f"  {info.name:<12} {info.state:<10} {info.profile}")
+            console.print("[bold]submitting[/] a scaffold print planned by the toolpath core …")
+            final = await follow_with_progress(lab, {"printer": printer, "job": job})
+    console.print("[bold]shut down[/]: jobs settled, devices closed, store flushed")
+    return final
