@@ -349,3 +349,31 @@ async def test_bioreactor_feed_raises_the_level(modbus_sim: Callable[..., object
             LimitViolation, match=r"ph_setpoint = 9\.0 pH is above the limit 7\.8 pH"
         ):
             await dev.write("ph_setpoint", 9.0)
+
+
+async def test_deadband_holds_back_small_changes_but_not_recovery(
+    modbus_sim: Callable[..., object],
+) -> None:
+    running: ModbusSim = await modbus_sim("incubator")  # type: ignore[operator]
+    profile = fast(running.profile)
+    signals = dict(profile.signals)
+    signals["chamber_temperature"] = signals["chamber_temperature"].model_copy(
+        update={"deadband": 5.0}
+    )
+    profile = profile.model_copy(update={"signals": signals})
+    async with (
+        ModbusDevice("inc", profile, running.address, poll_interval_s=0.01) as dev,
+        dev.subscribe() as q,
+    ):
+        seen: list[Sample] = []
+        async with asyncio.timeout(WAIT_S):
+            while sum(s.signal == "humidity" for s in seen) < 20:
+                seen.append(await q.get())
+        temps = [s for s in seen if s.signal == "chamber_temperature"]
+        assert len(temps) == 1  # noise of 0.01 degC stays inside the 5 degC deadband
+        async with running.sim.outage():
+            await next_sample(
+                q, lambda s: s.signal == "chamber_temperature" and s.quality == "stale"
+            )
+        # Sent although inside the deadband: the value is good again.
+        await next_sample(q, lambda s: s.signal == "chamber_temperature" and s.quality == "good")
