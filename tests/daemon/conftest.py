@@ -20,7 +20,7 @@ from labdevices.daemon import (
 from labdevices.testing._mqtt import MosquittoBroker, mosquitto_session, mqtt_broker
 from labdevices.toolpath import load_job
 
-__all__ = ["make_config", "mosquitto_session", "mqtt_broker", "scaffold_spec", "site"]
+__all__ = ["long_job", "make_config", "mosquitto_session", "mqtt_broker", "scaffold_spec", "site"]
 
 ROOT = Path(__file__).resolve().parents[2]
 #: what the driver itself sends beside a job's lines (handshake, reports)
@@ -66,6 +66,11 @@ def scaffold_spec(layers: int = 2) -> dict[str, Any]:
     spec["printer"] = "marlin-pneumatic"
     spec["object"]["layers"] = layers
     return spec
+
+
+def long_job(moves: int = 400) -> str:
+    """G-code that keeps a simulated printer busy for a while: short moves back and forth."""
+    return "\n".join(["G28", *(f"G1 X{10 + 10 * (i % 2)} Y10 F600" for i in range(moves))])
 
 
 def job_lines(executed: list[str]) -> list[str]:

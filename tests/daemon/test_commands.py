@@ -42,7 +42,7 @@ async def test_reads_writes_and_bad_commands(
             assert "M140 S37.0" in sim.executed
             executed = list(sim.executed)
 
-            with pytest.raises(LimitViolation, match="above the limit 60.0") as limit:
+            with pytest.raises(LimitViolation, match=r"above the limit 60\.0") as limit:
                 await lab.write("printer", "bed_temperature_setpoint", 95.0)
             assert limit.value.device == "printer"
             with pytest.raises(UnknownDevice, match="unknown device 'nope'"):
@@ -51,7 +51,7 @@ async def test_reads_writes_and_bad_commands(
                 await lab.write("printer", "pressure", 1.0)
             with pytest.raises(LimitViolation, match="read-only"):
                 await lab.write("printer", "nozzle_temperature", 30.0)
-            with pytest.raises(MalformedRequest, match="args.value must be a finite number"):
+            with pytest.raises(MalformedRequest, match=r"args\.value must be a finite number"):
                 await lab.request(
                     lab.topics.command("printer", "write"),
                     {"signal": "bed_temperature_setpoint", "value": "hot"},
@@ -61,7 +61,9 @@ async def test_reads_writes_and_bad_commands(
             inbox = lab.bus.reply_topic
             async with lab.bus.subscribe(inbox + "/raw") as raw:
                 topic = lab.topics.command("printer", "write")
-                await lab.bus.publish(topic, json.dumps({"reply_to": inbox + "/raw", "id": "x1"}).encode())
+                await lab.bus.publish(
+                    topic, json.dumps({"reply_to": inbox + "/raw", "id": "x1"}).encode()
+                )
                 reply = parse_reply((await raw.get()).payload)
                 assert not reply.ok and reply.error.code == "malformed_request"
                 assert "actor" in reply.error.message

@@ -332,13 +332,17 @@ class LabClient:
                 yield event
 
     async def _events(self, sub: Any, job_id: int) -> AsyncIterator[JobEvent]:
+        # Delivery is at least once, and a reconnect re-sends the retained state: ``seq``
+        # tells a repeat from news.
+        last_seq = 0
         async for message in sub:
             try:
                 event = _event(message)
             except (KeyError, TypeError, ValueError, LabDeviceError):
                 continue
-            if event.job_id != job_id:
+            if event.job_id != job_id or event.seq <= last_seq:
                 continue
+            last_seq = event.seq
             yield event
             if event.kind == "state" and event.state in TERMINAL_JOB_STATES:
                 return
