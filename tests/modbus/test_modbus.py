@@ -377,3 +377,14 @@ async def test_deadband_holds_back_small_changes_but_not_recovery(
             )
         # Sent although inside the deadband: the value is good again.
         await next_sample(q, lambda s: s.signal == "chamber_temperature" and s.quality == "good")
+
+
+async def test_rtu_late_answer_is_not_taken_for_the_next(modbus_sim: Callable[..., object]) -> None:
+    running: ModbusSim = await modbus_sim("bioreactor")  # type: ignore[operator]
+    profile = fast(running.profile, timeout_s=0.3)
+    async with ModbusDevice("str-1", profile, running.address, poll=False) as dev:
+        running.sim.faults.inject("slow", arg=0.4)
+        with pytest.raises(DeviceTimeoutError, match=r"^str-1: reading 1 holding at 100"):
+            await dev.read("temperature_setpoint")
+        # Same function code and size: only the bus discipline keeps 37.00 degC out of agitation.
+        assert (await dev.read("agitation")).value == 150

@@ -296,6 +296,10 @@ class ModbusLink:
                 f"{what}: no answer within {guard:.1f} s", device=device
             ) from exc
         except ModbusIOException as exc:
+            if self.is_serial:
+                # RTU frames carry no transaction id: let a late answer land (pymodbus then
+                # drops it as unrequested) before the bus carries the next request.
+                await asyncio.sleep(s.timeout_s / 2)
             raise DeviceTimeoutError(
                 f"{what}: no answer within {s.timeout_s} s ({s.retries} retries)", device=device
             ) from exc
