@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 
-from labdevices.devices import Sample, create_device
+from labdevices.devices import DeviceState, Sample, create_device
 from labdevices.devices.modbus import ModbusDevice
 from labdevices.errors import (
     ConfigurationError,
@@ -271,11 +271,12 @@ async def test_stale_during_server_restart_then_reconnect(
             assert stale.quality == "stale"
             assert stale.value == good.value  # the last good value, never an invented one
             assert stale.reason
+            await dev.wait_for_state(DeviceState.CONNECTING)
             with pytest.raises(DeviceConnectionError):
                 await dev.read("co2")
         await next_sample(q, lambda s: s.signal == "co2" and s.quality == "good")
         assert dev.stats.reconnects >= 1
-        await dev.wait_for_state(dev.state.IDLE)
+        await dev.wait_for_state(DeviceState.IDLE)
 
 
 async def test_disconnect_fault_reconnects(modbus_sim: Callable[..., object]) -> None:
@@ -371,6 +372,8 @@ async def test_deadband_holds_back_small_changes_but_not_recovery(
                 seen.append(await q.get())
         temps = [s for s in seen if s.signal == "chamber_temperature"]
         assert len(temps) == 1  # noise of 0.01 degC stays inside the 5 degC deadband
+        # uptime has its own poll interval (10 s in the profile): polled once so far
+        assert sum(s.signal == "uptime" for s in seen) == 1
         async with running.sim.outage():
             await next_sample(
                 q, lambda s: s.signal == "chamber_temperature" and s.quality == "stale"
