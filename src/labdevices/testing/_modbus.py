@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pytest_asyncio
 
-from ..profiles import ModbusProfile
-from ..sim.bioreactor import bioreactor_simulator
-from ..sim.incubator import incubator_simulator
-from ..sim.modbus import FaultPlan, ModbusSimulator
+if TYPE_CHECKING:
+    # pymodbus is imported when a fixture is used, not when pytest loads the plugin.
+    from ..profiles import ModbusProfile
+    from ..sim.modbus import FaultPlan, ModbusSimulator
 
 __all__ = ["ModbusSim", "modbus_bioreactor", "modbus_incubator", "modbus_sim"]
 
@@ -47,6 +47,9 @@ async def _start(
     faults: FaultPlan | None = None,
     units: tuple[int, ...] = (1,),
 ) -> ModbusSim:
+    from ..sim.bioreactor import bioreactor_simulator
+    from ..sim.incubator import incubator_simulator
+
     if kind == "incubator":
         sim = incubator_simulator(seed=seed, time_scale=time_scale, faults=faults, unit=units[0])
         port = await sim.serve_tcp()
