@@ -1,7 +1,7 @@
 """The MQTT bus: topic layout, request/reply envelopes, a resilient client, telemetry batching, an embedded broker."""
 
 from ._broker import EmbeddedBroker, start_embedded_broker
-from ._client import BusClient, BusMessage, BusStats, Handler, Subscription
+from ._client import BusClient, BusMessage, BusStats, Handler, Subscription, route_commands
 from ._envelopes import (
     DeadlineExceeded,
     ErrorBody,
@@ -59,6 +59,7 @@ __all__ = [
     "parse_reply",
     "parse_request",
     "parse_topic",
+    "route_commands",
     "start_embedded_broker",
     "validate_device_name",
     "validate_name",

@@ -23,7 +23,7 @@ import ssl
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -41,13 +41,14 @@ from ._envelopes import (
     MalformedRequest,
     OkReply,
     Request,
+    UnknownCommand,
     error_from_body,
     parse_reply,
     parse_request,
 )
 from ._topics import TopicNameError, Topics, parse_topic, validate_name, validate_publish_topic
 
-__all__ = ["BusClient", "BusMessage", "BusStats", "Handler", "Subscription"]
+__all__ = ["BusClient", "BusMessage", "BusStats", "Handler", "Subscription", "route_commands"]
 
 log = logging.getLogger("labdevices.bus")
 
@@ -204,6 +205,9 @@ class BusClient:
         self._drained = asyncio.Event()
         self._drained.set()
         self._connected = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._disconnected = asyncio.Event()
+        self._disconnected.set()
         self._client: aiomqtt.Client | None = None
         self._last_error: str | None = None
         self._pending: dict[str, asyncio.Future[OkReply | ErrorReply]] = {}
@@ -241,14 +245,25 @@ class BusClient:
         if self._state != "open" or self._tasks is None:
             return
         self._state = "closing"
+        run_task = self._run_task
         try:
-            await self._close_gracefully()
+            # Running handlers get to finish so that their replies go out.
+            if self._handlers:
+                await asyncio.wait(set(self._handlers), timeout=self._close_timeout_s)
+            # A live session flushes the queue and says goodbye before it disconnects
+            # (see _session); without one there is nothing to wait for.
+            self._stop.set()
+            if run_task is not None:
+                if not self.connected:
+                    run_task.cancel()
+                await asyncio.wait({run_task}, timeout=3 * self._close_timeout_s)
         finally:
             self._state = "closed"
+            self._stop.set()
             for task in self._handlers:
                 task.cancel()
-            if self._run_task is not None:
-                self._run_task.cancel()
+            if run_task is not None:
+                run_task.cancel()
             closed = DeviceConnectionError(f"{self!r} closed before the broker acknowledged")
             if self._outgoing:
                 log.warning(
@@ -262,25 +277,6 @@ class BusClient:
                     fut.exception()  # retrieved: only a caller still awaiting it should see it
             await self._tasks.__aexit__(exc_type, exc, tb)
 
-    async def _close_gracefully(self) -> None:
-        # Running handlers get to finish so their replies go out, then everything queued.
-        if self._handlers:
-            await asyncio.wait(set(self._handlers), timeout=self._close_timeout_s)
-        if self.connected:
-            with contextlib.suppress(TimeoutError):
-                await self.flush(self._close_timeout_s)
-        client = self._client
-        if client is not None and self.connected and self.status_topic:
-            # A clean DISCONNECT does not fire the will, so say it ourselves.
-            with contextlib.suppress(aiomqtt.MqttError):
-                await client.publish(
-                    self.status_topic,
-                    self._status(online=False),
-                    qos=1,
-                    retain=True,
-                    timeout=self._close_timeout_s,
-                )
-
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Wait for a connection to the broker; ``DeviceConnectionError`` after ``timeout`` s."""
         try:
@@ -291,6 +287,10 @@ class BusClient:
             raise DeviceConnectionError(
                 f"no connection to MQTT broker {self.broker} within {timeout} s{why}"
             ) from None
+
+    async def wait_disconnected(self) -> None:
+        """Wait until the client has no connection to the broker (returns at once if it has none)."""
+        await self._disconnected.wait()
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait until the broker acknowledged every queued message (``TimeoutError`` after ``timeout``)."""
@@ -548,7 +548,7 @@ class BusClient:
                 "protocol": aiomqtt.ProtocolVersion.V311,
                 "clean_session": not self.persistent,
             }
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             self._host,
             self._port,
             identifier=self.client_id,
@@ -561,26 +561,33 @@ class BusClient:
             logger=log,
             **options,
         )
+        # A full send window is normal here, not a sign of trouble worth a warning.
+        client.pending_calls_threshold = self._send_window + 10
+        return client
 
     async def _run(self) -> None:
         # aiomqtt's reconnect pattern: a fresh Client per attempt, owned by this loop.
         failures = 0
-        while True:
+        while not self._stop.is_set():
             try:
                 client = self._new_client()
                 async with client:
                     failures = 0
                     await self._session(client)
             except* aiomqtt.MqttError as group:
-                self._last_error = "; ".join(str(e) for e in group.exceptions)
+                self._last_error = "; ".join(_reason(e) for e in group.exceptions)
             finally:
-                if self._connected.is_set():
+                if self._connected.is_set() and self._state == "open":
                     self.stats.connection_losses += 1
                     log.warning(
                         "%s: lost the broker %s: %s", self.client_id, self.broker, self._last_error
                     )
                 self._connected.clear()
+                self._disconnected.set()
                 self._client = None
+            if self._stop.is_set():
+                # Closing (aiomqtt's exit can even turn our cancellation into an MqttError).
+                return
             delay = min(self._reconnect_max_s, self._reconnect_min_s * 2**failures)
             failures += 1
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
@@ -592,12 +599,43 @@ class BusClient:
         if self.status_topic:
             await client.publish(self.status_topic, self._status(online=True), qos=1, retain=True)
         self._client = client
+        self._disconnected.clear()
         self._connected.set()
         self.stats.connects += 1
         log.info("%s: connected to %s", self.client_id, self.broker)
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._receive(client))
-            tasks.create_task(self._send(client))
+        # Plain tasks, not a TaskGroup: on 3.11 a TaskGroup whose child fails leaves this
+        # task's cancelling() count raised, which would break later timeouts in it.
+        loops = {
+            asyncio.create_task(self._receive(client), name=f"bus {self.client_id} receive"),
+            asyncio.create_task(self._send(client), name=f"bus {self.client_id} send"),
+        }
+        # Closing sets _stop as well as cancelling us: on 3.11, asyncio.wait_for (inside
+        # aiomqtt) swallows a cancel that lands as its awaitable completes.
+        stop = asyncio.create_task(self._stop.wait(), name=f"bus {self.client_id} stop")
+        try:
+            done, _ = await asyncio.wait({*loops, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not done & loops:
+                await self._say_goodbye(client)
+        finally:
+            for task in (*loops, stop):
+                task.cancel()
+            await asyncio.gather(*loops, stop, return_exceptions=True)
+        for task in done & loops:
+            task.result()  # the MqttError that ended the connection
+
+    async def _say_goodbye(self, client: aiomqtt.Client) -> None:
+        # The send loop still runs: let it deliver what is queued.
+        with contextlib.suppress(TimeoutError):
+            await self.flush(self._close_timeout_s)
+        if self.status_topic:
+            # A clean DISCONNECT does not fire the will, so say it ourselves.
+            await client.publish(
+                self.status_topic,
+                self._status(online=False),
+                qos=1,
+                retain=True,
+                timeout=self._close_timeout_s,
+            )
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         messages = client.messages
@@ -652,6 +690,31 @@ class BusClient:
                 self._drained.set()
             if failure is not None:
                 raise failure
+
+
+def route_commands(handlers: Mapping[str, Handler]) -> Handler:
+    """One handler for ``{device}/cmd/+`` that dispatches on the command name.
+
+    A name not in ``handlers`` gets an ``unknown_command`` error listing the known ones.
+    """
+
+    async def route(request: Request, topic: str) -> JsonValue:
+        info = parse_topic(topic)
+        handler = handlers.get(info.name or "")
+        if handler is None:
+            known = ", ".join(sorted(handlers)) or "none"
+            raise UnknownCommand(
+                f"unknown command {info.name!r} (known: {known})", device=info.device
+            )
+        return await handler(request, topic)
+
+    return route
+
+
+def _reason(exc: BaseException) -> str:
+    # aiomqtt often says only "Disconnected during message iteration"; the cause says why.
+    cause = exc.__cause__
+    return f"{exc} ({cause})" if cause is not None and str(cause) else str(exc)
 
 
 def _device_of(topic: str) -> str | None:

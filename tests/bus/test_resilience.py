@@ -1,0 +1,178 @@
+"""The bus when things go wrong: broker restarts, cut connections, an absent broker, a closed client."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import pytest
+from pydantic import JsonValue
+
+from labdevices.bus import BusClient, Request, TelemetryPublisher
+from labdevices.devices import Sample
+from labdevices.errors import DeviceConnectionError
+from labdevices.testing._mqtt import MosquittoBroker
+
+from .conftest import CuttableLink
+
+
+async def test_broker_restart_mid_stream_loses_no_reply_and_no_job_event(
+    make_bus: Any, mqtt_broker: MosquittoBroker
+) -> None:
+    server = await make_bus("server")
+    client = await make_bus("client")
+    observer = await make_bus("observer")
+    n, held = 120, range(40, 60)
+    runs: Counter[int] = Counter()
+    broker_down = asyncio.Event()
+    first_half_in = asyncio.Event()
+
+    async def work(request: Request, topic: str) -> JsonValue:
+        i = request.args["i"]
+        assert isinstance(i, int)
+        runs[i] += 1
+        if len(runs) == 60:
+            first_half_in.set()
+        if i in held:  # these answer while the broker is down
+            await broker_down.wait()
+        server.post(server.topics.job_progress("j1"), {"seq": i})
+        return i
+
+    await server.serve(server.topics.commands("p1"), work)
+    topic = client.topics.command("p1", "step")
+    async with observer.subscribe(observer.topics.job_progress("j1")) as events:
+        calls = [asyncio.create_task(client.request(topic, {"i": i}, timeout=30)) for i in range(60)]
+        await first_half_in.wait()
+        await asyncio.to_thread(mqtt_broker.stop)
+        await server.wait_disconnected()
+        await client.wait_disconnected()
+        calls += [
+            asyncio.create_task(client.request(topic, {"i": i}, timeout=30)) for i in range(60, n)
+        ]
+        broker_down.set()
+        await asyncio.to_thread(mqtt_broker.start)
+        assert await asyncio.gather(*calls) == list(range(n))
+        seen: Counter[int] = Counter()
+        async with asyncio.timeout(30):
+            while len(seen) < n:
+                seen[(await events.get()).json()["seq"]] += 1
+    assert sorted(seen) == list(range(n))
+    assert set(runs.values()) == {1}, "a redelivered request ran twice"
+    assert client.stats.connects >= 2
+    assert server.stats.connects >= 2
+    assert client.stats.queued_high_water >= n - 60
+    assert server.stats.queued == client.stats.queued == 0
+
+
+async def test_last_will_marks_the_daemon_offline_when_its_connection_dies(
+    make_bus: Any, link: CuttableLink, site: str
+) -> None:
+    observer = await make_bus("observer")
+    status = observer.topics.daemon_status()
+    daemon = BusClient(
+        link.host, link.port, site=site, client_id="daemon", status_topic=status, reconnect_min_s=0.02
+    )
+    async with observer.subscribe(status) as statuses:
+        async with daemon:
+            await daemon.wait_connected(10)
+            assert (await statuses.get()).json()["online"] is True
+            link.cut()
+            will = await statuses.get()
+            assert will.json()["online"] is False
+            assert will.json()["client_id"] == "daemon"
+            link.restore()
+            assert (await statuses.get()).json()["online"] is True
+        # A clean close sends no will, so the client says it is offline itself.
+        goodbye = await statuses.get()
+    assert goodbye.json()["online"] is False
+    assert daemon.stats.connection_losses == 1
+    async with observer.subscribe(status) as late:
+        retained = await late.get()
+    assert retained.retain
+    assert retained.json()["online"] is False
+
+
+async def test_retained_state_reaches_later_subscribers(make_bus: Any) -> None:
+    daemon = await make_bus("daemon")
+    await daemon.publish(daemon.topics.state("p1"), {"state": "busy", "job": "j1"}, retain=True)
+    await daemon.publish(daemon.topics.state("p2"), {"state": "idle"}, retain=True)
+    late = await make_bus("late")
+    async with late.subscribe(late.topics.all_states()) as states:
+        got = {m.topic: (m.json(), m.retain) for m in [await states.get(), await states.get()]}
+    assert got == {
+        late.topics.state("p1"): ({"state": "busy", "job": "j1"}, True),
+        late.topics.state("p2"): ({"state": "idle"}, True),
+    }
+
+
+async def test_telemetry_batches_counts_drops_while_the_broker_is_down_and_catches_up(
+    make_bus: Any, mqtt_broker: MosquittoBroker
+) -> None:
+    daemon = await make_bus("daemon")
+    watcher = await make_bus("watcher")
+    received: dict[str, list[float]] = {"p1": [], "p2": []}
+    last_batch: dict[str, Any] = {}
+    publisher = TelemetryPublisher(daemon, max_samples=100, max_batch=50, linger_s=0)
+
+    async def collect(count: int) -> None:
+        async with asyncio.timeout(20):
+            while sum(map(len, received.values())) < count:
+                batch = (await batches.get()).json()
+                received[batch["device"]] += [s["value"] for s in batch["samples"]]
+                last_batch[batch["device"]] = batch
+
+    async with watcher.subscribe(watcher.topics.all_telemetry()) as batches, publisher:
+        for i in range(20):
+            publisher.add(Sample("p1", "temperature", float(i), "degC"))
+            publisher.add(Sample("p2", "pressure", float(i), "kPa"))
+        await collect(40)
+        assert publisher.stats.batches == 2, "samples added at once go as one batch per device"
+
+        await asyncio.to_thread(mqtt_broker.stop)
+        await daemon.wait_disconnected()
+        for i in range(20, 270):
+            publisher.add(Sample("p1", "temperature", float(i), "degC"))  # never blocks
+        assert publisher.stats.dropped == 150
+        assert publisher.stats.dropped_by_device == {"p1": 150}
+        assert publisher.buffered == 100
+
+        await asyncio.to_thread(mqtt_broker.start)
+        await publisher.flush(20)
+        await collect(140)
+    assert received["p1"] == [float(i) for i in [*range(20), *range(170, 270)]]
+    assert received["p2"] == [float(i) for i in range(20)]
+    assert last_batch["p1"]["dropped"] == 150
+    assert last_batch["p1"]["samples"][-1]["unit"] == "degC"
+    assert publisher.stats.published == 140
+    assert publisher.stats.batches == 4, "the 100 kept samples catch up in batches of 50"
+
+
+async def test_a_client_entered_without_a_broker_waits_then_delivers(
+    mqtt_broker: MosquittoBroker, make_bus: Any, site: str
+) -> None:
+    watcher = await make_bus("watcher")
+    async with watcher.subscribe(watcher.topics.alarm("p1")) as alarms:
+        await asyncio.to_thread(mqtt_broker.stop)
+        async with BusClient(
+            mqtt_broker.host, mqtt_broker.port, site=site, client_id="late", reconnect_min_s=0.02,
+            reconnect_max_s=0.1,
+        ) as bus:
+            with pytest.raises(DeviceConnectionError, match=f"{mqtt_broker.url} within 0.05 s: .*refused"):
+                await bus.wait_connected(0.05)
+            sent = bus.post(bus.topics.alarm("p1"), {"alarm": "door_open", "raised": True})
+            assert bus.stats.queued == 1
+            await asyncio.to_thread(mqtt_broker.start)
+            await sent
+        alarm = await alarms.get()
+    assert alarm.json() == {"alarm": "door_open", "raised": True}
+
+
+async def test_lifecycle_no_reentry_exit_twice_no_publish_after_close(site: str) -> None:
+    bus = BusClient("127.0.0.1", 1, site=site)
+    async with bus:
+        with pytest.raises(RuntimeError, match="twice"):
+            await bus.__aenter__()
+    await bus.__aexit__(None, None, None)
+    with pytest.raises(DeviceConnectionError, match="closed"):
+        bus.post(bus.topics.state("p1"), {})
