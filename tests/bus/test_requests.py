@@ -28,7 +28,9 @@ async def echo(request: Request, topic: str) -> JsonValue:
     return {"args": request.args, "actor": request.actor, "topic": topic}
 
 
-async def test_round_trip_carries_reply_topic_and_correlation_id_in_the_payload(make_bus: Any) -> None:
+async def test_round_trip_carries_reply_topic_and_correlation_id_in_the_payload(
+    make_bus: Any,
+) -> None:
     server = await make_bus("server")
     client = await make_bus("client")
     observer = await make_bus("observer")
@@ -165,11 +167,13 @@ async def test_unknown_command_and_handler_errors_are_structured(make_bus: Any) 
         server.topics.commands("p1"),
         route_commands({"set_temperature": set_temperature, "crash": crash, "ping": echo}),
     )
-    with pytest.raises(UnknownCommand, match="'fly'.*known: crash, ping, set_temperature") as info:
+    with pytest.raises(UnknownCommand, match=r"'fly'.*known: crash, ping, set_temperature") as info:
         await client.request(client.topics.command("p1", "fly"), timeout=5)
     assert info.value.device == "p1"
     with pytest.raises(LimitViolation, match="above the limit") as limit:
-        await client.request(client.topics.command("p1", "set_temperature"), {"value": 300}, timeout=5)
+        await client.request(
+            client.topics.command("p1", "set_temperature"), {"value": 300}, timeout=5
+        )
     assert limit.value.device == "p1"
     with pytest.raises(InternalError, match="RuntimeError: bug"):
         await client.request(client.topics.command("p1", "crash"), timeout=5)
@@ -177,7 +181,9 @@ async def test_unknown_command_and_handler_errors_are_structured(make_bus: Any) 
 
 async def test_no_responder_times_out_naming_the_device(make_bus: Any) -> None:
     client = await make_bus("client")
-    with pytest.raises(DeviceTimeoutError, match="no reply to .*/p9/cmd/ping within 0.2 s") as info:
+    with pytest.raises(
+        DeviceTimeoutError, match=r"no reply to .*/p9/cmd/ping within 0\.2 s"
+    ) as info:
         await client.request(client.topics.command("p9", "ping"), timeout=0.2)
     assert info.value.device == "p9"
 
@@ -210,3 +216,38 @@ async def test_round_trip_and_retained_state_on_the_embedded_broker() -> None:
         {"state": "idle"},
         True,
     )
+
+
+async def test_a_redelivered_request_is_answered_again_but_not_run_again(make_bus: Any) -> None:
+    server = await make_bus("server")
+    client = await make_bus("client")
+    runs = 0
+
+    async def count(request: Request, topic: str) -> JsonValue:
+        nonlocal runs
+        runs += 1
+        return runs
+
+    await server.serve(server.topics.commands("p1"), count)
+    inbox = client.topics.reply_inbox("raw")
+    envelope = {"id": "dup-1", "reply_to": inbox, "actor": "alice", "args": {}}
+    async with client.subscribe(inbox) as replies:
+        await client.publish(client.topics.command("p1", "go"), envelope)
+        first = (await replies.get()).json()
+        await client.publish(client.topics.command("p1", "go"), envelope)
+        second = (await replies.get()).json()
+    assert first == second == {"id": "dup-1", "ok": True, "result": 1}
+    assert runs == 1
+    assert server.stats.duplicate_requests == 1
+
+
+async def test_the_embedded_broker_stops_cleanly_under_connected_clients(site: str) -> None:
+    async with start_embedded_broker() as broker:
+        bus = BusClient(
+            broker.host, broker.port, site=site, client_id="stays", reconnect_min_s=0.02
+        )
+        await bus.__aenter__()
+        await bus.wait_connected(5)
+    await bus.wait_disconnected()
+    assert bus.stats.connection_losses == 1
+    await bus.__aexit__(None, None, None)

@@ -44,8 +44,14 @@ def test_parser_reads_what_builders_write(topic: str, info: TopicInfo) -> None:
 
 @pytest.mark.parametrize(
     "topic",
-    ["other/lab1/p1/state", "labdevices/lab1", "labdevices/lab1/p1/nope", "labdevices//p1/state",
-     "labdevices/lab1/jobs/state", "labdevices/lab1/p1/cmd/a/b"],
+    [
+        "other/lab1/p1/state",
+        "labdevices/lab1",
+        "labdevices/lab1/p1/nope",
+        "labdevices//p1/state",
+        "labdevices/lab1/jobs/state",
+        "labdevices/lab1/p1/cmd/a/b",
+    ],
 )
 def test_parser_refuses_foreign_topics(topic: str) -> None:
     with pytest.raises(TopicNameError, match="topic"):

@@ -351,6 +351,10 @@ class BusClient:
         request whose deadline has passed is refused with ``deadline_exceeded``, not run.
         A request id seen before is not run again: its reply is sent again.
         ``LabDeviceError``s raised by the handler become error replies with their code.
+
+        A persistent client should serve before entering: what its session kept
+        while it was away arrives right at connect, and only reaches the handlers
+        already registered (anything else is counted in ``stats.unrouted``).
         """
 
         def deliver(message: BusMessage) -> None:

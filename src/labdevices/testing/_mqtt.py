@@ -54,7 +54,9 @@ def _free_port(host: str) -> int:
 class MosquittoBroker:
     """One mosquitto process; ``stop()`` and ``start()`` restart it on the same port."""
 
-    def __init__(self, workdir: Path, host: str = "127.0.0.1", *, ready_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, workdir: Path, host: str = "127.0.0.1", *, ready_timeout_s: float = 10.0
+    ) -> None:
         self.executable = find_mosquitto()
         self.host = host
         self.port = _free_port(host)
