@@ -121,15 +121,11 @@ async def driver_loop(ports: list[int], registers: int, seconds: float) -> dict[
 
     async def consume(dev: ModbusDevice) -> None:
         nonlocal count
-        async with dev.subscribe() as q:
+        async with dev.subscribe_batches() as q:
             while True:
-                sample = await q.get()
-                n = 1
-                while not q.empty():  # drain what arrived with this poll
-                    sample = q.get_nowait()
-                    n += 1
-                if measuring and sample.quality == "good":
-                    count += n
+                batch = await q.get()  # one poll's samples, by column
+                if measuring and batch.quality == "good":
+                    count += len(batch)
 
     async with asyncio.TaskGroup() as tg:
         for d in devices:

@@ -28,7 +28,11 @@ def run(
 ) -> tuple[MarlinHost, MarlinFirmware, bool]:
     """Stream ``lines``; returns (host, firmware, whether the firmware reset)."""
     config = SimPrinterConfig(
-        profile="marlin-pneumatic", time_scale=0.0, advanced_ok=advanced_ok, seed=seed, faults=faults
+        profile="marlin-pneumatic",
+        time_scale=0.0,
+        advanced_ok=advanced_ok,
+        seed=seed,
+        faults=faults,
     )
     fw = MarlinFirmware(PROFILE, config)
     host = MarlinHost(window_lines=window, rx_buffer_bytes=128, max_resends_per_line=50)

@@ -12,7 +12,7 @@ import asyncio
 import enum
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -21,7 +21,7 @@ from typing import Any, Generic, Literal, Self, TypeVar
 from ..errors import LabDeviceError
 from ..profiles import ProfileBase, SignalBase
 
-__all__ = ["Device", "DeviceState", "Quality", "Sample"]
+__all__ = ["Device", "DeviceState", "Quality", "Sample", "SampleBatch"]
 
 Quality = Literal["good", "stale", "bad"]
 
@@ -35,9 +35,13 @@ class DeviceState(enum.StrEnum):
     FAULT = "fault"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Sample:
-    """One reading: ``t`` is wall-clock seconds since the epoch."""
+    """One reading: ``t`` is wall-clock seconds since the epoch.
+
+    Treat it as immutable. It is not frozen because a frozen dataclass costs four
+    times as much to build, and telemetry builds hundreds of thousands a second.
+    """
 
     device: str
     signal: str
@@ -46,6 +50,54 @@ class Sample:
     t: float = field(default_factory=time.time)
     quality: Quality = "good"
     reason: str | None = None
+
+
+@dataclass(slots=True)
+class SampleBatch:
+    """Samples of one device taken at one time (one poll), stored by column.
+
+    High-rate drivers publish these so that no per-sample object is built unless a
+    consumer asks for one (iterating yields ``Sample``s).
+    """
+
+    device: str
+    t: float
+    signals: Sequence[str]
+    values: Sequence[float | bool | str | None]
+    units: Sequence[str]
+    quality: Quality = "good"
+    reason: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.signals)
+
+    def __iter__(self) -> Iterator[Sample]:
+        d, t, q, r = self.device, self.t, self.quality, self.reason
+        for s, v, u in zip(self.signals, self.values, self.units, strict=True):
+            yield Sample(d, s, v, u, t, q, r)
+
+    def sample(self, index: int) -> Sample:
+        return Sample(
+            self.device,
+            self.signals[index],
+            self.values[index],
+            self.units[index],
+            self.t,
+            self.quality,
+            self.reason,
+        )
+
+    @classmethod
+    def of(cls, sample: Sample) -> SampleBatch:
+        return cls(
+            sample.device,
+            sample.t,
+            (sample.signal,),
+            (sample.value,),
+            (sample.unit,),
+            sample.quality,
+            sample.reason,
+        )
 
 
 P = TypeVar("P", bound=ProfileBase)
@@ -66,6 +118,7 @@ class Device(ABC, Generic[P]):
         self._state_changed = asyncio.Event()
         self._listeners: list[StateListener] = []
         self._subscribers: set[asyncio.Queue[Sample]] = set()
+        self._batch_subscribers: set[asyncio.Queue[SampleBatch]] = set()
         self.dropped_samples = 0
         self._tasks: asyncio.TaskGroup | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -102,10 +155,53 @@ class Device(ABC, Generic[P]):
     # -- samples -----------------------------------------------------------
     def _publish(self, sample: Sample) -> None:
         for q in self._subscribers:
-            if q.full():
-                q.get_nowait()
-                self.dropped_samples += 1
-            q.put_nowait(sample)
+            self._publish_one(q, sample)
+        if self._batch_subscribers:
+            self._publish_to_batch_subscribers(SampleBatch.of(sample))
+
+    def _publish_to_batch_subscribers(self, batch: SampleBatch) -> None:
+        for bq in self._batch_subscribers:
+            if bq.full():
+                self.dropped_samples += len(bq.get_nowait())
+            bq.put_nowait(batch)
+
+    def _publish_batch(self, batch: SampleBatch) -> None:
+        """Publish one poll's samples; ``Sample`` objects are built only for per-sample subscribers."""
+        if not batch.signals:
+            return
+        if self._batch_subscribers:
+            self._publish_to_batch_subscribers(batch)
+        if not self._subscribers:
+            return
+        samples = list(batch)
+        n = len(samples)
+        for q in self._subscribers:
+            if q.maxsize - q.qsize() >= n:
+                put = q.put_nowait
+                for sample in samples:
+                    put(sample)
+            else:
+                for sample in samples:
+                    self._publish_one(q, sample)
+
+    def _publish_one(self, q: asyncio.Queue[Sample], sample: Sample) -> None:
+        if q.full():
+            q.get_nowait()
+            self.dropped_samples += 1
+        q.put_nowait(sample)
+
+    @asynccontextmanager
+    async def subscribe_batches(self) -> AsyncIterator[asyncio.Queue[SampleBatch]]:
+        """A bounded queue receiving ``SampleBatch``es (one per poll or report) while open.
+
+        Cheaper than ``subscribe`` for high-rate consumers such as the telemetry pipeline.
+        """
+        q: asyncio.Queue[SampleBatch] = asyncio.Queue(self.subscriber_queue_size)
+        self._batch_subscribers.add(q)
+        try:
+            yield q
+        finally:
+            self._batch_subscribers.discard(q)
 
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[asyncio.Queue[Sample]]:

@@ -1,4 +1,3 @@
-# mypy: disable-error-code="attr-defined,arg-type,union-attr"
 # (asyncua types its scalars as NewTypes — UInt32, Int16 — and re-exports implicitly;
 #  checking every literal against them is noise, so these codes are off here only.)
 """A simulated OPC UA sensor hub: an asyncua server whose address space is its profile.

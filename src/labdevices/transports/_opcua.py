@@ -1,4 +1,3 @@
-# mypy: disable-error-code="attr-defined,arg-type,union-attr"
 # (asyncua types its scalars as NewTypes — UInt32, Int16 — and re-exports implicitly;
 #  checking every literal against them is noise, so these codes are off here only.)
 """OPC UA client link over asyncua: security setup, node resolution, timed requests.
@@ -12,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +83,7 @@ _SECURITY_REFUSED = {
 def status_name(code: ua.StatusCode | int) -> str:
     """``BadNodeIdUnknown`` for a status code (or its integer value)."""
     value = code.value if isinstance(code, ua.StatusCode) else code
-    return ua.StatusCode(value).name
+    return str(ua.StatusCode(value).name)
 
 
 @contextmanager
@@ -419,7 +418,7 @@ class OpcUaLink:
         return ua.QualifiedName(part, self._namespace_index(self.namespace, f"{field}.browse_path"))
 
     async def resolve(
-        self, refs: dict[str, tuple[str | None, Sequence[str] | None]]
+        self, refs: Mapping[str, tuple[str | None, Sequence[str] | None]]
     ) -> dict[str, ua.NodeId]:
         """Node ids for every reference (keyed by profile field), checked to exist on the server.
 
