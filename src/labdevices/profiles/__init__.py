@@ -25,17 +25,33 @@ from ._gcode import (
     SerialSettings,
     UvDialect,
 )
-from ._modbus import ModbusProfile, ModbusSignal
-from ._opcua import OpcUaProfile, OpcUaSignal
+from ._modbus import ModbusConnection, ModbusProfile, ModbusSignal
+from ._opcua import (
+    OpcUaArgument,
+    OpcUaConnection,
+    OpcUaMethod,
+    OpcUaNodeRef,
+    OpcUaProfile,
+    OpcUaSecurity,
+    OpcUaSignal,
+    OpcUaSubscription,
+)
 
 __all__ = [
     "BedDialect",
     "GcodeProfile",
     "GcodeSignal",
+    "ModbusConnection",
     "ModbusProfile",
     "ModbusSignal",
+    "OpcUaArgument",
+    "OpcUaConnection",
+    "OpcUaMethod",
+    "OpcUaNodeRef",
     "OpcUaProfile",
+    "OpcUaSecurity",
     "OpcUaSignal",
+    "OpcUaSubscription",
     "PrintheadDialect",
     "Profile",
     "ProfileBase",
