@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import io
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +24,15 @@ from labdevices.daemon import (
 from labdevices.testing._mqtt import MosquittoBroker, mosquitto_session, mqtt_broker
 from labdevices.toolpath import load_job
 
-__all__ = ["long_job", "make_config", "mosquitto_session", "mqtt_broker", "scaffold_spec", "site"]
+__all__ = [
+    "deadline",
+    "long_job",
+    "make_config",
+    "mosquitto_session",
+    "mqtt_broker",
+    "scaffold_spec",
+    "site",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 #: what the driver itself sends beside a job's lines (handshake, reports)
@@ -71,6 +83,19 @@ def scaffold_spec(layers: int = 2) -> dict[str, Any]:
 def long_job(moves: int = 400) -> str:
     """G-code that keeps a simulated printer busy for a while: short moves back and forth."""
     return "\n".join(["G28", *(f"G1 X{10 + 10 * (i % 2)} Y10 F600" for i in range(moves))])
+
+
+@contextlib.asynccontextmanager
+async def deadline(seconds: float) -> AsyncIterator[None]:
+    """Fail (showing where every task waits) instead of hanging, if the block takes too long."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        out = io.StringIO()
+        for task in asyncio.all_tasks():
+            task.print_stack(file=out)
+        pytest.fail(f"timed out after {seconds} s; tasks:\n{out.getvalue()}")
 
 
 def job_lines(executed: list[str]) -> list[str]:

@@ -213,7 +213,8 @@ class LabClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._bus.__aexit__(exc_type, exc, tb)
+        # Not handing the exception on: the bus's TaskGroup would wrap it in an ExceptionGroup.
+        await self._bus.__aexit__(None, None, None)
 
     async def request(
         self, topic: str, args: dict[str, JsonValue] | None = None, *, timeout: float | None = None

@@ -22,7 +22,7 @@ from pydantic import JsonValue
 
 from ..bus import BusClient, TelemetryPublisher, Topics, start_embedded_broker
 from ..devices import Sample
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, DeviceConnectionError
 from ..store import Deadband, Store, open_store
 from ._commands import CommandRouter
 from ._config import LoadedConfig, parse_mqtt_url
@@ -42,10 +42,17 @@ class Daemon:
     Entering opens the store (recording the config load), recovers jobs a previous
     run left live (interrupted, never resumed), connects to the broker (or starts
     an embedded one), starts every device concurrently and begins serving. It
-    does not wait for the broker or the devices: both are retried in the background.
+    waits up to ``wait_for_broker_s`` for the broker's first connection, not for
+    the devices; both are retried in the background.
     """
 
-    def __init__(self, loaded: LoadedConfig, *, telemetry_linger_s: float = 0.002) -> None:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        telemetry_linger_s: float = 0.002,
+        wait_for_broker_s: float = 10.0,
+    ) -> None:
         self.loaded = loaded
         self.config = loaded.config
         self.site = self.config.site
@@ -56,6 +63,7 @@ class Daemon:
         }
         self.recovered: list[int] = []
         self._telemetry_linger_s = telemetry_linger_s
+        self._wait_for_broker_s = wait_for_broker_s
         self._stack: AsyncExitStack | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._spawned: set[asyncio.Task[None]] = set()
@@ -89,10 +97,10 @@ class Daemon:
         await stack.__aenter__()
         try:
             await self._start(stack)
-        except BaseException as exc:
+        except BaseException:
             self._state = "closed"
             await self._cancel_tasks()
-            await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            await stack.__aexit__(None, None, None)
             raise
         self._state = "open"
         return self
@@ -115,13 +123,8 @@ class Daemon:
             status_topic=Topics(cfg.site).daemon_status(),  # its last will marks us offline
             reconnect_max_s=2.0,
         )
-        self.bus = await stack.enter_async_context(bus)
-        publisher = await stack.enter_async_context(
-            TelemetryPublisher(bus, linger_s=self._telemetry_linger_s)
-        )
-        stack.push_async_callback(self._final_flush)
-        self._tasks = await stack.enter_async_context(asyncio.TaskGroup())
-
+        self.bus = bus
+        publisher = TelemetryPublisher(bus, linger_s=self._telemetry_linger_s)
         self.pipeline = TelemetryPipeline(
             publisher,
             self.store,
@@ -140,13 +143,21 @@ class Daemon:
             self.router.write_setpoint,
         )
         self.pipeline.add_listener(self.interlocks.on_sample)
+        # Before serving: a job submitted now must not meet the recovery of the last run's.
+        # (Their states are queued on the bus and go out once it connects.)
         recovered = await self.jobs.recover()
         self.recovered = [job.id for job in recovered]
         for job in recovered:
             log.warning("job %d was %s", job.id, job.error)
 
+        await stack.enter_async_context(bus)
+        # Subscribed before the bus's first connection can start (no await in between), so
+        # the first session subscribes them all.
         await bus.serve(bus.topics.commands(), self.router.handle_device)
         await bus.serve(bus.topics.job_submit(), self.jobs.submit)
+        await stack.enter_async_context(publisher)
+        stack.push_async_callback(self._final_flush)
+        self._tasks = await stack.enter_async_context(asyncio.TaskGroup())
 
         supervisor = Supervisor(
             self.slots,
@@ -160,7 +171,13 @@ class Daemon:
             self.spawn(supervisor.run(slot), f"device {slot.name}")
         self.spawn(self.pipeline.run_store_writer(), "telemetry store writer")
         self.jobs.start()
-        log.info("daemon for site %r serving on %s", cfg.site, self.broker_url)
+        # Requests sent before the first connection would be lost (no session yet to keep
+        # them): give the broker a moment, but run without it rather than not at all.
+        try:
+            await bus.wait_connected(self._wait_for_broker_s)
+            log.info("daemon for site %r serving on %s", cfg.site, self.broker_url)
+        except DeviceConnectionError as exc:
+            log.warning("%s; serving once it is reachable, devices run meanwhile", exc)
 
     async def _broker(self, stack: AsyncExitStack) -> tuple[str, int, bool, str | None, str | None]:
         url = self.config.bus.url
@@ -201,7 +218,8 @@ class Daemon:
         finally:
             stack, self._stack = self._stack, None
             self._state = "closed"
-            await stack.__aexit__(exc_type, exc, tb)
+            # The caller's exception is not handed on: TaskGroups would wrap it in a group.
+            await stack.__aexit__(None, None, None)
 
     async def _cancel_tasks(self) -> None:
         for task in list(self._spawned):

@@ -1,0 +1,120 @@
+"""Daemon configs: a bad one is refused with every problem listed, file and field named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from labdevices.daemon import load_config, parse_mqtt_url
+from labdevices.errors import ConfigurationError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_demo_config_loads() -> None:
+    loaded = load_config(ROOT / "config" / "demo.toml")
+    assert loaded.config.site == "demo"
+    assert set(loaded.profiles) == {"printer", "incubator", "bioreactor", "sensors"}
+    assert loaded.config.store.path == ROOT / "config" / "labdevices-demo.db"
+    assert len(loaded.sha256) == 64
+
+
+def test_a_bad_config_lists_every_problem(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        """
+site = "lab/1"
+colour = "blue"
+[bus]
+url = "http://broker:1883"
+[devices.printer]
+profile = "marlin-pneumatic"
+poll_interval_s = -1
+[[interlocks]]
+name = "hot"
+device = "printer"
+condition = "above"
+action = "explode"
+"""
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(path)
+    problems = caught.value.problems
+    text = "\n".join(problems)
+    assert all(p.startswith(f"{path}: ") for p in problems)
+    assert "site: Value error, site name 'lab/1' contains '/'" in text
+    assert "colour: unknown field" in text
+    assert "bus.url: Value error, MQTT url 'http://broker:1883' must start with mqtt://" in text
+    assert "devices.printer.poll_interval_s: Input should be greater than 0" in text
+    assert (
+        "interlocks[0].action: Input should be 'pause_job', 'estop', 'hold_setpoint' or 'alarm'"
+        in text
+    )
+    assert len(problems) == 5
+
+
+def test_cross_checks_name_devices_and_signals(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        """
+site = "lab"
+[devices.printer]
+profile = "marlin-pneumatic"
+[devices.incubator]
+profile = "co2-incubator"
+address = "tcp://127.0.0.1:1502"
+[devices.mystery]
+profile = "no-such-printer"
+address = "/dev/null"
+[[interlocks]]
+name = "hot"
+device = "printer"
+signal = "nozzle_temp"
+condition = "above"
+value = 40
+action = "pause_job"
+[[interlocks]]
+name = "door"
+device = "incubator"
+signal = "door_open"
+condition = "equals"
+value = true
+action = "pause_job"
+[[interlocks]]
+name = "cold"
+device = "freezer"
+condition = "offline"
+[[interlocks]]
+name = "hold"
+device = "incubator"
+signal = "chamber_temperature"
+condition = "outside"
+low = 30
+high = 40
+action = "hold_setpoint"
+setpoint = "temperature_setpoint"
+setpoint_value = 80
+"""
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(path)
+    text = "\n".join(caught.value.problems)
+    assert "devices.mystery.profile: unknown device profile 'no-such-printer'" in text
+    assert "devices.printer.address: field required" in text
+    assert "interlocks[0].signal: device 'printer' has no signal 'nozzle_temp'" in text
+    assert (
+        "interlocks[1].action: 'pause_job' needs a printer, but 'incubator' is a modbus device"
+        in text
+    )
+    assert "interlocks[2].device: unknown device 'freezer'" in text
+    assert (
+        "interlocks[3].setpoint_value: temperature_setpoint = 80.0 degC is above the limit" in text
+    )
+
+
+def test_mqtt_urls() -> None:
+    assert parse_mqtt_url("mqtt://127.0.0.1") == ("127.0.0.1", 1883, False, None, None)
+    assert parse_mqtt_url("mqtts://u:p%40ss@broker:9000") == ("broker", 9000, True, "u", "p@ss")
+    with pytest.raises(ValueError, match="no host"):
+        parse_mqtt_url("mqtt://")
