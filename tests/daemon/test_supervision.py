@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from labdevices.client import JobInfo, LabClient
-from labdevices.daemon import Daemon, DeviceConfig
+from labdevices.daemon import Daemon, DeviceConfig, InterlockConfig
 from labdevices.sim.printer import SimPrinterConfig, SimulatedPrinter
 from labdevices.store import JobState, SqliteDatabase, verify_audit
 from labdevices.testing._mqtt import MosquittoBroker
@@ -22,12 +22,18 @@ async def test_a_missing_device_is_retried_while_the_printer_serves_telemetry(
     missing = DeviceConfig(profile="co2-incubator", address="tcp://127.0.0.1:1?unit=1")
     async with SimulatedPrinter(config=SimPrinterConfig(time_scale=0.01)) as sim:
         assert sim.port is not None
-        config = make_config(site, mqtt_broker, db, sim.port, incubator=missing)
+        offline = InterlockConfig(
+            name="incubator-offline", device="incubator", condition="offline", hold_s=0.2
+        )
+        config = make_config(
+            site, mqtt_broker, db, sim.port, interlocks=[offline], incubator=missing
+        )
         async with (
             deadline(30),
             LabClient(mqtt_broker.url, site=site) as lab,
             lab.bus.subscribe(lab.topics.state("incubator")) as incubator_states,
             lab.telemetry("printer") as readings,
+            lab.alarm_events() as alarm_events,
             Daemon(config) as daemon,
         ):
             reading = await anext(readings)
@@ -42,6 +48,12 @@ async def test_a_missing_device_is_retried_while_the_printer_serves_telemetry(
             devices = {d.name: d for d in await lab.devices()}
             assert devices["printer"].state == "idle"
             assert devices["incubator"].state != "idle" and devices["incubator"].error
+            raised = await anext(alarm_events)
+            assert (raised.event, raised.name) == ("raised", "incubator-offline")
+            alarms = await lab.alarms(active_only=True)
+            assert [(a.device, a.name, a.active) for a in alarms] == [
+                ("incubator", "incubator-offline", True)
+            ]
     with SqliteDatabase(db, readonly=True) as store:
         stored = store.query_telemetry("printer", "nozzle_temperature")
     assert stored and stored[0].unit == "degC"

@@ -119,7 +119,8 @@ class InterlockEngine:
 
     def on_state(self, slot: DeviceSlot) -> None:
         for ep in self._by_device.get(slot.name, ()):
-            self._update(ep, slot.state in ("offline", "fault"), slot.state)
+            # Retrying counts as offline too: only a connected device clears the condition.
+            self._update(ep, slot.state not in ("idle", "busy", "paused"), slot.state)
 
     def _update(self, ep: _Episode, now_holds: bool, value: float | bool | str | None) -> None:
         ep.value = value
