@@ -1,4 +1,4 @@
-"""``labdevices print`` and ``labdevices demo``: stream G-code into a printer with a progress bar.
+"""``labdevices print``: stream G-code into a printer with a progress bar.
 
 Ctrl-C during a print cancels it safely (motion stopped, valves closed, pressure
 zero, nozzle lifted) before the command exits.
@@ -115,65 +115,5 @@ def print_(
 
     result = asyncio.run(run())
     report(result)
-    if result.outcome != JobOutcome.COMPLETED:
-        raise typer.Exit(1)
-
-
-def demo_gcode(layers: int = 6, size_mm: float = 20.0, spacing_mm: float = 1.0) -> list[str]:
-    """A small 0/90° lattice scaffold for the pneumatic demo printer."""
-    lines = ["G21", "G90", "M140 S20.0", "M42 P6 S31", "G28", "G0 Z5 F1200"]
-    n = int(size_mm / spacing_mm) + 1
-    for layer in range(layers):
-        z = 0.2 + 0.4 * layer
-        lines.append(f"G0 Z{z:.2f} F600")
-        for i in range(n):
-            a = i * spacing_mm
-            start, end = (0.0, size_mm) if i % 2 == 0 else (size_mm, 0.0)
-            if layer % 2 == 0:
-                lines += [
-                    f"G0 X{start:.2f} Y{a:.2f} F3000",
-                    "M126 S255",
-                    f"G1 X{end:.2f} Y{a:.2f} F600",
-                    "M127",
-                ]
-            else:
-                lines += [
-                    f"G0 X{a:.2f} Y{start:.2f} F3000",
-                    "M126 S255",
-                    f"G1 X{a:.2f} Y{end:.2f} F600",
-                    "M127",
-                ]
-    lines += ["M127", "M42 P6 S0", "G91", "G0 Z5", "G90", "M400"]
-    return lines
-
-
-@app.command()
-def demo(
-    time_scale: Annotated[
-        float, typer.Option(help="simulated motion time per real second (0: instant)")
-    ] = 0.02,
-) -> None:
-    """Start a simulated bioprinter and stream a demo scaffold print into it."""
-    from ..devices.gcode import GcodePrinter, JobOutcome
-    from ..profiles import GcodeProfile, load_profile
-    from ..sim.printer import SimPrinterConfig, SimulatedPrinter
-
-    prof = load_profile("marlin-pneumatic")
-    assert isinstance(prof, GcodeProfile)
-    commands = demo_gcode()
-
-    async def run() -> tuple[JobResult, int]:
-        config = SimPrinterConfig(profile="marlin-pneumatic", time_scale=time_scale)
-        async with SimulatedPrinter(config=config) as sim:
-            console.print(f"simulated printer listening on [bold]{sim.port}[/]")
-            async with GcodePrinter(
-                "demo-printer", prof, sim.url, reconnect=False
-            ) as printer:
-                result = await stream_with_progress(printer, commands, "demo scaffold")
-            return result, len(sim.executed)
-
-    result, executed = asyncio.run(run())
-    report(result)
-    console.print(f"the simulator executed {executed} commands")
     if result.outcome != JobOutcome.COMPLETED:
         raise typer.Exit(1)
