@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import random
+import socket
 import ssl
 import time
 import uuid
@@ -563,6 +564,8 @@ class BusClient:
             keepalive=self._keepalive_s,
             timeout=self._close_timeout_s,
             logger=log,
+            # Small request/reply messages must not wait for Nagle and delayed ACKs.
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
             **options,
         )
         # A full send window is normal here, not a sign of trouble worth a warning.

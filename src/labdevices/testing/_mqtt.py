@@ -68,6 +68,8 @@ class MosquittoBroker:
         lines = [
             f"listener {self.port} {self.host}",
             "allow_anonymous true",
+            # Like a production broker for request/reply traffic: no Nagle delay on small packets.
+            "set_tcp_nodelay true",
             "persistence true",
             f"persistence_location {workdir}/",
             "autosave_interval 0",
