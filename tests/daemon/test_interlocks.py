@@ -82,3 +82,44 @@ async def test_overheating_printhead_pauses_the_job_and_raises_an_alarm(
     assert by_action["alarm.acknowledge"].reason == "heater setpoint corrected"
     paused = [r for r in records if r.action == "job.transition" and '"paused"' in (r.new or "")]
     assert paused[0].actor == "interlock:printhead-overheat"
+
+
+async def test_a_hot_bed_has_its_setpoint_held_and_an_estop_halts_the_printer(
+    mqtt_broker: MosquittoBroker, site: str, tmp_path: Path
+) -> None:
+    db = tmp_path / "lab.db"
+    lock = InterlockConfig(
+        name="bed-too-warm",
+        device="printer",
+        signal="bed_temperature",
+        condition="above",
+        value=40.0,
+        action="hold_setpoint",
+        setpoint="bed_temperature_setpoint",
+        setpoint_value=20.0,
+    )
+    async with SimulatedPrinter(config=SimPrinterConfig(time_scale=0.01)) as sim:
+        assert sim.port is not None
+        config = make_config(site, mqtt_broker, db, sim.port, interlocks=[lock])
+        async with (
+            Daemon(config) as daemon,
+            LabClient(mqtt_broker.url, site=site, actor="erin") as lab,
+            lab.alarm_events() as alarm_events,
+        ):
+            await daemon.slots["printer"].wait_ready()
+            await lab.write("printer", "bed_temperature_setpoint", 55.0)
+            raised = await anext(alarm_events)
+            assert (raised.event, raised.name) == ("raised", "bed-too-warm")
+            await sim.wait_until(lambda s: "M140 S20.0" in s.executed)
+            cleared = await anext(alarm_events)  # the bed cools below the threshold again
+            assert (cleared.event, cleared.alarm_id) == ("cleared", raised.alarm_id)
+
+            await lab.estop("printer", reason="test of the stop button")
+            assert sim.state.halted
+            assert daemon.slots["printer"].state == "fault"
+    with SqliteDatabase(db, readonly=True) as store:
+        records = store.audit_records()
+    writes = [(r.actor, r.new) for r in records if r.action == "setpoint.write"]
+    assert writes == [("erin", "55.0"), ("interlock:bed-too-warm", "20.0")]
+    estop = next(r for r in records if r.action == "device.estop")
+    assert (estop.actor, estop.reason) == ("erin", "test of the stop button")
