@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from labdevices.bus import BusClient
-from labdevices.testing._mqtt import MosquittoBroker, mosquitto_session, mqtt_broker
+from labdevices.testing._mqtt import MosquittoBroker
 
-__all__ = ["link", "make_bus", "mosquitto_session", "mqtt_broker", "site"]
+__all__ = ["link", "make_bus", "site"]
 
 
 @pytest.fixture

@@ -21,15 +21,13 @@ from labdevices.daemon import (
     StoreConfig,
     check_config,
 )
-from labdevices.testing._mqtt import MosquittoBroker, mosquitto_session, mqtt_broker
+from labdevices.testing._mqtt import MosquittoBroker
 from labdevices.toolpath import load_job
 
 __all__ = [
     "deadline",
     "long_job",
     "make_config",
-    "mosquitto_session",
-    "mqtt_broker",
     "scaffold_spec",
     "site",
 ]

@@ -24,7 +24,7 @@ def program(n: int) -> list[str]:
 
 
 async def scenario(faults: FaultConfig, seed: int, advanced_ok: bool) -> None:
-    lines = program(200)
+    lines = program(300)
     config = SimPrinterConfig(
         profile="marlin-pneumatic",
         time_scale=0.0,
@@ -38,7 +38,8 @@ async def scenario(faults: FaultConfig, seed: int, advanced_ok: bool) -> None:
             "p", PROFILE, sim.port or "", ack_timeout_s=0.1, reconnect=False, report_interval_s=60
         ) as printer,
     ):
-        result = await printer.run_job(lines)
+        async with asyncio.timeout(60):  # a hang is a failure, not a stuck suite
+            result = await printer.run_job(lines)
         executed = [c for c in sim.executed if c.startswith("G1")]
     if faults.reset_after_lines is None:
         assert result.outcome == JobOutcome.COMPLETED, result.error
@@ -50,7 +51,7 @@ async def scenario(faults: FaultConfig, seed: int, advanced_ok: bool) -> None:
 
 
 @settings(
-    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     corrupt=st.sampled_from([0.0, 0.02, 0.1]),

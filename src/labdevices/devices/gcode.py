@@ -146,6 +146,8 @@ class GcodePrinter(Device[GcodeProfile]):
         self.waiting_for_user = False
         self.last_error: str | None = None
         self._job: _Job | None = None
+        self._closing = False
+        self._pipe_started = 0.0
         self._wake = asyncio.Event()
         self._report_event = asyncio.Event()
         self._report_signals: dict[str, list[tuple[str, GcodeSignal]]] = {}
@@ -159,6 +161,7 @@ class GcodePrinter(Device[GcodeProfile]):
         self._start_background(self._run(), "link")
 
     async def _close(self) -> None:
+        self._closing = True
         self._fail_everything(DeviceConnectionError("device closed", device=self.name))
         await self._transport.close()
 
@@ -221,6 +224,8 @@ class GcodePrinter(Device[GcodeProfile]):
             try:
                 await self._read_loop()
             except (DeviceConnectionError, DeviceTimeoutError, ProtocolError) as exc:
+                if self._closing:
+                    return
                 self.last_error = str(exc)
                 self._fail_everything(exc)
                 await self._transport.close()
@@ -256,24 +261,32 @@ class GcodePrinter(Device[GcodeProfile]):
                 self._rx_pending = b""
             self._flush()
             probes = 0
+            loop = asyncio.get_running_loop()
+            last_rx = loop.time()
             while True:
-                busy = host.in_flight > 0
+                timeout = host.timeout()
                 try:
-                    data = await self._transport.read(timeout=host.timeout() if busy else 3600.0)
+                    data = await self._transport.read(timeout=timeout)
                 except DeviceTimeoutError:
                     if host.in_flight == 0:
+                        continue
+                    # Lines may have been sent while this read was already waiting:
+                    # silence counts from the last byte either way.
+                    silent_for = loop.time() - max(last_rx, self._pipe_started)
+                    if silent_for < timeout:
                         continue
                     probes += 1
                     if probes > MAX_PROBES:
                         raise DeviceTimeoutError(
-                            f"printer silent for {MAX_PROBES} x {host.timeout():.0f} s "
+                            f"printer silent for {MAX_PROBES} x {timeout:.1f} s "
                             f"with {host.in_flight} line(s) unacknowledged",
                             device=self.name,
                         ) from None
-                    log.warning("%s: no answer for %.0f s, probing", self.name, host.timeout())
+                    log.warning("%s: no answer for %.1f s, probing", self.name, timeout)
                     host.probe()
                     self._flush()
                     continue
+                last_rx = loop.time()
                 probes = 0
                 self._dispatch(host.receive_data(data))
                 self._flush()
@@ -295,8 +308,11 @@ class GcodePrinter(Device[GcodeProfile]):
             await asyncio.sleep(self.report_interval_s)
 
     def _flush(self) -> None:
+        idle = self._host.in_flight == 0
         data = self._host.data_to_send()
         if data:
+            if idle:
+                self._pipe_started = asyncio.get_running_loop().time()
             self._transport.write_nowait(data)
 
     # -- events --------------------------------------------------------------

@@ -471,7 +471,7 @@ class MarlinHost:
                         events.append(TemperatureReport(report))
                         continue
             elif isinstance(ev, ResendRequest):
-                self._on_resend(ev.line)
+                self._on_resend(ev.line, events)
             elif isinstance(ev, Halted):
                 self.halted = True
             elif isinstance(ev, FirmwareReset):
@@ -518,7 +518,7 @@ class MarlinHost:
             self.next_send = target + 1
         events.append(LineProcessed(target))
 
-    def _on_resend(self, n: int) -> None:
+    def _on_resend(self, n: int, events: list[MarlinEvent]) -> None:
         self._expect_resend_ok = True
         self.resends += 1
         if n <= self.processed:
@@ -537,7 +537,6 @@ class MarlinHost:
             self._resend_swallow = 0
             self._resend_line = n
             self.received = max(self.received, n - 1)
-            events: list[MarlinEvent] = []
             if n - 1 > self.processed:
                 self._advance(n - 1, events)
             self._rewind(n)
