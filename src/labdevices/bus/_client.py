@@ -276,7 +276,8 @@ class BusClient:
                 if not fut.done():
                     fut.set_exception(closed)
                     fut.exception()  # retrieved: only a caller still awaiting it should see it
-            await self._tasks.__aexit__(exc_type, exc, tb)
+            # The caller's own exception propagates as it is, not wrapped in a group.
+            await self._tasks.__aexit__(None, None, None)
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Wait for a connection to the broker; ``DeviceConnectionError`` after ``timeout`` s."""
@@ -370,7 +371,7 @@ class BusClient:
     async def _subscribe(self, topic_filter: str, target: Callable[[BusMessage], None]) -> None:
         first = self._add_target(topic_filter, target)
         client = self._client
-        if first and client is not None and self.connected:
+        if first and client is not None:
             # Not subscribed now means subscribed at the next connect, which is as good.
             with contextlib.suppress(aiomqtt.MqttError):
                 await client.subscribe(topic_filter, qos=1)
@@ -600,12 +601,14 @@ class BusClient:
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
     async def _session(self, client: aiomqtt.Client) -> None:
+        # Published before subscribing, so that a filter added while the session is
+        # being set up is subscribed by _subscribe itself (twice at worst: harmless).
+        self._client = client
         filters = list(self._filters)
         if filters:
             await client.subscribe([(f, 1) for f in filters])
         if self.status_topic:
             await client.publish(self.status_topic, self._status(online=True), qos=1, retain=True)
-        self._client = client
         self._disconnected.clear()
         self._connected.set()
         self.stats.connects += 1
