@@ -185,3 +185,21 @@ def test_partial_lines_are_buffered() -> None:
     host.data_to_send()
     assert host.receive_data(b"o") == []
     assert LineProcessed(1) in host.receive_data(b"k\n")
+
+
+def test_advanced_ok_bounds_the_window_by_the_firmware_ring() -> None:
+    host = MarlinHost(window_lines=8, rx_buffer_bytes=1000)
+    host.start_job([f"G1 X{i}" for i in range(20)])
+    assert len(numbers(host.data_to_send())) == 8
+    host.receive_data(b"ok N1 P15 B1\n")  # a ring of 2 commands, not 8
+    assert host.window == 2
+    assert host.data_to_send() == b""  # 7 in flight already: wait until fewer than 2
+
+
+def test_long_commands_get_their_own_timeout() -> None:
+    host = MarlinHost(window_lines=4, ack_timeout_s=5.0, long_timeouts_s={"G28": 180.0})
+    host.start_job(["G1 X1", "G28", "G1 X2"])
+    host.data_to_send()
+    assert host.timeout() == 180.0
+    host.receive_data(b"ok\nok\n")
+    assert host.timeout() == 5.0

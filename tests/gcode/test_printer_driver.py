@@ -195,3 +195,13 @@ async def test_device_context_cleans_up_and_is_not_reentrant(tmp_path: Any) -> N
 
 def test_load_gcode_strips_comments_and_blanks() -> None:
     assert load_gcode("G28 ; home\n\n; c\nG1 X1\n") == ["G28", "G1 X1"]
+
+
+async def test_window_follows_a_firmware_with_a_smaller_ring() -> None:
+    commands = job(300)
+    async with rig(bufsize=2, rx_buffer_bytes=40) as (sim, printer):
+        result = await printer.run_job(commands)
+        assert sim.state.lost_bytes == 0  # over-eager streaming would overrun its buffer
+        assert printer._host.firmware_bufsize == 2
+    assert result.outcome == JobOutcome.COMPLETED
+    assert job_lines(sim.executed, commands) == commands

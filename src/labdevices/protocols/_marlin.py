@@ -286,6 +286,7 @@ class MarlinHost:
         self._probing = False
         self._extra_oks: deque[int] = deque()
         self.highest_sent = 0
+        self.firmware_bufsize = 0  # learnt from ADVANCED_OK's B; 0: not reported
         self.resends = 0
         self.halted = False
 
@@ -331,6 +332,13 @@ class MarlinHost:
     @property
     def job_sent(self) -> int:
         return self._job_cursor
+
+    @property
+    def window(self) -> int:
+        """Lines allowed in flight: the configured window, or less if the firmware's ring is smaller."""
+        if self.firmware_bufsize:
+            return min(self.window_lines, self.firmware_bufsize)
+        return self.window_lines
 
     @property
     def in_flight(self) -> int:
@@ -385,7 +393,8 @@ class MarlinHost:
             return b""
         out: list[bytes] = []
         budget = self.rx_buffer_bytes - self._inflight_bytes
-        while self.next_send - 1 - self.processed < self.window_lines:
+        window = self.window
+        while self.next_send - 1 - self.processed < window:
             n = self.next_send
             data = self._sent.get(n)
             if data is None:
@@ -463,6 +472,10 @@ class MarlinHost:
                 continue
             ev = parse_line(text)
             if isinstance(ev, Ok):
+                if ev.buffer_free is not None and ev.buffer_free + 1 > self.firmware_bufsize:
+                    # B counts free slots of the command ring besides the command being
+                    # run: its largest value tells the ring's size (BUFSIZE).
+                    self.firmware_bufsize = ev.buffer_free + 1
                 self._on_ok(ev.line, events)
                 if ev.payload:
                     report = parse_report(ev.payload)
