@@ -3,6 +3,7 @@ acknowledged by a user, and all of it is audited."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from labdevices.client import AlarmInfo, LabClient
@@ -43,12 +44,15 @@ async def test_overheating_printhead_pauses_the_job_and_raises_an_alarm(
         ):
             job_id = None
             states = []
-            async for item in lab.run(printer="printer", gcode=OVERHEATING_JOB):
-                job_id = getattr(item, "job_id", job_id)
-                if getattr(item, "kind", None) == "state":
-                    states.append(item.state)  # type: ignore[union-attr]
-                    if item.state == "paused":  # type: ignore[union-attr]
-                        break
+            async with contextlib.aclosing(
+                lab.run(printer="printer", gcode=OVERHEATING_JOB)
+            ) as stream:
+                async for item in stream:
+                    job_id = getattr(item, "job_id", job_id)
+                    if getattr(item, "kind", None) == "state":
+                        states.append(item.state)  # type: ignore[union-attr]
+                        if item.state == "paused":  # type: ignore[union-attr]
+                            break
             assert states[-2:] == ["running", "paused"]
             raised = await anext(alarm_events)
             assert (raised.event, raised.name, raised.severity) == (
@@ -70,8 +74,9 @@ async def test_overheating_printhead_pauses_the_job_and_raises_an_alarm(
             assert job.state == "paused" and 0 < job.line < job.lines_total
             cancelled = await lab.cancel("printer", reason="overheated")
             assert cancelled.job_id == job_id
-            async for event in lab.follow(job_id or 0):
-                last = event
+            async with contextlib.aclosing(lab.follow(job_id or 0)) as stream:
+                async for event in stream:
+                    last = event
             assert last.state == "cancelled"
     assert verify_audit(db).ok
     with SqliteDatabase(db, readonly=True) as store:

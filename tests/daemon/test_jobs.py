@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from labdevices.client import JobEvent, JobInfo, LabClient
@@ -32,11 +33,12 @@ async def test_a_planned_job_runs_exactly_as_planned_and_the_audit_chain_verifie
         ):
             events: list[JobEvent] = []
             info: JobInfo | None = None
-            async for item in lab.run(printer="printer", job=spec):
-                if isinstance(item, JobInfo):
-                    info = item
-                else:
-                    events.append(item)
+            async with contextlib.aclosing(lab.run(printer="printer", job=spec)) as stream:
+                async for item in stream:
+                    if isinstance(item, JobInfo):
+                        info = item
+                    else:
+                        events.append(item)
             assert info is not None
             assert info.lines_total == len(planned)
             assert info.batch_id == "B-2026-0042" and info.patient_id == "P-0007"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -28,18 +29,19 @@ async def test_broker_restart_mid_job_loses_no_event_or_reply(
         ):
             events: list[JobEvent] = []
             read: asyncio.Task[object] | None = None
-            async for item in lab.run(printer="printer", gcode=long_job()):
-                if isinstance(item, JobInfo):
-                    continue
-                events.append(item)
-                if item.kind == "progress" and read is None:
-                    mqtt_broker.stop()
-                    await daemon.bus.wait_disconnected()
-                    done = len(sim.executed)
-                    # The printer goes on without the broker, and a request waits for it.
-                    await sim.wait_until(lambda s, n=done: len(s.executed) > n + 20)  # type: ignore[misc]
-                    read = asyncio.create_task(lab.read("printer", "nozzle_temperature"))
-                    mqtt_broker.start()
+            async with contextlib.aclosing(lab.run(printer="printer", gcode=long_job())) as stream:
+                async for item in stream:
+                    if isinstance(item, JobInfo):
+                        continue
+                    events.append(item)
+                    if item.kind == "progress" and read is None:
+                        mqtt_broker.stop()
+                        await daemon.bus.wait_disconnected()
+                        done = len(sim.executed)
+                        # The printer goes on without the broker, and a request waits for it.
+                        await sim.wait_until(lambda s, n=done: len(s.executed) > n + 20)  # type: ignore[misc]
+                        read = asyncio.create_task(lab.read("printer", "nozzle_temperature"))
+                        mqtt_broker.start()
             assert read is not None
             reading = await read
             assert reading.signal == "nozzle_temperature"  # type: ignore[attr-defined]
@@ -95,11 +97,14 @@ async def test_a_daemon_killed_mid_job_comes_back_with_the_job_interrupted(
         try:
             async with LabClient(mqtt_broker.url, site=site, timeout=30) as lab:
                 job_id = 0
-                async for item in lab.run(printer="printer", gcode=long_job()):
-                    if isinstance(item, JobInfo):
-                        job_id = item.job_id
-                    elif item.kind == "progress" and item.line > 40:
-                        break
+                async with contextlib.aclosing(
+                    lab.run(printer="printer", gcode=long_job())
+                ) as stream:
+                    async for item in stream:
+                        if isinstance(item, JobInfo):
+                            job_id = item.job_id
+                        elif item.kind == "progress" and item.line > 40:
+                            break
                 proc.kill()
                 await proc.wait()
         finally:

@@ -3,6 +3,7 @@ MQTT and the store; a daemon stopped mid-job pauses it safely and records it int
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -68,15 +69,17 @@ async def test_stopping_the_daemon_mid_job_pauses_it_and_records_it_interrupted(
         assert sim.port is not None
         async with deadline(30), LabClient(mqtt_broker.url, site=site) as lab:
             async with Daemon(make_config(site, mqtt_broker, db, sim.port)):
-                async for item in lab.run(printer="printer", gcode=job):
-                    if isinstance(item, JobInfo):
-                        job_id = item.job_id
-                    elif item.kind == "progress" and item.line > 20:
-                        break
+                async with contextlib.aclosing(lab.run(printer="printer", gcode=job)) as stream:
+                    async for item in stream:
+                        if isinstance(item, JobInfo):
+                            job_id = item.job_id
+                        elif item.kind == "progress" and item.line > 20:
+                            break
                 assert sim.state.valves[0]
             assert not sim.state.valves[0]  # closed by the pause
-            async for event in lab.follow(job_id):
-                last = event
+            async with contextlib.aclosing(lab.follow(job_id)) as stream:
+                async for event in stream:
+                    last = event
             assert last.state == "interrupted"
             status = json.loads((await _retained(lab, lab.topics.daemon_status()))["payload"])
             assert status["online"] is False

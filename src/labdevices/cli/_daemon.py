@@ -133,18 +133,21 @@ async def follow_with_progress(lab: LabClient, submit_args: dict[str, Any]) -> J
     info: JobInfo | None = None
     with _progress_bar() as bar:
         task = None
-        async for item in lab.run(**submit_args):
-            if isinstance(item, JobInfo):
-                info = item
-                task = bar.add_task(
-                    f"job {item.job_id} on {item.printer}", total=item.lines_total, state="queued"
-                )
-                continue
-            assert task is not None
-            fields: dict[str, Any] = {"completed": item.line}
-            if item.state is not None:
-                fields["state"] = item.state
-            bar.update(task, **fields)
+        async with contextlib.aclosing(lab.run(**submit_args)) as stream:
+            async for item in stream:
+                if isinstance(item, JobInfo):
+                    info = item
+                    task = bar.add_task(
+                        f"job {item.job_id} on {item.printer}",
+                        total=item.lines_total,
+                        state="queued",
+                    )
+                    continue
+                assert task is not None
+                fields: dict[str, Any] = {"completed": item.line}
+                if item.state is not None:
+                    fields["state"] = item.state
+                bar.update(task, **fields)
     assert info is not None
     return await lab.job(info.job_id)
 

@@ -7,7 +7,7 @@ class of its code (``LimitViolation``, ``UnknownDevice``, ``JobRejected``, ...).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -318,21 +318,28 @@ class LabClient:
         result = await self.request(self.topics.job_submit(), clean, timeout=max(self.timeout, 120))
         return JobInfo.from_json(result)
 
-    async def run(self, **submit_args: Any) -> AsyncIterator[JobInfo | JobEvent]:
-        """Submit a job and yield its ``JobInfo``, then every event until it ends."""
+    async def run(self, **submit_args: Any) -> AsyncGenerator[JobInfo | JobEvent, None]:
+        """Submit a job and yield its ``JobInfo``, then every event until it ends.
+
+        Leaving the loop early? Close it: ``async with contextlib.aclosing(lab.run(...))``.
+        """
         async with self._bus.subscribe(self.topics.all_job_events()) as sub:
             info = await self.submit(**submit_args)
             yield info
-            async for event in self._events(sub, info.job_id):
-                yield event
+            async with contextlib.aclosing(self._events(sub, info.job_id)) as events:
+                async for event in events:
+                    yield event
 
-    async def follow(self, job_id: int) -> AsyncIterator[JobEvent]:
+    async def follow(self, job_id: int) -> AsyncGenerator[JobEvent, None]:
         """Events of a job from now until it ends (its retained state first)."""
-        async with self._bus.subscribe(f"{self.topics.root}/jobs/{job_id}/+") as sub:
-            async for event in self._events(sub, job_id):
+        async with (
+            self._bus.subscribe(f"{self.topics.root}/jobs/{job_id}/+") as sub,
+            contextlib.aclosing(self._events(sub, job_id)) as events,
+        ):
+            async for event in events:
                 yield event
 
-    async def _events(self, sub: Any, job_id: int) -> AsyncIterator[JobEvent]:
+    async def _events(self, sub: Any, job_id: int) -> AsyncGenerator[JobEvent, None]:
         # Delivery is at least once, and a reconnect re-sends the retained state: ``seq``
         # tells a repeat from news.
         last_seq = 0
