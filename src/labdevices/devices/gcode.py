@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 #: Unanswered probes (resend of the oldest line after silence) before the link is declared dead.
 MAX_PROBES = 3
+#: Silence after a handshake command before it is sent again (Marlin's busy keepalive is 2 s).
+HANDSHAKE_SILENCE_S = 2.5
 
 
 class JobOutcome(StrEnum):
@@ -179,33 +181,54 @@ class GcodePrinter(Device[GcodeProfile]):
         deadline = time.monotonic() + s.connect_timeout_s + s.reset_on_connect_wait_s
         self._rx_pending = b""
         self.firmware, self.capabilities = {}, {}
-        # Boards that reset when the port opens lose what is sent while they boot:
-        # retry until the firmware answers.
-        while True:
-            self._transport.write_nowait(frame(0, "M110 N0"))
-            try:
-                await self._await_handshake_ok(min(2.0, max(0.1, deadline - time.monotonic())))
-                break
-            except DeviceTimeoutError:
-                if time.monotonic() >= deadline:
-                    raise DeviceTimeoutError(
-                        f"no answer from a Marlin-style printer on {self.address} "
-                        f"within {s.connect_timeout_s} s",
-                        device=self.name,
-                    ) from None
-        self._transport.write_nowait(b"M115\n")
-        await self._await_handshake_ok(max(0.5, deadline - time.monotonic()))
+        await self._exchange(frame(0, "M110 N0"), deadline)
+        # M115's own lines prove it arrived: if only its ok is lost, go on without it.
+        await self._exchange(b"M115\n", deadline, answered=lambda: bool(self.firmware))
         self._host.reset_numbering()
         log.info("%s: connected to %s", self.name, self.firmware.get("FIRMWARE_NAME", "firmware"))
 
-    async def _await_handshake_ok(self, timeout: float) -> None:
-        end = time.monotonic() + timeout
+    async def _exchange(
+        self, data: bytes, deadline: float, answered: Callable[[], bool] = lambda: False
+    ) -> None:
+        """Send a handshake command until the firmware acknowledges it.
+
+        It is sent again only after silence — lost (a board booting after the port
+        opened, a dropped ``ok``), not slow — so that no late ``ok`` is left over to
+        be mistaken for a numbered line's.
+        """
+        self._transport.write_nowait(data)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if answered():
+                    return
+                raise DeviceTimeoutError(
+                    f"no answer from a Marlin-style printer on {self.address} "
+                    f"within {self.profile.serial.connect_timeout_s} s",
+                    device=self.name,
+                )
+            try:
+                if await self._await_handshake_ok(min(HANDSHAKE_SILENCE_S, remaining)):
+                    return
+            except DeviceTimeoutError:
+                if answered():
+                    return
+                self._transport.write_nowait(data)
+
+    async def _await_handshake_ok(self, window: float) -> bool:
+        """True on ``ok``; False if the firmware talked but sent no ``ok`` within ``window``.
+
+        Raises ``DeviceTimeoutError`` if it said nothing at all.
+        """
+        end = time.monotonic() + window
+        heard = False
         while True:
             while b"\n" in self._rx_pending:
+                heard = True
                 raw, _, self._rx_pending = self._rx_pending.partition(b"\n")
                 line = raw.decode("ascii", "replace").strip()
                 if line.startswith("ok"):
-                    return
+                    return True
                 ev = _parse(line)
                 if isinstance(ev, Halted):
                     raise DeviceFault(
@@ -214,8 +237,15 @@ class GcodePrinter(Device[GcodeProfile]):
                 self._on_event(ev)
             remaining = end - time.monotonic()
             if remaining <= 0:
-                raise DeviceTimeoutError("handshake timed out", device=self.name)
-            self._rx_pending += await self._transport.read(timeout=remaining)
+                if heard:
+                    return False
+                raise DeviceTimeoutError("no answer", device=self.name)
+            try:
+                self._rx_pending += await self._transport.read(timeout=remaining)
+            except DeviceTimeoutError:
+                if heard:
+                    return False
+                raise
 
     async def _run(self) -> None:
         """Own the link: read and dispatch, then reconnect with backoff after a loss."""
