@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from hypothesis import settings
+
+# CI explores the same examples every run (a red build must be reproducible);
+# developers' runs explore new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 # Threads that belong to the interpreter or the event loop's own executor, not to a test.
 _OWNED_PREFIXES = ("asyncio_", "ThreadPoolExecutor", "pydevd", "Dummy")
