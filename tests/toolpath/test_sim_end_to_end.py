@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from labdevices.profiles import GcodeProfile, load_profile
+from labdevices.testing import stream_offline
 from labdevices.toolpath import plan_job
 
 from ._helpers import make_job
@@ -20,37 +21,9 @@ def stream(profile_name: str, gcode: str) -> tuple[list[str], Any, str]:
     profile = load_profile(profile_name)
     assert isinstance(profile, GcodeProfile)
     lines = [s for s in (protocols.strip_gcode(ln) for ln in gcode.splitlines()) if s]
-    fw = sim.MarlinFirmware(profile, sim.SimPrinterConfig(profile=profile_name, time_scale=0.0))
-    host = protocols.MarlinHost(
-        window_lines=profile.serial.window_lines, rx_buffer_bytes=profile.serial.rx_buffer_bytes
-    )
-    now = 0.0
-    said = bytearray(fw.take_output(now))
-    start = len(fw.executed)
-    host.start_job(lines)
-    idle = 0
-    while host.job_processed < len(lines):
-        data = host.data_to_send()
-        if data:
-            fw.receive(data, now)
-        fw.tick(now)
-        out = fw.take_output(now)
-        if out:
-            said += out
-            host.receive_data(out)
-            continue
-        if data:
-            continue
-        wake = fw.next_wakeup()
-        if wake is not None and wake > now:
-            now = wake
-            continue
-        idle += 1
-        assert idle < 100, "stream stalled"
-        now += 1.0
-        host.probe()
-    del fw.executed[:start]
-    return lines, fw, said.decode(errors="replace")
+    result = stream_offline(lines, profile, max_probes=100)
+    del result.firmware.executed[: len(result.firmware.executed) - len(result.executed)]
+    return lines, result.firmware, result.output
 
 
 def test_scaffold_runs_on_the_simulated_biox() -> None:
