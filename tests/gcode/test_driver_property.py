@@ -63,6 +63,8 @@ async def scenario(faults: FaultConfig, seed: int, advanced_ok: bool) -> None:
 )
 # Found by hypothesis: the handshake's M115 `ok` is lost (the driver then waited forever).
 @example(corrupt=0.0, ack_loss=0.02, stall=0.0, reset_after=None, seed=1931, advanced_ok=False)
+# ... and the handshake's M115 corrupted into another command (now numbered and checksummed).
+@example(corrupt=0.02, ack_loss=0.0, stall=0.0, reset_after=None, seed=252, advanced_ok=False)
 def test_driver_executes_stream_exactly_once(
     corrupt: float,
     ack_loss: float,

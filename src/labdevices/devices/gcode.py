@@ -149,6 +149,7 @@ class GcodePrinter(Device[GcodeProfile]):
         self.last_error: str | None = None
         self._job: _Job | None = None
         self._closing = False
+        self._identified: asyncio.Future[None] | None = None
         self._pipe_started = 0.0
         self._wake = asyncio.Event()
         self._report_event = asyncio.Event()
@@ -160,7 +161,17 @@ class GcodePrinter(Device[GcodeProfile]):
     # -- lifecycle -----------------------------------------------------------
     async def _open(self) -> None:
         await self._connect()
+        identified = self._identified = asyncio.get_running_loop().create_future()
         self._start_background(self._run(), "link")
+        try:
+            async with asyncio.timeout(self.profile.serial.connect_timeout_s):
+                await asyncio.shield(identified)
+        except TimeoutError:
+            raise DeviceTimeoutError(
+                f"printer on {self.address} did not answer M115 within "
+                f"{self.profile.serial.connect_timeout_s} s",
+                device=self.name,
+            ) from None
 
     async def _close(self) -> None:
         self._closing = True
@@ -181,15 +192,13 @@ class GcodePrinter(Device[GcodeProfile]):
         deadline = time.monotonic() + s.connect_timeout_s + s.reset_on_connect_wait_s
         self._rx_pending = b""
         self.firmware, self.capabilities = {}, {}
+        # Numbered and checksummed, so a corrupted M110 is refused (and sent again)
+        # rather than misread; M115 and everything after go through the host core.
         await self._exchange(frame(0, "M110 N0"), deadline)
-        # M115's own lines prove it arrived: if only its ok is lost, go on without it.
-        await self._exchange(b"M115\n", deadline, answered=lambda: bool(self.firmware))
         self._host.reset_numbering()
         log.info("%s: connected to %s", self.name, self.firmware.get("FIRMWARE_NAME", "firmware"))
 
-    async def _exchange(
-        self, data: bytes, deadline: float, answered: Callable[[], bool] = lambda: False
-    ) -> None:
+    async def _exchange(self, data: bytes, deadline: float) -> None:
         """Send a handshake command until the firmware acknowledges it.
 
         It is sent again only after silence — lost (a board booting after the port
@@ -200,36 +209,39 @@ class GcodePrinter(Device[GcodeProfile]):
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                if answered():
-                    return
                 raise DeviceTimeoutError(
                     f"no answer from a Marlin-style printer on {self.address} "
                     f"within {self.profile.serial.connect_timeout_s} s",
                     device=self.name,
                 )
             try:
-                if await self._await_handshake_ok(min(HANDSHAKE_SILENCE_S, remaining)):
-                    return
+                answer = await self._await_handshake_ok(min(HANDSHAKE_SILENCE_S, remaining))
             except DeviceTimeoutError:
-                if answered():
-                    return
+                self._transport.write_nowait(data)  # lost: send it again
+                continue
+            if answer == "ok":
+                return
+            if answer == "refused":
                 self._transport.write_nowait(data)
 
-    async def _await_handshake_ok(self, window: float) -> bool:
-        """True on ``ok``; False if the firmware talked but sent no ``ok`` within ``window``.
+    async def _await_handshake_ok(self, window: float) -> str:
+        """``"ok"``; ``"refused"`` (an error, then its ok); ``"talking"`` (no ok in ``window``).
 
-        Raises ``DeviceTimeoutError`` if it said nothing at all.
+        Raises ``DeviceTimeoutError`` if the firmware said nothing at all.
         """
         end = time.monotonic() + window
-        heard = False
+        heard = refused = False
         while True:
             while b"\n" in self._rx_pending:
                 heard = True
                 raw, _, self._rx_pending = self._rx_pending.partition(b"\n")
                 line = raw.decode("ascii", "replace").strip()
                 if line.startswith("ok"):
-                    return True
+                    return "refused" if refused else "ok"
                 ev = _parse(line)
+                if isinstance(ev, FirmwareError | ResendRequest):
+                    refused = True
+                    continue
                 if isinstance(ev, Halted):
                     raise DeviceFault(
                         f"printer is halted ({ev.message}); reset it", device=self.name
@@ -238,13 +250,13 @@ class GcodePrinter(Device[GcodeProfile]):
             remaining = end - time.monotonic()
             if remaining <= 0:
                 if heard:
-                    return False
+                    return "talking"
                 raise DeviceTimeoutError("no answer", device=self.name)
             try:
                 self._rx_pending += await self._transport.read(timeout=remaining)
             except DeviceTimeoutError:
                 if heard:
-                    return False
+                    return "talking"
                 raise
 
     async def _run(self) -> None:
@@ -280,11 +292,9 @@ class GcodePrinter(Device[GcodeProfile]):
 
     async def _read_loop(self) -> None:
         host = self._host
-        if self.capabilities.get("AUTOREPORT_TEMP"):
-            host.submit(f"M155 S{max(1, round(self.report_interval_s))}")
-            poller = None
-        else:
-            poller = asyncio.create_task(self._poll_reports(), name=f"{self.name}:poll")
+        identified: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        host.submit("M115", tag=identified)
+        poller = asyncio.create_task(self._start_telemetry(identified), name=f"{self.name}:poll")
         try:
             if self._rx_pending:
                 self._dispatch(host.receive_data(self._rx_pending))
@@ -325,6 +335,23 @@ class GcodePrinter(Device[GcodeProfile]):
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
+
+    async def _start_telemetry(self, identified: asyncio.Future[None]) -> None:
+        """Once M115 told the capabilities: auto-reports (M155) if the firmware has them, else polls."""
+        first = self._identified
+        try:
+            await identified
+        except LabDeviceError as exc:
+            if first is not None and not first.done():
+                first.set_exception(exc)
+            return
+        if first is not None and not first.done():
+            first.set_result(None)
+        if self.capabilities.get("AUTOREPORT_TEMP"):
+            self._host.submit(f"M155 S{max(1, round(self.report_interval_s))}")
+            self._flush()
+            return
+        await self._poll_reports()
 
     async def _poll_reports(self) -> None:
         while True:
