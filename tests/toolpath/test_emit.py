@@ -85,31 +85,7 @@ def test_program_kernel_matches_interpreted_reference() -> None:
         plan_job(job)
     finally:
         _plan.render_body = real
-    i = captured["inputs"]
-    args = (
-        i.xy,
-        i.pstart,
-        i.layer_pstart,
-        i.layer_z,
-        i.p_tool,
-        i.seg_feed,
-        i.seg_e,
-        i.p_lag_mm,
-        i.p_lead_ms,
-        i.p_dwell_ms,
-        i.p_drop_e,
-        i.p_drop_feed,
-        i.tool_piston,
-        i.tool_offset,
-        i.lit_select,
-        i.lit_open,
-        i.lit_close,
-        i.layer_lit_start,
-        i.layer_lit_end,
-        float(i.lift_mm),
-        float(i.travel_feed),
-        float(i.z_feed),
-    )
+    args = captured["inputs"].program_args()
     fast = build_program(*args)
     slow = build_program.py_func(*args)
     for a, b in zip(fast, slow, strict=True):

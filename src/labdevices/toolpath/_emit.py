@@ -10,6 +10,7 @@ whole columns), so no Python code runs per segment.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -84,6 +85,34 @@ class EmitInputs:
     lift_mm: float
     travel_feed: float  # mm/min
     z_feed: float  # mm/min
+
+    def program_args(self) -> tuple[Any, ...]:
+        """The arguments of ``build_program`` (and of its plain-Python reference), in order."""
+        i = self
+        return (
+            i.xy,
+            i.pstart,
+            i.layer_pstart,
+            i.layer_z,
+            i.p_tool,
+            i.seg_feed,
+            i.seg_e,
+            i.p_lag_mm,
+            i.p_lead_ms,
+            i.p_dwell_ms,
+            i.p_drop_e,
+            i.p_drop_feed,
+            i.tool_piston,
+            i.tool_offset,
+            i.lit_select,
+            i.lit_open,
+            i.lit_close,
+            i.layer_lit_start,
+            i.layer_lit_end,
+            float(i.lift_mm),
+            float(i.travel_feed),
+            float(i.z_feed),
+        )
 
 
 @njit(cache=True)
@@ -456,29 +485,5 @@ def render_body(
     inputs: EmitInputs, table: LiteralTable
 ) -> tuple[bytes, npt.NDArray[np.int8], F64, float, float]:
     """Build the records of ``inputs`` and format them; also the records, travel and dwell time."""
-    i = inputs
-    code, vals, lit, travel_s, dwell_s = build_program(
-        i.xy,
-        i.pstart,
-        i.layer_pstart,
-        i.layer_z,
-        i.p_tool,
-        i.seg_feed,
-        i.seg_e,
-        i.p_lag_mm,
-        i.p_lead_ms,
-        i.p_dwell_ms,
-        i.p_drop_e,
-        i.p_drop_feed,
-        i.tool_piston,
-        i.tool_offset,
-        i.lit_select,
-        i.lit_open,
-        i.lit_close,
-        i.layer_lit_start,
-        i.layer_lit_end,
-        float(i.lift_mm),
-        float(i.travel_feed),
-        float(i.z_feed),
-    )
+    code, vals, lit, travel_s, dwell_s = build_program(*inputs.program_args())
     return format_records(code, vals, lit, table), code, vals, travel_s, dwell_s
