@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from labdevices.toolpath import (
     Nozzle,
@@ -16,6 +18,8 @@ from labdevices.toolpath import (
     strand_area_mm2,
 )
 from labdevices.toolpath._physics import (
+    _wall_stress,
+    _wall_stress_np,
     crossing_fraction,
     crossing_fraction_ref,
     deposition_kernel,
@@ -170,3 +174,20 @@ def test_crossing_fraction_matches_reference() -> None:
     up = np.array([[0.0, 0.0, 10.0, 0.0]])
     below = np.array([[5.0, -1.0, 5.0, 1.0]])
     assert crossing_fraction(up, below, 0.4)[0] == pytest.approx(0.04)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    q=st.floats(1e-15, 1e-6),
+    r=st.floats(5e-5, 1e-2),
+    k=st.floats(0.01, 500.0),
+    n=st.floats(0.15, 1.5),
+    ty=st.floats(1e-3, 2000.0),
+)
+def test_herschel_bulkley_root_matches_bisection(
+    q: float, r: float, k: float, n: float, ty: float
+) -> None:
+    """The kernel's Newton iteration (log-log, with an early exit) against the reference's bisection."""
+    got = _wall_stress(q, r, k, n, ty)
+    want = float(_wall_stress_np(np.array([q]), np.float64(r), k, n, ty)[0])
+    assert got == pytest.approx(want, rel=1e-11)

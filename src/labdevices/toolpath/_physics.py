@@ -111,61 +111,66 @@ def needle_flow_power_law(
 
 
 @njit(cache=True)
-def _hb_flow(tau_w: float, r: float, k: float, n: float, ty: float) -> float:
-    """Herschel–Bulkley tube flow at wall stress tau_w (Chhabra & Richardson 2008, eq. 3.12)."""
+def _hb_flow(tau_w: float, r: float, k: float, n: float, ty: float) -> tuple[float, float]:
+    """Herschel–Bulkley tube flow at wall stress tau_w, and its slope dQ/dτw.
+
+    Q = π R³/τw³ · ((τw − τy)/K)^(1/n) · (τw − τy) · [(τw − τy)²/(3 + m) + 2τy(τw − τy)/(2 + m)
+    + τy²/(1 + m)], m = 1/n (Chhabra & Richardson 2008, eq. 3.12). The slope follows
+    from the Rabinowitsch form Q = π R³/τw³ ∫₀^τw τ² γ̇(τ) dτ:
+    dQ/dτw = (π R³ γ̇w − 3Q)/τw, with γ̇w the wall shear rate.
+    """
     if tau_w <= ty:
-        return 0.0
+        return 0.0, 0.0
     m = 1.0 / n
     d = tau_w - ty
-    return float(
-        math.pi
-        * r**3
-        / tau_w**3
-        * (d / k) ** m
+    gw = (d / k) ** m
+    pr3 = math.pi * r * r * r
+    q = (
+        pr3
+        / (tau_w * tau_w * tau_w)
+        * gw
         * d
         * (d * d / (3.0 + m) + 2.0 * ty * d / (2.0 + m) + ty * ty / (1.0 + m))
     )
+    return q, (pr3 * gw - 3.0 * q) / tau_w
 
 
 @njit(cache=True)
 def _wall_stress(q: float, r: float, k: float, n: float, ty: float) -> float:
     """Wall shear stress for flow q [m³/s] through radius r: closed form for a power law.
 
-    Herschel–Bulkley has no closed inverse: the root of Q(τw) = q is bracketed and
-    found by regula falsi with the Illinois modification (superlinear, never leaves
-    the bracket); the numpy reference bisects instead, an independent check.
+    Herschel–Bulkley has no closed inverse. Q grows like a power of the excess
+    stress d = τw − τy, so Newton's method on ln Q against ln d converges in three
+    or four steps from the power law's stress, where Newton on τw itself crawls
+    (near plug flow Q ∝ d^(1 + 1/n)). A step that leaves the bracket found so far
+    bisects instead. The numpy reference bisects throughout: an independent check.
     """
     tpl = float(k * (q * (3.0 * n + 1.0) / (math.pi * n * r**3)) ** n)
     if ty <= 0.0 or q <= 0.0:
         return tpl
-    lo = ty
-    hi = ty + tpl
-    while _hb_flow(hi, r, k, n, ty) < q:
-        hi *= 2.0
-    flo = -q
-    fhi = _hb_flow(hi, r, k, n, ty) - q
-    x = hi
-    side = 0
-    for _ in range(200):
-        if fhi == flo:
+    d = tpl
+    lo = 0.0
+    hi = math.inf
+    for _ in range(100):
+        qd, dq = _hb_flow(ty + d, r, k, n, ty)
+        if qd == q:
             break
-        x = (lo * fhi - hi * flo) / (fhi - flo)
-        fx = _hb_flow(x, r, k, n, ty) - q
-        if abs(fx) <= 1e-14 * q or hi - lo <= 1e-15 * hi:
-            break
-        if fx > 0.0:
-            hi = x
-            fhi = fx
-            if side == -1:
-                flo *= 0.5
-            side = -1
+        if qd > q:
+            hi = min(hi, d)
         else:
-            lo = x
-            flo = fx
-            if side == 1:
-                fhi *= 0.5
-            side = 1
-    return x
+            lo = max(lo, d)
+        nxt = 2.0 * d
+        if qd > 0.0 and dq > 0.0:
+            nxt = d * (q / qd) ** (qd / (d * dq))  # slope of ln Q over ln d is d·Q'/Q
+        if not lo < nxt < hi:
+            nxt = 0.5 * (lo + hi) if hi < math.inf else 2.0 * d
+        elif abs(nxt - d) <= 1e-6 * d:
+            # quadratic convergence: after a step this small the error is below 1e-12 of d
+            return ty + nxt
+        if hi < math.inf and hi - lo <= 1e-15 * hi:  # bisected down to float resolution
+            return ty + nxt
+        d = nxt
+    return ty + d
 
 
 @njit(cache=True)
@@ -237,11 +242,34 @@ def deposition_kernel(
     Rheology is solved once per (tool, flow) and remembered: most segments share it.
     """
     n_seg = seg_len.shape[0]
+    n_tool = tool_area.shape[0]
     out = np.empty((n_seg, 8))
+    # A power-law ink's pressure drops and wall stress all scale as q^n: one pow per flow.
+    pl_dp = np.zeros(n_tool)
+    pl_tw = np.zeros(n_tool)
+    pl_rate = np.zeros(n_tool)
+    for t in range(n_tool):
+        if tool_ty[t] <= 0.0:
+            for s in range(3):
+                d, w = _section_dp(
+                    1.0,
+                    tool_sections[t, s, 0],
+                    tool_sections[t, s, 1],
+                    tool_sections[t, s, 2],
+                    tool_k[t],
+                    tool_n[t],
+                    0.0,
+                )
+                pl_dp[t] += d
+                if tool_sections[t, s, 2] > 0.0 and s > 0:
+                    pl_tw[t] = w
+                    # wall shear rate of a power law: (τw/K)^(1/n) = (3n+1) q / (π n R³)
+                    n = tool_n[t]
+                    pl_rate[t] = (3.0 * n + 1.0) / (math.pi * n * tool_sections[t, s, 1] ** 3)
     # two remembered flows per tool: a strand's own and the one over crossings
-    c_q = np.full((tool_area.shape[0], 2), -1.0)
-    c_v = np.zeros((tool_area.shape[0], 2, 3))
-    c_next = np.zeros(tool_area.shape[0], np.int64)
+    c_q = np.full((n_tool, 2), -1.0)
+    c_v = np.zeros((n_tool, 2, 3))
+    c_next = np.zeros(n_tool, np.int64)
     for i in range(n_seg):
         t = seg_tool[i]
         q = tool_area[t] * seg_speed[i] * seg_scale[i]
@@ -256,25 +284,31 @@ def deposition_kernel(
             n = tool_n[t]
             ty = tool_ty[t]
             q_si = q * 1e-9
-            dp = 0.0
-            tw = 0.0
-            for s in range(3):
-                d, w = _section_dp(
-                    q_si,
-                    tool_sections[t, s, 0],
-                    tool_sections[t, s, 1],
-                    tool_sections[t, s, 2],
-                    k,
-                    n,
-                    ty,
-                )
-                dp += d
-                if tool_sections[t, s, 2] > 0.0 and s > 0:
-                    tw = w
             c_q[t, slot] = q
-            c_v[t, slot, 0] = dp
-            c_v[t, slot, 1] = tw
-            c_v[t, slot, 2] = ((tw - ty) / k) ** (1.0 / n) if tw > ty else 0.0
+            if ty <= 0.0:
+                qn = q_si**n
+                c_v[t, slot, 0] = pl_dp[t] * qn
+                c_v[t, slot, 1] = pl_tw[t] * qn
+                c_v[t, slot, 2] = pl_rate[t] * q_si
+            else:
+                dp = 0.0
+                tw = 0.0
+                for s in range(3):
+                    d, w = _section_dp(
+                        q_si,
+                        tool_sections[t, s, 0],
+                        tool_sections[t, s, 1],
+                        tool_sections[t, s, 2],
+                        k,
+                        n,
+                        ty,
+                    )
+                    dp += d
+                    if tool_sections[t, s, 2] > 0.0 and s > 0:
+                        tw = w
+                c_v[t, slot, 0] = dp
+                c_v[t, slot, 1] = tw
+                c_v[t, slot, 2] = ((tw - ty) / k) ** (1.0 / n) if tw > ty else 0.0
         vol = tool_area[t] * seg_len[i] * seg_scale[i]
         out[i, 0] = q
         out[i, 1] = vol
