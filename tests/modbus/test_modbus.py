@@ -286,7 +286,10 @@ async def test_disconnect_fault_reconnects(modbus_sim: Callable[..., object]) ->
         ModbusDevice("inc", profile, running.address, poll_interval_s=0.02) as dev,
         dev.subscribe() as q,
     ):
-        await next_sample(q, lambda s: s.quality == "good")
+        # every poll group has read once, so the outage has a last value to mark stale
+        good: set[str] = set()
+        while len(good) < len(profile.signals):
+            good.add((await next_sample(q, lambda s: s.quality == "good")).signal)
         running.sim.faults.inject("disconnect")
         await next_sample(q, lambda s: s.quality == "stale")
         await next_sample(q, lambda s: s.quality == "good")

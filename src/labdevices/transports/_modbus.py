@@ -9,6 +9,7 @@ pymodbus's exceptions become ``labdevices.errors`` naming the device.
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -17,12 +18,17 @@ from urllib.parse import parse_qs, urlsplit
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
+from pymodbus.pdu.register_message import (
+    ReadHoldingRegistersResponse,
+    ReadInputRegistersResponse,
+)
 
 from ..errors import (
     ConfigurationError,
     DeviceConnectionError,
     DeviceFault,
     DeviceTimeoutError,
+    LabDeviceError,
     ProtocolError,
 )
 from ..profiles._modbus import ModbusConnection
@@ -118,8 +124,42 @@ def parse_modbus_address(address: str, device: str | None = None) -> ModbusAddre
     raise bad(f"unknown scheme {parts.scheme!r}")
 
 
+# One struct per register count: a block answer is unpacked in one call.
+_REGISTER_STRUCTS = [struct.Struct(f">{n}H") for n in range(126)]
+
+
+def _unpack_registers(pdu: ReadHoldingRegistersResponse, data: bytes) -> None:
+    count, odd = divmod(data[0], 2)
+    if odd or data[0] >= len(data) or count >= len(_REGISTER_STRUCTS):
+        # pymodbus's decoder drops the frame (the request then times out), as for its own classes
+        raise ModbusIOException(
+            f"register answer with byte count {data[0]} in {len(data)} bytes",
+            function_code=pdu.function_code,
+        )
+    pdu.registers = list(_REGISTER_STRUCTS[count].unpack_from(data, 1))
+
+
+class _HoldingRegisters(ReadHoldingRegistersResponse):
+    """pymodbus's answer to function code 3, unpacked in one call instead of one per register."""
+
+    def decode(self, data: bytes) -> None:
+        _unpack_registers(self, data)
+
+
+class _InputRegisters(ReadInputRegistersResponse):
+    """pymodbus's answer to function code 4, unpacked in one call instead of one per register."""
+
+    def decode(self, data: bytes) -> None:
+        _unpack_registers(self, data)
+
+
 class ModbusLink:
-    """One pymodbus client; ``lock`` serialises requests of every device behind it."""
+    """One pymodbus client shared by every device behind it (one socket, gateway or RTU bus).
+
+    Requests never interleave: pymodbus's client sends one at a time. ``lock`` makes a
+    sequence atomic (a write and its read-back; connecting) and, on a serial bus, every
+    read, so that a late answer is let through before the next request goes out.
+    """
 
     def __init__(self, address: ModbusAddress, settings: ModbusConnection) -> None:
         self.address = address
@@ -151,6 +191,13 @@ class ModbusLink:
             self._listeners.remove(listener)
 
     def _new_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+        client = self._make_client()
+        # pymodbus's public hook for response classes: this client's register blocks decode faster
+        client.register(_HoldingRegisters)
+        client.register(_InputRegisters)
+        return client
+
+    def _make_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
         s = self.settings
         # pymodbus's own reconnect is off (reconnect_delay=0): the devices reconnect with backoff.
         if self.address.kind == "tcp":
@@ -227,36 +274,50 @@ class ModbusLink:
     async def read(
         self, table: str, address: int, count: int, unit: int, device: str
     ) -> list[int] | list[bool]:
-        """Read ``count`` registers or bits from ``table`` starting at ``address``."""
-        async with self.lock:
-            return await self.read_locked(table, address, count, unit, device)
+        """Read ``count`` registers or bits from ``table`` starting at ``address``.
+
+        A single read takes ``lock`` only on a serial bus, whose late answers must land
+        before the next request; on TCP pymodbus already sends one request at a time per
+        client and pairs answers by transaction id. ``lock`` is for sequences of requests.
+        """
+        if self.is_serial:
+            async with self.lock:
+                return await self.read_locked(table, address, count, unit, device)
+        return await self.read_locked(table, address, count, unit, device)
 
     async def read_locked(
         self, table: str, address: int, count: int, unit: int, device: str
     ) -> list[int] | list[bool]:
-        """``read`` for a caller that already holds ``lock`` (e.g. write then read back)."""
+        """``read`` for a caller that already holds ``lock`` (e.g. write then read back).
+
+        The poll hot path: one coroutine around pymodbus's request, the description of
+        the request is only formatted when something goes wrong.
+        """
         client = self._require(device)
-        what = f"reading {count} {table} at {address} (unit {unit})"
-        if table == "holding":
-            call = client.read_holding_registers
-        elif table == "input":
-            call = client.read_input_registers
-        elif table == "coil":
-            call = client.read_coils
-        else:
-            call = client.read_discrete_inputs
-        response = await self._execute(call(address, count=count, device_id=unit), device, what)
+        self.requests += 1
+        try:
+            response = await getattr(client, _READ_METHOD[table])(
+                address, count=count, device_id=unit
+            )
+        except (ModbusException, OSError) as exc:
+            what = _describe_read(table, address, count, unit)
+            raise await self._failure(exc, device, what) from exc
         if response.function_code != _READ_FC[table]:
+            what = _describe_read(table, address, count, unit)
+            if response.isError():
+                raise _exception_response(response, device, what)
             raise ProtocolError(
                 f"{what}: answer has function code {response.function_code}", device=device
             )
         if table in ("coil", "discrete"):
             bits = list(response.bits)
             if len(bits) < count:
+                what = _describe_read(table, address, count, unit)
                 raise ProtocolError(f"{what}: answer holds {len(bits)} bits", device=device)
             return bits[:count]
         registers = response.registers
         if len(registers) != count:
+            what = _describe_read(table, address, count, unit)
             raise ProtocolError(f"{what}: answer holds {len(registers)} registers", device=device)
         return registers  # type: ignore[no-any-return]
 
@@ -274,7 +335,13 @@ class ModbusLink:
             coro = client.write_register(address, values[0], device_id=unit)
         else:
             coro = client.write_registers(address, values, device_id=unit)
-        await self._execute(coro, device, what)
+        self.requests += 1
+        try:
+            response = await coro
+        except (ModbusException, OSError) as exc:
+            raise await self._failure(exc, device, what) from exc
+        if response.isError():
+            raise _exception_response(response, device, what)
 
     def _require(self, device: str) -> Any:
         client = self._client
@@ -283,39 +350,49 @@ class ModbusLink:
             raise DeviceConnectionError(f"link {self.key} is not connected", device=device)
         return client
 
-    async def _execute(self, coro: Any, device: str, what: str) -> Any:
+    async def _failure(self, exc: Exception, device: str, what: str) -> LabDeviceError:
+        """The labdevices error for what pymodbus raised during a request.
+
+        pymodbus bounds every attempt by the profile's ``timeout_s`` and makes
+        ``retries`` more (its ``ModbusIOException``); our link lock means its own
+        request lock is never waited on, so no outer timeout is needed.
+        """
         s = self.settings
-        # pymodbus times out each attempt; this outer bound guards against a hung transport.
-        guard = s.timeout_s * (s.retries + 1) + 1.0
-        self.requests += 1
-        try:
-            async with asyncio.timeout(guard):
-                response = await coro
-        except TimeoutError as exc:
-            raise DeviceTimeoutError(
-                f"{what}: no answer within {guard:.1f} s", device=device
-            ) from exc
-        except ModbusIOException as exc:
+        if isinstance(exc, ModbusIOException | TimeoutError):
             if self.is_serial:
                 # RTU frames carry no transaction id: let a late answer land (pymodbus then
                 # drops it as unrequested) before the bus carries the next request.
                 await asyncio.sleep(s.timeout_s / 2)
-            raise DeviceTimeoutError(
+            error: LabDeviceError = DeviceTimeoutError(
                 f"{what}: no answer within {s.timeout_s} s ({s.retries} retries)", device=device
-            ) from exc
-        except ConnectionException as exc:
-            raise DeviceConnectionError(f"{what}: link {self.key} lost", device=device) from exc
-        except ModbusException as exc:
-            raise ProtocolError(f"{what}: {exc}", device=device) from exc
-        except OSError as exc:
-            raise DeviceConnectionError(f"{what}: {exc}", device=device) from exc
-        if response.isError():
-            code = int(getattr(response, "exception_code", 0))
-            name = EXCEPTION_NAMES.get(code, f"CODE_{code}")
-            raise ModbusExceptionResponse(
-                f"{what}: exception response {code} {name}", device=device, exception_code=code
             )
-        return response
+        elif isinstance(exc, ConnectionException):
+            error = DeviceConnectionError(f"{what}: link {self.key} lost", device=device)
+        elif isinstance(exc, ModbusException):
+            error = ProtocolError(f"{what}: {exc}", device=device)
+        else:
+            error = DeviceConnectionError(f"{what}: {exc}", device=device)
+        return error
+
+
+_READ_METHOD = {
+    "holding": "read_holding_registers",
+    "input": "read_input_registers",
+    "coil": "read_coils",
+    "discrete": "read_discrete_inputs",
+}
+
+
+def _describe_read(table: str, address: int, count: int, unit: int) -> str:
+    return f"reading {count} {table} at {address} (unit {unit})"
+
+
+def _exception_response(response: Any, device: str, what: str) -> ModbusExceptionResponse:
+    code = int(getattr(response, "exception_code", 0))
+    name = EXCEPTION_NAMES.get(code, f"CODE_{code}")
+    return ModbusExceptionResponse(
+        f"{what}: exception response {code} {name}", device=device, exception_code=code
+    )
 
 
 # One registry per event loop: a link's lock and client belong to the loop that made them.
