@@ -335,6 +335,35 @@ async def test_two_devices_on_one_rtu_bus_never_interleave(
     assert sim.value("agitation", unit=1) == 150
 
 
+async def test_two_devices_behind_one_tcp_gateway_share_the_link() -> None:
+    """Two bioreactors behind one Modbus TCP gateway: one socket, their answers never mixed up."""
+    from labdevices.sim.bioreactor import bioreactor_simulator
+
+    sim = bioreactor_simulator(units=(1, 2))
+    port = await sim.serve_tcp()
+    try:
+        profile = sim.units[1].profile
+        a = ModbusDevice("vessel-a", profile, f"tcp://127.0.0.1:{port}?unit=1", poll_interval_s=0)
+        b = ModbusDevice("vessel-b", profile, f"tcp://127.0.0.1:{port}?unit=2", poll_interval_s=0)
+        async with a, b, a.subscribe() as qa, b.subscribe() as qb:
+            assert a.link is b.link
+            # writes (with their read-back) while both poll loops run
+            await asyncio.gather(b.write("agitation", 200), a.write("agitation", 120))
+            for q, want in ((qa, 120), (qb, 200)):
+                s = await next_sample(
+                    q, lambda s, want=want: s.signal == "agitation" and s.value == want
+                )
+                assert s.quality == "good"
+            for _ in range(20):
+                for q in (qa, qb):
+                    assert (await next_sample(q, lambda s: True)).quality == "good"
+        assert sim.request_count(unit=1) > 10 and sim.request_count(unit=2) > 10
+        assert sim.value("agitation", unit=1) == 120
+        assert sim.value("agitation", unit=2) == 200
+    finally:
+        await sim.stop()
+
+
 async def test_bioreactor_feed_raises_the_level(modbus_sim: Callable[..., object]) -> None:
     running: ModbusSim = await modbus_sim("bioreactor", time_scale=3600.0)  # type: ignore[operator]
     async with device(running, "str-1", poll=False) as dev:
@@ -394,3 +423,23 @@ async def test_rtu_late_answer_is_not_taken_for_the_next(modbus_sim: Callable[..
             await dev.read("temperature_setpoint")
         # Same function code and size: only the bus discipline keeps 37.00 degC out of agitation.
         assert (await dev.read("agitation")).value == 150
+
+
+def test_register_block_decoder_matches_pymodbus_and_drops_bad_frames() -> None:
+    """The link's one-call register decoder gives pymodbus's values and refuses what pymodbus refuses."""
+    import struct
+
+    from pymodbus.exceptions import ModbusIOException
+    from pymodbus.pdu.register_message import ReadInputRegistersResponse
+
+    from labdevices.transports._modbus import _InputRegisters
+
+    values = [0, 1, 0x7FFF, 0x8000, 0xFFFF, 1234]
+    frame = bytes([2 * len(values)]) + struct.pack(f">{len(values)}H", *values)
+    ours, theirs = _InputRegisters(), ReadInputRegistersResponse()
+    ours.decode(frame)
+    theirs.decode(frame)
+    assert ours.registers == theirs.registers == values
+    for bad in (frame[:-1], bytes([5]) + frame[1:6], bytes([40]) + frame[1:]):
+        with pytest.raises(ModbusIOException):
+            _InputRegisters().decode(bad)
