@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
 from numba import njit  # noqa: E402
 
+from labdevices._exit import skip_final_collection  # noqa: E402
 from labdevices.toolpath._mesh import slice_mesh_walls  # noqa: E402
 from labdevices.toolpath._paths import ROLE_PERIMETER  # noqa: E402
 
@@ -167,6 +168,7 @@ def main() -> None:
             }
         )
     )
+    skip_final_collection()  # as `labdevices toolpath` does
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ def _register() -> None:
 
 def main() -> None:
     """Entry point: user mistakes and device errors end in one clear message, not a traceback."""
+    from .._exit import quick_exit_if_requested
+
     _register()
     try:
         app()
@@ -48,3 +50,5 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         sys.exit(130)
+    finally:
+        quick_exit_if_requested()
