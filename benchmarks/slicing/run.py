@@ -142,11 +142,13 @@ def versions() -> str:
 
 NOTES = """
 Notes:
-- Wall time is the whole process, interpreter start and imports included. For labdevices about
-  0.7 s of it is fixed: Python, `import numba` (~0.26 s), `labdevices.toolpath`'s package imports
-  (pydantic job models, ~0.15 s) and numba's first call loading its cache (~0.2 s); the slicing
-  itself (`slice_mesh`, warm, in one process) takes ~0.15 s on the torus and ~1 s on the gyroid.
-  On the small torus that fixed cost is what CuraEngine (C++, 2 threads) beats.
+- Wall time is the whole process, interpreter start and exit included. For labdevices about
+  0.45 s of the torus' time is fixed: Python and `import numba` (~0.2 s), and numba setting up
+  its compiler target on the first call of a cached kernel (~0.2 s, even when nothing is
+  compiled); slicing the torus takes ~0.1 s, the gyroid ~1 s. At exit the interpreter would
+  also search the several hundred thousand objects numba made for garbage cycles (~0.2 s):
+  `labdevices toolpath` and `labdevices_slice.py` skip that final collection
+  (`labdevices._exit`), everything is still freed and every file closed.
 - labdevices links adjacent infill lines into zig-zags only where the link runs along the wall
   (one line overlapping one line of the next row); PrusaSlicer (anchors) and CuraEngine
   (zig_zaggify_infill) also extrude connections along the walls, hence their longer infill
@@ -167,7 +169,7 @@ def main() -> None:
         type=Path,
         default=Path(os.environ.get("SLICING_BENCH_DIR", "/tmp/labdevices-bench-slicing")),
     )
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-write", action="store_true", help="do not rewrite RESULTS.md")
     a = ap.parse_args()
     definitions = a.work / "cura/usr/share/cura/resources/definitions"
