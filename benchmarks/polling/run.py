@@ -5,7 +5,7 @@ request loop reading the same registers (the ceiling), in one run. The simulated
 devices run in a separate process so both sides share the same server; client CPU
 time per sample is reported too, since it is what the driver adds.
 
-    .venv/bin/python benchmarks/polling/run.py [--devices 20] [--registers 40] [--seconds 5]
+    .venv/bin/python benchmarks/polling/run.py [--devices 20] [--registers 40] [--seconds 2] [--rounds 9]
 """
 
 from __future__ import annotations

@@ -202,6 +202,19 @@ def _section_dp(
 
 
 @njit(cache=True)
+def _nozzle_dp(q: float, sections: F64, k: float, n: float, ty: float) -> tuple[float, float]:
+    """Pressure drop [Pa] over the nozzle's conduits in series, and the wall stress at its outlet [Pa]."""
+    dp = 0.0
+    tw = 0.0
+    for s in range(3):
+        d, w = _section_dp(q, sections[s, 0], sections[s, 1], sections[s, 2], k, n, ty)
+        dp += d
+        if sections[s, 2] > 0.0 and s > 0:
+            tw = w
+    return dp, tw
+
+
+@njit(cache=True)
 def _trapezoid(length: float, v: float, v0: float, v1: float, a: float) -> float:
     """Time [s] to cover length at cruise speed v with entry/exit speeds v0, v1 and acceleration a."""
     if length <= 0.0 or v <= 0.0:
@@ -244,28 +257,15 @@ def deposition_kernel(
     n_seg = seg_len.shape[0]
     n_tool = tool_area.shape[0]
     out = np.empty((n_seg, 8))
-    # A power-law ink's pressure drops and wall stress all scale as q^n: one pow per flow.
+    # A power-law ink's pressure drops and wall stress all scale as q^n, its wall shear
+    # rate as q: solved once for q = 1 m³/s, then one pow per flow.
     pl_dp = np.zeros(n_tool)
     pl_tw = np.zeros(n_tool)
     pl_rate = np.zeros(n_tool)
     for t in range(n_tool):
         if tool_ty[t] <= 0.0:
-            for s in range(3):
-                d, w = _section_dp(
-                    1.0,
-                    tool_sections[t, s, 0],
-                    tool_sections[t, s, 1],
-                    tool_sections[t, s, 2],
-                    tool_k[t],
-                    tool_n[t],
-                    0.0,
-                )
-                pl_dp[t] += d
-                if tool_sections[t, s, 2] > 0.0 and s > 0:
-                    pl_tw[t] = w
-                    # wall shear rate of a power law: (τw/K)^(1/n) = (3n+1) q / (π n R³)
-                    n = tool_n[t]
-                    pl_rate[t] = (3.0 * n + 1.0) / (math.pi * n * tool_sections[t, s, 1] ** 3)
+            pl_dp[t], pl_tw[t] = _nozzle_dp(1.0, tool_sections[t], tool_k[t], tool_n[t], 0.0)
+            pl_rate[t] = (pl_tw[t] / tool_k[t]) ** (1.0 / tool_n[t])
     # two remembered flows per tool: a strand's own and the one over crossings
     c_q = np.full((n_tool, 2), -1.0)
     c_v = np.zeros((n_tool, 2, 3))
@@ -291,21 +291,7 @@ def deposition_kernel(
                 c_v[t, slot, 1] = pl_tw[t] * qn
                 c_v[t, slot, 2] = pl_rate[t] * q_si
             else:
-                dp = 0.0
-                tw = 0.0
-                for s in range(3):
-                    d, w = _section_dp(
-                        q_si,
-                        tool_sections[t, s, 0],
-                        tool_sections[t, s, 1],
-                        tool_sections[t, s, 2],
-                        k,
-                        n,
-                        ty,
-                    )
-                    dp += d
-                    if tool_sections[t, s, 2] > 0.0 and s > 0:
-                        tw = w
+                dp, tw = _nozzle_dp(q_si, tool_sections[t], k, n, ty)
                 c_v[t, slot, 0] = dp
                 c_v[t, slot, 1] = tw
                 c_v[t, slot, 2] = ((tw - ty) / k) ** (1.0 / n) if tw > ty else 0.0
