@@ -43,7 +43,7 @@ async def test_chain_verifies_after_many_mixed_operations(
         alarm = await store.raise_alarm("printer1", f"a{i}", "warning")
         await store.acknowledge_alarm(alarm.id, user="bob")
         await store.audit("bob", "setpoint", "inc/temp", old=37.0, new=37.0 + i / 10, reason="ramp")
-        expected += 6
+        expected += 7  # create, 2 transitions, a telemetry block, raise, ack, setpoint
     result = await store.verify()
     assert result.ok, result.message
     assert result.records == result.head_seq == expected
@@ -130,7 +130,7 @@ def test_records_cut_from_the_end_are_named(filled: Path) -> None:
 
 def test_reordered_records_are_named(filled: Path) -> None:
     # Swap two records' contents, keeping seq in place: what reordering rows looks like.
-    cols = "time, actor, action, object, old_value, new_value, reason, prev_hash, hash"
+    cols = "time, actor, action, object, old_value, new_value, reason, prev_hash, hash, row_sha256"
     tamper(
         filled,
         "CREATE TEMP TABLE a5 AS SELECT * FROM audit WHERE seq = 5",

@@ -21,6 +21,7 @@ from labdevices.store import (
     open_store,
     verify_audit,
 )
+from labdevices.store._schema import MIGRATIONS, SCHEMA_VERSION
 
 
 async def test_job_lifecycle_is_recorded_and_audited(store: SqliteStore) -> None:
@@ -65,11 +66,12 @@ async def test_job_lifecycle_is_recorded_and_audited(store: SqliteStore) -> None
     assert [(r.actor, r.action) for r in audit] == [
         ("alice", "job.create"),
         ("daemon", "job.transition"),
+        ("daemon", "job.event"),  # events are records too
         ("bob", "job.transition"),
         ("bob", "job.transition"),
         ("daemon", "job.transition"),
     ]
-    assert audit[2].reason == "bubble in line"
+    assert audit[3].reason == "bubble in line"
     assert [j.id for j in await store.list_jobs(state="completed")] == [job.id]
 
 
@@ -266,12 +268,12 @@ async def test_store_that_cannot_open_cleans_up(tmp_path: Path) -> None:
 
 def test_schema_is_versioned_wal_and_migrated_once(db_path: Path) -> None:
     with SqliteDatabase(db_path) as db:
-        assert db.schema_version == 1
+        assert db.schema_version == SCHEMA_VERSION
     with SqliteDatabase(db_path) as db:
-        assert db.schema_version == 1
+        assert db.schema_version == SCHEMA_VERSION
     conn = sqlite3.connect(db_path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == 1
+    assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == SCHEMA_VERSION
     conn.execute("INSERT INTO schema_migrations VALUES (99, 'from the future', 'x')")
     conn.commit()
     conn.close()
@@ -279,6 +281,29 @@ def test_schema_is_versioned_wal_and_migrated_once(db_path: Path) -> None:
         SqliteDatabase(db_path).open()
     with pytest.raises(StoreError, match="schema version 99"):
         verify_audit(db_path)
+
+
+def test_a_version_1_store_is_migrated_with_its_jobs_and_chain(db_path: Path) -> None:
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    conn.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL,"
+        " applied_at TEXT NOT NULL)"
+    )
+    for statement in MIGRATIONS[0][2]:
+        conn.execute(statement)
+    conn.execute("INSERT INTO schema_migrations VALUES (1, 'v1', '2026-01-01T00:00:00Z')")
+    conn.execute(
+        "INSERT INTO jobs (printer, state, lines_total, created_at) VALUES ('p1', 'completed', 3, 1.0)"
+    )
+    conn.execute("INSERT INTO job_events (job_id, t, kind, payload) VALUES (1, 1.0, 'note', '{}')")
+    conn.close()
+    with SqliteDatabase(db_path) as db:
+        assert db.schema_version == SCHEMA_VERSION
+        job = db.get_job(1)
+        assert (job.printer, job.state, len(job.events)) == ("p1", JobState.COMPLETED, 1)
+        db.create_job("p1", actor="alice", gcode="G1 X1\n")
+        assert db.verify().ok
+        assert db.job_gcode(2) == "G1 X1\n"
 
 
 def test_readonly_store_refuses_writes(filled: Path) -> None:

@@ -183,6 +183,10 @@ class JobManager:
             gcode_sha256=hashlib.sha256(gcode.encode()).hexdigest(),
             lines_total=len(commands),
             reason=_str(args, "name"),
+            gcode=gcode,
+            name=_str(args, "name"),
+            profile=slot.config.profile,
+            spec=spec,
         )
         job = ActiveJob(record.id, printer, commands, record)
         self.jobs[job.id] = job

@@ -20,11 +20,13 @@ from ._models import (
     TelemetryValue,
 )
 from ._paths import default_db_path
+from ._rows import COVERED, job_content_sha256, row_sha256
 from ._sqlite import SignalSummary, SqliteDatabase, verify_audit
 from ._store import SqliteStore, Store, open_store
 from ._telemetry import Deadband
 
 __all__ = [
+    "COVERED",
     "GENESIS_HASH",
     "TERMINAL_STATES",
     "TRANSITIONS",
@@ -47,8 +49,10 @@ __all__ = [
     "VerifyResult",
     "canonical_json",
     "default_db_path",
+    "job_content_sha256",
     "open_store",
     "record_hash",
+    "row_sha256",
     "verify_audit",
     "verify_chain",
 ]

@@ -67,9 +67,14 @@ def record_hash(
     new: str | None,
     reason: str | None,
     prev_hash: str,
+    row_sha256: str | None = None,
 ) -> str:
-    """SHA-256 (hex) of the canonical encoding of one record's fields and ``prev_hash``."""
-    body = {
+    """SHA-256 (hex) of the canonical encoding of one record's fields and ``prev_hash``.
+
+    ``row_sha256`` (the hash of the row the action produced) is part of the body only
+    when present, so records written before it existed keep their hashes.
+    """
+    body: dict[str, Any] = {
         "seq": seq,
         "time": time,
         "actor": actor,
@@ -80,6 +85,8 @@ def record_hash(
         "reason": reason,
         "prev_hash": prev_hash,
     }
+    if row_sha256 is not None:
+        body["row_sha256"] = row_sha256
     return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
 
 
@@ -94,6 +101,7 @@ def _hash_as(rec: AuditRecord, seq: int) -> str:
         new=rec.new,
         reason=rec.reason,
         prev_hash=rec.prev_hash,
+        row_sha256=rec.row_sha256,
     )
 
 

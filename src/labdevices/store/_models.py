@@ -25,6 +25,7 @@ Severity = Literal["info", "warning", "critical"]
 
 
 class JobState(enum.StrEnum):
+    HELD = "held"  # awaiting a supervisor's release signature (GMP mode)
     QUEUED = "queued"
     RUNNING = "running"
     PAUSED = "paused"
@@ -37,6 +38,7 @@ class JobState(enum.StrEnum):
 # An interrupted job is terminal on purpose: a print cut short by a daemon crash is
 # never picked up again silently; resuming it is a new, deliberate job.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.HELD: frozenset({JobState.QUEUED, JobState.CANCELLED, JobState.FAILED}),
     JobState.QUEUED: frozenset({JobState.RUNNING, JobState.FAILED, JobState.CANCELLED}),
     JobState.RUNNING: frozenset(
         {
@@ -115,6 +117,15 @@ class JobRecord:
     ended_at: float | None
     error: str | None
     events: list[JobEvent] = field(default_factory=list)
+    name: str | None = None
+    submitted_by: str | None = None
+    profile: str | None = None
+    #: the job spec (toolpath job or G-code metadata) as submitted, canonical JSON
+    spec: str | None = None
+    #: SHA-256 of what a signature on this job signs (spec, G-code hash, bioink lots)
+    content_sha256: str | None = None
+    release_required: bool = False
+    events_sha256: str = "0" * 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,3 +157,5 @@ class AuditRecord:
     reason: str | None
     prev_hash: str
     hash: str
+    #: SHA-256 of the row this record's action produced (see ``_rows.py``), if any
+    row_sha256: str | None = None

@@ -89,4 +89,124 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ),
 ]
 
+_JOB_STATES = (
+    "'held', 'queued', 'running', 'paused', 'completed', 'failed', 'cancelled', 'interrupted'"
+)
+
+MIGRATIONS.append(
+    (
+        2,
+        "identity and proof: users, sessions, signatures, checkpoints, telemetry blocks, "
+        "job G-code, row hashes in the audit chain, the held job state",
+        [
+            # Each audit record may carry the SHA-256 of the row its action produced
+            # (see _rows.py): that is how jobs, alarms, users, signatures and telemetry
+            # blocks come under the chain, not only the audit table.
+            "ALTER TABLE audit ADD COLUMN row_sha256 TEXT",
+            # jobs is rebuilt (SQLite cannot change a CHECK constraint): the 'held'
+            # state (awaiting a release signature), who submitted it, what a signature
+            # signs, and the running hash of the job's events.
+            f"""CREATE TABLE jobs_v2 (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                printer TEXT NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ({_JOB_STATES})),
+                batch_id TEXT,
+                patient_id TEXT,
+                bioinks TEXT NOT NULL DEFAULT '[]',
+                gcode_sha256 TEXT,
+                lines_total INTEGER NOT NULL DEFAULT 0,
+                last_ack_line INTEGER NOT NULL DEFAULT 0,
+                created_at REAL NOT NULL,
+                started_at REAL,
+                ended_at REAL,
+                error TEXT,
+                name TEXT,
+                submitted_by TEXT,
+                profile TEXT,
+                spec TEXT,
+                content_sha256 TEXT,
+                release_required INTEGER NOT NULL DEFAULT 0,
+                events_sha256 TEXT NOT NULL DEFAULT '{GENESIS_HASH}'
+            )""",
+            """INSERT INTO jobs_v2 (id, printer, state, batch_id, patient_id, bioinks, gcode_sha256,
+                lines_total, last_ack_line, created_at, started_at, ended_at, error)
+               SELECT id, printer, state, batch_id, patient_id, bioinks, gcode_sha256,
+                lines_total, last_ack_line, created_at, started_at, ended_at, error FROM jobs""",
+            "DROP TABLE jobs",
+            "ALTER TABLE jobs_v2 RENAME TO jobs",
+            "CREATE INDEX jobs_by_state ON jobs (state)",
+            # The G-code a job streams, kept for the record; its hash is jobs.gcode_sha256.
+            """CREATE TABLE job_gcode (
+                job_id INTEGER PRIMARY KEY REFERENCES jobs (id),
+                gcode TEXT NOT NULL
+            )""",
+            # Telemetry is stored in blocks (one per flush); each block's hash enters the chain.
+            "ALTER TABLE telemetry ADD COLUMN block INTEGER",
+            """CREATE TABLE telemetry_blocks (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                count INTEGER NOT NULL,
+                t_first REAL NOT NULL,
+                t_last REAL NOT NULL,
+                sha256 TEXT NOT NULL
+            )""",
+            # Users are never deleted and their ids never reused: deactivated instead.
+            """CREATE TABLE users (
+                id TEXT PRIMARY KEY,
+                full_name TEXT NOT NULL,
+                roles TEXT NOT NULL DEFAULT '[]',
+                active INTEGER NOT NULL DEFAULT 1,
+                service INTEGER NOT NULL DEFAULT 0,
+                password_hash TEXT,
+                password_set_at REAL,
+                password_history TEXT NOT NULL DEFAULT '[]',
+                broker_hash TEXT,
+                failed_logins INTEGER NOT NULL DEFAULT 0,
+                locked_until REAL,
+                created_at REAL NOT NULL,
+                deactivated_at REAL
+            )""",
+            """CREATE TRIGGER users_no_delete BEFORE DELETE ON users
+               BEGIN SELECT RAISE(ABORT, 'users are deactivated, never deleted'); END""",
+            # A session's secret is derived from the daemon's key, never stored here.
+            """CREATE TABLE sessions (
+                id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL REFERENCES users (id),
+                created_at REAL NOT NULL,
+                expires_at REAL NOT NULL,
+                revoked_at REAL
+            )""",
+            "CREATE INDEX sessions_by_user ON sessions (user_id)",
+            # Electronic signatures (21 CFR 11.50/11.70): bound to the hash of what was signed.
+            """CREATE TABLE signatures (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                object TEXT NOT NULL,
+                user_id TEXT NOT NULL REFERENCES users (id),
+                full_name TEXT NOT NULL,
+                meaning TEXT NOT NULL,
+                comment TEXT,
+                time TEXT NOT NULL,
+                content_sha256 TEXT NOT NULL
+            )""",
+            "CREATE INDEX signatures_by_object ON signatures (object, id)",
+            """CREATE TRIGGER signatures_no_update BEFORE UPDATE ON signatures
+               BEGIN SELECT RAISE(ABORT, 'signatures cannot change'); END""",
+            """CREATE TRIGGER signatures_no_delete BEFORE DELETE ON signatures
+               BEGIN SELECT RAISE(ABORT, 'signatures cannot be deleted'); END""",
+            # Signed checkpoints of the audit chain (C2SP signed-note text in ``note``).
+            """CREATE TABLE checkpoints (
+                id INTEGER PRIMARY KEY,
+                size INTEGER NOT NULL,
+                head TEXT NOT NULL,
+                time TEXT NOT NULL,
+                prev TEXT NOT NULL,
+                note TEXT NOT NULL
+            )""",
+            """CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints
+               BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END""",
+            """CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints
+               BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END""",
+        ],
+    )
+)
+
 SCHEMA_VERSION = MIGRATIONS[-1][0]

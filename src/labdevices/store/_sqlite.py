@@ -7,6 +7,7 @@ audit record, so either both are on disk or neither is.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import time
@@ -33,6 +34,14 @@ from ._models import (
     Severity,
     TelemetryPoint,
 )
+from ._rows import (
+    event_link,
+    job_content_sha256,
+    object_of,
+    read_row,
+    row_sha256,
+    telemetry_digest,
+)
 from ._schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["SignalSummary", "SqliteDatabase", "verify_audit"]
@@ -40,12 +49,15 @@ __all__ = ["SignalSummary", "SqliteDatabase", "verify_audit"]
 _SEVERITIES = ("info", "warning", "critical")
 _JOB_COLUMNS = (
     "id, printer, state, batch_id, patient_id, bioinks, gcode_sha256, lines_total,"
-    " last_ack_line, created_at, started_at, ended_at, error"
+    " last_ack_line, created_at, started_at, ended_at, error, name, submitted_by, profile,"
+    " spec, content_sha256, release_required, events_sha256"
 )
 _ALARM_COLUMNS = (
     "id, device, name, severity, raised_at, cleared_at, acknowledged_at, acknowledged_by, reason"
 )
-_AUDIT_COLUMNS = "seq, time, actor, action, object, old_value, new_value, reason, prev_hash, hash"
+_AUDIT_COLUMNS = (
+    "seq, time, actor, action, object, old_value, new_value, reason, prev_hash, hash, row_sha256"
+)
 
 
 def _iso(t: float) -> str:
@@ -106,6 +118,8 @@ class SqliteDatabase:
                 self._conn = sqlite3.connect(self.path, isolation_level=None)
                 self._configure()
                 self._migrate()
+                # After migrating: a migration may rebuild a table that others reference.
+                self._conn.execute("PRAGMA foreign_keys=ON")
 
     def close(self) -> None:
         if self._conn is not None:
@@ -151,7 +165,6 @@ class SqliteDatabase:
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode != "wal":
             raise StoreError(f"cannot switch to WAL mode (got {mode!r})", file=str(self.path))
-        db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA busy_timeout=5000")
 
     def _migrate(self) -> None:
@@ -243,10 +256,22 @@ class SqliteDatabase:
         old: Any,
         new: Any,
         reason: str | None,
+        row: tuple[str, Any] | None = None,
     ) -> AuditRecord:
-        """Append one record inside the caller's transaction."""
+        """Append one record inside the caller's transaction.
+
+        ``row`` = (table, key) names the covered row this action produced, as it is now
+        (written earlier in the same transaction): its hash goes into the record.
+        """
+        row_hash = None
+        if row is not None:
+            table, key = row
+            current = read_row(db, table, key)
+            if current is None:
+                raise StoreError(f"audit: no {table} row {key!r} to record", file=str(self.path))
+            row_hash = row_sha256(table, current)
         head_seq, head_hash = db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
-        fields = {
+        fields: dict[str, Any] = {
             "seq": head_seq + 1,
             "time": _iso(t),
             "actor": actor,
@@ -256,10 +281,11 @@ class SqliteDatabase:
             "new": None if new is None else canonical_json(new),
             "reason": reason,
             "prev_hash": head_hash,
+            "row_sha256": row_hash,
         }
         rec = AuditRecord(**fields, hash=record_hash(**fields))
         db.execute(
-            f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 rec.seq,
                 rec.time,
@@ -271,6 +297,7 @@ class SqliteDatabase:
                 rec.reason,
                 rec.prev_hash,
                 rec.hash,
+                rec.row_sha256,
             ),
         )
         db.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (rec.seq, rec.hash))
@@ -366,9 +393,28 @@ class SqliteDatabase:
         gcode_sha256: str | None = None,
         lines_total: int = 0,
         reason: str | None = None,
+        gcode: str | None = None,
+        name: str | None = None,
+        profile: str | None = None,
+        spec: Any = None,
+        release_required: bool = False,
     ) -> JobRecord:
-        """Store a new queued job; audited as ``job.create``."""
+        """Store a new job, ``queued`` (or ``held`` until released when ``release_required``);
+        audited as ``job.create`` by ``actor``, who is recorded as its submitter.
+
+        ``gcode`` (the program itself) is kept for the record; its SHA-256 must then equal
+        ``gcode_sha256`` (computed when not given). ``content_sha256`` — what a signature on
+        the job signs — is computed here (``job_content_sha256``).
+        """
         _require_text(printer=printer, actor=actor)
+        if gcode is not None:
+            actual = hashlib.sha256(gcode.encode("utf-8")).hexdigest()
+            if gcode_sha256 is None:
+                gcode_sha256 = actual
+            elif gcode_sha256 != actual:
+                raise JobRejected(
+                    "gcode_sha256 does not match the G-code given with the job", device=printer
+                )
         if lines_total < 0:
             raise JobRejected(f"lines_total must be >= 0, got {lines_total}", device=printer)
         if gcode_sha256 is not None and (
@@ -379,14 +425,44 @@ class SqliteDatabase:
                 device=printer,
             )
         bioinks_json = canonical_json(list(bioinks))
+        spec_json = None if spec is None else canonical_json(spec)
+        content_sha256 = job_content_sha256(
+            printer=printer,
+            profile=profile,
+            batch_id=batch_id,
+            patient_id=patient_id,
+            bioinks=list(bioinks),
+            gcode_sha256=gcode_sha256,
+            lines_total=lines_total,
+            spec=spec_json,
+        )
+        state = JobState.HELD if release_required else JobState.QUEUED
         now = time.time()
         with self._tx(durable=True) as db:
             cur = db.execute(
                 "INSERT INTO jobs (printer, state, batch_id, patient_id, bioinks, gcode_sha256,"
-                " lines_total, created_at) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?)",
-                (printer, batch_id, patient_id, bioinks_json, gcode_sha256, lines_total, now),
+                " lines_total, created_at, name, submitted_by, profile, spec, content_sha256,"
+                " release_required) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    printer,
+                    state.value,
+                    batch_id,
+                    patient_id,
+                    bioinks_json,
+                    gcode_sha256,
+                    lines_total,
+                    now,
+                    name,
+                    actor,
+                    profile,
+                    spec_json,
+                    content_sha256,
+                    int(release_required),
+                ),
             )
             job_id = int(cur.lastrowid or 0)
+            if gcode is not None:
+                db.execute("INSERT INTO job_gcode (job_id, gcode) VALUES (?, ?)", (job_id, gcode))
             summary = {
                 "printer": printer,
                 "batch_id": batch_id,
@@ -394,7 +470,8 @@ class SqliteDatabase:
                 "bioinks": list(bioinks),
                 "gcode_sha256": gcode_sha256,
                 "lines_total": lines_total,
-                "state": "queued",
+                "state": state.value,
+                "content_sha256": content_sha256,
             }
             self._add_event(db, job_id, now, "created", summary)
             self._append_audit(
@@ -402,10 +479,11 @@ class SqliteDatabase:
                 t=now,
                 actor=actor,
                 action="job.create",
-                object=f"job/{job_id}",
+                object=object_of("jobs", job_id),
                 old=None,
                 new=summary,
                 reason=reason,
+                row=("jobs", job_id),
             )
             return self._get_job(db, job_id, events=False)
 
@@ -465,7 +543,8 @@ class SqliteDatabase:
             t=now,
             actor=actor,
             action="job.transition",
-            object=f"job/{job_id}",
+            object=object_of("jobs", job_id),
+            row=("jobs", job_id),
             old={"state": job.state.value},
             new={
                 "state": target.value,
@@ -498,13 +577,35 @@ class SqliteDatabase:
                     device=job.printer,
                 )
 
-    def add_job_event(self, job_id: int, kind: str, payload: dict[str, Any]) -> JobEvent:
-        """Attach a free-form event (not audited) to a job."""
-        _require_text(kind=kind)
+    def add_job_event(
+        self, job_id: int, kind: str, payload: dict[str, Any], *, actor: str = "daemon"
+    ) -> JobEvent:
+        """Attach a free-form event to a job; audited as ``job.event`` (events are records)."""
+        _require_text(kind=kind, actor=actor)
         now = time.time()
-        with self._tx(durable=False) as db:
+        with self._tx(durable=True) as db:
             self._get_job(db, job_id, events=False)
-            return self._add_event(db, job_id, now, kind, payload)
+            event = self._add_event(db, job_id, now, kind, payload)
+            self._append_audit(
+                db,
+                t=now,
+                actor=actor,
+                action="job.event",
+                object=object_of("jobs", job_id),
+                old=None,
+                new={"kind": kind},
+                reason=None,
+                row=("jobs", job_id),
+            )
+            return event
+
+    def job_gcode(self, job_id: int) -> str | None:
+        """The G-code stored with a job (None for jobs stored without it)."""
+        with self._errors():
+            row = self._db.execute(
+                "SELECT gcode FROM job_gcode WHERE job_id = ?", (job_id,)
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     def recover_interrupted(self, *, actor: str = "daemon") -> list[JobRecord]:
         """On daemon start: every job left running or paused becomes ``interrupted``, at its last
@@ -574,9 +675,16 @@ class SqliteDatabase:
     def _add_event(
         self, db: sqlite3.Connection, job_id: int, t: float, kind: str, payload: dict[str, Any]
     ) -> JobEvent:
+        """Insert an event and advance the job's running event hash (the caller audits the row)."""
+        text = canonical_json(payload)
+        prev = db.execute("SELECT events_sha256 FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
         db.execute(
             "INSERT INTO job_events (job_id, t, kind, payload) VALUES (?, ?, ?, ?)",
-            (job_id, t, kind, canonical_json(payload)),
+            (job_id, t, kind, text),
+        )
+        db.execute(
+            "UPDATE jobs SET events_sha256 = ? WHERE id = ?",
+            (event_link(prev, job_id, t, kind, text), job_id),
         )
         return JobEvent(job_id, t, kind, payload)
 
@@ -609,7 +717,8 @@ class SqliteDatabase:
                 t=now,
                 actor=actor,
                 action="alarm.raise",
-                object=f"alarm/{alarm_id}",
+                object=object_of("alarms", alarm_id),
+                row=("alarms", alarm_id),
                 old=None,
                 new={"device": device, "name": name, "severity": severity},
                 reason=reason,
@@ -634,7 +743,8 @@ class SqliteDatabase:
                 t=now,
                 actor=actor,
                 action="alarm.clear",
-                object=f"alarm/{alarm_id}",
+                object=object_of("alarms", alarm_id),
+                row=("alarms", alarm_id),
                 old={"active": True},
                 new={"active": False},
                 reason=reason,
@@ -663,7 +773,8 @@ class SqliteDatabase:
                 t=now,
                 actor=user,
                 action="alarm.acknowledge",
-                object=f"alarm/{alarm_id}",
+                object=object_of("alarms", alarm_id),
+                row=("alarms", alarm_id),
                 old={"acknowledged": False},
                 new={"acknowledged": True},
                 reason=reason,
@@ -694,14 +805,37 @@ class SqliteDatabase:
     # -- telemetry -------------------------------------------------------------
 
     def insert_telemetry(self, samples: Iterable[SampleLike]) -> int:
-        """Store a batch of (already deadbanded or downsampled) samples in one transaction."""
+        """Store a batch of (already deadbanded or downsampled) samples in one transaction.
+
+        The batch is one block: its hash is recorded in ``telemetry_blocks`` and enters the
+        audit chain (``telemetry.block``), so a stored sample cannot change unseen.
+        """
         rows = [(s.device, s.signal, s.t, s.value, s.unit, s.quality) for s in samples]
         if not rows:
             return 0
+        now = time.time()
+        times = [r[2] for r in rows]
         with self._tx(durable=False) as db:
+            cur = db.execute(
+                "INSERT INTO telemetry_blocks (count, t_first, t_last, sha256) VALUES (?, ?, ?, ?)",
+                (len(rows), min(times), max(times), telemetry_digest(rows)),
+            )
+            block = int(cur.lastrowid or 0)
             db.executemany(
-                "INSERT INTO telemetry (device, signal, t, value, unit, quality) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO telemetry (device, signal, t, value, unit, quality, block)"
+                f" VALUES (?, ?, ?, ?, ?, ?, {block})",
                 rows,
+            )
+            self._append_audit(
+                db,
+                t=now,
+                actor="daemon",
+                action="telemetry.block",
+                object=object_of("telemetry_blocks", block),
+                old=None,
+                new={"samples": len(rows)},
+                reason=None,
+                row=("telemetry_blocks", block),
             )
         return len(rows)
 
@@ -770,6 +904,13 @@ def _job(row: Sequence[Any], events: list[JobEvent] | None = None) -> JobRecord:
         ended_at=row[11],
         error=row[12],
         events=events or [],
+        name=row[13],
+        submitted_by=row[14],
+        profile=row[15],
+        spec=row[16],
+        content_sha256=row[17],
+        release_required=bool(row[18]),
+        events_sha256=row[19],
     )
 
 

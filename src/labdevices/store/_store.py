@@ -74,6 +74,11 @@ class Store(Protocol):
         gcode_sha256: str | None = None,
         lines_total: int = 0,
         reason: str | None = None,
+        gcode: str | None = None,
+        name: str | None = None,
+        profile: str | None = None,
+        spec: Any = None,
+        release_required: bool = False,
     ) -> JobRecord: ...
     async def transition_job(
         self,
@@ -85,7 +90,10 @@ class Store(Protocol):
         error: str | None = None,
     ) -> JobRecord: ...
     async def record_progress(self, job_id: int, line: int) -> None: ...
-    async def add_job_event(self, job_id: int, kind: str, payload: dict[str, Any]) -> JobEvent: ...
+    async def add_job_event(
+        self, job_id: int, kind: str, payload: dict[str, Any], *, actor: str = "daemon"
+    ) -> JobEvent: ...
+    async def job_gcode(self, job_id: int) -> str | None: ...
     async def recover_interrupted(self, *, actor: str = "daemon") -> list[JobRecord]: ...
     async def get_job(self, job_id: int, *, events: bool = True) -> JobRecord: ...
     async def list_jobs(
@@ -221,6 +229,11 @@ class SqliteStore:
         gcode_sha256: str | None = None,
         lines_total: int = 0,
         reason: str | None = None,
+        gcode: str | None = None,
+        name: str | None = None,
+        profile: str | None = None,
+        spec: Any = None,
+        release_required: bool = False,
     ) -> JobRecord:
         return await self._run(
             self._db.create_job,
@@ -232,6 +245,11 @@ class SqliteStore:
             gcode_sha256=gcode_sha256,
             lines_total=lines_total,
             reason=reason,
+            gcode=gcode,
+            name=name,
+            profile=profile,
+            spec=spec,
+            release_required=release_required,
         )
 
     async def transition_job(
@@ -250,8 +268,13 @@ class SqliteStore:
     async def record_progress(self, job_id: int, line: int) -> None:
         await self._run(self._db.record_progress, job_id, line)
 
-    async def add_job_event(self, job_id: int, kind: str, payload: dict[str, Any]) -> JobEvent:
-        return await self._run(self._db.add_job_event, job_id, kind, payload)
+    async def add_job_event(
+        self, job_id: int, kind: str, payload: dict[str, Any], *, actor: str = "daemon"
+    ) -> JobEvent:
+        return await self._run(self._db.add_job_event, job_id, kind, payload, actor=actor)
+
+    async def job_gcode(self, job_id: int) -> str | None:
+        return await self._run(self._db.job_gcode, job_id)
 
     async def recover_interrupted(self, *, actor: str = "daemon") -> list[JobRecord]:
         return await self._run(self._db.recover_interrupted, actor=actor)
