@@ -6,6 +6,14 @@ with a record of a SHA-256 hash chain; ``verify_audit`` proves the chain.
 
 from ._audit import GENESIS_HASH, VerifyResult, canonical_json, record_hash, verify_chain
 from ._errors import InvalidTransition, StoreError
+from ._keys import (
+    default_key_path,
+    derive_key,
+    fingerprint,
+    load_or_create_signing_key,
+    load_public_key,
+    public_key_bytes,
+)
 from ._models import (
     TERMINAL_STATES,
     TRANSITIONS,
@@ -49,8 +57,14 @@ __all__ = [
     "VerifyResult",
     "canonical_json",
     "default_db_path",
+    "default_key_path",
+    "derive_key",
+    "fingerprint",
     "job_content_sha256",
+    "load_or_create_signing_key",
+    "load_public_key",
     "open_store",
+    "public_key_bytes",
     "record_hash",
     "row_sha256",
     "verify_audit",
