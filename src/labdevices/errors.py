@@ -12,14 +12,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 __all__ = [
+    "BadRequest",
     "ConfigurationError",
     "DeviceConnectionError",
     "DeviceFault",
     "DeviceTimeoutError",
+    "Forbidden",
     "JobRejected",
     "LabDeviceError",
     "LimitViolation",
     "ProtocolError",
+    "TooLarge",
+    "Unauthenticated",
     "map_os_errors",
 ]
 
@@ -109,6 +113,30 @@ class JobRejected(LabDeviceError):
     """A job was refused: invalid, or the device cannot take it now."""
 
     code = "job_rejected"
+
+
+class Unauthenticated(LabDeviceError):
+    """Who is asking could not be established: no or bad credentials, session or password."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(LabDeviceError):
+    """The user is known but may not do this (role, two-person rule)."""
+
+    code = "forbidden"
+
+
+class TooLarge(LabDeviceError):
+    """A request or one of its fields is larger than the daemon accepts."""
+
+    code = "too_large"
+
+
+class BadRequest(LabDeviceError):
+    """A request is well-formed JSON but asks for something impossible (an id out of range...)."""
+
+    code = "bad_request"
 
 
 @contextmanager

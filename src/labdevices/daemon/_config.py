@@ -52,6 +52,12 @@ class DeviceConfig(StrictModel):
     options: dict[str, JsonValue] = Field(
         default_factory=dict, description="further keyword options of the driver"
     )
+    # GMP release (record): jobs on this printer wait, held, for a supervisor's signature.
+    require_release: bool = Field(
+        default=False,
+        description="printers only: a job is created held and starts only after a supervisor "
+        "other than its submitter signs it `released` or `approved for printing` (GMP mode)",
+    )
 
 
 class BusConfig(StrictModel):

@@ -23,7 +23,16 @@ from ..bus import BusClient, Request
 from ..devices.gcode import GcodePrinter, JobOutcome, JobProgress, JobResult, load_gcode
 from ..errors import ConfigurationError, JobRejected, LabDeviceError
 from ..files import validate
-from ..store import JobRecord, JobState, Store, StoreError
+from ..store import (
+    RELEASE_MEANINGS,
+    TERMINAL_STATES,
+    JobRecord,
+    JobState,
+    SignatureRecord,
+    Store,
+    StoreError,
+    job_content_sha256,
+)
 from ._errors import UnknownDevice, UnknownJob
 from ._supervisor import DeviceSlot
 
@@ -40,9 +49,18 @@ _OUTCOME_STATE = {
 _LIVE = (JobState.RUNNING, JobState.PAUSED)
 
 
-def job_json(record: JobRecord) -> dict[str, JsonValue]:
-    """A stored job as the API shows it."""
-    return {
+def signature_json(sig: SignatureRecord) -> dict[str, JsonValue]:
+    """A signature as the API shows it, with its manifestation (printed name, time, meaning)."""
+    out: dict[str, JsonValue] = dict(sig.as_json())
+    out["manifestation"] = sig.manifestation()
+    return out
+
+
+def job_json(
+    record: JobRecord, signatures: list[SignatureRecord] | None = None
+) -> dict[str, JsonValue]:
+    """A stored job as the API shows it (with its signatures when given)."""
+    out: dict[str, JsonValue] = {
         "job_id": record.id,
         "printer": record.printer,
         "state": record.state.value,
@@ -57,7 +75,15 @@ def job_json(record: JobRecord) -> dict[str, JsonValue]:
         "ended_at": record.ended_at,
         "error": record.error,
         "events": [{"t": e.t, "kind": e.kind, "payload": e.payload} for e in record.events],
+        "name": record.name,
+        "submitted_by": record.submitted_by,
+        "profile": record.profile,
+        "content_sha256": record.content_sha256,
+        "release_required": record.release_required,
     }
+    if signatures is not None:
+        out["signatures"] = [signature_json(s) for s in signatures]
+    return out
 
 
 @dataclass
@@ -187,12 +213,30 @@ class JobManager:
             name=_str(args, "name"),
             profile=slot.config.profile,
             spec=spec,
+            release_required=slot.config.require_release,
         )
         job = ActiveJob(record.id, printer, commands, record)
         self.jobs[job.id] = job
         self._publish_state(job)
-        self._queues[printer].put_nowait(job)
+        if record.state == JobState.QUEUED:
+            self._queues[printer].put_nowait(job)
         return job_json(record)
+
+    def signed(self, record: JobRecord) -> None:
+        """A signature changed a held job: released ones join their printer's queue."""
+        job = self.jobs.get(record.id)
+        if job is None:  # held since before a restart: its commands come from the store at start
+            job = ActiveJob(record.id, record.printer, [], record)
+            self.jobs[job.id] = job
+        was = job.state
+        job.record = record
+        if record.state == was:
+            return
+        self._publish_state(job)
+        if record.state == JobState.QUEUED and record.printer in self._queues:
+            self._queues[record.printer].put_nowait(job)
+        elif record.state in TERMINAL_STATES:
+            self.jobs.pop(job.id, None)
 
     # -- running ------------------------------------------------------------------------------
 
@@ -207,7 +251,86 @@ class JobManager:
             if job.state != JobState.QUEUED:
                 continue
             assert isinstance(device, GcodePrinter)
+            if not await self._check_content(job):
+                continue
+            await self._store.add_job_event(
+                job.id,
+                "printer",
+                {
+                    "device": printer,
+                    "profile": slot.profile.name,
+                    "firmware": dict(device.firmware),
+                },
+            )
             await self._run(job, device)
+
+    async def _check_content(self, job: ActiveJob) -> bool:
+        """Before streaming: the G-code about to be streamed is the one stored and signed.
+
+        Recomputes the G-code hash from the stored program and the content hash from the
+        stored row, and compares them with the row and with every release signature. A
+        mismatch fails the job (audited, with the reason) instead of printing it.
+        """
+        try:
+            problem = await self._content_problem(job)
+        except LabDeviceError as exc:
+            problem = f"the stored job could not be read back: {exc}"
+        if problem is None:
+            return True
+        log.error("job %d: refused to start: %s", job.id, problem)
+        await self._transition(
+            job,
+            JobState.FAILED,
+            actor="daemon",
+            reason="content check before start",
+            error=f"refused to start: {problem}",
+        )
+        self.jobs.pop(job.id, None)
+        return False
+
+    async def _content_problem(self, job: ActiveJob) -> str | None:
+        record = await self._store.get_job(job.id, events=False)
+        gcode = await self._store.job_gcode(job.id)
+        if gcode is None:
+            return "no G-code is stored with the job"
+        actual = hashlib.sha256(gcode.encode("utf-8")).hexdigest()
+        if actual != record.gcode_sha256:
+            return (
+                f"the stored G-code hashes to {actual}, not to the job's G-code hash "
+                f"{record.gcode_sha256}: it was changed after submission"
+            )
+        content = job_content_sha256(
+            printer=record.printer,
+            profile=record.profile,
+            batch_id=record.batch_id,
+            patient_id=record.patient_id,
+            bioinks=record.bioinks,
+            gcode_sha256=actual,
+            lines_total=record.lines_total,
+            spec=record.spec,
+        )
+        if content != record.content_sha256:
+            return (
+                f"the job's content hashes to {content}, not to its recorded content hash "
+                f"{record.content_sha256}: the job row was changed after submission"
+            )
+        commands = load_gcode(gcode)
+        if len(commands) != record.lines_total:
+            return f"the stored G-code has {len(commands)} lines, the job {record.lines_total}"
+        if record.release_required:
+            signatures = await self._store.list_signatures(f"job/{job.id}")
+            releases = [s for s in signatures if s.meaning in RELEASE_MEANINGS]
+            if not releases:
+                return "the job needs a release signature and has none"
+            stale = [s for s in releases if s.content_sha256 != content]
+            if stale:
+                return (
+                    f"signature {stale[0].id} by {stale[0].user_id} signed content "
+                    f"{stale[0].content_sha256}, the job's is {content}"
+                )
+        job.commands = commands
+        job.record = record
+        return None
 
     async def _run(self, job: ActiveJob, device: GcodePrinter) -> None:
         await self._transition(job, JobState.RUNNING, actor="daemon")
@@ -343,9 +466,9 @@ class JobManager:
     async def cancel(
         self, printer: str, *, actor: str, reason: str | None = None, job_id: int | None = None
     ) -> ActiveJob:
-        job = self._live_job(printer, job_id, (JobState.QUEUED, *_LIVE))
+        job = self._live_job(printer, job_id, (JobState.HELD, JobState.QUEUED, *_LIVE))
         async with job.lock:
-            if job.state == JobState.QUEUED:
+            if job.state in (JobState.HELD, JobState.QUEUED):
                 await self._transition(job, JobState.CANCELLED, actor=actor, reason=reason)
                 self.jobs.pop(job.id, None)
                 return job

@@ -29,6 +29,13 @@ from ._models import (
 )
 from ._paths import default_db_path
 from ._rows import COVERED, job_content_sha256, row_sha256
+from ._signatures import (
+    MEANINGS,
+    RELEASE_MEANINGS,
+    ContentMismatch,
+    SignatureRecord,
+    SignatureResult,
+)
 from ._sqlite import SignalSummary, SqliteDatabase, verify_audit
 from ._store import SqliteStore, Store, open_store
 from ._telemetry import Deadband
@@ -36,10 +43,13 @@ from ._telemetry import Deadband
 __all__ = [
     "COVERED",
     "GENESIS_HASH",
+    "MEANINGS",
+    "RELEASE_MEANINGS",
     "TERMINAL_STATES",
     "TRANSITIONS",
     "AlarmRecord",
     "AuditRecord",
+    "ContentMismatch",
     "Deadband",
     "InvalidTransition",
     "JobEvent",
@@ -48,6 +58,8 @@ __all__ = [
     "SampleLike",
     "Severity",
     "SignalSummary",
+    "SignatureRecord",
+    "SignatureResult",
     "SqliteDatabase",
     "SqliteStore",
     "Store",

@@ -43,6 +43,7 @@ from ._rows import (
     telemetry_digest,
 )
 from ._schema import MIGRATIONS, SCHEMA_VERSION
+from ._signatures import SignatureRecord, SignatureResult, add_signature, list_signatures
 
 __all__ = ["SignalSummary", "SqliteDatabase", "verify_audit"]
 
@@ -688,6 +689,23 @@ class SqliteDatabase:
         )
         return JobEvent(job_id, t, kind, payload)
 
+    # -- signatures ------------------------------------------------------------
+
+    def add_signature(
+        self,
+        object: str,
+        user_id: str,
+        meaning: str,
+        comment: str | None,
+        content_sha256: str,
+    ) -> SignatureResult:
+        """Sign ``object`` (``job/ID``) as an already re-authenticated user; see ``add_signature``."""
+        return add_signature(self, object, user_id, meaning, comment, content_sha256)
+
+    def list_signatures(self, object: str) -> list[SignatureRecord]:
+        """The signatures of ``object`` (``job/ID``), oldest first."""
+        return list_signatures(self, object)
+
     # -- alarms ----------------------------------------------------------------
 
     def raise_alarm(
@@ -869,6 +887,21 @@ class SqliteDatabase:
         )
         with self._errors():
             return [SignalSummary(*row) for row in self._db.execute(sql, args)]
+
+    def telemetry_devices(
+        self, *, start: float | None = None, end: float | None = None
+    ) -> list[str]:
+        """The devices with telemetry stored between ``start`` and ``end``, by name."""
+        sql = "SELECT DISTINCT device FROM telemetry WHERE 1 = 1"
+        args: list[Any] = []
+        if start is not None:
+            sql += " AND t >= ?"
+            args.append(start)
+        if end is not None:
+            sql += " AND t <= ?"
+            args.append(end)
+        with self._errors():
+            return [str(r[0]) for r in self._db.execute(sql + " ORDER BY device", args)]
 
     @staticmethod
     def _telemetry_where(

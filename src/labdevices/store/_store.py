@@ -27,6 +27,7 @@ from ._models import (
     Severity,
     TelemetryPoint,
 )
+from ._signatures import SignatureRecord, SignatureResult
 from ._sqlite import SignalSummary, SqliteDatabase
 
 __all__ = ["SqliteStore", "Store", "open_store"]
@@ -99,6 +100,16 @@ class Store(Protocol):
     async def list_jobs(
         self, *, state: JobState | str | None = None, printer: str | None = None, limit: int = 100
     ) -> list[JobRecord]: ...
+
+    async def add_signature(
+        self,
+        object: str,
+        user_id: str,
+        meaning: str,
+        comment: str | None,
+        content_sha256: str,
+    ) -> SignatureResult: ...
+    async def list_signatures(self, object: str) -> list[SignatureRecord]: ...
 
     async def raise_alarm(
         self,
@@ -286,6 +297,23 @@ class SqliteStore:
         self, *, state: JobState | str | None = None, printer: str | None = None, limit: int = 100
     ) -> list[JobRecord]:
         return await self._run(self._db.list_jobs, state=state, printer=printer, limit=limit)
+
+    # -- signatures ------------------------------------------------------------
+
+    async def add_signature(
+        self,
+        object: str,
+        user_id: str,
+        meaning: str,
+        comment: str | None,
+        content_sha256: str,
+    ) -> SignatureResult:
+        return await self._run(
+            self._db.add_signature, object, user_id, meaning, comment, content_sha256
+        )
+
+    async def list_signatures(self, object: str) -> list[SignatureRecord]:
+        return await self._run(self._db.list_signatures, object)
 
     # -- alarms ----------------------------------------------------------------
 
