@@ -189,13 +189,15 @@ class JobManager:
         patient_id = _str(args, "patient_id")
         bioinks_arg = args.get("bioinks")
         bioinks: list[Any] = list(bioinks_arg) if isinstance(bioinks_arg, list) else []
+        planned: dict[str, Any] | None = None
         if spec is not None:
             if not isinstance(spec, dict):
                 raise JobRejected("args.job must be an object (a toolpath job spec)")
-            gcode, planned = await asyncio.to_thread(_plan, spec, slot)
-            batch_id = batch_id or planned["batch_id"] or None
-            patient_id = patient_id or planned["patient_id"] or None
-            bioinks = bioinks or planned["bioinks"]
+            gcode, plan = await asyncio.to_thread(_plan, spec, slot)
+            batch_id = batch_id or plan["batch_id"] or None
+            patient_id = patient_id or plan["patient_id"] or None
+            bioinks = bioinks or plan["bioinks"]
+            planned = plan
         assert gcode is not None
         commands = load_gcode(gcode)
         if not commands:
@@ -215,6 +217,13 @@ class JobManager:
             spec=spec,
             release_required=slot.config.require_release,
         )
+        if planned is not None:
+            await self._store.add_job_event(
+                record.id,
+                "plan",
+                {"planned_duration_s": planned["planned_duration_s"]},
+                actor=request.actor,
+            )
         job = ActiveJob(record.id, printer, commands, record)
         self.jobs[job.id] = job
         self._publish_state(job)
@@ -522,6 +531,7 @@ def _plan(spec: dict[str, Any], slot: DeviceSlot) -> tuple[str, dict[str, Any]]:
         {
             "tool": p.tool,
             "name": p.bioink.name,
+            "lot": p.bioink.lot,
             "cell_density_per_ml": p.bioink.cell_density_per_ml,
         }
         for p in job.printheads
@@ -531,4 +541,5 @@ def _plan(spec: dict[str, Any], slot: DeviceSlot) -> tuple[str, dict[str, Any]]:
         "patient_id": job.patient_id,
         "bioinks": bioinks,
         "name": job.name,
+        "planned_duration_s": result.total_time_s,
     }

@@ -381,6 +381,19 @@ class SqliteDatabase:
             )
         return result
 
+    def first_checkpoint_covering(self, seq: int) -> dict[str, Any] | None:
+        """The earliest signed checkpoint whose tree size reaches audit record ``seq`` (or None)."""
+        with self._errors():
+            cur = self._db.execute(
+                "SELECT id, size, head, time, note FROM checkpoints WHERE size >= ?"
+                " ORDER BY size, id LIMIT 1",
+                (seq,),
+            )
+            row = cur.fetchone()
+            if row is None:
+                return None
+            return {d[0]: v for d, v in zip(cur.description, row, strict=True)}
+
     # -- jobs ------------------------------------------------------------------
 
     def create_job(

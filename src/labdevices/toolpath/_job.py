@@ -44,6 +44,9 @@ class Bioink(StrictModel):
     """A bioink: rheology, cells, and the wall shear stress above which cells suffer."""
 
     name: str = Field(min_length=1)
+    lot: str | None = Field(
+        default=None, min_length=1, description="the bioink's lot (batch record, GMP)"
+    )
     rheology: Rheology
     cell_density_per_ml: float = Field(default=0.0, ge=0, description="cells per mL")
     # Blaeser et al. 2016 (Adv. Healthc. Mater. 5, 326) report viability falling above ~5 kPa.

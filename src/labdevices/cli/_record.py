@@ -1,0 +1,53 @@
+"""``labdevices record JOB``: the batch record of one job as PDF, HTML or JSON, from the store file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ..store import SqliteDatabase, default_db_path
+from . import app
+from ._store import DbOption, _store_errors
+
+
+def write_record(db: Path, job_id: int, out: Path, fmt: str) -> Path:
+    """Render job ``job_id`` of the store ``db`` to ``out`` as ``pdf``, ``html`` or ``json``."""
+    from ..record import collect_record, render_html, render_json, render_pdf
+
+    with SqliteDatabase(db, readonly=True) as store:
+        record = collect_record(store, job_id)
+    render = {"pdf": render_pdf, "html": render_html, "json": render_json}[fmt]
+    data = render(record)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    return out
+
+
+@app.command("record")
+def record(
+    job_id: Annotated[int, typer.Argument(metavar="JOB", help="job id")],
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="file to write (default: batch-record-job<JOB>.<ext>)"),
+    ] = None,
+    html: Annotated[bool, typer.Option("--html", help="a self-contained HTML page")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="the electronic copy (complete, with hashes)")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Render a job's batch record: ids, bioinks and lots, printer, hashes, transitions,
+    signatures, alarms, telemetry plots and the audit verification (PDF by default)."""
+    if html and as_json:
+        raise typer.BadParameter("give at most one of --html and --json")
+    fmt = "json" if as_json else "html" if html else None
+    if fmt is None:
+        suffix = output.suffix.lower().lstrip(".") if output else ""
+        fmt = suffix if suffix in ("html", "json") else "pdf"
+    out = output or Path(f"batch-record-job{job_id}.{fmt}")
+    with _store_errors():
+        written = write_record(db or default_db_path(), job_id, out, fmt)
+    Console().print(f"batch record of job {job_id} ({fmt.upper()}): {written}", highlight=False)

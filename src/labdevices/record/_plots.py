@@ -1,0 +1,57 @@
+"""Telemetry plots of a batch record: one PNG per device, its numeric signals over the job."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+__all__ = ["telemetry_plots"]
+
+#: at most this many signals of one device are drawn (the table lists them all)
+MAX_PANELS = 4
+
+
+def _panels(signals: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    drawn = [(name, s) for name, s in signals.items() if len(s["samples"]) >= 2]
+    # flat lines say little: the signals that moved most first, keeping a stable order
+    drawn.sort(key=lambda item: item[1]["max"] == item[1]["min"])
+    return drawn[:MAX_PANELS]
+
+
+def telemetry_plots(record: dict[str, Any], *, dpi: int = 130) -> dict[str, bytes]:
+    """PNG bytes per device with plottable telemetry (device name → image)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    devices = record["telemetry"]["devices"]
+    start = None
+    for dev in devices.values():
+        for s in dev["signals"].values():
+            if s["samples"]:
+                first = s["samples"][0][0]
+                start = first if start is None else min(start, first)
+    out: dict[str, bytes] = {}
+    for device, dev in devices.items():
+        panels = _panels(dev["signals"])
+        if not panels or start is None:
+            continue
+        fig = Figure(figsize=(7.0, 1.25 * len(panels) + 0.5), dpi=dpi)
+        axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+        for ax, (name, s) in zip(axes, panels, strict=True):
+            ts = [(t - start) / 60.0 for t, _ in s["samples"]]
+            vs = [v for _, v in s["samples"]]
+            ax.plot(ts, vs, color="#1f4e79", linewidth=1.0, drawstyle="steps-post")
+            label = f"{name} [{s['unit']}]" if s["unit"] else name
+            ax.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+            ax.tick_params(labelsize=7)
+            ax.grid(True, linewidth=0.3, alpha=0.6)
+            ax.margins(y=0.25)
+        axes[-1].set_xlabel("minutes since the job started", fontsize=7)
+        fig.suptitle(f"{device}: telemetry during the job", fontsize=8, x=0.01, ha="left")
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", metadata={"Software": None})
+        out[device] = buf.getvalue()
+    return out
