@@ -12,14 +12,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 __all__ = [
+    "BadRequest",
     "ConfigurationError",
     "DeviceConnectionError",
     "DeviceFault",
     "DeviceTimeoutError",
+    "Forbidden",
     "JobRejected",
     "LabDeviceError",
     "LimitViolation",
     "ProtocolError",
+    "TooLarge",
+    "Unauthenticated",
     "map_os_errors",
 ]
 
@@ -109,6 +113,31 @@ class JobRejected(LabDeviceError):
     """A job was refused: invalid, or the device cannot take it now."""
 
     code = "job_rejected"
+
+
+class Unauthenticated(LabDeviceError):
+    """Who is asking could not be established: no, unknown, expired or revoked session, a bad
+    MAC, a replayed or retained request, a wrong password, a locked or expired account."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(LabDeviceError):
+    """The authenticated user may not do this (role), or claimed to be someone else."""
+
+    code = "forbidden"
+
+
+class TooLarge(LabDeviceError):
+    """A request, or one of its fields, is larger than the daemon accepts; nothing was done."""
+
+    code = "too_large"
+
+
+class BadRequest(LabDeviceError):
+    """A request is well formed but one of its values cannot be accepted (e.g. an id out of range)."""
+
+    code = "bad_request"
 
 
 @contextmanager
