@@ -116,25 +116,26 @@ class JobRejected(LabDeviceError):
 
 
 class Unauthenticated(LabDeviceError):
-    """Who is asking could not be established: no or bad credentials, session or password."""
+    """Who is asking could not be established: no, unknown, expired or revoked session, a bad
+    MAC, a replayed or retained request, a wrong password, a locked or expired account."""
 
     code = "unauthenticated"
 
 
 class Forbidden(LabDeviceError):
-    """The user is known but may not do this (role, two-person rule)."""
+    """The authenticated user may not do this (role), or claimed to be someone else."""
 
     code = "forbidden"
 
 
 class TooLarge(LabDeviceError):
-    """A request or one of its fields is larger than the daemon accepts."""
+    """A request, or one of its fields, is larger than the daemon accepts; nothing was done."""
 
     code = "too_large"
 
 
 class BadRequest(LabDeviceError):
-    """A request is well-formed JSON but asks for something impossible (an id out of range...)."""
+    """A request is well formed but one of its values cannot be accepted (e.g. an id out of range)."""
 
     code = "bad_request"
 

@@ -6,6 +6,17 @@ with a record of a SHA-256 hash chain; ``verify_audit`` proves the chain.
 
 from ._audit import GENESIS_HASH, VerifyResult, canonical_json, record_hash, verify_chain
 from ._errors import InvalidTransition, StoreError
+from ._identity import (
+    ARGON2_PARAMETERS,
+    AccountLocked,
+    AuthPolicy,
+    PasswordRejected,
+    SessionRecord,
+    UserRecord,
+    mosquitto_hash,
+    mosquitto_verify,
+    validate_user_id,
+)
 from ._keys import (
     default_key_path,
     derive_key,
@@ -41,21 +52,26 @@ from ._store import SqliteStore, Store, open_store
 from ._telemetry import Deadband
 
 __all__ = [
+    "ARGON2_PARAMETERS",
     "COVERED",
     "GENESIS_HASH",
     "MEANINGS",
     "RELEASE_MEANINGS",
     "TERMINAL_STATES",
     "TRANSITIONS",
+    "AccountLocked",
     "AlarmRecord",
     "AuditRecord",
+    "AuthPolicy",
     "ContentMismatch",
     "Deadband",
     "InvalidTransition",
     "JobEvent",
     "JobRecord",
     "JobState",
+    "PasswordRejected",
     "SampleLike",
+    "SessionRecord",
     "Severity",
     "SignalSummary",
     "SignatureRecord",
@@ -66,6 +82,7 @@ __all__ = [
     "StoreError",
     "TelemetryPoint",
     "TelemetryValue",
+    "UserRecord",
     "VerifyResult",
     "canonical_json",
     "default_db_path",
@@ -75,10 +92,13 @@ __all__ = [
     "job_content_sha256",
     "load_or_create_signing_key",
     "load_public_key",
+    "mosquitto_hash",
+    "mosquitto_verify",
     "open_store",
     "public_key_bytes",
     "record_hash",
     "row_sha256",
+    "validate_user_id",
     "verify_audit",
     "verify_chain",
 ]

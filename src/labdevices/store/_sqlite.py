@@ -22,6 +22,7 @@ from typing import Any, Self
 from ..errors import JobRejected
 from ._audit import VerifyResult, canonical_json, record_hash, verify_chain
 from ._errors import InvalidTransition, StoreError
+from ._identity import AuthPolicy, IdentityMethods
 from ._models import (
     TERMINAL_STATES,
     TRANSITIONS,
@@ -80,7 +81,7 @@ class SignalSummary:
     mean: float | None
 
 
-class SqliteDatabase:
+class SqliteDatabase(IdentityMethods):
     """A labdevices store in one SQLite file (WAL mode).
 
     Use as a context manager. ``readonly=True`` opens an existing store without
@@ -88,9 +89,12 @@ class SqliteDatabase:
     Not thread-safe: one thread owns an instance.
     """
 
-    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, *, readonly: bool = False, auth_policy: AuthPolicy | None = None
+    ) -> None:
         self.path = Path(path)
         self.readonly = readonly
+        self.auth_policy = auth_policy or AuthPolicy()
         self._conn: sqlite3.Connection | None = None
         self._synchronous = ""
 

@@ -17,6 +17,7 @@ from typing import Any, Protocol, Self, TypeVar
 
 from ._audit import VerifyResult
 from ._errors import StoreError
+from ._identity import AuthPolicy, SessionRecord, UserRecord
 from ._models import (
     AlarmRecord,
     AuditRecord,
@@ -144,6 +145,38 @@ class Store(Protocol):
         self, device: str, *, start: float | None = None, end: float | None = None
     ) -> list[SignalSummary]: ...
 
+    async def add_user(
+        self,
+        user_id: str,
+        full_name: str,
+        roles: Iterable[str],
+        *,
+        by: str,
+        reason: str,
+        password: str | None = None,
+        service: bool = False,
+    ) -> UserRecord: ...
+    async def get_user(self, user_id: str) -> UserRecord: ...
+    async def find_user(self, user_id: str) -> UserRecord | None: ...
+    async def list_users(self, *, include_inactive: bool = True) -> list[UserRecord]: ...
+    async def deactivate_user(self, user_id: str, *, by: str, reason: str) -> UserRecord: ...
+    async def set_roles(
+        self, user_id: str, roles: Iterable[str], *, by: str, reason: str
+    ) -> UserRecord: ...
+    async def set_password(
+        self, user_id: str, password: str, *, by: str, reason: str
+    ) -> UserRecord: ...
+    async def change_password(
+        self, user_id: str, old_password: str, new_password: str
+    ) -> UserRecord: ...
+    async def check_password(self, user_id: str, password: str) -> UserRecord: ...
+    async def create_session(
+        self, user_id: str, *, lifetime_s: float | None = None
+    ) -> SessionRecord: ...
+    async def login(self, user_id: str, password: str) -> tuple[UserRecord, SessionRecord]: ...
+    async def get_session(self, session_id: str) -> SessionRecord | None: ...
+    async def revoke_session(self, session_id: str, *, by: str, reason: str) -> SessionRecord: ...
+
 
 class SqliteStore:
     """The ``Store`` in one SQLite file; an async context manager.
@@ -154,9 +187,9 @@ class SqliteStore:
     write still completes or rolls back as a whole on the writer thread.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, auth_policy: AuthPolicy | None = None) -> None:
         self.path = Path(path)
-        self._db = SqliteDatabase(self.path)
+        self._db = SqliteDatabase(self.path, auth_policy=auth_policy)
         self._executor: ThreadPoolExecutor | None = None
         self._used = False
 
@@ -369,8 +402,80 @@ class SqliteStore:
     ) -> list[SignalSummary]:
         return await self._run(self._db.telemetry_summary, device, start=start, end=end)
 
+    # -- users and sessions ----------------------------------------------------
 
-def open_store(url: str | Path) -> Store:
+    @property
+    def auth_policy(self) -> AuthPolicy:
+        return self._db.auth_policy
+
+    async def add_user(
+        self,
+        user_id: str,
+        full_name: str,
+        roles: Iterable[str],
+        *,
+        by: str,
+        reason: str,
+        password: str | None = None,
+        service: bool = False,
+    ) -> UserRecord:
+        return await self._run(
+            self._db.add_user,
+            user_id,
+            full_name,
+            list(roles),
+            by=by,
+            reason=reason,
+            password=password,
+            service=service,
+        )
+
+    async def get_user(self, user_id: str) -> UserRecord:
+        return await self._run(self._db.get_user, user_id)
+
+    async def find_user(self, user_id: str) -> UserRecord | None:
+        return await self._run(self._db.find_user, user_id)
+
+    async def list_users(self, *, include_inactive: bool = True) -> list[UserRecord]:
+        return await self._run(self._db.list_users, include_inactive=include_inactive)
+
+    async def deactivate_user(self, user_id: str, *, by: str, reason: str) -> UserRecord:
+        return await self._run(self._db.deactivate_user, user_id, by=by, reason=reason)
+
+    async def set_roles(
+        self, user_id: str, roles: Iterable[str], *, by: str, reason: str
+    ) -> UserRecord:
+        return await self._run(self._db.set_roles, user_id, list(roles), by=by, reason=reason)
+
+    async def set_password(
+        self, user_id: str, password: str, *, by: str, reason: str
+    ) -> UserRecord:
+        return await self._run(self._db.set_password, user_id, password, by=by, reason=reason)
+
+    async def change_password(
+        self, user_id: str, old_password: str, new_password: str
+    ) -> UserRecord:
+        return await self._run(self._db.change_password, user_id, old_password, new_password)
+
+    async def check_password(self, user_id: str, password: str) -> UserRecord:
+        return await self._run(self._db.check_password, user_id, password)
+
+    async def create_session(
+        self, user_id: str, *, lifetime_s: float | None = None
+    ) -> SessionRecord:
+        return await self._run(self._db.create_session, user_id, lifetime_s=lifetime_s)
+
+    async def login(self, user_id: str, password: str) -> tuple[UserRecord, SessionRecord]:
+        return await self._run(self._db.login, user_id, password)
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        return await self._run(self._db.get_session, session_id)
+
+    async def revoke_session(self, session_id: str, *, by: str, reason: str) -> SessionRecord:
+        return await self._run(self._db.revoke_session, session_id, by=by, reason=reason)
+
+
+def open_store(url: str | Path, *, auth_policy: AuthPolicy | None = None) -> Store:
     """The store for ``url``: a file path or ``sqlite:///path``; PostgreSQL is not implemented yet."""
     text = str(url)
     if text.startswith(("postgresql://", "postgres://")):
@@ -381,4 +486,4 @@ def open_store(url: str | Path) -> Store:
         raise StoreError(
             f"unknown store URL scheme in {text!r} (use a file path or sqlite:///path)"
         )
-    return SqliteStore(text)
+    return SqliteStore(text, auth_policy=auth_policy)
