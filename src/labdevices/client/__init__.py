@@ -9,6 +9,7 @@ from ._client import (
     LabClient,
     Reading,
     SignalInfo,
+    SignatureInfo,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "LabClient",
     "Reading",
     "SignalInfo",
+    "SignatureInfo",
 ]

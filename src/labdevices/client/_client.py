@@ -29,6 +29,7 @@ __all__ = [
     "LabClient",
     "Reading",
     "SignalInfo",
+    "SignatureInfo",
 ]
 
 TERMINAL_JOB_STATES = frozenset({"completed", "failed", "cancelled", "interrupted"})
@@ -82,6 +83,14 @@ class JobInfo:
     started_at: float | None = None
     ended_at: float | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
+    name: str | None = None
+    submitted_by: str | None = None
+    profile: str | None = None
+    #: SHA-256 of what a signature on this job signs (spec, G-code hash, bioinks with lots)
+    content_sha256: str | None = None
+    #: GMP mode: the job waits, ``held``, for a supervisor's release signature
+    release_required: bool = False
+    signatures: list[SignatureInfo] = field(default_factory=list)
 
     @property
     def done(self) -> bool:
@@ -92,7 +101,31 @@ class JobInfo:
         if not isinstance(data, dict):
             raise ProtocolError(f"a job must be an object, got {data!r}")
         names = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in data.items() if k in names and v is not None})
+        fields = {k: v for k, v in data.items() if k in names and v is not None}
+        fields["signatures"] = [SignatureInfo.from_json(s) for s in fields.get("signatures", [])]
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class SignatureInfo:
+    """An electronic signature: ``manifestation`` is printed name, UTC time and meaning."""
+
+    id: int
+    object: str
+    user_id: str
+    full_name: str
+    meaning: str
+    time: str
+    content_sha256: str
+    comment: str | None = None
+    manifestation: str = ""
+
+    @classmethod
+    def from_json(cls, data: Any) -> SignatureInfo:
+        if not isinstance(data, dict):
+            raise ProtocolError(f"a signature must be an object, got {data!r}")
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 @dataclass(frozen=True)
@@ -364,6 +397,40 @@ class LabClient:
         result = await self._daemon("jobs", state=state, printer=printer, limit=limit)
         assert isinstance(result, list)
         return [JobInfo.from_json(j) for j in result]
+
+    async def sign(
+        self,
+        job_id: int,
+        *,
+        meaning: str,
+        password: str,
+        comment: str | None = None,
+        content_sha256: str | None = None,
+    ) -> tuple[SignatureInfo, JobInfo]:
+        """Sign a job electronically as this client's ``actor``, re-entering the password.
+
+        ``content_sha256`` is the job content the signer was shown (``JobInfo.content_sha256``);
+        without it the job is fetched first. The daemon refuses (nothing signed) a wrong
+        password (``Unauthenticated``), content that changed since (``ContentMismatch``),
+        and a release by the submitter or by a non-supervisor (``Forbidden``). A release of
+        a held job lets it start.
+        """
+        if content_sha256 is None:
+            content_sha256 = (await self.job(job_id)).content_sha256
+            if content_sha256 is None:
+                raise ProtocolError(f"job {job_id} has no content hash to sign")
+        result: Any = await self._daemon(
+            "sign",
+            job_id=job_id,
+            meaning=meaning,
+            user=self.actor,
+            password=password,
+            comment=comment,
+            content_sha256=content_sha256,
+        )
+        if not isinstance(result, dict):
+            raise ProtocolError(f"a sign reply must be an object, got {result!r}")
+        return SignatureInfo.from_json(result["signature"]), JobInfo.from_json(result["job"])
 
     async def pause(
         self, printer: str, *, job_id: int | None = None, reason: str | None = None

@@ -3,7 +3,8 @@ executed and audited.
 
 Device commands: ``read``, ``write``, ``describe``, and for printers ``pause``,
 ``resume``, ``cancel``, ``estop``. Daemon commands: ``devices``, ``alarms``,
-``ack_alarm``, ``jobs``, ``job``. A refused command is audited too, and changes nothing.
+``ack_alarm``, ``jobs``, ``job``, ``sign``. A refused command is audited too (passwords
+left out), and changes nothing.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from pydantic import JsonValue
 from ..bus import BusClient, MalformedRequest, Request, UnknownCommand
 from ..devices import Sample
 from ..devices.gcode import GcodePrinter
-from ..errors import DeviceTimeoutError, LabDeviceError
+from ..errors import DeviceTimeoutError, LabDeviceError, Unauthenticated
 from ..store import Store, StoreError
-from ._errors import UnknownAlarm, UnknownDevice, UnknownSignal
+from ._errors import UnknownAlarm, UnknownDevice, UnknownJob, UnknownSignal
 from ._interlocks import alarm_json
-from ._jobs import JobManager, job_json
+from ._jobs import JobManager, job_json, signature_json
 from ._supervisor import DeviceSlot
 
 __all__ = ["CommandRouter", "daemon_command_topic"]
@@ -119,6 +120,7 @@ class CommandRouter:
             "ack_alarm": self._ack_alarm,
             "jobs": self._jobs,
             "job": self._job,
+            "sign": self._sign,
         }
 
     # -- entry points (bus handlers) -----------------------------------------------------------
@@ -163,7 +165,7 @@ class CommandRouter:
                 request.actor,
                 "command.refused",
                 obj,
-                new={"command": name, "args": request.args, "request_id": request.id},
+                new={"command": name, "args": _redacted(request.args), "request_id": request.id},
                 reason=f"[{exc.code}] {exc.message}",
             )
         except LabDeviceError as store_exc:
@@ -303,7 +305,41 @@ class CommandRouter:
     async def _job(self, request: Request) -> JsonValue:
         job_id = _int(request.args, "job_id", None)
         assert job_id is not None
-        return job_json(await self.jobs.get(job_id))
+        job = await self.jobs.get(job_id)
+        return job_json(job, await self.store.list_signatures(f"job/{job_id}"))
+
+    async def _sign(self, request: Request) -> JsonValue:
+        """An electronic signature on a job (21 CFR 11.50, 11.200): the signer re-enters user id
+        and password, chooses a meaning and sends the content hash they were shown."""
+        args = request.args
+        job_id = _int(args, "job_id", None)
+        meaning = _text(args, "meaning", None)
+        user = _text(args, "user", None)
+        password = _text(args, "password", None)
+        content = _text(args, "content_sha256", None)
+        comment = _text(args, "comment", None, required=False)
+        assert job_id is not None and meaning and user and password and content
+        if user != request.actor:
+            raise Unauthenticated(
+                f"the user id entered ({user!r}) is not the user signed in ({request.actor!r}): "
+                "only the person signed in can sign"
+            )
+        await self.store.check_password(user, password)  # wrong: Unauthenticated, audited
+        try:
+            result = await self.store.add_signature(
+                f"job/{job_id}", user, meaning, comment, content
+            )
+        except StoreError as exc:
+            if "no job" in exc.message:
+                raise UnknownJob(f"no job {job_id}") from exc
+            raise
+        assert result.job is not None
+        self.jobs.signed(result.job)
+        signatures = await self.store.list_signatures(f"job/{job_id}")
+        return {
+            "signature": signature_json(result.signature),
+            "job": job_json(result.job, signatures),
+        }
 
 
 async def _timed(coro: Awaitable[Sample], device: str, what: str) -> Sample:
@@ -314,6 +350,11 @@ async def _timed(coro: Awaitable[Sample], device: str, what: str) -> Sample:
         raise DeviceTimeoutError(
             f"{what} took longer than {_READ_TIMEOUT_S} s", device=device
         ) from None
+
+
+def _redacted(args: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    """Request args as the audit trail may keep them: never a password."""
+    return {k: "<redacted>" if "password" in k else v for k, v in args.items()}
 
 
 def _split(topic: str, first: int, second: int) -> tuple[str, str]:

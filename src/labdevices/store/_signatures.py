@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..auth._roles import capabilities_of
 from ..errors import BadRequest, Forbidden, JobRejected, TooLarge
 from ._models import JobRecord, JobState
 from ._rows import object_of
@@ -39,8 +40,6 @@ __all__ = [
 MEANINGS = ("reviewed", "approved for printing", "released", "rejected")
 #: meanings that let a held job start
 RELEASE_MEANINGS = frozenset({"approved for printing", "released"})
-#: the role a release or rejection needs
-RELEASE_ROLE = "supervisor"
 _MAX_COMMENT_BYTES = 1024
 #: a GMP job past its release decision but not yet ended: no second decision
 _PENDING = frozenset({JobState.QUEUED, JobState.RUNNING, JobState.PAUSED})
@@ -122,8 +121,9 @@ def add_signature(
     """Sign ``object`` (``job/ID``) as ``user_id`` (already re-authenticated by the caller).
 
     Refused, with nothing written: an unknown meaning or user, a comment over 1 KiB, a
-    ``content_sha256`` other than the object's current one (``ContentMismatch``), a release
-    or rejection by a user without the supervisor role, or a release by the job's own
+    ``content_sha256`` other than the object's current one (``ContentMismatch``), a signature
+    by a user without ``record.sign`` or a release or rejection by one without ``job.release``
+    (the supervisor role grants both), or a release by the job's own
     submitter when the job needs a release (two-person rule) — ``Forbidden``.
     """
     if meaning not in MEANINGS:
@@ -143,10 +143,11 @@ def add_signature(
                 f"current content ({(job.content_sha256 or 'none')[:12]}…); fetch it again"
             )
         decides = meaning in RELEASE_MEANINGS or meaning == "rejected"
-        if decides and RELEASE_ROLE not in roles:
+        needed = "job.release" if decides else "record.sign"
+        if needed not in capabilities_of(roles):
             raise Forbidden(
                 f"user {user_id!r} (roles: {', '.join(roles) or 'none'}) cannot sign "
-                f"{meaning!r}: that needs the {RELEASE_ROLE} role",
+                f"{meaning!r}: that needs the {needed!r} capability (supervisor role)",
                 device=job.printer,
             )
         if meaning in RELEASE_MEANINGS and job.release_required and user_id == job.submitted_by:
