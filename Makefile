@@ -25,6 +25,7 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	sh scripts/ensure-mosquitto.sh
+	sh scripts/ensure-poppler.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 clean:
