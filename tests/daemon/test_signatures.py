@@ -41,6 +41,16 @@ ROLES = {
     "sam": ["supervisor"],
     "sara": ["supervisor"],
 }
+
+
+def pdf_text(pdf: Path) -> str:
+    """The PDF's text as poppler's pdftotext reads it (what a person's viewer shows)."""
+    out = subprocess.run(
+        ["pdftotext", "-layout", str(pdf), "-"], check=True, capture_output=True, text=True
+    )
+    return out.stdout
+
+
 SHORT_JOB = "G28\nG1 X5 Y5 F600\nG1 X6 Y5\nG1 X6 Y6\n"
 
 
@@ -104,9 +114,9 @@ async def test_gmp_release_needs_a_supervisors_password_and_not_the_submitters_s
                     },
                 )
             # the submitter cannot release her own job; neither can another operator
-            with pytest.raises(Forbidden, match="job.release"):
+            with pytest.raises(Forbidden, match=r"job\.release"):
                 await olivia.sign(job_id, meaning="released", password=PASSWORDS["olivia"])
-            with pytest.raises(Forbidden, match="job.release"):
+            with pytest.raises(Forbidden, match=r"job\.release"):
                 await owen.sign(job_id, meaning="approved for printing", password=PASSWORDS["owen"])
             # a stale content hash (what the signer saw is not the job) is refused
             with pytest.raises(ContentMismatch):
@@ -150,9 +160,7 @@ async def test_gmp_release_needs_a_supervisors_password_and_not_the_submitters_s
     ]
     pdf = tmp_path / "record.pdf"
     pdf.write_bytes(render_pdf(record))
-    text = subprocess.run(
-        ["pdftotext", "-layout", str(pdf), "-"], check=True, capture_output=True, text=True
-    ).stdout
+    text = pdf_text(pdf)
     assert "Sam Supervisor" in text and "approved for printing" in text
     assert sig.time.replace("T", " ")[:23] in text
     assert record["job"]["submitted_by"] == "olivia" and "olivia" in text
