@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from ..store import JobRecord, SqliteDatabase
+from ..store import JobRecord, SqliteDatabase, job_content_sha256
 
 __all__ = ["FORMAT", "collect_record", "utc", "verification"]
 
@@ -141,6 +141,18 @@ def collect_record(db: SqliteDatabase, job_id: int) -> dict[str, Any]:
         for a in reversed(db.list_alarms(limit=100_000))
         if a.raised_at <= end and (a.cleared_at is None or a.cleared_at >= start)
     ]
+    # What the job is now, hashed again: a signature binds the content it signed, so a row
+    # changed behind the store's back shows as signatures that no longer match.
+    content_now = job_content_sha256(
+        printer=job.printer,
+        profile=job.profile,
+        batch_id=job.batch_id,
+        patient_id=job.patient_id,
+        bioinks=job.bioinks,
+        gcode_sha256=job.gcode_sha256,
+        lines_total=job.lines_total,
+        spec=job.spec,
+    )
     last_seq = max([r.seq for r in audit] + list(sig_audit.values()), default=0)
     duration = (
         job.ended_at - job.started_at
@@ -184,12 +196,18 @@ def collect_record(db: SqliteDatabase, job_id: int) -> dict[str, Any]:
                 **s.as_json(),
                 "manifestation": s.manifestation(),
                 "audit_seq": sig_audit.get(f"signature/{s.id}"),
-                "matches_content": s.content_sha256 == job.content_sha256,
+                "matches_content": s.content_sha256 == content_now,
             }
             for s in signatures
         ],
         "alarms": alarms,
-        "telemetry": {"start": utc(start), "end": utc(end), "devices": _telemetry(db, job)},
+        "telemetry": {
+            "start": utc(start),
+            "end": utc(end),
+            "start_t": start,
+            "end_t": end,
+            "devices": _telemetry(db, job),
+        },
         "events": events,
         "audit": [
             {
@@ -204,5 +222,9 @@ def collect_record(db: SqliteDatabase, job_id: int) -> dict[str, Any]:
             }
             for r in audit
         ],
-        "verification": verification(db, last_seq),
+        "verification": {
+            **verification(db, last_seq),
+            "content_sha256_recomputed": content_now,
+            "content_ok": content_now == job.content_sha256,
+        },
     }

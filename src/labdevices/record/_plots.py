@@ -25,22 +25,21 @@ def telemetry_plots(record: dict[str, Any], *, dpi: int = 130) -> dict[str, byte
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    devices = record["telemetry"]["devices"]
-    start = None
-    for dev in devices.values():
-        for s in dev["signals"].values():
-            if s["samples"]:
-                first = s["samples"][0][0]
-                start = first if start is None else min(start, first)
+    tele = record["telemetry"]
+    devices = tele["devices"]
+    start: float = tele["start_t"]
+    span = max(tele["end_t"] - start, 1e-9)
+    # seconds for a short job, minutes for a long one
+    scale, unit = (1.0, "seconds") if span < 180 else (60.0, "minutes")
     out: dict[str, bytes] = {}
     for device, dev in devices.items():
         panels = _panels(dev["signals"])
-        if not panels or start is None:
+        if not panels:
             continue
         fig = Figure(figsize=(7.0, 1.25 * len(panels) + 0.5), dpi=dpi)
         axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
         for ax, (name, s) in zip(axes, panels, strict=True):
-            ts = [(t - start) / 60.0 for t, _ in s["samples"]]
+            ts = [(t - start) / scale for t, _ in s["samples"]]
             vs = [v for _, v in s["samples"]]
             ax.plot(ts, vs, color="#1f4e79", linewidth=1.0, drawstyle="steps-post")
             label = f"{name} [{s['unit']}]" if s["unit"] else name
@@ -48,7 +47,8 @@ def telemetry_plots(record: dict[str, Any], *, dpi: int = 130) -> dict[str, byte
             ax.tick_params(labelsize=7)
             ax.grid(True, linewidth=0.3, alpha=0.6)
             ax.margins(y=0.25)
-        axes[-1].set_xlabel("minutes since the job started", fontsize=7)
+            ax.set_xlim(0, span / scale)
+        axes[-1].set_xlabel(f"{unit} since the job started", fontsize=7)
         fig.suptitle(f"{device}: telemetry during the job", fontsize=8, x=0.01, ha="left")
         fig.tight_layout()
         buf = io.BytesIO()

@@ -53,6 +53,11 @@ def _time(iso: str | None) -> str:
     return text[:23] + " UTC"  # milliseconds
 
 
+def _stamp(iso: str | None) -> str:
+    """ISO UTC text in a table whose header says UTC: ``2026-11-26 13:45:12.123``."""
+    return _time(iso).removesuffix(" UTC")
+
+
 def _duration(seconds: Any) -> str:
     if not isinstance(seconds, int | float):
         return "—"
@@ -159,7 +164,7 @@ def sections(record: dict[str, Any]) -> list[Section]:
                 [
                     s["full_name"],
                     s["user_id"],
-                    _time(s["time"]),
+                    _stamp(s["time"]),
                     s["meaning"],
                     _s(s["comment"]),
                     "yes" if s["matches_content"] else "NO",
@@ -178,7 +183,7 @@ def sections(record: dict[str, Any]) -> list[Section]:
             "6. State transitions",
             [
                 [
-                    _time(t["time"]),
+                    _stamp(t["time"]),
                     t["actor"],
                     f"{t['from'] or 'new'} → {t['to']}",
                     _s(t["line"]),
@@ -196,17 +201,24 @@ def sections(record: dict[str, Any]) -> list[Section]:
             "7. Alarms during the job",
             [
                 [
-                    _time(a["raised_at"]),
+                    _stamp(a["raised_at"]),
                     a["device"],
                     a["name"],
                     a["severity"],
-                    _time(a["cleared_at"]),
+                    _stamp(a["cleared_at"]),
                     _s(a["acknowledged_by"]),
                 ]
                 for a in record["alarms"]
             ]
             or [["none", "—", "—", "—", "—", "—"]],
-            headers=["raised (UTC)", "device", "alarm", "severity", "cleared", "acknowledged by"],
+            headers=[
+                "raised (UTC)",
+                "device",
+                "alarm",
+                "severity",
+                "cleared (UTC)",
+                "acknowledged by",
+            ],
             widths=(1.5, 0.9, 1.4, 0.8, 1.5, 1.0),
         )
     )
@@ -234,6 +246,13 @@ def sections(record: dict[str, Any]) -> list[Section]:
                     ("verified" if ver["chain_ok"] else "BROKEN") + f": {ver['message']}",
                 ],
                 ["Chain head", f"record {ver['head_seq']}, {ver['head_hash']}"],
+                [
+                    "Job content",
+                    "matches its content SHA-256 (recomputed from the stored job)"
+                    if ver["content_ok"]
+                    else "DOES NOT MATCH its content SHA-256: the job was changed after "
+                    f"it was recorded (now {ver['content_sha256_recomputed']})",
+                ],
                 ["Job's last record", _s(ver["job_last_seq"])],
                 [
                     "Checkpoint",
