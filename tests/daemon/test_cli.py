@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,18 +16,20 @@ from labdevices.testing._mqtt import MosquittoBroker
 from .conftest import make_config
 
 
-async def _cli(*args: str, timeout: float = 60) -> tuple[int, str]:
+async def _cli(*args: str, timeout: float = 60, stdin: str | None = None) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "labdevices",
         *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
     )
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        data = None if stdin is None else stdin.encode()
+        out, _ = await asyncio.wait_for(proc.communicate(data), timeout)
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -69,8 +72,62 @@ async def test_submit_wait_alarms_and_a_tampered_audit_trail(
 
 async def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     db = tmp_path / "demo.db"
-    code, out = await _cli("demo", "--layers", "2", "--db", str(db), timeout=120)
+    records = tmp_path / "records"
+    code, out = await _cli(
+        "demo", "--layers", "2", "--db", str(db), "--record-dir", str(records), timeout=120
+    )
     assert code == 0, out
     assert "completed" in out and "DEMO-0001" in out and "acknowledged" in out
     assert "audit chain intact" in out
     assert db.exists()
+    # GMP: held until the supervisor's signature; the record names both people
+    assert "job 1 is held" in out
+    assert "Olivia Operator (olivia)" in out
+    assert "Sam Supervisor (sam)" in out and "approved for printing" in out
+    pdf = records / "batch-record-DEMO-0001-job1.pdf"
+    assert out.rstrip().splitlines()[-1].startswith("batch record written: ")
+    assert str(pdf.resolve()) in " ".join(out.split())
+    done = await asyncio.to_thread(
+        subprocess.run, ["pdftotext", str(pdf), "-"], check=True, capture_output=True, text=True
+    )
+    text = done.stdout
+    assert "Olivia Operator" in text and "Sam Supervisor" in text
+    assert (records / "batch-record-DEMO-0001-job1.json").exists()
+
+
+async def test_sign_shows_what_is_signed_and_asks_for_the_password(
+    mqtt_broker: MosquittoBroker, site: str, tmp_path: Path
+) -> None:
+    from labdevices.client import LabClient
+    from labdevices.store import SqliteDatabase
+
+    db = tmp_path / "lab.db"
+    with SqliteDatabase(db) as store:
+        store.add_user("olivia", "Olivia Operator", ["operator"], by="admin", reason="t")
+        store.add_user(
+            "sam",
+            "Sam Supervisor",
+            ["supervisor"],
+            by="admin",
+            reason="t",
+            password="copper-m-3838",
+        )
+    loaded = make_config(site, mqtt_broker, db, "/dev/null-printer")
+    devices = dict(loaded.config.devices)
+    devices["printer"] = devices["printer"].model_copy(update={"require_release": True})
+    loaded.config = loaded.config.model_copy(update={"devices": devices})
+    bus = ["--broker", mqtt_broker.url, "--site", site, "--actor", "sam"]
+    async with Daemon(loaded), LabClient(mqtt_broker.url, site=site, actor="olivia") as olivia:
+        job = await olivia.submit(printer="printer", gcode="G28\n", batch_id="B-9")
+        assert job.state == "held" and job.content_sha256 is not None
+        args = ["sign", str(job.job_id), "--meaning", "approved", "--password-stdin", *bus]
+        code, out = await _cli(*args, stdin="wrong-password\n")
+        assert code == 2 and "error:" in out and "signed:" not in out, out
+        assert (await olivia.job(job.job_id)).state == "held"
+        code, out = await _cli(*args, "--comment", "checked", stdin="copper-m-3838\n")
+        assert code == 0, out
+        assert job.content_sha256 in out and "B-9" in out and "G-code SHA-256" in out
+        assert "signed: Sam Supervisor (sam)" in out and "approved for printing" in out
+        assert "is queued" in out
+        after = await olivia.job(job.job_id)
+    assert [s.comment for s in after.signatures] == ["checked"]

@@ -152,6 +152,13 @@ async def follow_with_progress(lab: LabClient, submit_args: dict[str, Any]) -> J
     return await lab.job(info.job_id)
 
 
+def _bioink(b: Any) -> str:
+    if not isinstance(b, dict):
+        return str(b)
+    name = str(b.get("name", b))
+    return f"{name} (lot {b['lot']})" if b.get("lot") else name
+
+
 def print_job(job: JobInfo) -> None:
     table = Table(title=f"job {job.job_id}", show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -161,13 +168,21 @@ def print_job(job: JobInfo) -> None:
         ("printer", job.printer),
         ("batch", job.batch_id or "—"),
         ("patient", job.patient_id or "—"),
-        ("bioinks", ", ".join(str(b.get("name", b)) for b in job.bioinks) or "—"),
+        ("bioinks", ", ".join(_bioink(b) for b in job.bioinks) or "—"),
         ("G-code SHA-256", job.gcode_sha256 or "—"),
         ("lines", f"{job.line} of {job.lines_total} acknowledged"),
         ("error", job.error or "—"),
     ]
     if job.started_at and job.ended_at:
         rows.append(("duration", f"{job.ended_at - job.started_at:.1f} s"))
+    if job.submitted_by:
+        who = job.submitted_by
+        rows.insert(
+            1,
+            ("submitted by", f"{job.submitted_by_name} ({who})" if job.submitted_by_name else who),
+        )
+    for sig in job.signatures:
+        rows.append(("signed", sig.manifestation))
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)
@@ -273,6 +288,7 @@ DEMO_JOB: dict[str, Any] = {
             "valve_lag_s": 0.05,
             "bioink": {
                 "name": "alginate 1.5% w/v",
+                "lot": "ALG-DEMO-0117",
                 "cell_density_per_ml": 1e6,
                 "rheology": {"consistency_pa_sn": 0.924, "flow_index": 0.686},
             },
@@ -292,6 +308,13 @@ DEMO_JOB: dict[str, Any] = {
 }
 
 
+#: The demo's users. DEMO-ONLY passwords, printed by the demo itself: never use them in a lab.
+DEMO_USERS: dict[str, tuple[str, str, str]] = {
+    "olivia": ("Olivia Operator", "operator", "demo-only-tulip-7"),
+    "sam": ("Sam Supervisor", "supervisor", "demo-only-copper-3"),
+}
+
+
 @app.command("demo")
 def demo(
     db: Annotated[
@@ -303,26 +326,72 @@ def demo(
         Path | None,
         typer.Option("-c", "--config", help="daemon config (default: config/demo.toml)"),
     ] = None,
+    record_dir: Annotated[
+        Path,
+        typer.Option(help="folder for the batch record (PDF and its JSON electronic copy)"),
+    ] = Path("."),
 ) -> None:
-    """Simulated lab + daemon (embedded broker, SQLite) + a planned scaffold print, end to end."""
+    """Simulated lab + daemon (embedded broker, SQLite) in GMP mode: an operator submits a
+    planned scaffold print, a supervisor releases it with an electronic signature, it runs,
+    and the batch record (PDF + JSON) is written."""
     from .._resources import data_dir
     from ..daemon import load_config
+    from ..store import SqliteDatabase, verify_audit
+    from ._record import write_record
 
     loaded = load_config(config or data_dir("config") / "demo.toml", overrides={"bus": {}})
     with tempfile.TemporaryDirectory(prefix="labdevices-demo-") as tmp:
         path = db or Path(tmp) / "labdevices-demo.db"
         store = loaded.config.store.model_copy(update={"path": path})
-        loaded.config = loaded.config.model_copy(update={"store": store})
+        # GMP mode on every printer: jobs wait, held, for a supervisor's release signature
+        devices = {
+            name: dev.model_copy(update={"require_release": True})
+            if name in loaded.profiles and loaded.profiles[name].driver == "gcode"
+            else dev
+            for name, dev in loaded.config.devices.items()
+        }
+        loaded.config = loaded.config.model_copy(update={"store": store, "devices": devices})
+        with SqliteDatabase(path) as sdb:
+            for user, (full_name, role, password) in DEMO_USERS.items():
+                if sdb.find_user(user) is None:
+                    sdb.add_user(
+                        user, full_name, [role], by="demo", reason="demo users", password=password
+                    )
+        console.print(
+            "[bold]demo users[/] (passwords are [bold red]demo-only[/]): "
+            + ", ".join(f"{u} = {n} ({r}, password {p!r})" for u, (n, r, p) in DEMO_USERS.items())
+        )
         job = dict(DEMO_JOB, object=dict(DEMO_JOB["object"], layers=layers))
         final = asyncio.run(_demo(loaded, job))
         print_job(final)
-        from ..store import verify_audit
-
         result = verify_audit(path)
         mark = "[bold green]✓[/]" if result.ok else "[bold red]✗[/]"
         console.print(f"{mark} audit chain: {result.message}", highlight=False)
+        stem = f"batch-record-{final.batch_id or 'job'}-job{final.job_id}"
+        pdf = write_record(path, final.job_id, record_dir / f"{stem}.pdf", "pdf")
+        electronic = write_record(path, final.job_id, record_dir / f"{stem}.json", "json")
+    console.print(
+        f"[bold]batch record[/] written: {pdf.resolve()} (electronic copy: {electronic.resolve()})",
+        highlight=False,
+        soft_wrap=True,
+    )
     if final.state != "completed" or not result.ok:
         raise typer.Exit(1)
+
+
+async def follow_job(lab: LabClient, job: JobInfo) -> JobInfo:
+    """Show a progress bar for a job already submitted, until it ends; return its final record."""
+    with _progress_bar() as bar:
+        task = bar.add_task(
+            f"job {job.job_id} on {job.printer}", total=job.lines_total, state=job.state
+        )
+        async with contextlib.aclosing(lab.follow(job.job_id)) as events:
+            async for event in events:
+                fields: dict[str, Any] = {"completed": event.line}
+                if event.state is not None:
+                    fields["state"] = event.state
+                bar.update(task, **fields)
+    return await lab.job(job.job_id)
 
 
 async def _demo(loaded: LoadedConfig, job: dict[str, Any]) -> JobInfo:
@@ -339,10 +408,37 @@ async def _demo(loaded: LoadedConfig, job: dict[str, Any]) -> JobInfo:
         printer = next(name for name, slot in d.slots.items() if slot.is_printer)
         async with asyncio.timeout(30):
             await d.slots[printer].wait_ready()
-        async with LabClient(d.broker_url, site=d.site, actor="demo") as lab:
-            for info in await lab.devices():
+        async with (
+            LabClient(d.broker_url, site=d.site, actor="olivia") as olivia,
+            LabClient(d.broker_url, site=d.site, actor="sam") as sam,
+        ):
+            for info in await olivia.devices():
                 console.print(f"  {info.name:<12} {info.state:<10} {info.profile}")
-            console.print("[bold]submitting[/] a scaffold print planned by the toolpath core …")
-            final = await follow_with_progress(lab, {"printer": printer, "job": job})
+            console.print(
+                "[bold]olivia[/] (operator) submits a scaffold print planned by the toolpath core …"
+            )
+            held = await olivia.submit(printer=printer, job=job)
+            console.print(
+                f"  job {held.job_id} is [bold]{held.state}[/]: GMP mode, it waits for a "
+                "supervisor's release signature (olivia cannot release her own job)"
+            )
+            console.print(
+                f"[bold]sam[/] (supervisor) reviews job {held.job_id}: batch {held.batch_id}, "
+                f"patient {held.patient_id}, G-code SHA-256 {held.gcode_sha256}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            _, released = await sam.sign(
+                held.job_id,
+                meaning="approved for printing",
+                password=DEMO_USERS["sam"][2],
+                comment="spec, bioink lot and G-code checked",
+                content_sha256=held.content_sha256,
+            )
+            console.print(
+                f"  signed [bold]approved for printing[/] (password re-entered): "
+                f"job {held.job_id} is {released.state}"
+            )
+            final = await follow_job(olivia, released)
     console.print("[bold]shut down[/]: jobs settled, devices closed, store flushed")
     return final

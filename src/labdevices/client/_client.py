@@ -85,6 +85,8 @@ class JobInfo:
     events: list[dict[str, Any]] = field(default_factory=list)
     name: str | None = None
     submitted_by: str | None = None
+    #: the submitter's printed name (None when the id names no registered user)
+    submitted_by_name: str | None = None
     profile: str | None = None
     #: SHA-256 of what a signature on this job signs (spec, G-code hash, bioinks with lots)
     content_sha256: str | None = None

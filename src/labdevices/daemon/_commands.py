@@ -21,7 +21,7 @@ from ..bus import BusClient, MalformedRequest, Request, UnknownCommand
 from ..devices import Sample
 from ..devices.gcode import GcodePrinter
 from ..errors import DeviceTimeoutError, LabDeviceError, Unauthenticated
-from ..store import Store, StoreError
+from ..store import JobRecord, Store, StoreError
 from ._errors import UnknownAlarm, UnknownDevice, UnknownJob, UnknownSignal
 from ._interlocks import alarm_json
 from ._jobs import JobManager, job_json, signature_json
@@ -306,7 +306,14 @@ class CommandRouter:
         job_id = _int(request.args, "job_id", None)
         assert job_id is not None
         job = await self.jobs.get(job_id)
-        return job_json(job, await self.store.list_signatures(f"job/{job_id}"))
+        return await self._job_record(job)
+
+    async def _job_record(self, job: JobRecord) -> JsonValue:
+        """A job with its signatures and its submitter's printed name (the job record)."""
+        out = job_json(job, await self.store.list_signatures(f"job/{job.id}"))
+        user = await self.store.find_user(job.submitted_by) if job.submitted_by else None
+        out["submitted_by_name"] = None if user is None else user.full_name
+        return out
 
     async def _sign(self, request: Request) -> JsonValue:
         """An electronic signature on a job (21 CFR 11.50, 11.200): the signer re-enters user id
@@ -335,10 +342,9 @@ class CommandRouter:
             raise
         assert result.job is not None
         self.jobs.signed(result.job)
-        signatures = await self.store.list_signatures(f"job/{job_id}")
         return {
             "signature": signature_json(result.signature),
-            "job": job_json(result.job, signatures),
+            "job": await self._job_record(result.job),
         }
 
 

@@ -92,6 +92,14 @@ def _telemetry(db: SqliteDatabase, job: JobRecord) -> dict[str, Any]:
     return out
 
 
+def _full_name(db: SqliteDatabase, user_id: str | None) -> str | None:
+    """The printed name of a registered user (None for ids that name no user, e.g. scripts)."""
+    if user_id is None:
+        return None
+    user = db.find_user(user_id)
+    return None if user is None else user.full_name
+
+
 def collect_record(db: SqliteDatabase, job_id: int) -> dict[str, Any]:
     """Everything an inspector reads about one job, from the open store ``db``."""
     job = db.get_job(job_id)
@@ -170,6 +178,7 @@ def collect_record(db: SqliteDatabase, job_id: int) -> dict[str, Any]:
             "batch_id": job.batch_id,
             "patient_id": job.patient_id,
             "submitted_by": job.submitted_by,
+            "submitted_by_name": _full_name(db, job.submitted_by),
             "release_required": job.release_required,
             "created_at": utc(job.created_at),
             "started_at": utc(job.started_at),

@@ -8,11 +8,11 @@ from typing import Any
 __all__ = ["telemetry_plots"]
 
 #: at most this many signals of one device are drawn (the table lists them all)
-MAX_PANELS = 4
+MAX_PANELS = 3
 
 
 def _panels(signals: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    drawn = [(name, s) for name, s in signals.items() if len(s["samples"]) >= 2]
+    drawn = [(name, s) for name, s in signals.items() if s["samples"]]
     # flat lines say little: the signals that moved most first, keeping a stable order
     drawn.sort(key=lambda item: item[1]["max"] == item[1]["min"])
     return drawn[:MAX_PANELS]
@@ -39,8 +39,9 @@ def telemetry_plots(record: dict[str, Any], *, dpi: int = 130) -> dict[str, byte
         fig = Figure(figsize=(7.0, 1.25 * len(panels) + 0.5), dpi=dpi)
         axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
         for ax, (name, s) in zip(axes, panels, strict=True):
-            ts = [(t - start) / scale for t, _ in s["samples"]]
-            vs = [v for _, v in s["samples"]]
+            # a stored value holds until the next one (deadband storage): draw it to the end
+            ts = [(t - start) / scale for t, _ in s["samples"]] + [span / scale]
+            vs = [v for _, v in s["samples"]] + [s["samples"][-1][1]]
             ax.plot(ts, vs, color="#1f4e79", linewidth=1.0, drawstyle="steps-post")
             label = f"{name} [{s['unit']}]" if s["unit"] else name
             ax.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")

@@ -88,7 +88,12 @@ def sections(record: dict[str, Any]) -> list[Section]:
                 ["Batch", _s(job["batch_id"])],
                 ["Patient", _s(job["patient_id"])],
                 ["State", job["state"] + (f" — {job['error']}" if job["error"] else "")],
-                ["Submitted by", _s(job["submitted_by"])],
+                [
+                    "Submitted by",
+                    f"{job['submitted_by_name']} ({job['submitted_by']})"
+                    if job.get("submitted_by_name")
+                    else _s(job["submitted_by"]),
+                ],
                 [
                     "GMP release",
                     "required (supervisor signature, two-person rule)"
@@ -232,6 +237,7 @@ def sections(record: dict[str, Any]) -> list[Section]:
             "8. Telemetry",
             tele_rows or [["none", "—", "—", "—", "—", "—", "—"]],
             headers=["device", "signal", "unit", "samples", "min", "mean", "max"],
+            widths=(1.0, 1.7, 0.6, 0.7, 0.8, 0.8, 0.8),
             note=f"From {_time(record['telemetry']['start'])} to "
             f"{_time(record['telemetry']['end'])}.",
         )
