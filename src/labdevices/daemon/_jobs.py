@@ -212,7 +212,7 @@ class JobManager:
             lines_total=len(commands),
             reason=_str(args, "name"),
             gcode=gcode,
-            name=_str(args, "name"),
+            name=_str(args, "name") or (planned or {}).get("name"),
             profile=slot.config.profile,
             spec=spec,
             release_required=slot.config.require_release,
