@@ -10,23 +10,27 @@ from pathlib import Path
 
 from labdevices.daemon import Daemon
 from labdevices.sim.printer import SimPrinterConfig, SimulatedPrinter
+from labdevices.testing._auth import TEST_PASSWORD, add_test_user
 from labdevices.testing._mqtt import MosquittoBroker
 
 from .conftest import make_config
 
 
-async def _cli(*args: str, timeout: float = 60) -> tuple[int, str]:
+async def _cli(
+    *args: str, timeout: float = 60, stdin: str = "", env: dict[str, str] | None = None
+) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "labdevices",
         *args,
+        stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(env or {})},
     )
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        out, _ = await asyncio.wait_for(proc.communicate(stdin.encode()), timeout)
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -41,17 +45,34 @@ async def test_submit_wait_alarms_and_a_tampered_audit_trail(
     db = tmp_path / "lab.db"
     gcode = tmp_path / "lattice.gcode"
     gcode.write_text("; a tiny print\nG28\nG1 X10 Y10 F600\nG1 X20 Y10\nM400\n")
-    bus = ["--broker", mqtt_broker.url, "--site", site, "--actor", "dave"]
+    bus = ["--broker", mqtt_broker.url, "--site", site]
+    add_test_user(db, "dave", ["operator"], password=TEST_PASSWORD)
+    home = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
     async with SimulatedPrinter(config=SimPrinterConfig(time_scale=0.01)) as sim:
         assert sim.port is not None
         async with Daemon(make_config(site, mqtt_broker, db, sim.port)):
-            code, out = await _cli("submit", str(gcode), "--wait", "--batch-id", "B-1", *bus)
+            code, out = await _cli("submit", str(gcode), *bus, env=home)
+            assert code == 2 and "log in first" in out, out
+            code, out = await _cli(
+                "login", "--user", "dave", *bus, stdin=TEST_PASSWORD + "\n", env=home
+            )
+            assert code == 0 and "logged in as dave (operator)" in out, out
+            session_file = tmp_path / "config" / "labdevices" / "sessions" / f"{site}.json"
+            assert session_file.stat().st_mode & 0o777 == 0o600
+            assert TEST_PASSWORD not in session_file.read_text()
+            code, out = await _cli("whoami", *bus, env=home)
+            assert code == 0 and "dave (Dave), roles operator" in out, out
+            code, out = await _cli(
+                "submit", str(gcode), "--wait", "--batch-id", "B-1", *bus, env=home
+            )
             assert code == 0, out
             assert "completed" in out and "4 of 4 acknowledged" in out and "B-1" in out
-            code, out = await _cli("alarms", *bus)
+            code, out = await _cli("alarms", *bus, env=home)
             assert code == 0, out
-            code, out = await _cli("alarms", "--ack", "99", *bus)
+            code, out = await _cli("alarms", "--ack", "99", *bus, env=home)
             assert code == 2 and "unknown_alarm" not in out and "no alarm with id 99" in out
+            code, out = await _cli("logout", *bus, env=home)
+            assert code == 0 and not session_file.exists(), out
 
     code, out = await _cli("audit", "verify", "--db", str(db))
     assert code == 0, out
@@ -72,5 +93,6 @@ async def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     code, out = await _cli("demo", "--layers", "2", "--db", str(db), timeout=120)
     assert code == 0, out
     assert "completed" in out and "DEMO-0001" in out and "acknowledged" in out
+    assert "logged in as demo-operator" in out
     assert "audit chain intact" in out
     assert db.exists()

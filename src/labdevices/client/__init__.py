@@ -10,6 +10,7 @@ from ._client import (
     Reading,
     SignalInfo,
 )
+from ._session import Session, default_session_path
 
 __all__ = [
     "TERMINAL_JOB_STATES",
@@ -19,5 +20,7 @@ __all__ = [
     "JobInfo",
     "LabClient",
     "Reading",
+    "Session",
     "SignalInfo",
+    "default_session_path",
 ]

@@ -155,6 +155,14 @@ class CommandRouter:
             await self._audit_refusal(request, "daemon", name, exc)
             raise
 
+    def knows(self, scope: str, name: str) -> bool:
+        """Whether a handler serves ``name`` (for the request guard's fail-closed check)."""
+        if scope == "device":
+            return name in self.device_commands
+        if scope == "daemon":
+            return name in self.daemon_commands
+        return scope == "jobs" and name == "submit"
+
     async def _audit_refusal(
         self, request: Request, obj: str, name: str, exc: LabDeviceError
     ) -> None:
@@ -163,7 +171,7 @@ class CommandRouter:
                 request.actor,
                 "command.refused",
                 obj,
-                new={"command": name, "args": request.args, "request_id": request.id},
+                new={"command": name, "args": redact(request.args), "request_id": request.id},
                 reason=f"[{exc.code}] {exc.message}",
             )
         except LabDeviceError as store_exc:
@@ -314,6 +322,14 @@ async def _timed(coro: Awaitable[Sample], device: str, what: str) -> Sample:
         raise DeviceTimeoutError(
             f"{what} took longer than {_READ_TIMEOUT_S} s", device=device
         ) from None
+
+
+def redact(args: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    """The args without secrets (passwords), as they may be audited or logged."""
+    return {
+        k: "***" if ("password" in k.lower() or "secret" in k.lower()) else v
+        for k, v in args.items()
+    }
 
 
 def _split(topic: str, first: int, second: int) -> tuple[str, str]:
