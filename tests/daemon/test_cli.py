@@ -11,25 +11,27 @@ from pathlib import Path
 
 from labdevices.daemon import Daemon
 from labdevices.sim.printer import SimPrinterConfig, SimulatedPrinter
+from labdevices.testing._auth import TEST_PASSWORD, add_test_user
 from labdevices.testing._mqtt import MosquittoBroker
 
 from .conftest import make_config
 
 
-async def _cli(*args: str, timeout: float = 60, stdin: str | None = None) -> tuple[int, str]:
+async def _cli(
+    *args: str, timeout: float = 60, stdin: str = "", env: dict[str, str] | None = None
+) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "labdevices",
         *args,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(env or {})},
     )
     try:
-        data = None if stdin is None else stdin.encode()
-        out, _ = await asyncio.wait_for(proc.communicate(data), timeout)
+        out, _ = await asyncio.wait_for(proc.communicate(stdin.encode()), timeout)
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -44,17 +46,34 @@ async def test_submit_wait_alarms_and_a_tampered_audit_trail(
     db = tmp_path / "lab.db"
     gcode = tmp_path / "lattice.gcode"
     gcode.write_text("; a tiny print\nG28\nG1 X10 Y10 F600\nG1 X20 Y10\nM400\n")
-    bus = ["--broker", mqtt_broker.url, "--site", site, "--actor", "dave"]
+    bus = ["--broker", mqtt_broker.url, "--site", site]
+    add_test_user(db, "dave", ["operator"], password=TEST_PASSWORD)
+    home = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
     async with SimulatedPrinter(config=SimPrinterConfig(time_scale=0.01)) as sim:
         assert sim.port is not None
         async with Daemon(make_config(site, mqtt_broker, db, sim.port)):
-            code, out = await _cli("submit", str(gcode), "--wait", "--batch-id", "B-1", *bus)
+            code, out = await _cli("submit", str(gcode), *bus, env=home)
+            assert code == 2 and "log in first" in out, out
+            code, out = await _cli(
+                "login", "--user", "dave", *bus, stdin=TEST_PASSWORD + "\n", env=home
+            )
+            assert code == 0 and "logged in as dave (operator)" in out, out
+            session_file = tmp_path / "config" / "labdevices" / "sessions" / f"{site}.json"
+            assert session_file.stat().st_mode & 0o777 == 0o600
+            assert TEST_PASSWORD not in session_file.read_text()
+            code, out = await _cli("whoami", *bus, env=home)
+            assert code == 0 and "dave (Dave), roles operator" in out, out
+            code, out = await _cli(
+                "submit", str(gcode), "--wait", "--batch-id", "B-1", *bus, env=home
+            )
             assert code == 0, out
             assert "completed" in out and "4 of 4 acknowledged" in out and "B-1" in out
-            code, out = await _cli("alarms", *bus)
+            code, out = await _cli("alarms", *bus, env=home)
             assert code == 0, out
-            code, out = await _cli("alarms", "--ack", "99", *bus)
+            code, out = await _cli("alarms", "--ack", "99", *bus, env=home)
             assert code == 2 and "unknown_alarm" not in out and "no alarm with id 99" in out
+            code, out = await _cli("logout", *bus, env=home)
+            assert code == 0 and not session_file.exists(), out
 
     code, out = await _cli("audit", "verify", "--db", str(db))
     assert code == 0, out
@@ -78,6 +97,7 @@ async def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     )
     assert code == 0, out
     assert "completed" in out and "DEMO-0001" in out and "acknowledged" in out
+    assert "logged in as olivia (operator) and as sam (supervisor)" in out
     assert "audit chain intact" in out
     assert db.exists()
     # GMP: held until the supervisor's signature; the record names both people
@@ -99,28 +119,24 @@ async def test_sign_shows_what_is_signed_and_asks_for_the_password(
     mqtt_broker: MosquittoBroker, site: str, tmp_path: Path
 ) -> None:
     from labdevices.client import LabClient
-    from labdevices.store import SqliteDatabase
+    from labdevices.testing._auth import add_test_user, issue_session
 
     db = tmp_path / "lab.db"
-    with SqliteDatabase(db) as store:
-        store.add_user("olivia", "Olivia Operator", ["operator"], by="admin", reason="t")
-        store.add_user(
-            "sam",
-            "Sam Supervisor",
-            ["supervisor"],
-            by="admin",
-            reason="t",
-            password="copper-m-3838",
-        )
+    add_test_user(db, "sam", ["supervisor"], password="copper-m-3838", full_name="Sam Supervisor")
+    session_file = issue_session(db, "sam", site=site).save(tmp_path / "sam-session.json")
     loaded = make_config(site, mqtt_broker, db, "/dev/null-printer")
     devices = dict(loaded.config.devices)
     devices["printer"] = devices["printer"].model_copy(update={"require_release": True})
     loaded.config = loaded.config.model_copy(update={"devices": devices})
-    bus = ["--broker", mqtt_broker.url, "--site", site, "--actor", "sam"]
-    async with Daemon(loaded), LabClient(mqtt_broker.url, site=site, actor="olivia") as olivia:
+    bus = ["--broker", mqtt_broker.url, "--site", site, "--session-file", str(session_file)]
+    olivia_session = issue_session(db, "olivia", site=site)
+    async with (
+        Daemon(loaded),
+        LabClient(mqtt_broker.url, site=site, session=olivia_session) as olivia,
+    ):
         job = await olivia.submit(printer="printer", gcode="G28\n", batch_id="B-9")
         assert job.state == "held" and job.content_sha256 is not None
-        args = ["sign", str(job.job_id), "--meaning", "approved", "--password-stdin", *bus]
+        args = ["sign", str(job.job_id), "--meaning", "approved", *bus]
         code, out = await _cli(*args, stdin="wrong-password\n")
         assert code == 2 and "error:" in out and "signed:" not in out, out
         assert (await olivia.job(job.job_id)).state == "held"

@@ -15,6 +15,7 @@ from labdevices.daemon import Daemon, UnknownDevice, UnknownSignal
 from labdevices.errors import LimitViolation
 from labdevices.sim.printer import SimPrinterConfig, SimulatedPrinter
 from labdevices.store import SqliteDatabase
+from labdevices.testing._auth import issue_session
 from labdevices.testing._mqtt import MosquittoBroker
 
 from .conftest import make_config
@@ -28,7 +29,9 @@ async def test_reads_writes_and_bad_commands(
         assert sim.port is not None
         async with (
             Daemon(make_config(site, mqtt_broker, db, sim.port)) as daemon,
-            LabClient(mqtt_broker.url, site=site, actor="bob") as lab,
+            LabClient(
+                mqtt_broker.url, site=site, session=issue_session(db, "bob", site=site)
+            ) as lab,
         ):
             await daemon.slots["printer"].wait_ready()
             devices = await lab.devices()
@@ -62,19 +65,20 @@ async def test_reads_writes_and_bad_commands(
             async with lab.bus.subscribe(inbox + "/raw") as raw:
                 topic = lab.topics.command("printer", "write")
                 await lab.bus.publish(
-                    topic, json.dumps({"reply_to": inbox + "/raw", "id": "x1"}).encode()
+                    topic, json.dumps({"reply_to": inbox + "/raw", "id": "x1", "args": 5}).encode()
                 )
                 reply = parse_reply((await raw.get()).payload)
                 assert not reply.ok and reply.error.code == "malformed_request"
-                assert "actor" in reply.error.message
+                assert "args" in reply.error.message
                 late = Request(
                     id=uuid.uuid4().hex,
                     reply_to=inbox + "/raw",
-                    actor="bob",
                     args={"signal": "bed_temperature_setpoint", "value": 20.0},
                     deadline=time.time() - 1,
                 )
-                await lab.bus.publish(topic, late.model_dump_json().encode())
+                assert lab.session is not None
+                late = lab.session.sign(topic, late)
+                await lab.bus.publish(topic, late.model_dump_json(exclude_unset=True).encode())
                 reply = parse_reply((await raw.get()).payload)
                 assert not reply.ok and reply.error.code == DeadlineExceeded.code
 

@@ -10,6 +10,7 @@ from labdevices.client import AlarmInfo, LabClient
 from labdevices.daemon import Daemon, InterlockConfig
 from labdevices.sim.printer import SimPrinterConfig, SimulatedPrinter
 from labdevices.store import SqliteDatabase, verify_audit
+from labdevices.testing._auth import issue_session
 from labdevices.testing._mqtt import MosquittoBroker
 
 from .conftest import make_config
@@ -39,7 +40,9 @@ async def test_overheating_printhead_pauses_the_job_and_raises_an_alarm(
         config = make_config(site, mqtt_broker, db, sim.port, interlocks=[lock])
         async with (
             Daemon(config),
-            LabClient(mqtt_broker.url, site=site, actor="carol") as lab,
+            LabClient(
+                mqtt_broker.url, site=site, session=issue_session(db, "carol", site=site)
+            ) as lab,
             lab.alarm_events() as alarm_events,
         ):
             job_id = None
@@ -108,7 +111,9 @@ async def test_a_hot_bed_has_its_setpoint_held_and_an_estop_halts_the_printer(
         config = make_config(site, mqtt_broker, db, sim.port, interlocks=[lock])
         async with (
             Daemon(config) as daemon,
-            LabClient(mqtt_broker.url, site=site, actor="erin") as lab,
+            LabClient(
+                mqtt_broker.url, site=site, session=issue_session(db, "erin", site=site)
+            ) as lab,
             lab.alarm_events() as alarm_events,
         ):
             await daemon.slots["printer"].wait_ready()

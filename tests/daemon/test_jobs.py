@@ -11,6 +11,7 @@ from labdevices.devices.gcode import load_gcode
 from labdevices.profiles import load_profile
 from labdevices.sim.printer import SimPrinterConfig, SimulatedPrinter
 from labdevices.store import JobState, verify_audit
+from labdevices.testing._auth import issue_session
 from labdevices.testing._mqtt import MosquittoBroker
 from labdevices.toolpath import PrintJob, plan_job
 
@@ -29,7 +30,9 @@ async def test_a_planned_job_runs_exactly_as_planned_and_the_audit_chain_verifie
         assert sim.port is not None
         async with (
             Daemon(make_config(site, mqtt_broker, db, sim.port)),
-            LabClient(mqtt_broker.url, site=site, actor="alice") as lab,
+            LabClient(
+                mqtt_broker.url, site=site, session=issue_session(db, "alice", site=site)
+            ) as lab,
         ):
             events: list[JobEvent] = []
             info: JobInfo | None = None

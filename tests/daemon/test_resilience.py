@@ -13,6 +13,7 @@ from labdevices.client import JobEvent, JobInfo, LabClient
 from labdevices.daemon import Daemon
 from labdevices.sim.printer import SimPrinterConfig, SimulatedPrinter
 from labdevices.store import JobState, SqliteDatabase, verify_audit
+from labdevices.testing._auth import issue_session
 from labdevices.testing._mqtt import MosquittoBroker
 
 from .conftest import long_job, make_config
@@ -25,7 +26,13 @@ async def test_broker_restart_mid_job_loses_no_event_or_reply(
         assert sim.port is not None
         async with (
             Daemon(make_config(site, mqtt_broker, tmp_path / "lab.db", sim.port)) as daemon,
-            LabClient(mqtt_broker.url, site=site, client_id=f"c-{site}", timeout=30) as lab,
+            LabClient(
+                mqtt_broker.url,
+                site=site,
+                client_id=f"c-{site}",
+                timeout=30,
+                session=issue_session(tmp_path / "lab.db", "olga", site=site),
+            ) as lab,
         ):
             events: list[JobEvent] = []
             read: asyncio.Task[object] | None = None
@@ -95,7 +102,9 @@ async def test_a_daemon_killed_mid_job_comes_back_with_the_job_interrupted(
         _write_config(config, site, mqtt_broker, db, sim.port)
         proc = await _start_daemon(config)
         try:
-            async with LabClient(mqtt_broker.url, site=site, timeout=30) as lab:
+            async with LabClient(
+                mqtt_broker.url, site=site, timeout=30, session=issue_session(db, "olga", site=site)
+            ) as lab:
                 job_id = 0
                 async with contextlib.aclosing(
                     lab.run(printer="printer", gcode=long_job())
@@ -118,7 +127,9 @@ async def test_a_daemon_killed_mid_job_comes_back_with_the_job_interrupted(
 
         proc = await _start_daemon(config)
         try:
-            async with LabClient(mqtt_broker.url, site=site) as lab:
+            async with LabClient(
+                mqtt_broker.url, site=site, session=issue_session(db, "olga", site=site)
+            ) as lab:
                 job = await lab.job(job_id)
                 assert job.state == "interrupted"
                 assert job.line == killed.last_ack_line

@@ -11,6 +11,7 @@ from labdevices.client import JobInfo, LabClient
 from labdevices.daemon import Daemon, DeviceConfig, InterlockConfig
 from labdevices.sim.printer import SimPrinterConfig, SimulatedPrinter
 from labdevices.store import JobState, SqliteDatabase, verify_audit
+from labdevices.testing._auth import issue_session
 from labdevices.testing._mqtt import MosquittoBroker
 
 from .conftest import deadline, long_job, make_config
@@ -31,7 +32,9 @@ async def test_a_missing_device_is_retried_while_the_printer_serves_telemetry(
         )
         async with (
             deadline(30),
-            LabClient(mqtt_broker.url, site=site) as lab,
+            LabClient(
+                mqtt_broker.url, site=site, session=issue_session(db, "olga", site=site)
+            ) as lab,
             lab.bus.subscribe(lab.topics.state("incubator")) as incubator_states,
             lab.telemetry("printer") as readings,
             lab.alarm_events() as alarm_events,
@@ -67,7 +70,12 @@ async def test_stopping_the_daemon_mid_job_pauses_it_and_records_it_interrupted(
     job = "\n".join(["G28", "M126 S255", *long_job().splitlines()[1:]])  # valve open: depositing
     async with SimulatedPrinter(config=SimPrinterConfig(time_scale=0.02)) as sim:
         assert sim.port is not None
-        async with deadline(30), LabClient(mqtt_broker.url, site=site) as lab:
+        async with (
+            deadline(30),
+            LabClient(
+                mqtt_broker.url, site=site, session=issue_session(db, "olga", site=site)
+            ) as lab,
+        ):
             async with Daemon(make_config(site, mqtt_broker, db, sim.port)):
                 async with contextlib.aclosing(lab.run(printer="printer", gcode=job)) as stream:
                     async for item in stream:

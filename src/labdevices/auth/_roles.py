@@ -10,9 +10,11 @@ from collections.abc import Iterable
 
 __all__ = [
     "CAPABILITIES",
+    "COMMAND_CAPABILITIES",
     "ROLES",
     "ROLE_CAPABILITIES",
     "capabilities_of",
+    "capability_for",
     "validate_roles",
 ]
 
@@ -27,9 +29,11 @@ CAPABILITIES = (
     "record.sign",
     "users.manage",
     "estop",
+    "session",
 )
 
-_VIEWER = frozenset({"read", "estop"})
+# ``estop`` and ``session`` (whoami, logout) belong to anyone authenticated.
+_VIEWER = frozenset({"read", "estop", "session"})
 _OPERATOR = _VIEWER | {"setpoint.write", "job.submit", "job.control", "alarm.ack"}
 _SUPERVISOR = _OPERATOR | {"job.release", "record.sign"}
 _ADMIN = _SUPERVISOR | {"users.manage"}
@@ -55,7 +59,41 @@ def validate_roles(roles: Iterable[str]) -> tuple[str, ...]:
 
 def capabilities_of(roles: Iterable[str]) -> frozenset[str]:
     """What a user with these roles may do. Any authenticated user may stop everything."""
-    caps: set[str] = {"estop"}
+    caps: set[str] = {"estop", "session"}
     for role in roles:
         caps |= ROLE_CAPABILITIES.get(role, frozenset())
     return frozenset(caps)
+
+
+#: the capability each request needs: ``(scope, command)`` where scope is ``device`` (any
+#: ``{device}/cmd/{name}``), ``daemon`` (``daemon/cmd/{name}``) or ``jobs`` (``jobs/submit``).
+#: A command a handler serves but this table does not name is refused (fail closed).
+COMMAND_CAPABILITIES: dict[tuple[str, str], str] = {
+    ("device", "read"): "read",
+    ("device", "describe"): "read",
+    ("device", "write"): "setpoint.write",
+    ("device", "pause"): "job.control",
+    ("device", "resume"): "job.control",
+    ("device", "cancel"): "job.control",
+    ("device", "estop"): "estop",
+    ("jobs", "submit"): "job.submit",
+    ("daemon", "devices"): "read",
+    ("daemon", "alarms"): "read",
+    ("daemon", "jobs"): "read",
+    ("daemon", "job"): "read",
+    ("daemon", "record"): "read",
+    ("daemon", "signatures"): "read",
+    ("daemon", "audit"): "read",
+    ("daemon", "ack_alarm"): "alarm.ack",
+    ("daemon", "release"): "job.release",
+    ("daemon", "sign"): "record.sign",
+    ("daemon", "users"): "users.manage",
+    ("daemon", "config"): "users.manage",
+    ("daemon", "whoami"): "session",
+    ("daemon", "logout"): "session",
+}
+
+
+def capability_for(scope: str, command: str) -> str | None:
+    """The capability a command needs (None: the table does not name it)."""
+    return COMMAND_CAPABILITIES.get((scope, command))

@@ -1,7 +1,17 @@
 """The MQTT bus: topic layout, request/reply envelopes, a resilient client, telemetry batching, an embedded broker."""
 
 from ._broker import EmbeddedBroker, start_embedded_broker
-from ._client import BusClient, BusMessage, BusStats, Handler, Subscription, route_commands
+from ._client import (
+    BusClient,
+    BusMessage,
+    BusStats,
+    Handler,
+    RequestGuard,
+    RequestRefused,
+    Signer,
+    Subscription,
+    route_commands,
+)
 from ._envelopes import (
     DeadlineExceeded,
     ErrorBody,
@@ -46,7 +56,10 @@ __all__ = [
     "OkReply",
     "RemoteError",
     "Request",
+    "RequestGuard",
+    "RequestRefused",
     "SampleLike",
+    "Signer",
     "Subscription",
     "TelemetryPublisher",
     "TelemetryStats",

@@ -27,7 +27,7 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Protocol, Self
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -49,12 +49,52 @@ from ._envelopes import (
 )
 from ._topics import TopicNameError, Topics, parse_topic, validate_name, validate_publish_topic
 
-__all__ = ["BusClient", "BusMessage", "BusStats", "Handler", "Subscription", "route_commands"]
+__all__ = [
+    "BusClient",
+    "BusMessage",
+    "BusStats",
+    "Handler",
+    "RequestGuard",
+    "RequestRefused",
+    "Signer",
+    "Subscription",
+    "route_commands",
+]
 
 log = logging.getLogger("labdevices.bus")
 
 #: a responder: gets the validated request and the topic it came on, returns the JSON result
 Handler = Callable[[Request, str], Awaitable[JsonValue]]
+#: a requester's signer: the envelope about to go to a topic → the envelope with its credentials
+Signer = Callable[[str, Request], Request]
+
+
+class RequestRefused(Exception):
+    """Raised by a ``RequestGuard``: the request is not run.
+
+    ``error`` is replied to ``reply_to`` (None: no reply). ``duplicate``: it is a copy of a
+    request already admitted, handled as a duplicate delivery (its reply, if any, sent again).
+    """
+
+    def __init__(
+        self,
+        error: LabDeviceError | None = None,
+        *,
+        reply_to: str | None = None,
+        duplicate: bool = False,
+    ) -> None:
+        self.error = error
+        self.reply_to = reply_to
+        self.duplicate = duplicate
+        super().__init__(error.message if error else "duplicate request")
+
+
+class RequestGuard(Protocol):
+    """Decides, before any handler runs, whether a request is run and as whom."""
+
+    async def admit(self, request: Request, message: BusMessage) -> Request:
+        """The request as its handler should see it (``actor`` set), or ``RequestRefused``."""
+        ...
 
 
 @dataclass
@@ -69,6 +109,7 @@ class BusStats:
     requests_served: int = 0
     duplicate_requests: int = 0
     deadline_refused: int = 0
+    refused: int = 0
     malformed_replied: int = 0
     malformed_dropped: int = 0
     bad_replies: int = 0
@@ -177,11 +218,15 @@ class BusClient:
         session_expiry_s: int = 86400,
         send_window: int = 20,
         remember_requests: int = 4096,
+        inbox_owner: str | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self.topics = Topics(site)
         self.persistent = client_id is not None
         self.client_id = validate_name("client", client_id or f"ld-{uuid.uuid4().hex[:16]}")
-        self.reply_topic = self.topics.reply_inbox(self.client_id)
+        self.reply_topic = self.topics.reply_inbox(self.client_id, inbox_owner)
+        #: adds credentials to each request this client sends (see ``labdevices.auth``)
+        self.signer = signer
         self.status_topic = validate_publish_topic(status_topic) if status_topic else None
         self.stats = BusStats()
         self.broker = f"mqtt://{host}:{port}"
@@ -345,7 +390,9 @@ class BusClient:
         finally:
             await self._unsubscribe(topic_filter, deliver)
 
-    async def serve(self, topic_filter: str, handler: Handler) -> None:
+    async def serve(
+        self, topic_filter: str, handler: Handler, *, guard: RequestGuard | None = None
+    ) -> None:
         """Answer the requests arriving on ``topic_filter`` with ``handler`` until the client closes.
 
         The envelope is validated first; a malformed one gets a ``malformed_request``
@@ -353,6 +400,8 @@ class BusClient:
         request whose deadline has passed is refused with ``deadline_exceeded``, not run.
         A request id seen before is not run again: its reply is sent again.
         ``LabDeviceError``s raised by the handler become error replies with their code.
+        A ``guard`` admits each request first (authentication, authority, replay): what it
+        refuses never reaches the handler.
 
         A persistent client should serve before entering: what its session kept
         while it was away arrives right at connect, and only reaches the handlers
@@ -362,7 +411,7 @@ class BusClient:
         def deliver(message: BusMessage) -> None:
             if self._state != "open" or self._tasks is None:
                 return
-            task = self._tasks.create_task(self._handle_request(message, handler))
+            task = self._tasks.create_task(self._handle_request(message, handler, guard))
             self._handlers.add(task)
             task.add_done_callback(self._handlers.discard)
 
@@ -413,19 +462,23 @@ class BusClient:
         """
         device = _device_of(topic)
         request_id = uuid.uuid4().hex
-        envelope = Request(
-            id=request_id,
-            reply_to=self.reply_topic,
-            actor=actor or self.client_id,
-            args=args or {},
-            deadline=time.time() + timeout if deadline is None else deadline,
-        )
+        fields: dict[str, Any] = {
+            "id": request_id,
+            "reply_to": self.reply_topic,
+            "args": args or {},
+            "deadline": time.time() + timeout if deadline is None else deadline,
+        }
+        if actor is not None or self.signer is None:
+            fields["actor"] = actor or self.client_id
+        envelope = Request(**fields)
+        if self.signer is not None:
+            envelope = self.signer(topic, envelope)
         reply_future: asyncio.Future[OkReply | ErrorReply] = (
             asyncio.get_running_loop().create_future()
         )
         self._pending[request_id] = reply_future
         try:
-            self.post(topic, envelope.model_dump_json().encode(), qos=1)
+            self.post(topic, envelope.model_dump_json(exclude_unset=True).encode(), qos=1)
             async with asyncio.timeout(timeout):
                 reply = await reply_future
         except TimeoutError:
@@ -453,7 +506,9 @@ class BusClient:
             return
         future.set_result(reply)
 
-    async def _handle_request(self, message: BusMessage, handler: Handler) -> None:
+    async def _handle_request(
+        self, message: BusMessage, handler: Handler, guard: RequestGuard | None = None
+    ) -> None:
         try:
             request = parse_request(message.payload)
         except MalformedRequest as exc:
@@ -468,6 +523,25 @@ class BusClient:
             )
             return
         key = (request.reply_to, request.id)
+        if guard is not None:
+            try:
+                request = await guard.admit(request, message)
+            except RequestRefused as refused:
+                if refused.duplicate:
+                    self.stats.duplicate_requests += 1
+                    cached = self._seen.get(key)
+                    if cached is not None:
+                        self.post(request.reply_to, cached)
+                    return
+                self.stats.refused += 1
+                if refused.error is not None and refused.reply_to is not None:
+                    self.post(
+                        refused.reply_to,
+                        ErrorReply.from_error(request.id, refused.error)
+                        .model_dump_json(exclude_none=True)
+                        .encode(),
+                    )
+                return
         if key in self._seen:
             self.stats.duplicate_requests += 1
             cached = self._seen[key]

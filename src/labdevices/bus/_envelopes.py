@@ -90,13 +90,26 @@ _Id = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class Request(_Envelope):
-    """A request: ``deadline`` is wall-clock seconds since the epoch, after which it must not run."""
+    """A request: ``deadline`` is wall-clock seconds since the epoch, after which it must not run.
+
+    ``session``, ``t`` (when issued, epoch seconds) and ``mac`` authenticate it (see
+    ``labdevices.auth.request_mac``); a daemon that requires authentication decides who acts
+    from the session and sets ``actor`` to that user. A claimed ``actor`` must be that user.
+    """
 
     id: _Id
     reply_to: Annotated[str, Field(min_length=1, max_length=1024)]
-    actor: Annotated[str, Field(min_length=1, max_length=256)]
+    #: who acts: set by the daemon from the session; a claim in the payload must match it
+    actor: Annotated[str, Field(min_length=1, max_length=256)] = "anonymous"
     args: dict[str, JsonValue] = Field(default_factory=dict)
     deadline: float | None = None
+    session: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    t: float | None = None
+    mac: Annotated[str, Field(min_length=64, max_length=64)] | None = None
+
+    def signed_fields(self) -> dict[str, JsonValue]:
+        """The fields as sent (those the sender set), without the MAC: what the MAC covers."""
+        return self.model_dump(mode="json", exclude_unset=True, exclude={"mac"})
 
     @field_validator("reply_to")
     @classmethod

@@ -112,6 +112,7 @@ class Topics:
     labdevices/{site}/jobs/{id}/state         job state (retained)
     labdevices/{site}/daemon/status           the daemon's status, its last will marks it offline
     labdevices/{site}/clients/{id}/reply      a client's reply inbox
+    labdevices/{site}/clients/{user}/{id}/reply   ... of a logged-in user
     ```
     """
 
@@ -146,8 +147,19 @@ class Topics:
     def daemon_status(self) -> str:
         return f"{self.root}/daemon/status"
 
-    def reply_inbox(self, client_id: str) -> str:
+    def reply_inbox(self, client_id: str, owner: str | None = None) -> str:
+        """A client's inbox; with ``owner`` (the logged-in user) ``clients/{owner}/{client_id}/reply``,
+        so that the broker can let each user read only its own inboxes (``clients/{user}/#``)."""
+        if owner is not None:
+            return (
+                f"{self.root}/clients/{validate_name('user', owner)}/"
+                f"{validate_name('client', client_id)}/reply"
+            )
         return f"{self.root}/clients/{validate_name('client', client_id)}/reply"
+
+    def user_inboxes(self, user: str) -> str:
+        """Every inbox of one user end with this prefix's subtree (``clients/{user}/``)."""
+        return f"{self.root}/clients/{validate_name('user', user)}/"
 
     def clients_prefix(self) -> str:
         """Every reply topic starts with this; requests asking for a reply elsewhere are refused."""
@@ -183,6 +195,7 @@ class TopicInfo:
     name: str | None = None
     job_id: str | None = None
     client_id: str | None = None
+    user: str | None = None
 
 
 def parse_topic(topic: str) -> TopicInfo:
@@ -202,6 +215,8 @@ def parse_topic(topic: str) -> TopicInfo:
             return TopicInfo(site, "daemon_status")
         case ["clients", client_id, "reply"]:
             return TopicInfo(site, "reply", client_id=client_id)
+        case ["clients", user, client_id, "reply"]:
+            return TopicInfo(site, "reply", client_id=client_id, user=user)
         case [device, "state"] if device not in RESERVED_NAMES:
             return TopicInfo(site, "state", device=device)
         case [device, "telemetry"] if device not in RESERVED_NAMES:

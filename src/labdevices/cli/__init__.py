@@ -29,7 +29,16 @@ def _register() -> None:
     from . import _printer, _profiles, _sim  # noqa: F401  (commands register on import)
 
     # Command groups owned by other parts of the code base; each registers itself on import.
-    for optional in ("_toolpath", "_devices", "_store", "_daemon", "_record", "_sign"):
+    for optional in (
+        "_toolpath",
+        "_devices",
+        "_store",
+        "_daemon",
+        "_users",
+        "_broker",
+        "_record",
+        "_sign",
+    ):
         try:
             __import__(f"{__name__}.{optional}")
         except ModuleNotFoundError as exc:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import tempfile
 from collections.abc import AsyncIterator
@@ -46,14 +45,22 @@ BrokerOption = Annotated[
     ),
 ]
 SiteOption = Annotated[str, typer.Option("--site", envvar="LABDEVICES_SITE", help="the site")]
-ActorOption = Annotated[
+UserOption = Annotated[
     str | None,
-    typer.Option("--actor", envvar="LABDEVICES_ACTOR", help="who acts (audited); default: $USER"),
+    typer.Option(
+        "--user",
+        envvar="LABDEVICES_USER",
+        help="log in as this user (password asked; default: the session of `labdevices login`)",
+    ),
 ]
-
-
-def _actor(actor: str | None) -> str:
-    return actor or os.environ.get("USER") or "cli"
+SessionOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--session-file",
+        help="session file (default: $XDG_CONFIG_HOME/labdevices/sessions/<site>.json)",
+    ),
+]
+CaOption = Annotated[Path | None, typer.Option("--ca-file", help="CA bundle for mqtts://")]
 
 
 @contextlib.asynccontextmanager
@@ -90,7 +97,7 @@ def daemon(
 
 
 async def _run_daemon(loaded: LoadedConfig) -> None:
-    from ..daemon import Daemon
+    from ..daemon import Daemon, redact_url
 
     loop = asyncio.get_running_loop()
     async with _simulated(loaded) as ready, Daemon(ready) as d:
@@ -98,7 +105,7 @@ async def _run_daemon(loaded: LoadedConfig) -> None:
             loop.add_signal_handler(sig, d.stop)
         # One line a supervisor (or a test) can wait for.
         print(
-            f"labdevices daemon ready: site {d.site!r}, broker {d.broker_url}, "
+            f"labdevices daemon ready: site {d.site!r}, broker {redact_url(d.broker_url)}, "
             f"store {ready.config.store.path}, devices {', '.join(d.slots) or 'none'}",
             flush=True,
         )
@@ -199,9 +206,13 @@ def submit(
     patient_id: Annotated[str | None, typer.Option(help="patient identifier")] = None,
     broker: BrokerOption = "mqtt://127.0.0.1:1883",
     site: SiteOption = "demo",
-    actor: ActorOption = None,
+    user: UserOption = None,
+    session_file: SessionOption = None,
+    ca_file: CaOption = None,
 ) -> None:
     """Submit a print job to the daemon (exit 1 if a followed job does not complete)."""
+    from ._users import open_client
+
     args: dict[str, Any] = {"printer": printer, "batch_id": batch_id, "patient_id": patient_id}
     if job.suffix.lower() in (".toml", ".json"):
         args["job"] = job
@@ -212,16 +223,15 @@ def submit(
             from ..errors import ConfigurationError
 
             raise ConfigurationError(f"{job}: cannot read: {exc}", file=str(job)) from exc
-    final = asyncio.run(_submit(broker, site, _actor(actor), args, wait))
+    lab = open_client(broker, site, user, session_file, ca_file)
+    final = asyncio.run(_submit(lab, args, wait))
     print_job(final)
     if wait and final.state != "completed":
         raise typer.Exit(1)
 
 
-async def _submit(broker: str, site: str, actor: str, args: dict[str, Any], wait: bool) -> JobInfo:
-    from ..client import LabClient
-
-    async with LabClient(broker, site=site, actor=actor) as lab:
+async def _submit(client: LabClient, args: dict[str, Any], wait: bool) -> JobInfo:
+    async with client as lab:
         if wait:
             return await follow_with_progress(lab, args)
         return await lab.submit(**args)
@@ -238,15 +248,19 @@ def alarms(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     broker: BrokerOption = "mqtt://127.0.0.1:1883",
     site: SiteOption = "demo",
-    actor: ActorOption = None,
+    user: UserOption = None,
+    session_file: SessionOption = None,
+    ca_file: CaOption = None,
 ) -> None:
-    """List the site's alarms, or acknowledge one (as --actor, audited)."""
+    """List the site's alarms, or acknowledge one (as the logged-in user, audited)."""
     from dataclasses import asdict
 
-    from ..client import LabClient
+    from ._users import open_client
+
+    client = open_client(broker, site, user, session_file, ca_file)
 
     async def run() -> list[Any]:
-        async with LabClient(broker, site=site, actor=_actor(actor)) as lab:
+        async with client as lab:
             if ack is not None:
                 return [await lab.ack_alarm(ack, reason=reason)]
             return await lab.alarms(active_only=active)
@@ -308,13 +322,6 @@ DEMO_JOB: dict[str, Any] = {
 }
 
 
-#: The demo's users. DEMO-ONLY passwords, printed by the demo itself: never use them in a lab.
-DEMO_USERS: dict[str, tuple[str, str, str]] = {
-    "olivia": ("Olivia Operator", "operator", "demo-only-tulip-7"),
-    "sam": ("Sam Supervisor", "supervisor", "demo-only-copper-3"),
-}
-
-
 @app.command("demo")
 def demo(
     db: Annotated[
@@ -336,7 +343,7 @@ def demo(
     and the batch record (PDF + JSON) is written."""
     from .._resources import data_dir
     from ..daemon import load_config
-    from ..store import SqliteDatabase, verify_audit
+    from ..store import verify_audit
     from ._record import write_record
 
     loaded = load_config(config or data_dir("config") / "demo.toml", overrides={"bus": {}})
@@ -351,18 +358,20 @@ def demo(
             for name, dev in loaded.config.devices.items()
         }
         loaded.config = loaded.config.model_copy(update={"store": store, "devices": devices})
-        with SqliteDatabase(path) as sdb:
-            for user, (full_name, role, password) in DEMO_USERS.items():
-                if sdb.find_user(user) is None:
-                    sdb.add_user(
-                        user, full_name, [role], by="demo", reason="demo users", password=password
-                    )
-        console.print(
-            "[bold]demo users[/] (passwords are [bold red]demo-only[/]): "
-            + ", ".join(f"{u} = {n} ({r}, password {p!r})" for u, (n, r, p) in DEMO_USERS.items())
-        )
         job = dict(DEMO_JOB, object=dict(DEMO_JOB["object"], layers=layers))
-        final = asyncio.run(_demo(loaded, job))
+        from ._users import DEMO_USERS, create_demo_users
+
+        passwords = create_demo_users(path)
+        console.print(
+            "[bold]demo users[/] (new random passwords, shown once, for this demo only):",
+            highlight=False,
+        )
+        for user, (full_name, roles) in DEMO_USERS.items():
+            console.print(
+                f"  {user:<12} {full_name:<22} {', '.join(roles):<11} {passwords[user]}",
+                highlight=False,
+            )
+        final = asyncio.run(_demo(loaded, job, passwords))
         print_job(final)
         result = verify_audit(path)
         mark = "[bold green]✓[/]" if result.ok else "[bold red]✗[/]"
@@ -394,24 +403,27 @@ async def follow_job(lab: LabClient, job: JobInfo) -> JobInfo:
     return await lab.job(job.job_id)
 
 
-async def _demo(loaded: LoadedConfig, job: dict[str, Any]) -> JobInfo:
+async def _demo(loaded: LoadedConfig, job: dict[str, Any], passwords: dict[str, str]) -> JobInfo:
     from ..client import LabClient
-    from ..daemon import Daemon
+    from ..daemon import Daemon, redact_url
 
     console.print(f"[bold]starting[/] the simulated lab {loaded.config.simulated_lab!r} …")
     async with _simulated(loaded) as ready, Daemon(ready) as d:
         assert d.broker_url is not None
         console.print(
-            f"[bold]daemon[/] for site {d.site!r} on {d.broker_url} (embedded broker), "
+            f"[bold]daemon[/] for site {d.site!r} on {redact_url(d.broker_url)} (embedded broker), "
             f"store {ready.config.store.path}"
         )
         printer = next(name for name, slot in d.slots.items() if slot.is_printer)
         async with asyncio.timeout(30):
             await d.slots[printer].wait_ready()
         async with (
-            LabClient(d.broker_url, site=d.site, actor="olivia") as olivia,
-            LabClient(d.broker_url, site=d.site, actor="sam") as sam,
+            LabClient(
+                d.broker_url, site=d.site, user="olivia", password=passwords["olivia"]
+            ) as olivia,
+            LabClient(d.broker_url, site=d.site, user="sam", password=passwords["sam"]) as sam,
         ):
+            console.print("[bold]logged in[/] as olivia (operator) and as sam (supervisor)")
             for info in await olivia.devices():
                 console.print(f"  {info.name:<12} {info.state:<10} {info.profile}")
             console.print(
@@ -431,7 +443,7 @@ async def _demo(loaded: LoadedConfig, job: dict[str, Any]) -> JobInfo:
             _, released = await sam.sign(
                 held.job_id,
                 meaning="approved for printing",
-                password=DEMO_USERS["sam"][2],
+                password=passwords["sam"],  # re-entered: a signature is a re-authentication
                 comment="spec, bioink lot and G-code checked",
                 content_sha256=held.content_sha256,
             )

@@ -8,14 +8,23 @@ a meaning, bound to the content hash shown.
 from __future__ import annotations
 
 import asyncio
-import sys
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from . import app
-from ._daemon import ActorOption, BrokerOption, SiteOption, _actor, console
+from ._daemon import console
+from ._users import (
+    BrokerOption,
+    CaOption,
+    SessionOption,
+    SiteOption,
+    UserOption,
+    _errors,
+    open_client,
+    read_secret,
+)
 
 #: what the command accepts → the meaning recorded
 MEANING_NAMES = {
@@ -47,23 +56,19 @@ def sign(
         ),
     ],
     comment: Annotated[str | None, typer.Option(help="a comment kept with the signature")] = None,
-    password_stdin: Annotated[
-        bool,
-        typer.Option("--password-stdin", help="read the password from standard input (scripts)"),
-    ] = False,
     broker: BrokerOption = "mqtt://127.0.0.1:1883",
     site: SiteOption = "demo",
-    actor: ActorOption = None,
+    user: UserOption = None,
+    session_file: SessionOption = None,
+    ca_file: CaOption = None,
 ) -> None:
-    """Sign a job as --actor: shows what is signed, asks for your password, records the
-    signature (in GMP mode a supervisor's release lets a held job start)."""
-    from ..client import LabClient
-
+    """Sign a job as the user logged in: shows what is signed, asks for your password again,
+    records the signature (in GMP mode a supervisor's release lets a held job start)."""
     chosen = _meaning(meaning)
-    user = _actor(actor)
 
     async def run() -> None:
-        async with LabClient(broker, site=site, actor=user) as lab:
+        async with open_client(broker, site, user, session_file, ca_file) as lab:
+            signer = lab.user or lab.actor
             job = await lab.job(job_id)
             table = Table(title=f"signing job {job_id}", show_header=False, title_justify="left")
             table.add_column(style="bold")
@@ -83,15 +88,13 @@ def sign(
                 ("submitted by", job.submitted_by or "—"),
                 ("G-code SHA-256", job.gcode_sha256 or "—"),
                 ("content SHA-256", job.content_sha256 or "—"),
-                ("signer", user),
+                ("signer", signer),
                 ("meaning", chosen),
             ]:
                 table.add_row(key, value)
             console.print(table)
-            if password_stdin:
-                password = sys.stdin.readline().rstrip("\n")
-            else:
-                password = typer.prompt(f"password of {user} (signing {chosen!r})", hide_input=True)
+            # the signature's own re-authentication (21 CFR 11.200), never from the environment
+            password = read_secret(f"password of {signer} (signing {chosen!r}): ", env=False)
             signature, after = await lab.sign(
                 job_id,
                 meaning=chosen,
@@ -104,4 +107,5 @@ def sign(
                 highlight=False,
             )
 
-    asyncio.run(run())
+    with _errors():
+        asyncio.run(run())

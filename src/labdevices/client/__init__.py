@@ -11,6 +11,7 @@ from ._client import (
     SignalInfo,
     SignatureInfo,
 )
+from ._session import Session, default_session_path
 
 __all__ = [
     "TERMINAL_JOB_STATES",
@@ -20,6 +21,8 @@ __all__ = [
     "JobInfo",
     "LabClient",
     "Reading",
+    "Session",
     "SignalInfo",
     "SignatureInfo",
+    "default_session_path",
 ]

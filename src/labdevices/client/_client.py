@@ -7,6 +7,8 @@ class of its code (``LimitViolation``, ``UnknownDevice``, ``JobRejected``, ...).
 from __future__ import annotations
 
 import contextlib
+import ssl
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,8 @@ from pydantic import JsonValue
 from ..bus import BusClient, BusMessage, MalformedRequest, RemoteError
 from ..daemon import _errors as _daemon_errors  # noqa: F401  (their codes map back to classes)
 from ..daemon import daemon_command_topic, parse_mqtt_url
-from ..errors import LabDeviceError, ProtocolError
+from ..errors import ConfigurationError, LabDeviceError, ProtocolError
+from ._session import Session, refuse_clear_password
 
 __all__ = [
     "TERMINAL_JOB_STATES",
@@ -201,10 +204,18 @@ def _clean(args: dict[str, JsonValue]) -> dict[str, JsonValue]:
 
 
 class LabClient:
-    """``async with LabClient("mqtt://127.0.0.1:1883", site="demo") as lab: ...``.
+    """``async with LabClient("mqtt://127.0.0.1:1883", site="demo", session_file=...) as lab: ...``.
 
-    ``actor`` names who acts (audited with every command); ``client_id`` makes the
-    session persistent, so a broker restart loses no reply or event.
+    Who acts is decided by the daemon from the session, so the client needs one of:
+
+    - ``session`` (a ``Session``) or ``session_file`` (what ``labdevices login`` wrote);
+    - ``user`` and ``password``: it logs in on entering (and, unless the URL names other
+      broker credentials, uses them for the broker too). A password is refused over plain
+      ``mqtt://`` to a broker that is not on this machine: use ``mqtts://``.
+
+    Without any, requests go unauthenticated (a daemon with ``[auth] required = false``);
+    ``actor`` is then the claimed name. ``client_id`` makes the MQTT session persistent,
+    so a broker restart loses no reply or event. ``ca_file`` is the CA bundle for mqtts://.
     """
 
     def __init__(
@@ -212,19 +223,53 @@ class LabClient:
         url: str = "mqtt://127.0.0.1:1883",
         *,
         site: str,
+        user: str | None = None,
+        password: str | None = None,
+        session: Session | None = None,
+        session_file: str | Path | None = None,
         actor: str | None = None,
         client_id: str | None = None,
+        ca_file: str | Path | None = None,
         timeout: float = 10.0,
         connect_timeout: float = 10.0,
         **bus_options: Any,
     ) -> None:
-        host, port, _tls, user, password = parse_mqtt_url(url)
-        bus_options.setdefault("username", user)
-        bus_options.setdefault("password", password)
+        host, port, tls, url_user, url_password = parse_mqtt_url(url)
+        if session is None and session_file is not None:
+            session = Session.load(session_file)
+        if session is not None:
+            if session.site != site:
+                raise ConfigurationError(
+                    f"the session is for site {session.site!r}, not {site!r}; log in to {site!r}"
+                )
+            user = session.user
+        if password is not None and user is None:
+            raise ConfigurationError("a password needs a user")
+        if password is not None or url_password is not None:
+            refuse_clear_password(host, tls)
+        if tls and "tls_context" not in bus_options:
+            bus_options["tls_context"] = ssl.create_default_context(
+                cafile=str(ca_file) if ca_file else None
+            )
+        # The broker's own credentials: those in the URL, else the user's (the broker's
+        # password file is written from the same user registry: labdevices broker-config).
+        bus_options.setdefault("username", url_user or (user if password else None))
+        bus_options.setdefault("password", url_password or password)
         bus_options.setdefault("reconnect_max_s", 1.0)
-        self._bus = BusClient(host, port, site=site, client_id=client_id, **bus_options)
+        self._bus = BusClient(
+            host,
+            port,
+            site=site,
+            client_id=client_id,
+            inbox_owner=user,
+            signer=session.sign if session is not None else None,
+            **bus_options,
+        )
         self.site = site
-        self.actor = actor or self._bus.client_id
+        self.user = user
+        self.session = session
+        self._password = password
+        self.actor = actor if actor is not None or user is not None else self._bus.client_id
         self.timeout = timeout
         self._connect_timeout = connect_timeout
         self.topics = self._bus.topics
@@ -237,6 +282,8 @@ class LabClient:
         await self._bus.__aenter__()
         try:
             await self._bus.wait_connected(self._connect_timeout)
+            if self.session is None and self._password is not None:
+                await self.login()
         except BaseException as exc:
             await self._bus.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -250,6 +297,40 @@ class LabClient:
     ) -> None:
         # Not handing the exception on: the bus's TaskGroup would wrap it in an ExceptionGroup.
         await self._bus.__aexit__(None, None, None)
+
+    # -- identity -----------------------------------------------------------------------------
+
+    async def login(self, password: str | None = None) -> Session:
+        """Exchange the user's password for a session (kept on this client; see ``Session.save``)."""
+        secret = password if password is not None else self._password
+        if self.user is None or secret is None:
+            raise ConfigurationError("login needs a user and a password")
+        topic = daemon_command_topic(self.topics.root, "login")
+        previous = self._bus.signer
+        # A login carries its issue time (the daemon refuses stale ones) but no session yet.
+        self._bus.signer = lambda _topic, req: req.model_copy(update={"t": time.time()})
+        try:
+            result = await self._bus.request(
+                topic, {"user": self.user, "password": secret}, timeout=self.timeout
+            )
+        finally:
+            self._bus.signer = previous
+        self._password = None  # kept no longer than needed
+        self.session = Session.from_login_reply(self.site, result)
+        self._bus.signer = self.session.sign
+        return self.session
+
+    async def logout(self) -> None:
+        """Revoke this client's session at the daemon."""
+        await self._daemon("logout")
+        self.session = None
+        self._bus.signer = None
+
+    async def whoami(self) -> dict[str, Any]:
+        """The user the daemon sees behind this client's session: id, full name, roles."""
+        result = await self._daemon("whoami")
+        assert isinstance(result, dict)
+        return result
 
     async def request(
         self, topic: str, args: dict[str, JsonValue] | None = None, *, timeout: float | None = None
@@ -409,7 +490,7 @@ class LabClient:
         comment: str | None = None,
         content_sha256: str | None = None,
     ) -> tuple[SignatureInfo, JobInfo]:
-        """Sign a job electronically as this client's ``actor``, re-entering the password.
+        """Sign a job electronically as the logged-in user, re-entering the password.
 
         ``content_sha256`` is the job content the signer was shown (``JobInfo.content_sha256``);
         without it the job is fetched first. The daemon refuses (nothing signed) a wrong
@@ -425,7 +506,7 @@ class LabClient:
             "sign",
             job_id=job_id,
             meaning=meaning,
-            user=self.actor,
+            user=self.user or self.actor,
             password=password,
             comment=comment,
             content_sha256=content_sha256,

@@ -3,6 +3,7 @@ interlocks, and serves commands over MQTT, keeping every action in the audited s
 
 from ._commands import daemon_command_topic
 from ._config import (
+    AuthConfig,
     BusConfig,
     DaemonConfig,
     DeviceConfig,
@@ -12,11 +13,13 @@ from ._config import (
     check_config,
     load_config,
     parse_mqtt_url,
+    redact_url,
 )
 from ._daemon import Daemon
 from ._errors import UnknownAlarm, UnknownDevice, UnknownJob, UnknownSignal
 
 __all__ = [
+    "AuthConfig",
     "BusConfig",
     "Daemon",
     "DaemonConfig",
@@ -32,4 +35,5 @@ __all__ = [
     "daemon_command_topic",
     "load_config",
     "parse_mqtt_url",
+    "redact_url",
 ]

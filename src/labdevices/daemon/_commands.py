@@ -157,6 +157,14 @@ class CommandRouter:
             await self._audit_refusal(request, "daemon", name, exc)
             raise
 
+    def knows(self, scope: str, name: str) -> bool:
+        """Whether a handler serves ``name`` (for the request guard's fail-closed check)."""
+        if scope == "device":
+            return name in self.device_commands
+        if scope == "daemon":
+            return name in self.daemon_commands
+        return scope == "jobs" and name == "submit"
+
     async def _audit_refusal(
         self, request: Request, obj: str, name: str, exc: LabDeviceError
     ) -> None:
@@ -165,7 +173,7 @@ class CommandRouter:
                 request.actor,
                 "command.refused",
                 obj,
-                new={"command": name, "args": _redacted(request.args), "request_id": request.id},
+                new={"command": name, "args": redact(request.args), "request_id": request.id},
                 reason=f"[{exc.code}] {exc.message}",
             )
         except LabDeviceError as store_exc:
@@ -358,9 +366,12 @@ async def _timed(coro: Awaitable[Sample], device: str, what: str) -> Sample:
         ) from None
 
 
-def _redacted(args: dict[str, JsonValue]) -> dict[str, JsonValue]:
-    """Request args as the audit trail may keep them: never a password."""
-    return {k: "<redacted>" if "password" in k else v for k, v in args.items()}
+def redact(args: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    """The args without secrets (passwords), as they may be audited or logged."""
+    return {
+        k: "***" if ("password" in k.lower() or "secret" in k.lower()) else v
+        for k, v in args.items()
+    }
 
 
 def _split(topic: str, first: int, second: int) -> tuple[str, str]:

@@ -17,8 +17,10 @@ from ..bus import validate_device_name, validate_name
 from ..errors import ConfigurationError, LabDeviceError
 from ..files import StrictModel, format_validation_error, load_toml
 from ..profiles import GcodeProfile, ModbusProfile, OpcUaProfile, load_profile
+from ..store import AuthPolicy
 
 __all__ = [
+    "AuthConfig",
     "BusConfig",
     "DaemonConfig",
     "DeviceConfig",
@@ -28,6 +30,7 @@ __all__ = [
     "check_config",
     "load_config",
     "parse_mqtt_url",
+    "redact_url",
 ]
 
 AnyProfile = GcodeProfile | ModbusProfile | OpcUaProfile
@@ -103,6 +106,34 @@ class StoreConfig(StrictModel):
     )
 
 
+class AuthConfig(StrictModel):
+    """``[auth]``: who may act. ``required = false`` (benchmarks, legacy) trusts the payload's
+    ``actor`` claim: the daemon then warns at every start and audits that auth is off."""
+
+    required: bool = True
+    session_hours: float = Field(default=8.0, gt=0, description="lifetime of a login session")
+    replay_window_s: float = Field(
+        default=120.0, gt=0, description="a request older (or newer) than this is refused"
+    )
+    lockout_threshold: int = Field(default=5, ge=1, description="failed logins that lock")
+    lockout_minutes: float = Field(default=15.0, gt=0)
+    password_max_age_days: float = Field(
+        default=90.0, ge=0, description="0: passwords never expire; service accounts are exempt"
+    )
+    password_min_length: int = Field(default=12, ge=8)
+    password_history: int = Field(default=5, ge=0, description="previous passwords refused")
+
+    def policy(self) -> AuthPolicy:
+        return AuthPolicy(
+            min_length=self.password_min_length,
+            history=self.password_history,
+            max_age_days=self.password_max_age_days,
+            lockout_threshold=self.lockout_threshold,
+            lockout_minutes=self.lockout_minutes,
+            session_hours=self.session_hours,
+        )
+
+
 Condition = Literal["above", "below", "outside", "equals", "offline"]
 Action = Literal["pause_job", "estop", "hold_setpoint", "alarm"]
 
@@ -168,6 +199,7 @@ class DaemonConfig(StrictModel):
     devices: dict[str, DeviceConfig] = Field(default_factory=dict)
     bus: BusConfig = Field(default_factory=BusConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
     interlocks: list[InterlockConfig] = Field(default_factory=list)
     device_retry_min_s: float = Field(default=0.5, gt=0)
     device_retry_max_s: float = Field(default=30.0, gt=0)
@@ -334,3 +366,15 @@ def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) ->
     loaded = check_config(config, source, base)
     loaded.sha256 = hashlib.sha256(raw).hexdigest()
     return loaded
+
+
+def redact_url(url: str | None) -> str | None:
+    """The URL without its password (for logs and ready lines)."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return parts._replace(netloc=f"{parts.username}:***@{host}{port}").geturl()

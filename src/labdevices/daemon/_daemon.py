@@ -20,13 +20,23 @@ from typing import Any, Self
 
 from pydantic import JsonValue
 
+from ..auth import SESSION_PURPOSE
 from ..bus import BusClient, TelemetryPublisher, Topics, start_embedded_broker
 from ..devices import Sample
 from ..errors import ConfigurationError, DeviceConnectionError
-from ..store import Deadband, Store, open_store
+from ..store import (
+    AlarmRecord,
+    Deadband,
+    Store,
+    default_key_path,
+    derive_key,
+    load_or_create_signing_key,
+    open_store,
+)
+from ._auth import AuthCommands, RequestGuard
 from ._commands import CommandRouter
-from ._config import LoadedConfig, parse_mqtt_url
-from ._interlocks import InterlockEngine
+from ._config import LoadedConfig, parse_mqtt_url, redact_url
+from ._interlocks import InterlockEngine, alarm_json
 from ._jobs import JobManager
 from ._supervisor import DeviceSlot, Supervisor
 from ._telemetry import TelemetryPipeline
@@ -107,8 +117,16 @@ class Daemon:
 
     async def _start(self, stack: AsyncExitStack) -> None:
         cfg = self.config
-        self.store = await stack.enter_async_context(open_store(cfg.store.path))
+        started_at = time.time()
+        self.store = await stack.enter_async_context(
+            open_store(cfg.store.path, auth_policy=cfg.auth.policy())
+        )
         await self.store.record_config_load(self.loaded.source, self.loaded.sha256)
+        # The session secrets come from the daemon's key (outside the database): the
+        # database file alone cannot act as anyone.
+        session_key = derive_key(
+            load_or_create_signing_key(default_key_path(cfg.store.path)), SESSION_PURPOSE
+        )
         host, port, tls, user, password = await self._broker(stack)
         tls_context = self._tls_context() if tls else None
         bus = BusClient(
@@ -133,6 +151,26 @@ class Daemon:
         )
         self.jobs = JobManager(self.slots, self.store, bus, self.spawn)
         self.router = CommandRouter(self.slots, self.jobs, self.store, bus, self.pipeline.latest)
+        auth_commands = AuthCommands(self.store, bus, session_key, self._publish_alarm)
+        self.router.daemon_commands.update(auth_commands.commands())
+        self.guard: RequestGuard | None = None
+        if cfg.auth.required:
+            self.guard = RequestGuard(
+                self.store,
+                bus,
+                session_key,
+                known=self.router.knows,
+                window_s=cfg.auth.replay_window_s,
+                started_at=started_at,
+            )
+        else:
+            log.warning(
+                "AUTHENTICATION IS OFF ([auth] required = false): any client on the broker can "
+                "act as anyone; use only for benchmarks or a closed test bench"
+            )
+            await self.store.audit(
+                "daemon", "auth.disabled", "daemon", new={"required": False}, reason="config"
+            )
         self.interlocks = InterlockEngine(
             cfg.interlocks,
             self.slots,
@@ -153,8 +191,8 @@ class Daemon:
         await stack.enter_async_context(bus)
         # Subscribed before the bus's first connection can start (no await in between), so
         # the first session subscribes them all.
-        await bus.serve(bus.topics.commands(), self.router.handle_device)
-        await bus.serve(bus.topics.job_submit(), self.jobs.submit)
+        await bus.serve(bus.topics.commands(), self.router.handle_device, guard=self.guard)
+        await bus.serve(bus.topics.job_submit(), self.jobs.submit, guard=self.guard)
         await stack.enter_async_context(publisher)
         stack.push_async_callback(self._final_flush)
         self._tasks = await stack.enter_async_context(asyncio.TaskGroup())
@@ -175,7 +213,7 @@ class Daemon:
         # them): give the broker a moment, but run without it rather than not at all.
         try:
             await bus.wait_connected(self._wait_for_broker_s)
-            log.info("daemon for site %r serving on %s", cfg.site, self.broker_url)
+            log.info("daemon for site %r serving on %s", cfg.site, redact_url(self.broker_url))
         except DeviceConnectionError as exc:
             log.warning("%s; serving once it is reachable, devices run meanwhile", exc)
 
@@ -269,6 +307,10 @@ class Daemon:
         self._publish_state(slot)
         if self._state == "open":
             self.interlocks.on_state(slot)
+
+    def _publish_alarm(self, alarm: AlarmRecord) -> None:
+        with contextlib.suppress(Exception):
+            self.bus.post(self.bus.topics.alarm(alarm.device), alarm_json(alarm, "raised"))
 
     def _publish_state(self, slot: DeviceSlot) -> None:
         payload: dict[str, JsonValue] = {

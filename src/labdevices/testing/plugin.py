@@ -4,6 +4,7 @@ Installed with labdevices, so users' own test suites can ask for a simulated
 printer, incubator, bioreactor, sensor hub or a whole lab by fixture name.
 """
 
+from ._auth import *  # noqa: F403
 from ._lab import *  # noqa: F403
 from ._modbus import *  # noqa: F403
 from ._mqtt import *  # noqa: F403
