@@ -29,7 +29,7 @@ def _register() -> None:
     from . import _printer, _profiles, _sim  # noqa: F401  (commands register on import)
 
     # Command groups owned by other parts of the code base; each registers itself on import.
-    for optional in ("_toolpath", "_devices", "_store", "_daemon"):
+    for optional in ("_toolpath", "_devices", "_store", "_proof", "_daemon"):
         try:
             __import__(f"{__name__}.{optional}")
         except ModuleNotFoundError as exc:
