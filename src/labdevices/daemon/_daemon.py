@@ -22,8 +22,16 @@ from pydantic import JsonValue
 
 from ..bus import BusClient, TelemetryPublisher, Topics, start_embedded_broker
 from ..devices import Sample
-from ..errors import ConfigurationError, DeviceConnectionError
-from ..store import Deadband, Store, open_store
+from ..errors import ConfigurationError, DeviceConnectionError, LabDeviceError
+from ..store import (
+    Checkpoint,
+    CheckpointSigner,
+    Deadband,
+    Store,
+    default_key_path,
+    load_or_create_signing_key,
+    open_store,
+)
 from ._commands import CommandRouter
 from ._config import LoadedConfig, parse_mqtt_url
 from ._interlocks import InterlockEngine
@@ -70,6 +78,7 @@ class Daemon:
         self._stopping = asyncio.Event()
         self._state: str = "new"
         self._deadbands: dict[str, Deadband] = {}
+        self._unpublished: list[tuple[int, Checkpoint]] = []
         self.store: Store
         self.bus: BusClient
         self.pipeline: TelemetryPipeline
@@ -107,7 +116,7 @@ class Daemon:
 
     async def _start(self, stack: AsyncExitStack) -> None:
         cfg = self.config
-        self.store = await stack.enter_async_context(open_store(cfg.store.path))
+        self.store = await stack.enter_async_context(self._open_store())
         await self.store.record_config_load(self.loaded.source, self.loaded.sha256)
         host, port, tls, user, password = await self._broker(stack)
         tls_context = self._tls_context() if tls else None
@@ -124,6 +133,9 @@ class Daemon:
             reconnect_max_s=2.0,
         )
         self.bus = bus
+        for number, cp in self._unpublished:  # written before the bus existed (the ``open`` one)
+            self._publish_checkpoint(number, cp)
+        self._unpublished.clear()
         publisher = TelemetryPublisher(bus, linger_s=self._telemetry_linger_s)
         self.pipeline = TelemetryPipeline(
             publisher,
@@ -170,6 +182,7 @@ class Daemon:
             self._on_state(slot)
             self.spawn(supervisor.run(slot), f"device {slot.name}")
         self.spawn(self.pipeline.run_store_writer(), "telemetry store writer")
+        self.spawn(self._checkpoint_loop(), "audit checkpoints")
         self.jobs.start()
         # Requests sent before the first connection would be lost (no session yet to keep
         # them): give the broker a moment, but run without it rather than not at all.
@@ -178,6 +191,40 @@ class Daemon:
             log.info("daemon for site %r serving on %s", cfg.site, self.broker_url)
         except DeviceConnectionError as exc:
             log.warning("%s; serving once it is reachable, devices run meanwhile", exc)
+
+    # -- proof: signed checkpoints of the audit chain ------------------------------------------
+
+    def _open_store(self) -> Store:
+        """The store with the daemon's signing key (created at first start, outside the database)."""
+        cfg = self.config.store
+        key = load_or_create_signing_key(cfg.key_file or default_key_path(cfg.path))
+        return open_store(
+            cfg.path,
+            signer=CheckpointSigner(key, f"labdevices/{self.site}"),
+            witness=cfg.witness_file,
+            checkpoint_every_records=cfg.checkpoint_every_records,
+            checkpoint_every_s=cfg.checkpoint_every_s,
+            on_checkpoint=self._publish_checkpoint,
+        )
+
+    def _publish_checkpoint(self, number: int, cp: Checkpoint) -> None:
+        """Each checkpoint, retained on ``audit/checkpoint`` for witnesses (``audit witness``)."""
+        if not hasattr(self, "bus"):
+            self._unpublished.append((number, cp))
+            return
+        with contextlib.suppress(Exception):  # closed at the very end: the file witness has it
+            self.bus.post(
+                self.bus.topics.audit_checkpoint(), {"n": number, "note": cp.note}, retain=True
+            )
+
+    async def _checkpoint_loop(self) -> None:
+        """Anchor quiet periods too: records are never left unsigned longer than the cadence."""
+        while True:
+            await asyncio.sleep(self.config.store.checkpoint_every_s)
+            try:
+                await self.store.checkpoint()
+            except LabDeviceError as exc:
+                log.error("audit checkpoint failed: %s", exc)
 
     async def _broker(self, stack: AsyncExitStack) -> tuple[str, int, bool, str | None, str | None]:
         url = self.config.bus.url
@@ -231,6 +278,8 @@ class Daemon:
         """After devices closed: the last telemetry to the store, every device offline on the bus."""
         with contextlib.suppress(Exception):
             await self.pipeline.flush_store()
+        with contextlib.suppress(Exception):  # signed and published while the bus is still up
+            await self.store.checkpoint(state="closed", force=True)
         for slot in self.slots.values():
             if slot.state != "offline":
                 slot.set("offline")

@@ -23,7 +23,7 @@ from ..bus import BusClient, Request
 from ..devices.gcode import GcodePrinter, JobOutcome, JobProgress, JobResult, load_gcode
 from ..errors import ConfigurationError, JobRejected, LabDeviceError
 from ..files import validate
-from ..store import JobRecord, JobState, Store, StoreError
+from ..store import TERMINAL_STATES, JobRecord, JobState, Store, StoreError
 from ._errors import UnknownDevice, UnknownJob
 from ._supervisor import DeviceSlot
 
@@ -284,6 +284,8 @@ class JobManager:
         if state == JobState.RUNNING and job.record.started_at is not None:
             job.started = time.monotonic() - (time.time() - job.record.started_at)
         self._publish_state(job)
+        if state in TERMINAL_STATES:  # every job's end is anchored by a signed checkpoint
+            await self._store.checkpoint()
 
     def _state_payload(self, record: JobRecord, seq: int) -> dict[str, JsonValue]:
         payload = job_json(record)

@@ -41,7 +41,7 @@ class ArchiveSummary:
 
 def _last_changes(src: str, prefix: str) -> str:
     return (
-        f"SELECT object, MAX(seq) AS m FROM {src}.audit WHERE row_sha256 IS NOT NULL"
+        f"SELECT object, MIN(seq) AS f, MAX(seq) AS m FROM {src}.audit WHERE row_sha256 IS NOT NULL"
         f" AND object >= '{prefix}/' AND object < '{prefix}0' GROUP BY object"
     )
 
@@ -97,7 +97,10 @@ def write_archive(
                 (size,),
             )
             omitted += [
-                r[0] for r in conn.execute(f"SELECT object FROM ({last}) WHERE m > ?", (size,))
+                r[0]
+                for r in conn.execute(
+                    f"SELECT object FROM ({last}) WHERE f <= ? AND m > ?", (size, size)
+                )
             ]
         copy("job_events", "WHERE job_id IN (SELECT id FROM main.jobs) ORDER BY id")
         copy("job_gcode", "WHERE job_id IN (SELECT id FROM main.jobs)")

@@ -62,6 +62,7 @@ _STATES: tuple[CheckpointState, ...] = ("open", "running", "closed")
 _ED25519 = b"\x01"
 _DASH = "\u2014 "
 _NAME = re.compile(r"^[^\s+]+$")
+_VKEY = re.compile(r"^[^\s+]+\+[0-9a-fA-F]{8}\+[A-Za-z0-9+/=]+$")
 
 
 class CheckpointError(StoreError):
@@ -83,8 +84,8 @@ def verifier_key(name: str, public: Ed25519PublicKey) -> str:
 
 def parse_verifier_key(text: str) -> tuple[str, Ed25519PublicKey]:
     """(name, public key) from a verifier key string; ``CheckpointError`` if it is not one."""
-    parts = text.strip().split("+")
-    if len(parts) != 3:
+    parts = text.strip().split("+", 2)  # the base64 key may hold '+' itself
+    if len(parts) != 3 or not _VKEY.match(text.strip()):
         raise CheckpointError(f"not a verifier key (<name>+<key id>+<key>): {text[:60]!r}")
     name, hex_id, b64 = parts
     try:
@@ -102,14 +103,14 @@ def parse_verifier_key(text: str) -> tuple[str, Ed25519PublicKey]:
 def load_verifier(spec: str | Path) -> Ed25519PublicKey:
     """A public key from a verifier key string, a PEM public key file or a private key file."""
     text = str(spec)
-    if text.count("+") == 2 and not Path(text).exists():
+    if _VKEY.match(text.strip()) and not Path(text).exists():
         return parse_verifier_key(text)[1]
     path = Path(text)
     try:
         head = path.read_bytes()[:200]
     except OSError as exc:
         raise StoreError(f"cannot read the public key: {exc}", file=str(path)) from exc
-    if b"-----BEGIN" not in head and head.count(b"+") == 2:
+    if b"-----BEGIN" not in head and _VKEY.match(head.decode("utf-8", "replace").strip()):
         return parse_verifier_key(path.read_text(encoding="utf-8"))[1]
     return load_public_key(path)
 
@@ -320,6 +321,11 @@ class WitnessLog:
         if number in self.held:
             if self.held[number] == note:
                 return False
+            if self.last is not None and number < self.last[0]:
+                raise CheckpointError(
+                    f"ROLLBACK: checkpoint {number} (size {cp.size}, {cp.time}) is older than "
+                    f"checkpoint {self.last[0]} held, and differs from the checkpoint {number} held"
+                )
             raise CheckpointError(
                 f"FORK: checkpoint {number} (size {cp.size}, {cp.time}) differs from the "
                 f"checkpoint {number} this witness holds; the log was rewritten"

@@ -393,8 +393,8 @@ class SqliteDatabase:
         self, *, state: CheckpointState = "running", force: bool = False
     ) -> Checkpoint | None:
         """Sign the committed head of the audit chain, store the checkpoint, append it to the
-        witness file; None (nothing written) if the last checkpoint already covers the head,
-        unless ``force``. Needs a ``signer``."""
+        witness file; None (nothing written) if the last checkpoint already covers the head
+        (with ``force``: covers it and has the same ``state``). Needs a ``signer``."""
         if self.signer is None:
             raise StoreError(
                 "no signing key: this store writes no checkpoints", file=str(self.path)
@@ -408,7 +408,11 @@ class SqliteDatabase:
                 last = db.execute(
                     "SELECT id, size, note FROM checkpoints ORDER BY id DESC LIMIT 1"
                 ).fetchone()
-                if last is not None and last[1] == head_seq and not force:
+                if (
+                    last is not None
+                    and last[1] == head_seq
+                    and (not force or parse_checkpoint(last[2], None).state == state)
+                ):
                     self._head_seq = self._anchored_seq = head_seq
                     return None
                 number = 1 if last is None else last[0] + 1
