@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 __all__ = [
+    "BadRequest",
     "ConfigurationError",
     "DeviceConnectionError",
     "DeviceFault",
@@ -20,6 +21,7 @@ __all__ = [
     "LabDeviceError",
     "LimitViolation",
     "ProtocolError",
+    "TooLarge",
     "map_os_errors",
 ]
 
@@ -109,6 +111,18 @@ class JobRejected(LabDeviceError):
     """A job was refused: invalid, or the device cannot take it now."""
 
     code = "job_rejected"
+
+
+class TooLarge(LabDeviceError):
+    """A request, its arguments or one of its texts is larger than the API accepts."""
+
+    code = "too_large"
+
+
+class BadRequest(LabDeviceError):
+    """A request is well-formed but asks for something that cannot exist (e.g. an id out of range)."""
+
+    code = "bad_request"
 
 
 @contextmanager

@@ -3,6 +3,10 @@
 from ._broker import EmbeddedBroker, start_embedded_broker
 from ._client import BusClient, BusMessage, BusStats, Handler, Subscription, route_commands
 from ._envelopes import (
+    MAX_ARGS_BYTES,
+    MAX_JOB_REQUEST_BYTES,
+    MAX_REQUEST_BYTES,
+    MAX_TEXT_BYTES,
     DeadlineExceeded,
     ErrorBody,
     ErrorReply,
@@ -11,6 +15,7 @@ from ._envelopes import (
     OkReply,
     RemoteError,
     Request,
+    RequestTooLarge,
     UnknownCommand,
     error_from_body,
     parse_reply,
@@ -31,6 +36,10 @@ from ._topics import (
 )
 
 __all__ = [
+    "MAX_ARGS_BYTES",
+    "MAX_JOB_REQUEST_BYTES",
+    "MAX_REQUEST_BYTES",
+    "MAX_TEXT_BYTES",
     "RESERVED_NAMES",
     "ROOT",
     "BusClient",
@@ -46,6 +55,7 @@ __all__ = [
     "OkReply",
     "RemoteError",
     "Request",
+    "RequestTooLarge",
     "SampleLike",
     "Subscription",
     "TelemetryPublisher",

@@ -20,7 +20,13 @@ from typing import Any, Self
 
 from pydantic import JsonValue
 
-from ..bus import BusClient, TelemetryPublisher, Topics, start_embedded_broker
+from ..bus import (
+    MAX_JOB_REQUEST_BYTES,
+    BusClient,
+    TelemetryPublisher,
+    Topics,
+    start_embedded_broker,
+)
 from ..devices import Sample
 from ..errors import ConfigurationError, DeviceConnectionError, LabDeviceError
 from ..store import (
@@ -166,7 +172,12 @@ class Daemon:
         # Subscribed before the bus's first connection can start (no await in between), so
         # the first session subscribes them all.
         await bus.serve(bus.topics.commands(), self.router.handle_device)
-        await bus.serve(bus.topics.job_submit(), self.jobs.submit)
+        await bus.serve(  # a submission carries its G-code: a larger allowance
+            bus.topics.job_submit(),
+            self.jobs.submit,
+            max_request_bytes=MAX_JOB_REQUEST_BYTES,
+            max_args_bytes=MAX_JOB_REQUEST_BYTES,
+        )
         await stack.enter_async_context(publisher)
         stack.push_async_callback(self._final_flush)
         self._tasks = await stack.enter_async_context(asyncio.TaskGroup())
