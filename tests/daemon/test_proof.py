@@ -8,6 +8,7 @@ import contextlib
 import shutil
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
 import labdevices.cli._proof  # noqa: F401  (registers the commands)
@@ -16,7 +17,7 @@ from labdevices.cli._proof import run_witness
 from labdevices.client import JobInfo, LabClient
 from labdevices.daemon import Daemon
 from labdevices.sim.printer import SimPrinterConfig, SimulatedPrinter
-from labdevices.store import SqliteDatabase, load_verifier
+from labdevices.store import CheckpointSigner, SqliteDatabase, load_verifier
 from labdevices.testing._mqtt import MosquittoBroker
 
 from .conftest import deadline, make_config
@@ -41,13 +42,30 @@ async def test_job_end_is_checkpointed_published_and_witnessed(
         async with Daemon(make_config(site, mqtt_broker, db, sim.port)) as daemon:
             public = load_verifier(tmp_path / "lab.db.key.pub")
             stop = asyncio.Event()
+            ignored: asyncio.Queue[str] = asyncio.Queue()
             witness = asyncio.create_task(
                 run_witness(
-                    mqtt_broker.url, site, witness_file, public, on_accept=accepted, stop=stop
+                    mqtt_broker.url,
+                    site,
+                    witness_file,
+                    public,
+                    on_accept=accepted,
+                    on_ignored=ignored.put_nowait,
+                    stop=stop,
                 )
             )
             try:
                 await grew.wait()  # the retained "open" checkpoint
+                # A checkpoint signed by another key, published by someone on the broker:
+                # ignored (not copied), and the witness keeps going.
+                mallory = CheckpointSigner(Ed25519PrivateKey.generate(), f"labdevices/{site}")
+                forged = mallory.sign(
+                    size=10**6, head="ab" * 32, time="t", prev="0" * 64, state="running"
+                )
+                await daemon.bus.publish(
+                    daemon.bus.topics.audit_checkpoint(), {"n": 99, "note": forged.note}
+                )
+                assert "not signed by the given key" in await ignored.get()
                 async with LabClient(mqtt_broker.url, site=site, actor="alice") as lab:
                     info = None
                     async with contextlib.aclosing(
@@ -80,3 +98,4 @@ async def test_job_end_is_checkpointed_published_and_witnessed(
     with SqliteDatabase(db, readonly=True) as store:
         states = [cp.state for _, cp in store.checkpoints()]
     assert states[0] == "open" and states[-1] == "closed"
+    assert 99 not in {n for n, _ in seen}

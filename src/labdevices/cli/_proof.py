@@ -33,6 +33,7 @@ from ..store._checkpoints import (
     WitnessLog,
     default_witness_path,
     load_verifier,
+    parse_checkpoint,
     verifier_key,
 )
 from ..store._keys import public_key_bytes
@@ -244,11 +245,13 @@ async def run_witness(
     public: Ed25519PublicKey,
     *,
     on_accept: Callable[[int, int], None] | None = None,
+    on_ignored: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Copy each checkpoint published on ``labdevices/{site}/audit/checkpoint`` into ``out``
     after checking it (signature, extends the last one held); ``CheckpointError`` on a fork
-    or rollback. Runs until ``stop`` is set."""
+    or rollback by the daemon's key. Messages not signed by it are ignored (``on_ignored``).
+    Runs until ``stop`` is set."""
     from ..bus import BusClient, Topics
     from ..daemon import parse_mqtt_url
 
@@ -270,8 +273,14 @@ async def run_witness(
                 try:
                     item = message.json()
                     number, note = int(item["n"]), str(item["note"])
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise CheckpointError(f"not a checkpoint message on {message.topic}") from exc
+                    parse_checkpoint(note, public)
+                except (ValueError, KeyError, TypeError, CheckpointError) as exc:
+                    # Not the daemon's (anyone may publish on a broker without an ACL): ignored,
+                    # loudly, rather than letting a stranger stop the witness.
+                    reason = exc.message if isinstance(exc, CheckpointError) else "not a checkpoint"
+                    if on_ignored is not None:
+                        on_ignored(reason)
+                    continue
                 if log.accept(number, note) and on_accept is not None:
                     assert log.last is not None
                     on_accept(number, log.last[1].size)
@@ -298,8 +307,11 @@ def audit_witness(
     def accepted(number: int, size: int) -> None:
         console.print(f"checkpoint {number}: {size} records", highlight=False)
 
+    def ignored(reason: str) -> None:
+        err_console.print(f"[bold yellow]ignored a message:[/] {reason}", highlight=False)
+
     try:
-        asyncio.run(run_witness(broker, site, out, public, on_accept=accepted))
+        asyncio.run(run_witness(broker, site, out, public, on_accept=accepted, on_ignored=ignored))
     except CheckpointError as exc:
         err_console.print(f"[bold red]REFUSED:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
