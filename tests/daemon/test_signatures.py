@@ -172,6 +172,12 @@ async def test_gmp_release_needs_a_supervisors_password_and_not_the_submitters_s
     assert sig.time.replace("T", " ")[:23] in text
     assert record["job"]["submitted_by"] == "olivia" and "olivia" in text
     assert record["printer"]["firmware"].get("FIRMWARE_NAME")
+    # the daemon signed checkpoints: one covers the job's records, checked with the public key
+    ver = record["verification"]
+    assert ver["ok"] and ver["key_fingerprint"], ver
+    assert ver["checkpoint"] is not None and ver["checkpoint"]["verified"] is True
+    assert ver["checkpoint"]["size"] >= ver["job_last_seq"] > 0
+    assert "its signature and the chain up to it verified" in " ".join(text.split())
 
     # every refusal was audited, and no password reached the audit trail
     refused = [r for r in audit if r.action == "command.refused"]

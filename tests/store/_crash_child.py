@@ -1,6 +1,7 @@
 """Child process for the crash test: writes jobs and audit records forever, reporting each commit.
 
-Every line on stdout is JSON, printed only after the write it describes has
+With a key file as second argument it signs checkpoints as the daemon does. Every line on
+stdout is JSON, printed only after the write it describes has
 returned, i.e. was committed. The parent SIGKILLs this process at some point.
 """
 
@@ -10,15 +11,18 @@ import asyncio
 import json
 import sys
 
-from labdevices.store import SqliteStore
+from labdevices.store import CheckpointSigner, SqliteStore, load_or_create_signing_key
 
 
 def report(**fields: object) -> None:
     print(json.dumps(fields), flush=True)
 
 
-async def main(db: str) -> None:
-    async with SqliteStore(db) as store:
+async def main(db: str, key: str | None) -> None:
+    signer = None
+    if key is not None:  # as the daemon: signed checkpoints every 8 records, and a witness file
+        signer = CheckpointSigner(load_or_create_signing_key(key), "labdevices/crash")
+    async with SqliteStore(db, signer=signer, checkpoint_every_records=8) as store:
         report(kind="ready")
         i = 0
         while True:
@@ -52,4 +56,4 @@ class _Point:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))

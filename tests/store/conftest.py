@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from labdevices.store import JobState, SqliteDatabase, SqliteStore
+from labdevices.devices import Sample
+from labdevices.store import JobState, SqliteDatabase, SqliteStore, load_or_create_signing_key
+from labdevices.store._checkpoints import CheckpointSigner
 
 
 @pytest.fixture
@@ -49,3 +55,105 @@ def filled(db_path: Path) -> Path:
         other = db.create_job("printer2", actor="alice")  # 12
         assert other.id == 2
     return db_path
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A store written by a signing daemon, its public key and a witness's copy, both kept apart."""
+
+    db: Path
+    key: Path
+    witness: Path
+    private: Path
+
+
+def write_history(db: SqliteDatabase) -> None:
+    """Some of everything a daemon records: jobs (one interrupted), events, G-code, alarms,
+    users, a signature, telemetry blocks, setpoints."""
+    db.record_config_load("config/lab.toml", "cd" * 32)
+    done = db.create_job(
+        "printer1",
+        actor="alice",
+        batch_id="B-7",
+        patient_id="P-17",
+        bioinks=[{"name": "GelMA 5%", "lot": "L-3"}],
+        gcode="G28\nG1 X10\nM400\n",
+        lines_total=3,
+    )
+    db.transition_job(done.id, JobState.RUNNING, actor="daemon")
+    db.record_progress(done.id, 3)
+    db.transition_job(done.id, JobState.COMPLETED, actor="daemon")
+    cut = db.create_job(
+        "printer1", actor="bob", batch_id="B-8", patient_id="P-18", gcode="G28\nG1 X5\n"
+    )
+    db.transition_job(cut.id, JobState.RUNNING, actor="daemon")
+    db.add_job_event(cut.id, "note", {"text": "nozzle changed"})
+    db.transition_job(cut.id, JobState.INTERRUPTED, actor="daemon", error="daemon stopped")
+    alarm = db.raise_alarm("incubator1", "co2_low", "warning", reason="CO2 < 4.5 %")
+    db.acknowledge_alarm(alarm.id, user="carol", reason="cylinder swapped")
+    now = time.time()
+    with db._tx(durable=True) as c:  # users and signatures: as the identity/record code writes them
+        for uid, name, roles in (
+            ("alice", "Alice A", ["operator"]),
+            ("carol", "Carol C", ["supervisor"]),
+        ):
+            c.execute(
+                "INSERT INTO users (id, full_name, roles, created_at) VALUES (?, ?, ?, ?)",
+                (uid, name, json.dumps(roles), now),
+            )
+            db._append_audit(
+                c,
+                t=now,
+                actor="admin",
+                action="user.create",
+                object=f"user/{uid}",
+                old=None,
+                new={"roles": roles},
+                reason=None,
+                row=("users", uid),
+            )
+    with db._tx(durable=True) as c:
+        cur = c.execute(
+            "INSERT INTO signatures (object, user_id, full_name, meaning, comment, time,"
+            " content_sha256) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ("job/1", "carol", "Carol C", "released", "ok", "2026-11-26T10:00:00Z", "ab" * 32),
+        )
+        sid = int(cur.lastrowid or 0)
+        db._append_audit(
+            c,
+            t=now,
+            actor="carol",
+            action="job.sign",
+            object=f"signature/{sid}",
+            old=None,
+            new={"meaning": "released"},
+            reason=None,
+            row=("signatures", sid),
+        )
+    for block in range(3):
+        db.insert_telemetry(
+            [
+                Sample(
+                    "printer1", "head_temp", 37.0 + block + k / 10, "degC", t=now + block + k / 100
+                )
+                for k in range(5)
+            ]
+        )
+    db.audit("alice", "setpoint.write", "device/incubator1/temperature", old=37.0, new=36.5)
+
+
+@pytest.fixture
+def signed(tmp_path: Path) -> Signed:
+    """A store closed by a signing daemon; the public key and a witness copy kept elsewhere."""
+    db_path = tmp_path / "lab.db"
+    private = tmp_path / "lab.db.key"
+    signer = CheckpointSigner(load_or_create_signing_key(private), "labdevices/lab1")
+    with SqliteDatabase(db_path, signer=signer, checkpoint_every_records=4) as db:
+        write_history(db)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    key = elsewhere / "daemon.pub"
+    shutil.copy(tmp_path / "lab.db.key.pub", key)
+    witness = elsewhere / "witness.jsonl"
+    shutil.copy(tmp_path / "lab.db.witness", witness)
+    return Signed(db_path, key, witness, private)

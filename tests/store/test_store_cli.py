@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import labdevices.cli._store  # noqa: F401  (registers the commands)
+import labdevices.cli._proof  # noqa: F401  (registers the commands)
 from labdevices.cli import app
 from labdevices.devices import Sample
 from labdevices.store import SqliteDatabase
@@ -19,18 +19,19 @@ from ._tamper import tamper
 runner = CliRunner()
 
 
-def test_audit_verify_intact(filled: Path) -> None:
+def test_audit_verify_intact_but_unsigned(filled: Path) -> None:
+    """A store written without a signing key verifies as a chain, but nothing is anchored (exit 3)."""
     result = runner.invoke(app, ["audit", "verify", "--db", str(filled)])
-    assert result.exit_code == 0, result.output
-    assert "audit chain intact: 12 records" in result.output
+    assert result.exit_code == 3, result.output
+    assert "verified — 12 audit records" in result.output
+    assert "not yet anchored: 12 records" in result.output
 
 
 def test_audit_verify_names_the_edited_record(filled: Path) -> None:
     tamper(filled, "UPDATE audit SET reason = 'nothing to see' WHERE seq = 4")
     result = runner.invoke(app, ["audit", "verify", "--db", str(filled)])
     assert result.exit_code == 1
-    assert "broken at record 4 (edited)" in result.output
-    assert "record 4 was edited" in result.output
+    assert "audit seq 4: edited" in result.output
 
 
 def test_audit_verify_uses_the_environment_default(
@@ -38,7 +39,7 @@ def test_audit_verify_uses_the_environment_default(
 ) -> None:
     monkeypatch.setenv("LABDEVICES_DB", str(filled))
     result = runner.invoke(app, ["audit", "verify"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output
     assert str(filled) in result.output
 
 

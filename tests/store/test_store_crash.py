@@ -12,15 +12,26 @@ from typing import Any
 
 import pytest
 
-from labdevices.store import JobState, SqliteStore, verify_audit
+from labdevices.store import (
+    CheckpointSigner,
+    JobState,
+    SqliteDatabase,
+    SqliteStore,
+    load_or_create_signing_key,
+    load_public_key,
+    verify_audit,
+    verify_store,
+)
 
 CHILD = Path(__file__).with_name("_crash_child.py")
 
 
-def _run_and_kill(db: Path, kill_after_audits: int) -> list[dict[str, Any]]:
+def _run_and_kill(
+    db: Path, kill_after_audits: int, key: Path | None = None
+) -> list[dict[str, Any]]:
     """Start the writer, SIGKILL it once it reported ``kill_after_audits`` audit commits."""
     proc = subprocess.Popen(
-        [sys.executable, str(CHILD), str(db)],
+        [sys.executable, str(CHILD), str(db), *([str(key)] if key else [])],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -84,3 +95,30 @@ async def test_sigkill_mid_write_loses_nothing_reported(
             assert job.state is JobState.INTERRUPTED
             assert job.last_ack_line >= last_line.get(job.id, 0)
         assert (await store.verify()).ok
+
+
+@pytest.mark.parametrize("kill_after_audits", [3, 30])
+def test_sigkill_mid_write_keeps_chain_and_checkpoints_verifiable(
+    tmp_path: Path, kill_after_audits: int
+) -> None:
+    """Killed while writing and signing: the chain and every checkpoint verify against the key
+    and the witness file; only the tail after the last checkpoint is unanchored (exit 3), and a
+    restarted writer anchors it."""
+    db, key = tmp_path / "crash.db", tmp_path / "crash.key"
+    witness = tmp_path / "crash.db.witness"
+    reports = _run_and_kill(db, kill_after_audits, key)
+    public = load_public_key(tmp_path / "crash.key.pub")
+
+    report = verify_store(db, public_key=public, witness=witness)
+    assert report.problems == [], report.problems
+    assert report.exit_code in (0, 3)
+    assert report.checkpoints >= 1 and report.anchored_seq <= report.head_seq
+    last_audit = max(r["seq"] for r in reports if r["kind"] == "audit")
+    assert report.head_seq >= last_audit
+
+    signer = CheckpointSigner(load_or_create_signing_key(key), "labdevices/crash")
+    with SqliteDatabase(db, signer=signer) as store:  # the daemon restarts on it
+        store.recover_interrupted()
+    after = verify_store(db, public_key=public, witness=witness)
+    assert after.exit_code == 0, after.problems
+    assert after.anchored_seq == after.head_seq

@@ -13,6 +13,10 @@ from ._client import (
     route_commands,
 )
 from ._envelopes import (
+    MAX_ARGS_BYTES,
+    MAX_JOB_REQUEST_BYTES,
+    MAX_REQUEST_BYTES,
+    MAX_TEXT_BYTES,
     DeadlineExceeded,
     ErrorBody,
     ErrorReply,
@@ -21,6 +25,7 @@ from ._envelopes import (
     OkReply,
     RemoteError,
     Request,
+    RequestTooLarge,
     UnknownCommand,
     error_from_body,
     parse_reply,
@@ -41,6 +46,10 @@ from ._topics import (
 )
 
 __all__ = [
+    "MAX_ARGS_BYTES",
+    "MAX_JOB_REQUEST_BYTES",
+    "MAX_REQUEST_BYTES",
+    "MAX_TEXT_BYTES",
     "RESERVED_NAMES",
     "ROOT",
     "BusClient",
@@ -58,6 +67,7 @@ __all__ = [
     "Request",
     "RequestGuard",
     "RequestRefused",
+    "RequestTooLarge",
     "SampleLike",
     "Signer",
     "Subscription",

@@ -36,6 +36,8 @@ from pydantic import JsonValue
 
 from ..errors import DeviceConnectionError, DeviceTimeoutError, LabDeviceError, ProtocolError
 from ._envelopes import (
+    MAX_ARGS_BYTES,
+    MAX_REQUEST_BYTES,
     DeadlineExceeded,
     ErrorReply,
     InternalError,
@@ -391,7 +393,13 @@ class BusClient:
             await self._unsubscribe(topic_filter, deliver)
 
     async def serve(
-        self, topic_filter: str, handler: Handler, *, guard: RequestGuard | None = None
+        self,
+        topic_filter: str,
+        handler: Handler,
+        *,
+        guard: RequestGuard | None = None,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
+        max_args_bytes: int = MAX_ARGS_BYTES,
     ) -> None:
         """Answer the requests arriving on ``topic_filter`` with ``handler`` until the client closes.
 
@@ -411,7 +419,11 @@ class BusClient:
         def deliver(message: BusMessage) -> None:
             if self._state != "open" or self._tasks is None:
                 return
-            task = self._tasks.create_task(self._handle_request(message, handler, guard))
+            task = self._tasks.create_task(
+                self._handle_request(
+                    message, handler, guard, limits=(max_request_bytes, max_args_bytes)
+                )
+            )
             self._handlers.add(task)
             task.add_done_callback(self._handlers.discard)
 
@@ -507,10 +519,17 @@ class BusClient:
         future.set_result(reply)
 
     async def _handle_request(
-        self, message: BusMessage, handler: Handler, guard: RequestGuard | None = None
+        self,
+        message: BusMessage,
+        handler: Handler,
+        guard: RequestGuard | None = None,
+        *,
+        limits: tuple[int, int] = (MAX_REQUEST_BYTES, MAX_ARGS_BYTES),
     ) -> None:
         try:
-            request = parse_request(message.payload)
+            request = parse_request(
+                message.payload, max_request_bytes=limits[0], max_args_bytes=limits[1]
+            )
         except MalformedRequest as exc:
             self._refuse_malformed(message, exc)
             return
@@ -592,7 +611,7 @@ class BusClient:
         reply_to = exc.reply_to
         if reply_to is not None and reply_to.startswith(self.topics.clients_prefix()):
             self.stats.malformed_replied += 1
-            error = MalformedRequest(f"{exc.message} (on {message.topic})")
+            error = type(exc)(f"{exc.message} (on {message.topic})")
             self.post(
                 reply_to, ErrorReply.from_error(exc.request_id, error).model_dump(exclude_none=True)
             )

@@ -7,6 +7,7 @@ works the same on MQTT 3.1.1 (no response-topic property) and MQTT 5.
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -19,10 +20,14 @@ from pydantic import (
     field_validator,
 )
 
-from ..errors import LabDeviceError, ProtocolError
+from ..errors import LabDeviceError, ProtocolError, TooLarge
 from ._topics import validate_publish_topic
 
 __all__ = [
+    "MAX_ARGS_BYTES",
+    "MAX_JOB_REQUEST_BYTES",
+    "MAX_REQUEST_BYTES",
+    "MAX_TEXT_BYTES",
     "DeadlineExceeded",
     "ErrorBody",
     "ErrorReply",
@@ -32,6 +37,7 @@ __all__ = [
     "RemoteError",
     "Reply",
     "Request",
+    "RequestTooLarge",
     "UnknownCommand",
     "error_from_body",
     "parse_reply",
@@ -153,8 +159,43 @@ def _problems(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_request(payload: bytes) -> Request:
-    """Parse a request payload, or raise ``MalformedRequest`` with what could be recovered."""
+class RequestTooLarge(MalformedRequest):
+    """A request, its ``args`` or a ``reason``/``comment`` in them is over the size limit; it was
+    refused unread, so nothing of it reaches a handler or the audit trail."""
+
+    code = TooLarge.code
+
+
+#: what one request may carry (bytes of the payload, of its ``args`` as JSON, of a
+#: ``reason`` or ``comment``); a job submission may carry more (its G-code)
+MAX_REQUEST_BYTES = 256 * 1024
+MAX_ARGS_BYTES = 64 * 1024
+MAX_TEXT_BYTES = 1024
+MAX_JOB_REQUEST_BYTES = 16 * 1024 * 1024
+_TEXT_ARGS = ("reason", "comment")
+
+
+def parse_request(
+    payload: bytes,
+    *,
+    max_request_bytes: int = MAX_REQUEST_BYTES,
+    max_args_bytes: int = MAX_ARGS_BYTES,
+) -> Request:
+    """Parse a request payload, or raise ``MalformedRequest`` with what could be recovered
+    (``RequestTooLarge``, code ``too_large``, for one over the limits)."""
+    if len(payload) > max_request_bytes:
+        # Not parsed: its reply topic and id are looked for in its first bytes only.
+        head = payload[:4096].decode("utf-8", "replace")
+        reply_to = _head_field(head, "reply_to")
+        try:
+            validate_publish_topic(reply_to)
+        except LabDeviceError:
+            reply_to = None
+        raise RequestTooLarge(
+            f"request is {len(payload)} bytes; the limit is {max_request_bytes}",
+            reply_to=reply_to,
+            request_id=_head_field(head, "id"),
+        )
     try:
         data = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -169,12 +210,40 @@ def parse_request(payload: bytes) -> Request:
         reply_to = None
     if not isinstance(request_id, str):
         request_id = None
+
+    def too_large(what: str, size: int, limit: int) -> RequestTooLarge:
+        return RequestTooLarge(
+            f"{what} is {size} bytes; the limit is {limit}",
+            reply_to=reply_to,
+            request_id=request_id,
+        )
+
+    args = data.get("args")
+    if isinstance(args, dict):
+        size = len(json.dumps(args, ensure_ascii=False).encode("utf-8"))
+        if size > max_args_bytes:
+            raise too_large("args", size, max_args_bytes)
+        for name in _TEXT_ARGS:
+            text = args.get(name)
+            if isinstance(text, str) and len(text.encode("utf-8")) > MAX_TEXT_BYTES:
+                raise too_large(f"args.{name}", len(text.encode("utf-8")), MAX_TEXT_BYTES)
     try:
         return Request.model_validate(data)
     except ValidationError as exc:
         raise MalformedRequest(
             f"invalid request: {_problems(exc)}", reply_to=reply_to, request_id=request_id
         ) from exc
+
+
+def _head_field(head: str, name: str) -> str | None:
+    match = re.search(rf'"{name}"\s*:\s*"((?:[^"\\]|\\.)*)"', head)
+    if match is None:
+        return None
+    try:
+        value = json.loads(f'"{match.group(1)}"')
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, str) else None
 
 
 def parse_reply(payload: bytes) -> OkReply | ErrorReply:

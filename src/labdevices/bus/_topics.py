@@ -26,7 +26,7 @@ __all__ = [
 ROOT = "labdevices"
 
 #: first-level names under a site that belong to the daemon, not to devices
-RESERVED_NAMES = frozenset({"jobs", "daemon", "clients"})
+RESERVED_NAMES = frozenset({"jobs", "daemon", "clients", "audit"})
 
 _MAX_NAME = 128
 
@@ -40,6 +40,7 @@ TopicKind = Literal[
     "job_state",
     "daemon_status",
     "reply",
+    "audit_checkpoint",
 ]
 
 
@@ -111,6 +112,7 @@ class Topics:
     labdevices/{site}/jobs/{id}/progress      job progress events
     labdevices/{site}/jobs/{id}/state         job state (retained)
     labdevices/{site}/daemon/status           the daemon's status, its last will marks it offline
+    labdevices/{site}/audit/checkpoint        the latest signed audit checkpoint (retained)
     labdevices/{site}/clients/{id}/reply      a client's reply inbox
     labdevices/{site}/clients/{user}/{id}/reply   ... of a logged-in user
     ```
@@ -146,6 +148,10 @@ class Topics:
 
     def daemon_status(self) -> str:
         return f"{self.root}/daemon/status"
+
+    def audit_checkpoint(self) -> str:
+        """Each signed checkpoint of the audit chain, retained, for witnesses to copy."""
+        return f"{self.root}/audit/checkpoint"
 
     def reply_inbox(self, client_id: str, owner: str | None = None) -> str:
         """A client's inbox; with ``owner`` (the logged-in user) ``clients/{owner}/{client_id}/reply``,
@@ -213,6 +219,8 @@ def parse_topic(topic: str) -> TopicInfo:
             return TopicInfo(site, "job_state", job_id=job_id)
         case ["daemon", "status"]:
             return TopicInfo(site, "daemon_status")
+        case ["audit", "checkpoint"]:
+            return TopicInfo(site, "audit_checkpoint")
         case ["clients", client_id, "reply"]:
             return TopicInfo(site, "reply", client_id=client_id)
         case ["clients", user, client_id, "reply"]:

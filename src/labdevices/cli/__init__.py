@@ -33,6 +33,7 @@ def _register() -> None:
         "_toolpath",
         "_devices",
         "_store",
+        "_proof",
         "_daemon",
         "_users",
         "_broker",

@@ -13,12 +13,20 @@ from . import app
 from ._store import DbOption, _store_errors
 
 
-def write_record(db: Path, job_id: int, out: Path, fmt: str) -> Path:
+def write_record(
+    db: Path,
+    job_id: int,
+    out: Path,
+    fmt: str,
+    *,
+    key: str | None = None,
+    witness: Path | None = None,
+) -> Path:
     """Render job ``job_id`` of the store ``db`` to ``out`` as ``pdf``, ``html`` or ``json``."""
     from ..record import collect_record, render_html, render_json, render_pdf
 
     with SqliteDatabase(db, readonly=True) as store:
-        record = collect_record(store, job_id)
+        record = collect_record(store, job_id, key=key, witness=witness)
     render = {"pdf": render_pdf, "html": render_html, "json": render_json}[fmt]
     data = render(record)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -37,6 +45,18 @@ def record(
     as_json: Annotated[
         bool, typer.Option("--json", help="the electronic copy (complete, with hashes)")
     ] = False,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="the daemon's public key, kept apart from the store (PEM file or verifier key); "
+            "default: <db>.key.pub",
+        ),
+    ] = None,
+    witness: Annotated[
+        Path | None,
+        typer.Option(help="a witness's copy of the checkpoints; default: <db>.witness"),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Render a job's batch record: ids, bioinks and lots, printer, hashes, transitions,
@@ -49,5 +69,5 @@ def record(
         fmt = suffix if suffix in ("html", "json") else "pdf"
     out = output or Path(f"batch-record-job{job_id}.{fmt}")
     with _store_errors():
-        written = write_record(db or default_db_path(), job_id, out, fmt)
+        written = write_record(db or default_db_path(), job_id, out, fmt, key=key, witness=witness)
     Console().print(f"batch record of job {job_id} ({fmt.upper()}): {written}", highlight=False)

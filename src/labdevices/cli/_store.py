@@ -1,4 +1,5 @@
-"""``labdevices audit verify`` and ``labdevices jobs [show ID]``: read the store file directly.
+"""The ``audit`` group (its commands are in ``_proof.py``) and ``labdevices jobs [show ID]``: read
+the store file directly.
 
 The store is opened read-only, so these commands are safe beside a running
 daemon. The ``jobs`` group keeps its options on the group callback and on each
@@ -20,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..store import JobRecord, SqliteDatabase, StoreError, default_db_path, verify_audit
+from ..store import JobRecord, SqliteDatabase, StoreError, default_db_path
 from . import app, err_console
 
 _DB_HELP = (
@@ -47,27 +48,6 @@ def _store_errors() -> Iterator[None]:
 
 def _when(t: float | None) -> str:
     return "—" if t is None else datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")
-
-
-@audit_app.command("verify")
-def audit_verify(db: DbOption = None) -> None:
-    """Prove the audit chain from its first record; exit 1 naming the first edited, deleted or
-    reordered record."""
-    path = db or default_db_path()
-    with _store_errors():
-        result = verify_audit(path)
-    console = Console()
-    if result.ok:
-        console.print(f"[bold green]✓[/] {path}: {result.message}", highlight=False, soft_wrap=True)
-        return
-    err_console.print(
-        f"[bold red]✗ {path}: audit chain broken at record {result.first_bad_seq} "
-        f"({result.problem})[/]\n  {result.message}\n"
-        f"  records {1}–{result.head_seq} verified before it",
-        highlight=False,
-        soft_wrap=True,
-    )
-    raise typer.Exit(1)
 
 
 @jobs_app.callback(invoke_without_command=True)

@@ -20,8 +20,15 @@ from pydantic import JsonValue
 from ..bus import BusClient, MalformedRequest, Request, UnknownCommand
 from ..devices import Sample
 from ..devices.gcode import GcodePrinter
-from ..errors import DeviceTimeoutError, LabDeviceError, Unauthenticated
+from ..errors import (
+    BadRequest,
+    DeviceTimeoutError,
+    LabDeviceError,
+    LimitViolation,
+    Unauthenticated,
+)
 from ..store import JobRecord, Store, StoreError
+from ._audited import as_audited
 from ._errors import UnknownAlarm, UnknownDevice, UnknownJob, UnknownSignal
 from ._interlocks import alarm_json
 from ._jobs import JobManager, job_json, signature_json
@@ -35,6 +42,7 @@ Command = Callable[[DeviceSlot, Request], Awaitable[JsonValue]]
 DaemonCommand = Callable[[Request], Awaitable[JsonValue]]
 
 _READ_TIMEOUT_S = 5.0
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # what SQLite stores; beyond it OverflowError
 
 
 def daemon_command_topic(bus_root: str, name: str) -> str:
@@ -79,6 +87,8 @@ def _int(
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise _bad_arg(key, "an integer", value, device)
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise BadRequest(f"args.{key} is out of range ({value})", device=device)
     return value
 
 
@@ -105,6 +115,9 @@ class CommandRouter:
         self.jobs = jobs
         self.store = store
         self.bus = bus
+        #: the value each setpoint was last written to by this daemon, and a lock per setpoint
+        self._setpoints: dict[tuple[str, str], float] = {}
+        self._setpoint_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.device_commands: dict[str, Command] = {
             "read": self._read,
             "write": self._write,
@@ -173,7 +186,11 @@ class CommandRouter:
                 request.actor,
                 "command.refused",
                 obj,
-                new={"command": name, "args": redact(request.args), "request_id": request.id},
+                new={
+                    "command": name,
+                    "args": as_audited(redact(request.args)),
+                    "request_id": request.id,
+                },
                 reason=f"[{exc.code}] {exc.message}",
             )
         except LabDeviceError as store_exc:
@@ -209,27 +226,46 @@ class CommandRouter:
     async def write_setpoint(
         self, device: str, signal: str, value: float, actor: str, reason: str | None
     ) -> None:
-        """Check against the profile's limits, audit (old and new value), then write."""
+        """Check against the profile's limits, audit (old and new value), then write.
+
+        ``old`` is the value this write replaces: the setpoint as the daemon last wrote it,
+        or, before its first write, as read back from the device. Writes to one setpoint
+        are serialised, so a burst records an unbroken chain of old → new values.
+        """
         slot = self.slots[device]
         sig = slot.profile.signals.get(signal)
         if sig is None:
             raise UnknownSignal(f"unknown signal {signal!r}", device=device)
+        obj = f"device/{device}/{signal}"
+        if not math.isfinite(value):
+            await self.store.audit(
+                actor, "setpoint.refused", obj, new=str(value), reason="not a finite number"
+            )
+            raise LimitViolation(
+                f"{signal}: {value} is not a finite number", device=device, signal=signal
+            )
         sig.check(device, signal, value)  # LimitViolation: nothing written, nothing audited as done
         dev = slot.require()
-        old = self._latest(device, signal)
-        await self.store.audit(
-            actor,
-            "setpoint.write",
-            f"device/{device}/{signal}",
-            old=old,
-            new=value,
-            reason=reason,
-        )
-        await dev.write(signal, value)
+        key = (device, signal)
+        lock = self._setpoint_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            old = self._setpoints[key] if key in self._setpoints else await self._read_back(key)
+            await self.store.audit(actor, "setpoint.write", obj, old=old, new=value, reason=reason)
+            await dev.write(signal, value)
+            self._setpoints[key] = value
 
-    def _latest(self, device: str, signal: str) -> JsonValue:
-        sample = self.latest.get((device, signal))
-        return None if sample is None else sample.value
+    async def _read_back(self, key: tuple[str, str]) -> JsonValue:
+        """The setpoint's value on the device before the daemon's first write (None if the
+        device cannot report it, e.g. a write-only G-code setpoint)."""
+        device, signal = key
+        try:
+            sample = await _timed(self.slots[device].require().read(signal), device, signal)
+        except LabDeviceError:
+            return None
+        value = sample.value
+        if isinstance(value, float) and not math.isfinite(value):
+            return str(value)
+        return value
 
     async def _describe(self, slot: DeviceSlot, request: Request) -> JsonValue:
         return slot.describe()

@@ -104,6 +104,22 @@ class StoreConfig(StrictModel):
     flush_interval_s: float = Field(
         default=0.5, gt=0, description="telemetry is written to the store in batches this often"
     )
+    # -- proof (#12): the signing key and the witness, both outside the database --
+    key_file: Path | None = Field(
+        default=None,
+        description="the daemon's Ed25519 private key (mode 0600, created at first start); "
+        "default: <path>.key beside the store",
+    )
+    witness_file: Path | None = Field(
+        default=None,
+        description="where each signed checkpoint is also appended; default: <path>.witness",
+    )
+    checkpoint_every_records: int = Field(
+        default=256, ge=1, description="sign a checkpoint after this many audit records"
+    )
+    checkpoint_every_s: float = Field(
+        default=10.0, gt=0, description="and at least this often while records come in"
+    )
 
 
 class AuthConfig(StrictModel):
@@ -354,7 +370,16 @@ def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) ->
             f"{source}: {len(problems)} problem(s)", file=source, problems=problems
         ) from exc
     base = p.resolve().parent
-    store = config.store.model_copy(update={"path": _resolve(base, config.store.path)})
+    store = config.store.model_copy(
+        update={
+            "path": _resolve(base, config.store.path),
+            **{
+                k: _resolve(base, v)
+                for k in ("key_file", "witness_file")
+                if (v := getattr(config.store, k)) is not None
+            },
+        }
+    )
     bus = config.bus.model_copy(
         update={
             k: _resolve(base, v)

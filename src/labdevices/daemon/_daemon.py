@@ -21,11 +21,19 @@ from typing import Any, Self
 from pydantic import JsonValue
 
 from ..auth import SESSION_PURPOSE
-from ..bus import BusClient, TelemetryPublisher, Topics, start_embedded_broker
+from ..bus import (
+    MAX_JOB_REQUEST_BYTES,
+    BusClient,
+    TelemetryPublisher,
+    Topics,
+    start_embedded_broker,
+)
 from ..devices import Sample
-from ..errors import ConfigurationError, DeviceConnectionError
+from ..errors import ConfigurationError, DeviceConnectionError, LabDeviceError
 from ..store import (
     AlarmRecord,
+    Checkpoint,
+    CheckpointSigner,
     Deadband,
     Store,
     default_key_path,
@@ -80,6 +88,7 @@ class Daemon:
         self._stopping = asyncio.Event()
         self._state: str = "new"
         self._deadbands: dict[str, Deadband] = {}
+        self._unpublished: list[tuple[int, Checkpoint]] = []
         self.store: Store
         self.bus: BusClient
         self.pipeline: TelemetryPipeline
@@ -118,14 +127,13 @@ class Daemon:
     async def _start(self, stack: AsyncExitStack) -> None:
         cfg = self.config
         started_at = time.time()
-        self.store = await stack.enter_async_context(
-            open_store(cfg.store.path, auth_policy=cfg.auth.policy())
-        )
+        self.store = await stack.enter_async_context(self._open_store())
         await self.store.record_config_load(self.loaded.source, self.loaded.sha256)
         # The session secrets come from the daemon's key (outside the database): the
         # database file alone cannot act as anyone.
         session_key = derive_key(
-            load_or_create_signing_key(default_key_path(cfg.store.path)), SESSION_PURPOSE
+            load_or_create_signing_key(cfg.store.key_file or default_key_path(cfg.store.path)),
+            SESSION_PURPOSE,
         )
         host, port, tls, user, password = await self._broker(stack)
         tls_context = self._tls_context() if tls else None
@@ -142,6 +150,9 @@ class Daemon:
             reconnect_max_s=2.0,
         )
         self.bus = bus
+        for number, cp in self._unpublished:  # written before the bus existed (the ``open`` one)
+            self._publish_checkpoint(number, cp)
+        self._unpublished.clear()
         publisher = TelemetryPublisher(bus, linger_s=self._telemetry_linger_s)
         self.pipeline = TelemetryPipeline(
             publisher,
@@ -192,7 +203,13 @@ class Daemon:
         # Subscribed before the bus's first connection can start (no await in between), so
         # the first session subscribes them all.
         await bus.serve(bus.topics.commands(), self.router.handle_device, guard=self.guard)
-        await bus.serve(bus.topics.job_submit(), self.jobs.submit, guard=self.guard)
+        await bus.serve(  # a submission carries its G-code: a larger allowance
+            bus.topics.job_submit(),
+            self.jobs.submit,
+            guard=self.guard,
+            max_request_bytes=MAX_JOB_REQUEST_BYTES,
+            max_args_bytes=MAX_JOB_REQUEST_BYTES,
+        )
         await stack.enter_async_context(publisher)
         stack.push_async_callback(self._final_flush)
         self._tasks = await stack.enter_async_context(asyncio.TaskGroup())
@@ -208,6 +225,7 @@ class Daemon:
             self._on_state(slot)
             self.spawn(supervisor.run(slot), f"device {slot.name}")
         self.spawn(self.pipeline.run_store_writer(), "telemetry store writer")
+        self.spawn(self._checkpoint_loop(), "audit checkpoints")
         self.jobs.start()
         # Requests sent before the first connection would be lost (no session yet to keep
         # them): give the broker a moment, but run without it rather than not at all.
@@ -216,6 +234,41 @@ class Daemon:
             log.info("daemon for site %r serving on %s", cfg.site, redact_url(self.broker_url))
         except DeviceConnectionError as exc:
             log.warning("%s; serving once it is reachable, devices run meanwhile", exc)
+
+    # -- proof: signed checkpoints of the audit chain ------------------------------------------
+
+    def _open_store(self) -> Store:
+        """The store with the daemon's signing key (created at first start, outside the database)."""
+        cfg = self.config.store
+        key = load_or_create_signing_key(cfg.key_file or default_key_path(cfg.path))
+        return open_store(
+            cfg.path,
+            auth_policy=self.config.auth.policy(),
+            signer=CheckpointSigner(key, f"labdevices/{self.site}"),
+            witness=cfg.witness_file,
+            checkpoint_every_records=cfg.checkpoint_every_records,
+            checkpoint_every_s=cfg.checkpoint_every_s,
+            on_checkpoint=self._publish_checkpoint,
+        )
+
+    def _publish_checkpoint(self, number: int, cp: Checkpoint) -> None:
+        """Each checkpoint, retained on ``audit/checkpoint`` for witnesses (``audit witness``)."""
+        if not hasattr(self, "bus"):
+            self._unpublished.append((number, cp))
+            return
+        with contextlib.suppress(Exception):  # closed at the very end: the file witness has it
+            self.bus.post(
+                self.bus.topics.audit_checkpoint(), {"n": number, "note": cp.note}, retain=True
+            )
+
+    async def _checkpoint_loop(self) -> None:
+        """Anchor quiet periods too: records are never left unsigned longer than the cadence."""
+        while True:
+            await asyncio.sleep(self.config.store.checkpoint_every_s)
+            try:
+                await self.store.checkpoint()
+            except LabDeviceError as exc:
+                log.error("audit checkpoint failed: %s", exc)
 
     async def _broker(self, stack: AsyncExitStack) -> tuple[str, int, bool, str | None, str | None]:
         url = self.config.bus.url
@@ -269,6 +322,8 @@ class Daemon:
         """After devices closed: the last telemetry to the store, every device offline on the bus."""
         with contextlib.suppress(Exception):
             await self.pipeline.flush_store()
+        with contextlib.suppress(Exception):  # signed and published while the bus is still up
+            await self.store.checkpoint(state="closed", force=True)
         for slot in self.slots.values():
             if slot.state != "offline":
                 slot.set("offline")

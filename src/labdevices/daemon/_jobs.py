@@ -33,6 +33,7 @@ from ..store import (
     StoreError,
     job_content_sha256,
 )
+from ._audited import as_audited
 from ._errors import UnknownDevice, UnknownJob
 from ._supervisor import DeviceSlot
 
@@ -167,7 +168,25 @@ class JobManager:
 
     async def submit(self, request: Request, topic: str) -> JsonValue:
         """``jobs/submit``: args ``printer``, one of ``gcode`` (text) or ``job`` (toolpath spec),
-        optional ``batch_id``, ``patient_id``, ``bioinks``, ``name``."""
+        optional ``batch_id``, ``patient_id``, ``bioinks``, ``name``. A refused submission is
+        audited as ``job.refused`` (its G-code by size and hash)."""
+        try:
+            return await self._submit(request)
+        except LabDeviceError as exc:
+            printer = request.args.get("printer")
+            try:
+                await self._store.audit(
+                    request.actor,
+                    "job.refused",
+                    f"device/{printer}" if isinstance(printer, str) and printer else "jobs",
+                    new={"args": as_audited(request.args), "request_id": request.id},
+                    reason=f"[{exc.code}] {exc.message}",
+                )
+            except LabDeviceError as store_exc:
+                log.error("refused job not audited: %s", store_exc)
+            raise
+
+    async def _submit(self, request: Request) -> JsonValue:
         args = request.args
         printer = _str(args, "printer")
         if printer is None:
@@ -416,6 +435,8 @@ class JobManager:
         if state == JobState.RUNNING and job.record.started_at is not None:
             job.started = time.monotonic() - (time.time() - job.record.started_at)
         self._publish_state(job)
+        if state in TERMINAL_STATES:  # every job's end is anchored by a signed checkpoint
+            await self._store.checkpoint()
 
     def _state_payload(self, record: JobRecord, seq: int) -> dict[str, JsonValue]:
         payload = job_json(record)

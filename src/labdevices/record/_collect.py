@@ -10,9 +10,20 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from ..store import JobRecord, SqliteDatabase, job_content_sha256
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ..store import (
+    JobRecord,
+    SqliteDatabase,
+    default_key_path,
+    default_witness_path,
+    job_content_sha256,
+    load_verifier,
+    verify_store,
+)
 
 __all__ = ["FORMAT", "collect_record", "utc", "verification"]
 
@@ -29,29 +40,66 @@ def utc(t: float | None) -> str | None:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def verification(db: SqliteDatabase, covers_seq: int) -> dict[str, Any]:
-    """The audit chain's proof and the first signed checkpoint covering record ``covers_seq``."""
-    result = db.verify()
-    checkpoint = db.first_checkpoint_covering(covers_seq) if covers_seq else None
+def public_key_for(db_path: Path, key: str | None, notes: list[str]) -> Ed25519PublicKey | None:
+    """The daemon's public key: ``key`` (a PEM file or verifier key string), else the one beside
+    the store (``<db>.key.pub``), noted as such: a copy kept elsewhere is what proves anything."""
+    if key is not None:
+        return load_verifier(key)
+    beside = default_key_path(db_path)
+    candidate = beside.with_name(beside.name + ".pub")
+    if candidate.exists():
+        notes.append(f"public key taken from {candidate}, beside the store")
+        return load_verifier(candidate)
+    return None
+
+
+def verification(
+    db: SqliteDatabase,
+    covers_seq: int,
+    *,
+    key: str | None = None,
+    witness: str | Path | None = None,
+) -> dict[str, Any]:
+    """The store's proof (``verify_store``: chain, checkpoints, witness, every covered row) and
+    the first signed checkpoint that covers audit record ``covers_seq`` (the job's last)."""
+    notes: list[str] = []
+    public = public_key_for(db.path, key, notes)
+    if witness is None and default_witness_path(db.path).exists():
+        witness = default_witness_path(db.path)
+    report = verify_store(db.path, public_key=public, witness=witness)
+    chain = db.verify()
+    covering = next(((n, cp) for n, cp in db.checkpoints() if cp.size >= covers_seq), None)
+    checkpoint = None
+    if covering is not None:
+        n, cp = covering
+        checkpoint = {
+            "number": n,
+            "origin": cp.origin,
+            "size": cp.size,
+            "head": cp.head,
+            "time": cp.time,
+            "state": cp.state,
+            # trusted only when checked against a public key and the chain up to its size
+            "verified": public is not None and report.ok and report.anchored_seq >= cp.size,
+        }
     return {
-        "chain_ok": result.ok,
-        "records": result.records,
-        "head_seq": result.head_seq,
-        "head_hash": result.head_hash,
-        "first_bad_seq": result.first_bad_seq,
-        "problem": result.problem,
-        "message": result.message,
+        "ok": report.ok,
+        "exit_code": report.exit_code,
+        "records": report.records,
+        "head_seq": chain.head_seq,
+        "head_hash": chain.head_hash,
+        "chain_ok": chain.ok,
+        "chain_message": chain.message,
+        "checkpoints": report.checkpoints,
+        "witnessed": report.witnessed,
+        "witness": None if witness is None else str(witness),
+        "anchored_seq": report.anchored_seq,
+        "key_fingerprint": report.key_fingerprint,
+        "problems": [str(p) for p in report.problems],
+        "more_problems": report.suppressed,
+        "notes": notes + report.notes,
         "job_last_seq": covers_seq,
-        "checkpoint": (
-            None
-            if checkpoint is None
-            else {
-                "id": checkpoint["id"],
-                "size": checkpoint["size"],
-                "head": checkpoint["head"],
-                "time": checkpoint["time"],
-            }
-        ),
+        "checkpoint": checkpoint,
     }
 
 
@@ -100,8 +148,18 @@ def _full_name(db: SqliteDatabase, user_id: str | None) -> str | None:
     return None if user is None else user.full_name
 
 
-def collect_record(db: SqliteDatabase, job_id: int) -> dict[str, Any]:
-    """Everything an inspector reads about one job, from the open store ``db``."""
+def collect_record(
+    db: SqliteDatabase,
+    job_id: int,
+    *,
+    key: str | None = None,
+    witness: str | Path | None = None,
+) -> dict[str, Any]:
+    """Everything an inspector reads about one job, from the open store ``db``.
+
+    ``key`` (the daemon's public key, kept apart from the store) and ``witness`` (a copy of
+    the checkpoints) go to the verification; by default those beside the store are used.
+    """
     job = db.get_job(job_id)
     obj = f"job/{job_id}"
     audit = db.audit_records(object=obj)
@@ -232,7 +290,7 @@ def collect_record(db: SqliteDatabase, job_id: int) -> dict[str, Any]:
             for r in audit
         ],
         "verification": {
-            **verification(db, last_seq),
+            **verification(db, last_seq, key=key, witness=witness),
             "content_sha256_recomputed": content_now,
             "content_ok": content_now == job.content_sha256,
         },

@@ -243,15 +243,45 @@ def sections(record: dict[str, Any]) -> list[Section]:
         )
     )
     cp = ver["checkpoint"]
+    if ver["ok"]:
+        trail = f"verified: {ver['records']} records, every covered table and row checked"
+    else:
+        shown = "; ".join(ver["problems"][:3]) or "see labdevices audit verify"
+        trail = f"PROBLEMS FOUND: {shown}"
+    if cp is None:
+        anchored = (
+            f"no checkpoint yet covers this job's records (its last is record "
+            f"{ver['job_last_seq']}; checkpoints reach record {ver['anchored_seq']})"
+        )
+    else:
+        anchored = (
+            f"checkpoint {cp['number']} ({cp['origin']}, size {cp['size']}, {cp['time']}) "
+            f"covers the job's last record {ver['job_last_seq']}; "
+            + (
+                "its signature and the chain up to it verified"
+                if cp["verified"]
+                else "its signature is NOT verified (no public key, or problems above)"
+            )
+        )
     out.append(
         Section(
             "9. Verification",
             [
-                [
-                    "Audit chain",
-                    ("verified" if ver["chain_ok"] else "BROKEN") + f": {ver['message']}",
-                ],
+                ["Audit trail", trail],
                 ["Chain head", f"record {ver['head_seq']}, {ver['head_hash']}"],
+                [
+                    "Signing key",
+                    f"Ed25519 {ver['key_fingerprint']}"
+                    if ver["key_fingerprint"]
+                    else "no public key given: checkpoints not trusted",
+                ],
+                ["Checkpoint", anchored],
+                [
+                    "Witness",
+                    f"{ver['witnessed']} checkpoints in {ver['witness']}"
+                    if ver["witness"]
+                    else "no witness copy checked",
+                ],
                 [
                     "Job content",
                     "matches its content SHA-256 (recomputed from the stored job)"
@@ -259,15 +289,8 @@ def sections(record: dict[str, Any]) -> list[Section]:
                     else "DOES NOT MATCH its content SHA-256: the job was changed after "
                     f"it was recorded (now {ver['content_sha256_recomputed']})",
                 ],
-                ["Job's last record", _s(ver["job_last_seq"])],
-                [
-                    "Checkpoint",
-                    f"checkpoint {cp['id']} (size {cp['size']}, {cp['time']}) covers it"
-                    if cp
-                    else "no checkpoint yet covers this job's records",
-                ],
             ],
-            mono=(),
+            note=" ".join(ver["notes"]),
         )
     )
     return out

@@ -1,10 +1,20 @@
 """The job, alarm, telemetry and audit store: SQLite (WAL) now, a small interface for others later.
 
 Every job transition, alarm change, command and config load is written together
-with a record of a SHA-256 hash chain; ``verify_audit`` proves the chain.
+with a record of a SHA-256 hash chain, whose head the daemon signs at checkpoints;
+``verify_store`` proves every record against the public key and a witness.
 """
 
 from ._audit import GENESIS_HASH, VerifyResult, canonical_json, record_hash, verify_chain
+from ._checkpoints import (
+    Checkpoint,
+    CheckpointError,
+    CheckpointSigner,
+    WitnessLog,
+    default_witness_path,
+    load_verifier,
+    verifier_key,
+)
 from ._errors import InvalidTransition, StoreError
 from ._identity import (
     ARGON2_PARAMETERS,
@@ -50,10 +60,21 @@ from ._signatures import (
 from ._sqlite import SignalSummary, SqliteDatabase, verify_audit
 from ._store import SqliteStore, Store, open_store
 from ._telemetry import Deadband
+from ._verify import (
+    EXIT_TAMPERED,
+    EXIT_UNANCHORED,
+    EXIT_VERIFIED,
+    Finding,
+    StoreReport,
+    verify_store,
+)
 
 __all__ = [
     "ARGON2_PARAMETERS",
     "COVERED",
+    "EXIT_TAMPERED",
+    "EXIT_UNANCHORED",
+    "EXIT_VERIFIED",
     "GENESIS_HASH",
     "MEANINGS",
     "RELEASE_MEANINGS",
@@ -63,8 +84,12 @@ __all__ = [
     "AlarmRecord",
     "AuditRecord",
     "AuthPolicy",
+    "Checkpoint",
+    "CheckpointError",
+    "CheckpointSigner",
     "ContentMismatch",
     "Deadband",
+    "Finding",
     "InvalidTransition",
     "JobEvent",
     "JobRecord",
@@ -80,18 +105,22 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoreError",
+    "StoreReport",
     "TelemetryPoint",
     "TelemetryValue",
     "UserRecord",
     "VerifyResult",
+    "WitnessLog",
     "canonical_json",
     "default_db_path",
     "default_key_path",
+    "default_witness_path",
     "derive_key",
     "fingerprint",
     "job_content_sha256",
     "load_or_create_signing_key",
     "load_public_key",
+    "load_verifier",
     "mosquitto_hash",
     "mosquitto_verify",
     "open_store",
@@ -99,6 +128,8 @@ __all__ = [
     "record_hash",
     "row_sha256",
     "validate_user_id",
+    "verifier_key",
     "verify_audit",
     "verify_chain",
+    "verify_store",
 ]

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,8 +21,19 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from ..errors import JobRejected
-from ._audit import VerifyResult, canonical_json, record_hash, verify_chain
+from ..errors import JobRejected, LabDeviceError
+from ._audit import GENESIS_HASH, VerifyResult, canonical_json, record_hash, verify_chain
+from ._checkpoints import (
+    Checkpoint,
+    CheckpointError,
+    CheckpointSigner,
+    CheckpointState,
+    append_witness,
+    default_witness_path,
+    note_sha256,
+    parse_checkpoint,
+    read_witness,
+)
 from ._errors import InvalidTransition, StoreError
 from ._identity import AuthPolicy, IdentityMethods
 from ._models import (
@@ -47,6 +60,8 @@ from ._schema import MIGRATIONS, SCHEMA_VERSION
 from ._signatures import SignatureRecord, SignatureResult, add_signature, list_signatures
 
 __all__ = ["SignalSummary", "SqliteDatabase", "verify_audit"]
+
+log = logging.getLogger("labdevices.store")
 
 _SEVERITIES = ("info", "warning", "critical")
 _JOB_COLUMNS = (
@@ -87,16 +102,47 @@ class SqliteDatabase(IdentityMethods):
     Use as a context manager. ``readonly=True`` opens an existing store without
     creating, migrating or writing anything (``labdevices audit verify``, ``jobs``).
     Not thread-safe: one thread owns an instance.
+
+    With a ``signer`` (the daemon's key), the store writes signed checkpoints of the
+    audit chain: one when it opens (``open``), then whenever ``checkpoint_every_records``
+    records or ``checkpoint_every_s`` seconds have passed since the last (checked after
+    each commit), whenever ``checkpoint()`` is called (at every job end), and one when it
+    closes (``closed``). Each is its own durable transaction, signing the head as
+    committed, then appended to the ``witness`` file (default ``<db>.witness``) and
+    handed to ``on_checkpoint``.
     """
 
     def __init__(
-        self, path: str | Path, *, readonly: bool = False, auth_policy: AuthPolicy | None = None
+        self,
+        path: str | Path,
+        *,
+        readonly: bool = False,
+        auth_policy: AuthPolicy | None = None,
+        signer: CheckpointSigner | None = None,
+        witness: str | Path | None = None,
+        checkpoint_every_records: int = 256,
+        checkpoint_every_s: float = 10.0,
+        on_checkpoint: Callable[[int, Checkpoint], None] | None = None,
     ) -> None:
         self.path = Path(path)
         self.readonly = readonly
         self.auth_policy = auth_policy or AuthPolicy()
         self._conn: sqlite3.Connection | None = None
         self._synchronous = ""
+        if signer is not None and readonly:
+            raise StoreError("a read-only store cannot write checkpoints", file=str(self.path))
+        if checkpoint_every_records < 1 or checkpoint_every_s <= 0:
+            raise StoreError("checkpoint cadence must be >= 1 record and > 0 s")
+        self.signer = signer
+        self.witness = Path(witness) if witness is not None else default_witness_path(self.path)
+        self.checkpoint_every_records = checkpoint_every_records
+        self.checkpoint_every_s = checkpoint_every_s
+        self.on_checkpoint = on_checkpoint
+        self._head_seq: int | None = None  # as of the last commit (None: read it again)
+        self._anchored_seq = 0  # size of the last checkpoint
+        self._anchored_at = 0.0  # time.monotonic() of the last checkpoint
+        self._checkpointing = False
+        self._checkpoints_on = False  # set once the store's checkpoints were found sound
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -125,9 +171,17 @@ class SqliteDatabase(IdentityMethods):
                 self._migrate()
                 # After migrating: a migration may rebuild a table that others reference.
                 self._conn.execute("PRAGMA foreign_keys=ON")
+                if self.signer is not None:
+                    self._start_checkpoints()
 
     def close(self) -> None:
         if self._conn is not None:
+            if self._checkpoints_on and not self._conn.in_transaction:
+                try:
+                    self.checkpoint(state="closed", force=True)
+                except Exception as exc:  # the store still closes; the tail stays unanchored
+                    log.error("%s: no closing checkpoint: %s", self.path, exc)
+            self._checkpoints_on = False
             conn, self._conn = self._conn, None
             conn.close()
 
@@ -242,11 +296,158 @@ class SqliteDatabase(IdentityMethods):
             with self._errors():
                 yield db
         except BaseException:
+            self._head_seq = None
             if self._conn is not None and self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
             raise
         with self._errors():
             db.execute("COMMIT")
+        if self._checkpoints_on and not self._checkpointing:
+            self._checkpoint_if_due()
+
+    # -- checkpoints -------------------------------------------------------------
+
+    def _start_checkpoints(self) -> None:
+        """Check the last checkpoint against our key and the chain, bring the witness file up to
+        date, and write the ``open`` checkpoint."""
+        assert self.signer is not None
+        db = self._db
+        with self._errors():
+            last = db.execute(
+                "SELECT id, size, head, note FROM checkpoints ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+            head_seq = db.execute("SELECT seq FROM audit_head WHERE id = 1").fetchone()[0]
+        if last is not None:
+            number, size, head, note = last
+            try:
+                cp = parse_checkpoint(note, self.signer.public)
+            except CheckpointError as exc:
+                raise StoreError(
+                    f"checkpoint {number} was not signed by this daemon's key ({exc.message}); "
+                    "the key file is not the one that signed this store",
+                    file=str(self.path),
+                ) from None
+            at = db.execute("SELECT hash FROM audit WHERE seq = ?", (size,)).fetchone()
+            if size > 0 and (at is None or at[0] != head or cp.head != head):
+                raise StoreError(
+                    f"the audit chain does not match checkpoint {number} (record {size}); "
+                    "run `labdevices audit verify`",
+                    file=str(self.path),
+                )
+            if cp.state == "closed" and head_seq > size:
+                raise StoreError(
+                    f"audit records {size + 1}–{head_seq} were added after the store was closed, "
+                    "not by labdevices; run `labdevices audit verify`",
+                    file=str(self.path),
+                )
+            self._anchored_seq = size
+        self._sync_witness()
+        self._checkpoints_on = True
+        self.checkpoint(state="open", force=True)
+
+    def _sync_witness(self) -> None:
+        """Append the checkpoints the witness file lacks (a crash between the two writes);
+        refuse a store whose checkpoints are behind the witness's (rolled back)."""
+        have: dict[int, str] = {}
+        if self.witness.exists():
+            have = dict(read_witness(self.witness))
+        top = max(have, default=0)
+        db = self._db
+        with self._errors():
+            mine = db.execute("SELECT COALESCE(MAX(id), 0) FROM checkpoints").fetchone()[0]
+            if top > mine:
+                raise StoreError(
+                    f"the witness file {self.witness} holds checkpoint {top} but the store has "
+                    f"only {mine}: the store was rolled back or replaced; run `labdevices audit "
+                    "verify --witness`",
+                    file=str(self.path),
+                )
+            if top:
+                row = db.execute("SELECT note FROM checkpoints WHERE id = ?", (top,)).fetchone()
+                if row is None or row[0] != have[top]:
+                    raise StoreError(
+                        f"checkpoint {top} differs from the witness file {self.witness}",
+                        file=str(self.path),
+                    )
+            missing = db.execute(
+                "SELECT id, note FROM checkpoints WHERE id > ? ORDER BY id", (top,)
+            ).fetchall()
+        for number, note in missing:
+            append_witness(self.witness, number, parse_checkpoint(note, None))
+
+    def _checkpoint_if_due(self) -> None:
+        if self._head_seq is None:
+            with self._errors():
+                self._head_seq = self._db.execute(
+                    "SELECT seq FROM audit_head WHERE id = 1"
+                ).fetchone()[0]
+        pending = self._head_seq - self._anchored_seq
+        if pending <= 0:
+            return
+        if (
+            pending >= self.checkpoint_every_records
+            or time.monotonic() - self._anchored_at >= self.checkpoint_every_s
+        ):
+            try:
+                self.checkpoint()
+            except LabDeviceError as exc:  # the write it follows is committed: keep it acknowledged
+                log.error("%s: checkpoint failed: %s", self.path, exc)
+
+    def checkpoint(
+        self, *, state: CheckpointState = "running", force: bool = False
+    ) -> Checkpoint | None:
+        """Sign the committed head of the audit chain, store the checkpoint, append it to the
+        witness file; None (nothing written) if the last checkpoint already covers the head
+        (with ``force``: covers it and has the same ``state``). Needs a ``signer``."""
+        if self.signer is None:
+            raise StoreError(
+                "no signing key: this store writes no checkpoints", file=str(self.path)
+            )
+        self._checkpointing = True
+        try:
+            with self._tx(durable=True) as db:
+                head_seq, head_hash = db.execute(
+                    "SELECT seq, hash FROM audit_head WHERE id = 1"
+                ).fetchone()
+                last = db.execute(
+                    "SELECT id, size, note FROM checkpoints ORDER BY id DESC LIMIT 1"
+                ).fetchone()
+                if (
+                    last is not None
+                    and last[1] == head_seq
+                    and (not force or parse_checkpoint(last[2], None).state == state)
+                ):
+                    self._head_seq = self._anchored_seq = head_seq
+                    return None
+                number = 1 if last is None else last[0] + 1
+                cp = self.signer.sign(
+                    size=head_seq,
+                    head=head_hash,
+                    time=_iso(time.time()),
+                    prev=GENESIS_HASH if last is None else note_sha256(last[2]),
+                    state=state,
+                )
+                db.execute(
+                    "INSERT INTO checkpoints (id, size, head, time, prev, note)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (number, cp.size, cp.head, cp.time, cp.prev, cp.note),
+                )
+        finally:
+            self._checkpointing = False
+        self._head_seq = self._anchored_seq = head_seq
+        self._anchored_at = time.monotonic()
+        append_witness(self.witness, number, cp)
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(number, cp)
+        return cp
+
+    def checkpoints(self, *, start: int = 1) -> list[tuple[int, Checkpoint]]:
+        """Stored checkpoints from number ``start`` on (parsed, not verified)."""
+        with self._errors():
+            rows = self._db.execute(
+                "SELECT id, note FROM checkpoints WHERE id >= ? ORDER BY id", (start,)
+            ).fetchall()
+        return [(n, parse_checkpoint(note, None)) for n, note in rows]
 
     # -- audit -----------------------------------------------------------------
 
@@ -306,6 +507,7 @@ class SqliteDatabase(IdentityMethods):
             ),
         )
         db.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (rec.seq, rec.hash))
+        self._head_seq = rec.seq
         return rec
 
     def audit(
@@ -384,19 +586,6 @@ class SqliteDatabase(IdentityMethods):
                 "the store's record of its last audit append (table audit_head) was deleted",
             )
         return result
-
-    def first_checkpoint_covering(self, seq: int) -> dict[str, Any] | None:
-        """The earliest signed checkpoint whose tree size reaches audit record ``seq`` (or None)."""
-        with self._errors():
-            cur = self._db.execute(
-                "SELECT id, size, head, time, note FROM checkpoints WHERE size >= ?"
-                " ORDER BY size, id LIMIT 1",
-                (seq,),
-            )
-            row = cur.fetchone()
-            if row is None:
-                return None
-            return {d[0]: v for d, v in zip(cur.description, row, strict=True)}
 
     # -- jobs ------------------------------------------------------------------
 
@@ -845,7 +1034,9 @@ class SqliteDatabase(IdentityMethods):
         The batch is one block: its hash is recorded in ``telemetry_blocks`` and enters the
         audit chain (``telemetry.block``), so a stored sample cannot change unseen.
         """
-        rows = [(s.device, s.signal, s.t, s.value, s.unit, s.quality) for s in samples]
+        # Hashed as SQLite gives them back (a bool comes back 1, a NaN NULL), so that
+        # ``audit verify`` recomputes the same digest from the stored rows.
+        rows = [(s.device, s.signal, s.t, _as_stored(s.value), s.unit, s.quality) for s in samples]
         if not rows:
             return 0
         now = time.time()
@@ -962,6 +1153,14 @@ def _job(row: Sequence[Any], events: list[JobEvent] | None = None) -> JobRecord:
         release_required=bool(row[18]),
         events_sha256=row[19],
     )
+
+
+def _as_stored(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
 
 
 def _parse_state(state: JobState | str) -> JobState:

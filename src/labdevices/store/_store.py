@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar
 
 from ._audit import VerifyResult
+from ._checkpoints import Checkpoint, CheckpointSigner, CheckpointState
 from ._errors import StoreError
 from ._identity import AuthPolicy, SessionRecord, UserRecord
 from ._models import (
@@ -64,6 +65,9 @@ class Store(Protocol):
         self, *, start_seq: int = 1, object: str | None = None, limit: int | None = None
     ) -> list[AuditRecord]: ...
     async def verify(self) -> VerifyResult: ...
+    async def checkpoint(
+        self, *, state: CheckpointState = "running", force: bool = False
+    ) -> Checkpoint | None: ...
 
     async def create_job(
         self,
@@ -187,9 +191,31 @@ class SqliteStore:
     write still completes or rolls back as a whole on the writer thread.
     """
 
-    def __init__(self, path: str | Path, *, auth_policy: AuthPolicy | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        auth_policy: AuthPolicy | None = None,
+        signer: CheckpointSigner | None = None,
+        witness: str | Path | None = None,
+        checkpoint_every_records: int = 256,
+        checkpoint_every_s: float = 10.0,
+        on_checkpoint: Callable[[int, Checkpoint], None] | None = None,
+    ) -> None:
+        """``signer`` etc.: see ``SqliteDatabase``; ``on_checkpoint`` is called on the event
+        loop (not the writer thread) with each checkpoint written."""
         self.path = Path(path)
-        self._db = SqliteDatabase(self.path, auth_policy=auth_policy)
+        self._on_checkpoint = on_checkpoint
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._db = SqliteDatabase(
+            self.path,
+            auth_policy=auth_policy,
+            signer=signer,
+            witness=witness,
+            checkpoint_every_records=checkpoint_every_records,
+            checkpoint_every_s=checkpoint_every_s,
+            on_checkpoint=self._checkpointed if on_checkpoint is not None else None,
+        )
         self._executor: ThreadPoolExecutor | None = None
         self._used = False
 
@@ -197,6 +223,7 @@ class SqliteStore:
         if self._used:
             raise StoreError("a SqliteStore can be entered only once", file=str(self.path))
         self._used = True
+        self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labdevices-store")
         try:
             await self._run(self._db.open)
@@ -259,6 +286,20 @@ class SqliteStore:
 
     async def verify(self) -> VerifyResult:
         return await self._run(self._db.verify)
+
+    async def checkpoint(
+        self, *, state: CheckpointState = "running", force: bool = False
+    ) -> Checkpoint | None:
+        """Sign the head now (see ``SqliteDatabase.checkpoint``); None without a signer."""
+        if self._db.signer is None:
+            return None
+        return await self._run(self._db.checkpoint, state=state, force=force)
+
+    def _checkpointed(self, number: int, cp: Checkpoint) -> None:
+        # On the writer thread: hand over to the loop (closed already at the very end).
+        loop, callback = self._loop, self._on_checkpoint
+        if loop is not None and callback is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(callback, number, cp)
 
     # -- jobs ------------------------------------------------------------------
 
@@ -475,7 +516,16 @@ class SqliteStore:
         return await self._run(self._db.revoke_session, session_id, by=by, reason=reason)
 
 
-def open_store(url: str | Path, *, auth_policy: AuthPolicy | None = None) -> Store:
+def open_store(
+    url: str | Path,
+    *,
+    auth_policy: AuthPolicy | None = None,
+    signer: CheckpointSigner | None = None,
+    witness: str | Path | None = None,
+    checkpoint_every_records: int = 256,
+    checkpoint_every_s: float = 10.0,
+    on_checkpoint: Callable[[int, Checkpoint], None] | None = None,
+) -> Store:
     """The store for ``url``: a file path or ``sqlite:///path``; PostgreSQL is not implemented yet."""
     text = str(url)
     if text.startswith(("postgresql://", "postgres://")):
@@ -486,4 +536,12 @@ def open_store(url: str | Path, *, auth_policy: AuthPolicy | None = None) -> Sto
         raise StoreError(
             f"unknown store URL scheme in {text!r} (use a file path or sqlite:///path)"
         )
-    return SqliteStore(text, auth_policy=auth_policy)
+    return SqliteStore(
+        text,
+        auth_policy=auth_policy,
+        signer=signer,
+        witness=witness,
+        checkpoint_every_records=checkpoint_every_records,
+        checkpoint_every_s=checkpoint_every_s,
+        on_checkpoint=on_checkpoint,
+    )

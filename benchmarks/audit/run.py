@@ -1,0 +1,215 @@
+"""Audit throughput with signed checkpoints vs the chain alone, side by side; and verify speed.
+
+Part 1: the same varied mix of audited writes (setpoint writes, job create → running →
+completed, alarm raise → acknowledge → clear, telemetry blocks), each a durable commit,
+on two fresh stores: one opened with no signer (the chain as it was before #12), one
+with the daemon's defaults (Ed25519 signer, a checkpoint every 256 records or 10 s and
+at every job end, the witness file fsynced). Rounds alternate between the two; the
+median audit records/s of each and their ratio are printed. Target: ≥ 80%.
+
+Part 2: ``verify_store`` over a store of ``--verify-records`` audit records (built fast
+by writing the rows directly, every 256th covered by a signed checkpoint).
+
+    .venv/bin/python benchmarks/audit/run.py [--ops 600] [--rounds 5] [--verify-records 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sqlite3
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from labdevices.devices import Sample
+from labdevices.store import (
+    CheckpointSigner,
+    JobState,
+    SqliteDatabase,
+    load_or_create_signing_key,
+    record_hash,
+    verify_store,
+)
+from labdevices.store._audit import GENESIS_HASH
+from labdevices.store._checkpoints import note_sha256
+
+
+def workload(db: SqliteDatabase, ops: int, signed: bool) -> int:
+    """``ops`` rounds of the mix; returns the audit records written."""
+    start = db.audit_records(limit=1)  # warm
+    del start
+    t0 = 1_800_000_000.0
+    for i in range(ops):
+        kind = i % 4
+        if kind == 0:
+            for k in range(3):
+                db.audit(
+                    "alice", "setpoint.write", f"device/inc{k}/temperature", old=37.0, new=36.5 + k
+                )
+        elif kind == 1:
+            job = db.create_job("printer1", actor="alice", batch_id=f"B-{i}", gcode="G28\nG1 X1\n")
+            db.transition_job(job.id, JobState.RUNNING, actor="daemon")
+            db.transition_job(job.id, JobState.COMPLETED, actor="daemon")
+            if signed:
+                db.checkpoint()  # the daemon anchors every job end
+        elif kind == 2:
+            alarm = db.raise_alarm("inc1", "co2_low", "warning", reason="CO2 < 4.5 %")
+            db.acknowledge_alarm(alarm.id, user="carol")
+            db.clear_alarm(alarm.id)
+        else:
+            db.insert_telemetry(
+                [
+                    Sample("inc1", "temperature", 37.0 + j / 100, "degC", t=t0 + i + j / 50)
+                    for j in range(50)
+                ]
+            )
+    with db._tx(durable=False) as c:
+        return int(c.execute("SELECT seq FROM audit_head").fetchone()[0])
+
+
+def one_run(tmp: Path, name: str, ops: int, signed: bool) -> float:
+    path = tmp / f"{name}.db"
+    for p in tmp.glob(f"{name}.db*"):
+        p.unlink()
+    signer = None
+    if signed:
+        signer = CheckpointSigner(load_or_create_signing_key(tmp / "bench.key"), "labdevices/bench")
+    with SqliteDatabase(path, signer=signer) as db:
+        before = db.audit_records()
+        t = time.perf_counter()
+        n = workload(db, ops, signed) - len(before)
+        dt = time.perf_counter() - t
+    return n / dt
+
+
+def throughput(ops: int, rounds: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-audit-") as d:
+        tmp = Path(d)
+        plain: list[float] = []
+        signed: list[float] = []
+        one_run(tmp, "warmup", 20, True)
+        for r in range(rounds):
+            order = (
+                [(False, plain), (True, signed)] if r % 2 == 0 else [(True, signed), (False, plain)]
+            )
+            for is_signed, out in order:
+                out.append(one_run(tmp, "signed" if is_signed else "plain", ops, is_signed))
+            print(
+                f"round {r + 1}: chain only {plain[-1]:8.0f} rec/s   signed {signed[-1]:8.0f} rec/s"
+            )
+        p, s = statistics.median(plain), statistics.median(signed)
+        print()
+        print("| | audit records/s (median) | rounds |")
+        print("| --- | ---: | --- |")
+        print(f"| chain only (no signer) | {p:,.0f} | {', '.join(f'{x:,.0f}' for x in plain)} |")
+        print(
+            f"| signed checkpoints + witness | {s:,.0f} | {', '.join(f'{x:,.0f}' for x in signed)} |"
+        )
+        print(
+            f"| **ratio** | **{s / p:.0%}** | per round: {', '.join(f'{b / a:.0%}' for a, b in zip(plain, signed, strict=True))} |"
+        )
+
+
+def build_large(path: Path, records: int, signer: CheckpointSigner) -> None:
+    with SqliteDatabase(path):
+        pass
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous=OFF")
+    conn.execute("BEGIN")
+    prev = GENESIS_HASH
+    last_note: str | None = None
+    number = 0
+    rows = []
+    for seq in range(1, records + 1):
+        fields = {
+            "seq": seq,
+            "time": f"2026-11-26T10:{seq // 60000 % 60:02d}:{seq // 1000 % 60:02d}.{seq % 1000:06d}Z",
+            "actor": "alice",
+            "action": "setpoint.write",
+            "object": f"device/inc{seq % 7}/temperature",
+            "old": "37.0",
+            "new": f"{36 + seq % 3}.5",
+            "reason": None,
+            "prev_hash": prev,
+        }
+        h = record_hash(**fields)  # type: ignore[arg-type]
+        rows.append(
+            (
+                seq,
+                fields["time"],
+                "alice",
+                "setpoint.write",
+                fields["object"],
+                "37.0",
+                fields["new"],
+                None,
+                prev,
+                h,
+            )
+        )
+        prev = h
+        if seq % 256 == 0 or seq == records:
+            conn.executemany(
+                "INSERT INTO audit (seq, time, actor, action, object, old_value, new_value, reason,"
+                " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            rows = []
+            number += 1
+            cp = signer.sign(
+                size=seq,
+                head=h,
+                time="2026-11-26T11:00:00.000000Z",
+                prev=GENESIS_HASH if last_note is None else note_sha256(last_note),
+                state="running",
+            )
+            conn.execute(
+                "INSERT INTO checkpoints (id, size, head, time, prev, note) VALUES (?, ?, ?, ?, ?, ?)",
+                (number, cp.size, cp.head, cp.time, cp.prev, cp.note),
+            )
+            last_note = cp.note
+    conn.execute("UPDATE audit_head SET seq = ?, hash = ?", (records, prev))
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def verify_speed(records: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-verify-") as d:
+        tmp = Path(d)
+        signer = CheckpointSigner(load_or_create_signing_key(tmp / "k"), "labdevices/bench")
+        path = tmp / "large.db"
+        t = time.perf_counter()
+        build_large(path, records, signer)
+        built = time.perf_counter() - t
+        t = time.perf_counter()
+        report = verify_store(path, public_key=signer.public)
+        dt = time.perf_counter() - t
+        assert report.exit_code == 0, report.problems
+        print(
+            f"\nverify_store: {records:,} audit records, {report.checkpoints:,} checkpoints "
+            f"in {dt:.1f} s ({records / dt:,.0f} records/s; store built in {built:.0f} s, "
+            f"{path.stat().st_size / 1e6:.0f} MB)"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--ops", type=int, default=600, help="rounds of the mix per run")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--verify-records", type=int, default=1_000_000)
+    args = ap.parse_args()
+    print(
+        f"{platform.machine()} {platform.processor() or ''} Python {platform.python_version()}, "
+        f"SQLite {sqlite3.sqlite_version}"
+    )
+    throughput(args.ops, args.rounds)
+    if args.verify_records:
+        verify_speed(args.verify_records)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""``labdevices archive``: records up to a date, with the checkpoints that prove them, in one file.
+
+The archive is itself a labdevices store file (same schema, read with the same code):
+the audit chain up to the last checkpoint before the cut, those checkpoints, and the
+rows of every covered table whose last audit record lies inside that chain, with their
+job events, G-code and telemetry. ``audit verify --archive FILE --key PUB`` proves it
+alone. Rows that changed after the cut are not archived (their current state is not the
+one the archived chain recorded); they are listed in ``archive_meta.omitted`` and belong
+to a later archive. Nothing is ever deleted from the live store.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ._checkpoints import parse_checkpoint
+from ._errors import StoreError
+from ._keys import fingerprint
+from ._rows import COVERED
+from ._sqlite import SqliteDatabase, _iso
+
+__all__ = ["ArchiveSummary", "write_archive"]
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveSummary:
+    path: str
+    before: str
+    checkpoint: int
+    records: int
+    rows: dict[str, int]
+    omitted: list[str]
+
+
+def _last_changes(src: str, prefix: str) -> str:
+    return (
+        f"SELECT object, MIN(seq) AS f, MAX(seq) AS m FROM {src}.audit WHERE row_sha256 IS NOT NULL"
+        f" AND object >= '{prefix}/' AND object < '{prefix}0' GROUP BY object"
+    )
+
+
+def write_archive(
+    db_path: str | Path,
+    out: str | Path,
+    *,
+    before: str,
+    public_key: Ed25519PublicKey,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> ArchiveSummary:
+    """Write the records up to ``before`` (ISO UTC time) of the store at ``db_path`` to ``out``.
+
+    The cut is the last checkpoint dated before ``before`` that verifies with ``public_key``.
+    """
+    tick = progress or (lambda stage, done, total: None)
+    src_path, out_path = Path(db_path), Path(out)
+    if out_path.exists():
+        raise StoreError("the archive file exists already; choose a new name", file=str(out_path))
+    with SqliteDatabase(src_path, readonly=True) as live:
+        cut = None
+        for number, cp in live.checkpoints():
+            if cp.time < before:
+                cut = (number, cp)
+    if cut is None:
+        raise StoreError(f"no checkpoint before {before}: nothing to archive", file=str(src_path))
+    number, cp = cut
+    parse_checkpoint(cp.note, public_key)  # refuses a cut the key did not sign
+    size = cp.size
+    with SqliteDatabase(out_path):
+        pass  # creates the file with the current schema and its append-only guards
+    conn = sqlite3.connect(out_path, isolation_level=None, uri=True)
+    try:
+        conn.execute("ATTACH DATABASE ? AS src", (f"{src_path.resolve().as_uri()}?mode=ro",))
+        conn.execute("BEGIN IMMEDIATE")
+        rows: dict[str, int] = {}
+
+        def copy(table: str, where: str, args: tuple[object, ...] = ()) -> None:
+            cur = conn.execute(f"INSERT INTO main.{table} SELECT * FROM src.{table} {where}", args)
+            rows[table] = rows.get(table, 0) + cur.rowcount
+            tick(table, rows[table], 0)
+
+        copy("audit", "WHERE seq <= ?", (size,))
+        conn.execute("UPDATE main.audit_head SET seq = ?, hash = ? WHERE id = 1", (size, cp.head))
+        copy("checkpoints", "WHERE id <= ?", (number,))
+        omitted: list[str] = []
+        for table, cov in COVERED.items():
+            last = _last_changes("src", cov.prefix)
+            copy(
+                table,
+                f"WHERE '{cov.prefix}/' || {cov.key} IN (SELECT object FROM ({last}) WHERE m <= ?)",
+                (size,),
+            )
+            omitted += [
+                r[0]
+                for r in conn.execute(
+                    f"SELECT object FROM ({last}) WHERE f <= ? AND m > ?", (size, size)
+                )
+            ]
+        copy("job_events", "WHERE job_id IN (SELECT id FROM main.jobs) ORDER BY id")
+        copy("job_gcode", "WHERE job_id IN (SELECT id FROM main.jobs)")
+        copy("telemetry", "WHERE block IN (SELECT id FROM main.telemetry_blocks) ORDER BY rowid")
+        conn.execute("CREATE TABLE archive_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        meta = {
+            "created": _iso(time.time()),
+            "before": before,
+            "checkpoint": str(number),
+            "size": str(size),
+            "key_fingerprint": fingerprint(public_key),
+            "source": str(src_path.resolve()),
+            "omitted": json.dumps(omitted),
+        }
+        conn.executemany("INSERT INTO archive_meta (key, value) VALUES (?, ?)", meta.items())
+        conn.execute("COMMIT")
+        conn.execute("DETACH DATABASE src")
+        conn.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        conn.close()
+        out_path.unlink(missing_ok=True)
+        raise
+    conn.close()
+    return ArchiveSummary(str(out_path), before, number, size, rows, omitted)

@@ -1,0 +1,621 @@
+"""``audit verify``: prove a store file against the daemon's public key and a witness.
+
+Checks, reporting every problem found (table, row, what), not only the first:
+
+- the audit chain: each record's hash, its link to the one before, no gaps, ``audit_head``;
+- the checkpoints: signature by the given key, numbering, ``prev`` links, the chain's hash
+  at each checkpoint's size equal to the head it signed;
+- the witness file: every checkpoint it holds is in the store, unchanged, and the chain
+  reaches it (so a store rolled back, cut or wiped shows even if consistent in itself);
+- every covered table (jobs, alarms, users, signatures, telemetry blocks): each row's hash
+  equals the ``row_sha256`` of the last audit record about it; rows without one were
+  inserted outside the store, recorded rows that are gone were deleted;
+- job events against ``jobs.events_sha256``, telemetry rows against their block's digest,
+  stored G-code against ``jobs.gcode_sha256``, and the append-only triggers.
+
+Records after the last checkpoint are "not yet anchored": verified as a chain but not
+against a signature. Rows are streamed, so a large store verifies in bounded memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ._audit import GENESIS_HASH
+from ._checkpoints import CheckpointError, note_sha256, parse_checkpoint, read_witness
+from ._errors import StoreError
+from ._keys import fingerprint
+from ._rows import COVERED, event_link, row_sha256
+from ._schema import MIGRATIONS
+
+__all__ = [
+    "EXIT_TAMPERED",
+    "EXIT_UNANCHORED",
+    "EXIT_VERIFIED",
+    "Finding",
+    "Progress",
+    "StoreReport",
+    "verify_store",
+]
+
+#: ``audit verify`` exit codes
+EXIT_VERIFIED = 0
+EXIT_TAMPERED = 1
+EXIT_UNANCHORED = 3
+
+#: (stage, done, total) — total 0 when unknown
+Progress = Callable[[str, int, int], None]
+
+_MAX_PER_KIND = 50  # findings of one kind listed one by one; the rest are counted
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem: the table and row (or seq range) it is in, and what is wrong."""
+
+    table: str
+    row: str
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.table} {self.row}: {self.what}"
+
+
+@dataclass
+class StoreReport:
+    """What ``verify_store`` found. ``exit_code``: 0 verified, 1 tampered, 3 verified but with
+    records not yet anchored by a checkpoint."""
+
+    path: str
+    records: int = 0
+    head_seq: int = 0
+    checkpoints: int = 0
+    witnessed: int = 0
+    anchored_seq: int = 0
+    key_fingerprint: str | None = None
+    problems: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    suppressed: dict[str, int] = field(default_factory=dict)
+    rows_checked: dict[str, int] = field(default_factory=dict)
+    _listed: dict[str, int] = field(default_factory=dict, repr=False)
+
+    @property
+    def unanchored(self) -> int:
+        return max(0, self.head_seq - self.anchored_seq)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.suppressed
+
+    @property
+    def exit_code(self) -> int:
+        if self.problems:
+            return EXIT_TAMPERED
+        return EXIT_UNANCHORED if self.unanchored else EXIT_VERIFIED
+
+    def add(self, table: str, row: object, what: str) -> None:
+        listed = self._listed.get(table, 0)
+        if listed >= _MAX_PER_KIND:
+            self.suppressed[table] = self.suppressed.get(table, 0) + 1
+            return
+        self._listed[table] = listed + 1
+        self.problems.append(Finding(table, str(row), what))
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "ok": self.ok,
+            "exit_code": self.exit_code,
+            "records": self.records,
+            "head_seq": self.head_seq,
+            "checkpoints": self.checkpoints,
+            "witnessed": self.witnessed,
+            "anchored_seq": self.anchored_seq,
+            "unanchored": self.unanchored,
+            "key_fingerprint": self.key_fingerprint,
+            "rows_checked": self.rows_checked,
+            "problems": [{"table": p.table, "row": p.row, "what": p.what} for p in self.problems],
+            "more_problems": self.suppressed,
+            "notes": self.notes,
+        }
+
+
+def _expected_triggers() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for _, _, statements in MIGRATIONS:
+        for sql in statements:
+            text = " ".join(sql.split())
+            if text.upper().startswith("CREATE TRIGGER"):
+                out[text.split()[2]] = text
+    return out
+
+
+def _fast_record_hash(row: tuple[Any, ...]) -> str:
+    """``record_hash`` for a raw audit row (same canonical JSON, without the model object)."""
+    seq, time, actor, action, obj, old, new, reason, prev_hash, _, row_hash = row
+    body: dict[str, Any] = {
+        "seq": seq,
+        "time": time,
+        "actor": actor,
+        "action": action,
+        "object": obj,
+        "old": old,
+        "new": new,
+        "reason": reason,
+        "prev_hash": prev_hash,
+    }
+    if row_hash is not None:
+        body["row_sha256"] = row_hash
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class _Anchor:
+    size: int
+    head: str
+    label: str  # "checkpoint 4" or "witness checkpoint 4"
+
+
+def verify_store(
+    db_path: str | Path,
+    *,
+    public_key: Ed25519PublicKey | None,
+    witness: str | Path | None = None,
+    progress: Progress | None = None,
+    archive: bool = False,
+) -> StoreReport:
+    """Verify everything in the store file at ``db_path`` (read-only; safe beside the daemon).
+
+    ``public_key`` must come from outside the database; without it, checkpoints are not
+    trusted and every record counts as not yet anchored. ``archive``: the file is an
+    archive (``labdevices archive``): rows that changed after its cut are absent by design.
+    """
+    path = Path(db_path)
+    if not path.is_file():
+        raise StoreError("no store here (file not found)", file=str(path))
+    report = StoreReport(str(path))
+    if public_key is not None:
+        report.key_fingerprint = fingerprint(public_key)
+    tick = progress or (lambda stage, done, total: None)
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open: {exc}", file=str(path)) from exc
+    try:
+        conn.execute("BEGIN")  # one snapshot, even while the daemon appends
+        try:
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                "not a labdevices store (the file is not an SQLite database)", file=str(path)
+            ) from exc
+        needed = {"audit", "audit_head", "checkpoints", *COVERED, "job_events", "telemetry"}
+        missing = sorted(needed - tables)
+        if "schema_migrations" not in tables:
+            raise StoreError("not a labdevices store (no schema_migrations table)", file=str(path))
+        for table in missing:
+            report.add(table, "(table)", "the table is missing (dropped)")
+        if missing:
+            return report
+        omitted: set[str] = set()
+        if archive:
+            omitted = _archive_omitted(conn, report, tables)
+        _check_triggers(conn, report)
+        anchors, last_closed = _check_checkpoints(conn, report, public_key)
+        if witness is not None:
+            anchors += _check_witness(conn, report, public_key, Path(witness))
+        _check_chain(conn, report, anchors, last_closed, public_key is not None, tick)
+        for table in COVERED:
+            _check_covered(conn, report, table, tick, omitted=omitted)
+        _check_events(conn, report, tick)
+        _check_telemetry(conn, report, tick)
+        _check_gcode(conn, report)
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read: {exc}", file=str(path)) from exc
+    finally:
+        conn.close()
+    if public_key is None:
+        report.notes.append(
+            "no public key given: checkpoints not checked, every record counts as unanchored"
+        )
+    return report
+
+
+# -- the pieces --------------------------------------------------------------------------------
+
+
+def _check_triggers(conn: sqlite3.Connection, report: StoreReport) -> None:
+    have = {
+        name: " ".join((sql or "").split())
+        for name, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+    }
+    for name, sql in _expected_triggers().items():
+        table = sql.split(" ON ")[1].split()[0]
+        if name not in have:
+            report.add(
+                "sqlite_master", f"trigger {name}", f"the append-only guard on {table} was dropped"
+            )
+        elif have[name] != sql:
+            report.add(
+                "sqlite_master", f"trigger {name}", f"the append-only guard on {table} was changed"
+            )
+
+
+def _check_checkpoints(
+    conn: sqlite3.Connection, report: StoreReport, public: Ed25519PublicKey | None
+) -> tuple[list[_Anchor], tuple[int, int] | None]:
+    """Anchors from the store's own checkpoints, and (number, size) of the last if ``closed``."""
+    anchors: list[_Anchor] = []
+    prev_note: str | None = None
+    prev_size = 0
+    expected = 1
+    origin: str | None = None
+    last_closed: tuple[int, int] | None = None
+    rows = conn.execute(
+        "SELECT id, size, head, time, prev, note FROM checkpoints ORDER BY id"
+    ).fetchall()
+    for number, size, head, time, prev, note in rows:
+        report.checkpoints += 1
+        where = f"row {number}"
+        if number != expected:
+            report.add(
+                "checkpoints",
+                where,
+                f"checkpoints {expected}–{number - 1} are missing (deleted)"
+                if number > expected
+                else "out of sequence",
+            )
+        expected = number + 1
+        try:
+            cp = parse_checkpoint(note, public)
+        except CheckpointError as exc:
+            report.add("checkpoints", where, f"invalid checkpoint: {exc.message}")
+            prev_note = note
+            continue
+        if (cp.size, cp.head, cp.time, cp.prev) != (size, head, time, prev):
+            report.add("checkpoints", where, "its columns differ from the signed note")
+        if origin is not None and cp.origin != origin:
+            report.add("checkpoints", where, f"origin {cp.origin!r} differs from {origin!r}")
+        origin = origin or cp.origin
+        want_prev = GENESIS_HASH if prev_note is None else note_sha256(prev_note)
+        if cp.prev != want_prev:
+            report.add(
+                "checkpoints", where, "does not follow the checkpoint before it (prev link broken)"
+            )
+        if cp.size < prev_size:
+            report.add("checkpoints", where, f"size {cp.size} goes back from {prev_size}")
+        prev_note, prev_size = note, cp.size
+        if public is not None:
+            anchors.append(_Anchor(cp.size, cp.head, f"checkpoint {number}"))
+        last_closed = (number, cp.size) if cp.state == "closed" else None
+    if rows and public is None:
+        last_closed = None  # unsigned claims prove nothing either way
+    return anchors, last_closed
+
+
+def _check_witness(
+    conn: sqlite3.Connection, report: StoreReport, public: Ed25519PublicKey | None, path: Path
+) -> list[_Anchor]:
+    anchors: list[_Anchor] = []
+    stored = dict(conn.execute("SELECT id, note FROM checkpoints").fetchall())
+    prev_note: str | None = None
+    last_n = 0
+    for n, note in read_witness(path):
+        report.witnessed += 1
+        try:
+            cp = parse_checkpoint(note, public)
+        except CheckpointError as exc:
+            report.notes.append(f"witness {path}: checkpoint {n} ignored: {exc.message}")
+            continue
+        if n <= last_n or (
+            prev_note is not None and n == last_n + 1 and cp.prev != note_sha256(prev_note)
+        ):
+            report.notes.append(f"witness {path}: checkpoint {n} does not extend the one before it")
+        prev_note, last_n = note, n
+        mine = stored.get(n)
+        if mine is None:
+            report.add(
+                "checkpoints",
+                f"row {n}",
+                f"missing: the witness holds checkpoint {n} (size {cp.size}, {cp.time}) — the store "
+                "was rolled back, cut or wiped",
+            )
+        elif mine != note:
+            report.add(
+                "checkpoints",
+                f"row {n}",
+                f"differs from the witness's checkpoint {n} (size {cp.size}, {cp.time})",
+            )
+        if public is not None:
+            anchors.append(_Anchor(cp.size, cp.head, f"witness checkpoint {n}"))
+    if report.witnessed == 0:
+        report.notes.append(f"witness {path} holds no checkpoints")
+    return anchors
+
+
+def _check_chain(
+    conn: sqlite3.Connection,
+    report: StoreReport,
+    anchors: list[_Anchor],
+    last_closed: tuple[int, int] | None,
+    keyed: bool,
+    tick: Progress,
+) -> None:
+    by_size: dict[int, list[_Anchor]] = {}
+    for a in anchors:
+        by_size.setdefault(a.size, []).append(a)
+    total = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM audit").fetchone()[0]
+    prev_hash = GENESIS_HASH
+    expected = 1
+    last_good_anchor = 0
+    mismatch_start: tuple[int, _Anchor] | None = None  # first anchor the chain failed
+    mismatches = 0
+    good_anchored = 0
+    count = 0
+    cur = conn.execute(
+        "SELECT seq, time, actor, action, object, old_value, new_value, reason, prev_hash, hash,"
+        " row_sha256 FROM audit ORDER BY seq"
+    )
+    while True:
+        batch = cur.fetchmany(4096)
+        if not batch:
+            break
+        for row in batch:
+            seq, rec_hash, rec_prev = row[0], row[9], row[8]
+            count += 1
+            if seq != expected:
+                if seq > expected:
+                    span = f"{expected}" if seq == expected + 1 else f"{expected}–{seq - 1}"
+                    report.add("audit", f"seq {span}", "deleted: the chain jumps over it")
+                expected = seq
+            if _fast_record_hash(row) != rec_hash:
+                report.add(
+                    "audit",
+                    f"seq {seq}",
+                    f"edited: its content no longer matches its hash ({row[3]} on {row[4]} "
+                    f"by {row[2]})",
+                )
+            elif rec_prev != prev_hash:
+                report.add(
+                    "audit",
+                    f"seq {seq}",
+                    f"does not follow seq {seq - 1} (prev_hash differs): inserted, moved, or "
+                    f"seq {seq - 1} rewritten",
+                )
+            for anchor in by_size.get(seq, ()):
+                if anchor.head == rec_hash:
+                    last_good_anchor = max(last_good_anchor, seq)
+                    good_anchored = max(good_anchored, seq)
+                else:
+                    mismatches += 1
+                    if mismatch_start is None:
+                        mismatch_start = (last_good_anchor, anchor)
+            prev_hash = rec_hash
+            expected = seq + 1
+        tick("audit chain", count, total)
+    last_seq = expected - 1
+    report.records = count
+    report.head_seq = last_seq
+    if mismatch_start is not None:
+        after, anchor = mismatch_start
+        more = (
+            f" (and {mismatches - 1} later checkpoint(s) do not match either)"
+            if mismatches > 1
+            else ""
+        )
+        report.add(
+            "audit",
+            f"seq {after + 1}–{anchor.size}",
+            f"rewritten: the chain's hash at seq {anchor.size} is not the head signed by "
+            f"{anchor.label}; a record in this range was edited, deleted or inserted and the "
+            f"hashes after it recomputed{more}",
+        )
+    beyond = [a for a in anchors if a.size > last_seq]
+    if beyond:
+        top = max(beyond, key=lambda a: a.size)
+        report.add(
+            "audit",
+            f"seq {last_seq + 1}–{top.size}",
+            f"deleted: {top.label} signed {top.size} records but the chain ends at seq {last_seq}",
+        )
+    if 0 in by_size and any(a.head != GENESIS_HASH for a in by_size[0]):
+        report.add("checkpoints", "size 0", "head of an empty chain is not the genesis hash")
+    head = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+    if head is None:
+        report.add("audit_head", "row 1", "deleted")
+    elif (head[0], head[1]) != (last_seq, prev_hash):
+        report.add(
+            "audit_head",
+            "row 1",
+            f"names seq {head[0]} but the chain ends at seq {last_seq}"
+            if head[0] != last_seq
+            else f"hash differs from that of seq {last_seq}",
+        )
+    report.anchored_seq = min(good_anchored, last_seq) if keyed else 0
+    if last_closed is not None and last_seq > last_closed[1]:
+        number, size = last_closed
+        report.add(
+            "audit",
+            f"seq {size + 1}–{last_seq}",
+            f"appended after the store was closed (checkpoint {number}): not written by labdevices",
+        )
+
+
+def _archive_omitted(conn: sqlite3.Connection, report: StoreReport, tables: set[str]) -> set[str]:
+    """Objects the archive left out on purpose (changed after its cut)."""
+    if "archive_meta" not in tables:
+        report.add("archive_meta", "(table)", "missing: not a labdevices archive")
+        return set()
+    meta = dict(conn.execute("SELECT key, value FROM archive_meta").fetchall())
+    report.notes.append(
+        f"archive of records before {meta.get('before')} (checkpoint {meta.get('checkpoint')}, "
+        f"{meta.get('size')} records, key {meta.get('key_fingerprint')})"
+    )
+    try:
+        return set(json.loads(meta.get("omitted", "[]")))
+    except ValueError:
+        report.add("archive_meta", "omitted", "not a JSON list")
+        return set()
+
+
+def _check_covered(
+    conn: sqlite3.Connection, report: StoreReport, table: str, tick: Progress, *, omitted: set[str]
+) -> None:
+    cov = COVERED[table]
+    prefix = cov.prefix + "/"
+    recorded: dict[str, tuple[int, str]] = {
+        obj[len(prefix) :]: (seq, h)
+        for obj, h, seq in conn.execute(
+            "SELECT object, row_sha256, MAX(seq) FROM audit WHERE row_sha256 IS NOT NULL"
+            " AND object >= ? AND object < ? GROUP BY object",
+            (prefix, cov.prefix + "0"),
+        )
+    }
+    cur = conn.execute(f"SELECT * FROM {table} ORDER BY {cov.key}")
+    names = [d[0] for d in cur.description]
+    key_at = names.index(cov.key)
+    n = 0
+    while True:
+        batch = cur.fetchmany(2048)
+        if not batch:
+            break
+        for values in batch:
+            n += 1
+            row = dict(zip(names, values, strict=True))
+            key = str(values[key_at])
+            rec = recorded.pop(key, None)
+            if rec is None:
+                report.add(table, f"row {key}", "has no audit record: inserted outside the store")
+                continue
+            try:
+                actual = row_sha256(table, row)
+            except StoreError:
+                actual = ""
+            if actual != rec[1]:
+                report.add(
+                    table,
+                    f"row {key}",
+                    f"changed: it no longer matches its last audit record (seq {rec[0]})",
+                )
+        tick(table, n, 0)
+    report.rows_checked[table] = n
+    for key, (seq, _) in sorted(recorded.items(), key=lambda kv: kv[1][0]):
+        if prefix + key in omitted:
+            continue
+        report.add(table, f"row {key}", f"deleted: audit record seq {seq} recorded it")
+
+
+def _check_events(conn: sqlite3.Connection, report: StoreReport, tick: Progress) -> None:
+    stored = dict(conn.execute("SELECT id, events_sha256 FROM jobs").fetchall())
+    computed: dict[int, str] = {}
+    cur = conn.execute("SELECT job_id, t, kind, payload FROM job_events ORDER BY job_id, id")
+    n = 0
+    for job_id, t, kind, payload in cur:
+        n += 1
+        computed[job_id] = event_link(computed.get(job_id, GENESIS_HASH), job_id, t, kind, payload)
+    report.rows_checked["job_events"] = n
+    for job_id, want in stored.items():
+        if computed.pop(job_id, GENESIS_HASH) != want:
+            report.add(
+                "job_events",
+                f"job {job_id}",
+                "the job's events were edited, deleted or inserted (their running hash differs "
+                "from jobs.events_sha256)",
+            )
+    for job_id in sorted(computed):
+        report.add("job_events", f"job {job_id}", "events of a job that does not exist")
+    tick("job events", n, n)
+
+
+def _runs(conn: sqlite3.Connection, report: StoreReport) -> Iterator[tuple[int, str, int]]:
+    """(block, digest, rows) of each contiguous run of telemetry rows, in rowid order."""
+    cur = conn.execute(
+        "SELECT rowid, block, device, signal, t, value, unit, quality FROM telemetry ORDER BY rowid"
+    )
+    block: int | None = None
+    h = hashlib.sha256()
+    rows = 0
+    done: set[int] = set()
+    while True:
+        batch = cur.fetchmany(8192)
+        if not batch:
+            break
+        for rowid, b, *sample in batch:
+            if b is None:
+                report.add(
+                    "telemetry", f"rowid {rowid}", "belongs to no block: inserted outside the store"
+                )
+                continue
+            if b != block:
+                if block is not None:
+                    done.add(block)
+                    yield block, h.hexdigest(), rows
+                if b in done:
+                    report.add(
+                        "telemetry",
+                        f"rowid {rowid}",
+                        f"row of block {b} out of place (moved or inserted)",
+                    )
+                block, h, rows = b, hashlib.sha256(), 0
+            h.update(json.dumps(sample, separators=(",", ":"), ensure_ascii=False).encode())
+            h.update(b"\n")
+            rows += 1
+    if block is not None:
+        yield block, h.hexdigest(), rows
+
+
+def _check_telemetry(conn: sqlite3.Connection, report: StoreReport, tick: Progress) -> None:
+    blocks = conn.execute("SELECT id, sha256 FROM telemetry_blocks ORDER BY id")
+    total = conn.execute("SELECT COUNT(*) FROM telemetry_blocks").fetchone()[0]
+    runs = _runs(conn, report)
+    run = next(runs, None)
+    n = 0
+    for block_id, digest in blocks:
+        n += 1
+        while run is not None and run[0] < block_id:
+            report.add(
+                "telemetry", f"block {run[0]}", f"{run[2]} rows of a block that does not exist"
+            )
+            run = next(runs, None)
+        if run is not None and run[0] == block_id:
+            if run[1] != digest:
+                report.add(
+                    "telemetry",
+                    f"block {block_id}",
+                    "rows were edited, deleted or inserted (their digest differs from "
+                    "telemetry_blocks.sha256)",
+                )
+            run = next(runs, None)
+        else:
+            empty = hashlib.sha256().hexdigest()
+            if digest != empty:
+                report.add("telemetry", f"block {block_id}", "every row of the block was deleted")
+        if n % 4096 == 0:
+            tick("telemetry", n, total)
+    while run is not None:
+        report.add("telemetry", f"block {run[0]}", f"{run[2]} rows of a block that does not exist")
+        run = next(runs, None)
+    tick("telemetry", n, total)
+
+
+def _check_gcode(conn: sqlite3.Connection, report: StoreReport) -> None:
+    for job_id, gcode, want in conn.execute(
+        "SELECT g.job_id, g.gcode, j.gcode_sha256 FROM job_gcode g LEFT JOIN jobs j ON j.id = g.job_id"
+    ):
+        if hashlib.sha256(str(gcode).encode("utf-8")).hexdigest() != want:
+            report.add(
+                "job_gcode", f"row {job_id}", "the G-code differs from jobs.gcode_sha256 of its job"
+            )
