@@ -260,3 +260,31 @@ async def test_g_code_changed_after_release_is_refused_at_start(
     with SqliteDatabase(db, readonly=True) as store:
         audit = store.audit_records(object=f"job/{gcode_job.job_id}")
     assert audit[-1].action == "job.transition" and audit[-1].reason == "content check before start"
+
+
+async def test_a_held_job_waits_through_a_daemon_restart_and_runs_once_released(
+    mqtt_broker: MosquittoBroker, site: str, tmp_path: Path
+) -> None:
+    db = tmp_path / "lab.db"
+    add_users(db)
+    async with SimulatedPrinter(config=SimPrinterConfig(time_scale=0.01)) as sim:
+        assert sim.port is not None
+        async with (
+            Daemon(gmp_config(site, mqtt_broker, db, sim.port)),
+            client(mqtt_broker, site, db, "olivia") as olivia,
+            deadline(30),
+        ):
+            held = await olivia.submit(printer="printer", gcode=SHORT_JOB)
+            assert held.state == "held"
+        # a new daemon on the same store: the job is still held (never started silently)
+        async with (
+            Daemon(gmp_config(site, mqtt_broker, db, sim.port)),
+            client(mqtt_broker, site, db, "sam") as sam,
+            deadline(30),
+        ):
+            assert (await sam.job(held.job_id)).state == "held"
+            _, released = await sam.sign(held.job_id, meaning="released", password=PASSWORDS["sam"])
+            assert released.state in ("queued", "running", "completed")
+            assert await wait_state(sam, held.job_id, "completed", "failed") == "completed"
+        assert job_lines(sim.executed) == SHORT_JOB.split("\n")[:-1]
+    assert verify_audit(db).ok

@@ -105,6 +105,7 @@ def jobs_show(
     with _store_errors(), SqliteDatabase(path, readonly=True) as store:
         job = store.get_job(job_id)
         history = store.audit_records(object=f"job/{job_id}")
+        signatures = store.list_signatures(f"job/{job_id}")
         summary = store.telemetry_summary(
             job.printer,
             start=job.started_at if job.started_at is not None else job.created_at,
@@ -122,6 +123,8 @@ def jobs_show(
         ("patient", job.patient_id or "—"),
         ("bioinks", json.dumps(job.bioinks, ensure_ascii=False) if job.bioinks else "—"),
         ("G-code SHA-256", job.gcode_sha256 or "—"),
+        ("content SHA-256", job.content_sha256 or "—"),
+        ("submitted by", job.submitted_by or "—"),
         ("progress", f"line {job.last_ack_line} of {job.lines_total} acknowledged"),
         ("created", _when(job.created_at)),
         ("started", _when(job.started_at)),
@@ -129,6 +132,8 @@ def jobs_show(
         ("error", job.error or "—"),
     ]:
         fields.add_row(name, value)
+    for sig in signatures:  # the manifestation: printed name, time, meaning
+        fields.add_row("signed", sig.manifestation())
     console.print(fields)
 
     states = Table("time", "actor", "action", "change", "reason", title="state history (audited)")

@@ -253,10 +253,14 @@ class JobManager:
     def signed(self, record: JobRecord) -> None:
         """A signature changed a held job: released ones join their printer's queue."""
         job = self.jobs.get(record.id)
+        if job is None and record.state not in (JobState.QUEUED, JobState.CANCELLED):
+            return  # a signature on a job this daemon does not run (e.g. one that ended)
         if job is None:  # held since before a restart: its commands come from the store at start
             job = ActiveJob(record.id, record.printer, [], record)
             self.jobs[job.id] = job
-        was = job.state
+            was = JobState.HELD
+        else:
+            was = job.state
         job.record = record
         if record.state == was:
             return
