@@ -67,6 +67,8 @@ async def start_embedded_broker(
     from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
     from amqtt.broker import Broker
 
+    from ._broker_plugins import GuardedBroker
+
     guard_id = ""
     plugins: dict[str, Any]
     if authenticate is not None and access is not None:
@@ -79,7 +81,7 @@ async def start_embedded_broker(
     else:
         plugins = {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}
     try:
-        broker = Broker(
+        broker = (GuardedBroker if guard_id else Broker)(
             {
                 "listeners": {
                     _LISTENER: {"type": "external", "bind": f"{host}:{port}"},

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
 
+from amqtt.broker import Broker
 from amqtt.contexts import Action
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 
 from ._broker import GUARDS
 
-__all__ = ["LabAuthPlugin", "LabTopicPlugin"]
+__all__ = ["GuardedBroker", "LabAuthPlugin", "LabTopicPlugin"]
 
 log = logging.getLogger("labdevices.bus.broker")
 
@@ -57,3 +59,38 @@ class LabTopicPlugin(BaseTopicPlugin):  # type: ignore[misc]
         if not allowed and action != Action.RECEIVE:
             log.warning("embedded broker: %r may not %s %s", user, action, topic)
         return allowed
+
+
+class GuardedBroker(Broker):  # type: ignore[misc]
+    """amqtt's broker, with retained messages sent only as the rules allow.
+
+    amqtt (0.12) sends, on every connect, the retained messages of every filter that *any*
+    client subscribed to, unchecked; here a client gets those of its own subscriptions
+    only, each checked like a live delivery.
+    """
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Any
+    ) -> None:
+        topic_filter, qos = subscription
+        mine = any(s is session for s, _ in self._subscriptions.get(topic_filter, []))
+        if not mine:
+            return
+        handler = self._get_handler(session)
+        if handler is None:
+            return
+        tasks = []
+        for topic, retained in list(self._retained_messages.items()):
+            if not self._matches(topic, topic_filter):
+                continue
+            if not await self._topic_filtering(session, topic=topic, action=Action.RECEIVE):
+                continue
+            tasks.append(
+                asyncio.create_task(
+                    handler.mqtt_publish(
+                        retained.topic, retained.data, min(qos, retained.qos or qos), retain=True
+                    )
+                )
+            )
+        if tasks:
+            await asyncio.wait(tasks)
