@@ -120,7 +120,7 @@ async def test_deactivating_a_user_revokes_their_live_session(
 
 
 def test_passwords_never_cross_a_network_in_clear() -> None:
-    with pytest.raises(ConfigurationError, match="use mqtts://10.1.2.3"):
+    with pytest.raises(ConfigurationError, match=r"use mqtts://10\.1\.2\.3"):
         LabClient("mqtt://10.1.2.3:1883", site="lab", user="alice", password=TEST_PASSWORD)
     with pytest.raises(ConfigurationError, match="in clear"):
         LabClient("mqtt://bob:hunter2hunter2@lab-broker.example:1883", site="lab")
