@@ -4,7 +4,8 @@ The daemon's request guard (daemon/_auth.py) and the client's sessions (client/_
 build on these; nothing here does I/O.
 """
 
-from ._mac import SESSION_PURPOSE, mac_body, request_mac, session_secret, verify_mac
+from ._acl import DEFAULT_DAEMON_ACCOUNT, BrokerRules, filter_within, topic_matches
+from ._mac import SESSION_PURPOSE, broker_token, mac_body, request_mac, session_secret, verify_mac
 from ._roles import (
     CAPABILITIES,
     COMMAND_CAPABILITIES,
@@ -18,14 +19,19 @@ from ._roles import (
 __all__ = [
     "CAPABILITIES",
     "COMMAND_CAPABILITIES",
+    "DEFAULT_DAEMON_ACCOUNT",
     "ROLES",
     "ROLE_CAPABILITIES",
     "SESSION_PURPOSE",
+    "BrokerRules",
+    "broker_token",
     "capabilities_of",
     "capability_for",
+    "filter_within",
     "mac_body",
     "request_mac",
     "session_secret",
+    "topic_matches",
     "validate_roles",
     "verify_mac",
 ]

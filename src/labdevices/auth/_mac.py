@@ -12,7 +12,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["SESSION_PURPOSE", "mac_body", "request_mac", "session_secret", "verify_mac"]
+__all__ = [
+    "SESSION_PURPOSE",
+    "broker_token",
+    "mac_body",
+    "request_mac",
+    "session_secret",
+    "verify_mac",
+]
 
 #: HKDF ``info`` of the key that session secrets are derived from (see ``store.derive_key``)
 SESSION_PURPOSE = "labdevices session v1"
@@ -47,3 +54,12 @@ def verify_mac(secret: bytes, topic: str, envelope: Mapping[str, Any], mac: str)
     except (TypeError, ValueError):
         return False
     return hmac.compare_digest(expected, mac)
+
+
+def broker_token(session_id: str, secret: bytes) -> str:
+    """The password a session's holder gives the embedded broker (it checks the session too).
+
+    Sent only over TLS or to a loopback broker, like any password.
+    """
+    proof = hmac.new(secret, b"labdevices mqtt connect v1", hashlib.sha256).hexdigest()
+    return f"session:{session_id}:{proof}"

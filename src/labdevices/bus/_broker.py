@@ -5,12 +5,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from ..errors import DeviceConnectionError
 
-__all__ = ["EmbeddedBroker", "start_embedded_broker"]
+__all__ = ["BrokerAccess", "EmbeddedBroker", "start_embedded_broker"]
+
+
+class BrokerAccess(Protocol):
+    """Who may connect and what they may publish, subscribe to and receive (``auth.BrokerRules``)."""
+
+    def may_publish(self, user: str | None, topic: str) -> bool: ...
+    def may_subscribe(self, user: str | None, topic_filter: str) -> bool: ...
+    def may_receive(self, user: str | None, topic: str) -> bool: ...
+
+
+#: user name, password → whether they may connect
+Authenticate = Callable[[str | None, str | None], Awaitable[bool]]
+
+# amqtt builds its plugins from dotted paths and plain config: each running broker's
+# checks are found here by the id its plugin config carries (see _broker_plugins.py).
+GUARDS: dict[str, tuple[Authenticate, BrokerAccess]] = {}
+
 
 log = logging.getLogger("labdevices.bus.broker")
 
@@ -31,27 +50,48 @@ class EmbeddedBroker:
 
 @contextlib.asynccontextmanager
 async def start_embedded_broker(
-    host: str = "127.0.0.1", port: int = 0
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    authenticate: Authenticate | None = None,
+    access: BrokerAccess | None = None,
 ) -> AsyncIterator[EmbeddedBroker]:
     """Run an amqtt broker on ``host``:``port`` (0: a free port the OS picks) while the context is open.
 
     The listening socket is ours (an amqtt "external" listener), so port 0 works and
-    the chosen port is known; anonymous clients are allowed, no $SYS task runs.
-    Sessions and retained messages live in memory only.
+    the chosen port is known; no $SYS task runs. Sessions and retained messages live in
+    memory only. With ``authenticate`` and ``access`` (the daemon gives both) only
+    clients it accepts connect, and each publish, subscription and delivery is checked
+    against ``access``; without them anonymous clients may do anything.
     """
     from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
     from amqtt.broker import Broker
 
-    broker = Broker(
-        {
-            "listeners": {
-                _LISTENER: {"type": "external", "bind": f"{host}:{port}"},
-            },
-            "plugins": {
-                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
-            },
+    from ._broker_plugins import GuardedBroker
+
+    guard_id = ""
+    plugins: dict[str, Any]
+    if authenticate is not None and access is not None:
+        guard_id = uuid.uuid4().hex
+        GUARDS[guard_id] = (authenticate, access)
+        plugins = {
+            f"{__package__}._broker_plugins.LabAuthPlugin": {"guard": guard_id},
+            f"{__package__}._broker_plugins.LabTopicPlugin": {"guard": guard_id},
         }
-    )
+    else:
+        plugins = {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}
+    try:
+        broker = (GuardedBroker if guard_id else Broker)(
+            {
+                "listeners": {
+                    _LISTENER: {"type": "external", "bind": f"{host}:{port}"},
+                },
+                "plugins": plugins,
+            }
+        )
+    except BaseException:
+        GUARDS.pop(guard_id, None)
+        raise
     connections: set[asyncio.Task[None]] = set()
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -88,5 +128,6 @@ async def start_embedded_broker(
                 await asyncio.wait(set(connections))
             await server.wait_closed()
     finally:
+        GUARDS.pop(guard_id, None)
         if broker.transitions.state == "started":
             await broker.shutdown()

@@ -24,7 +24,7 @@ import ssl
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self
@@ -34,7 +34,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import JsonValue
 
-from ..errors import DeviceConnectionError, DeviceTimeoutError, LabDeviceError, ProtocolError
+from ..errors import (
+    DeviceConnectionError,
+    DeviceTimeoutError,
+    Forbidden,
+    LabDeviceError,
+    ProtocolError,
+)
 from ._envelopes import (
     MAX_ARGS_BYTES,
     MAX_REQUEST_BYTES,
@@ -377,20 +383,29 @@ class BusClient:
 
     @contextlib.asynccontextmanager
     async def subscribe(
-        self, topic_filter: str, *, maxsize: int = 0
+        self, topic_filter: str | Sequence[str], *, maxsize: int = 0
     ) -> AsyncIterator[Subscription]:
-        """Receive the messages matching ``topic_filter`` (QoS 1) while the context is open."""
-        sub = Subscription(topic_filter, maxsize)
+        """Receive the messages matching ``topic_filter`` (QoS 1) while the context is open.
+
+        Several filters may feed one subscription (a broker ACL may allow each of them but
+        not one filter that covers them all).
+        """
+        filters = [topic_filter] if isinstance(topic_filter, str) else list(topic_filter)
+        sub = Subscription(filters[0], maxsize)
 
         def deliver(message: BusMessage) -> None:
             if not sub._put(message):
                 self.stats.subscriber_dropped += 1
 
-        await self._subscribe(topic_filter, deliver)
+        subscribed: list[str] = []
         try:
+            for f in filters:
+                await self._subscribe(f, deliver)
+                subscribed.append(f)
             yield sub
         finally:
-            await self._unsubscribe(topic_filter, deliver)
+            for f in subscribed:
+                await self._unsubscribe(f, deliver)
 
     async def serve(
         self,
@@ -434,8 +449,18 @@ class BusClient:
         client = self._client
         if first and client is not None:
             # Not subscribed now means subscribed at the next connect, which is as good.
+            granted: Any = None
             with contextlib.suppress(aiomqtt.MqttError):
-                await client.subscribe(topic_filter, qos=1)
+                granted = await client.subscribe(topic_filter, qos=1)
+            if _refused(granted):
+                self._targets.remove((topic_filter, target))
+                self._filters[topic_filter] -= 1
+                if not self._filters[topic_filter]:
+                    del self._filters[topic_filter]
+                raise Forbidden(
+                    f"the broker {self.broker} refused the subscription to {topic_filter} "
+                    "(its access rules do not let this account read it)"
+                )
 
     async def _unsubscribe(self, topic_filter: str, target: Callable[[BusMessage], None]) -> None:
         self._targets.remove((topic_filter, target))
@@ -812,6 +837,17 @@ def route_commands(handlers: Mapping[str, Handler]) -> Handler:
         return await handler(request, topic)
 
     return route
+
+
+def _refused(granted: Any) -> bool:
+    """Whether a SUBACK refused the subscription (3.1.1: 0x80; 5: a reason code >= 0x80)."""
+    if not granted:
+        return False
+    for code in granted:
+        value = getattr(code, "value", code)
+        if isinstance(value, int) and value >= 0x80:
+            return True
+    return False
 
 
 def _reason(exc: BaseException) -> str:

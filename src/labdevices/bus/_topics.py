@@ -190,6 +190,13 @@ class Topics:
     def all_job_events(self) -> str:
         return f"{self.root}/jobs/+/+"
 
+    def job_events(self, job_id: str = "+") -> list[str]:
+        """Filters for a job's (or every job's) progress and state, without ``jobs/submit``
+        (a request topic, which clients may not read)."""
+        if job_id != "+":
+            validate_name("job", job_id)
+        return [f"{self.root}/jobs/{job_id}/progress", f"{self.root}/jobs/{job_id}/state"]
+
 
 @dataclass(frozen=True)
 class TopicInfo:

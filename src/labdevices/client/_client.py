@@ -17,11 +17,12 @@ from typing import Any, Self
 
 from pydantic import JsonValue
 
+from ..auth import broker_token
 from ..bus import BusClient, BusMessage, MalformedRequest, RemoteError
 from ..daemon import _errors as _daemon_errors  # noqa: F401  (their codes map back to classes)
 from ..daemon import daemon_command_topic, parse_mqtt_url
 from ..errors import ConfigurationError, LabDeviceError, ProtocolError
-from ._session import Session, refuse_clear_password
+from ._session import Session, is_loopback, refuse_clear_password
 
 __all__ = [
     "TERMINAL_JOB_STATES",
@@ -252,16 +253,22 @@ class LabClient:
                 cafile=str(ca_file) if ca_file else None
             )
         # The broker's own credentials: those in the URL, else the user's (the broker's
-        # password file is written from the same user registry: labdevices broker-config).
-        bus_options.setdefault("username", url_user or (user if password else None))
-        bus_options.setdefault("password", url_password or password)
+        # password file is written from the same user registry: labdevices broker-config),
+        # else — over TLS or loopback only — a token of the session (the embedded broker
+        # accepts it; Mosquitto's password file does not: give --user there).
+        broker_password = url_password or password
+        if broker_password is None and session is not None and (tls or is_loopback(host)):
+            broker_password = broker_token(session.id, session.secret)
+        bus_options.setdefault("username", url_user or (user if broker_password else None))
+        bus_options.setdefault("password", broker_password)
         bus_options.setdefault("reconnect_max_s", 1.0)
         self._bus = BusClient(
             host,
             port,
             site=site,
             client_id=client_id,
-            inbox_owner=user,
+            # Without a user, replies (errors only, from a daemon requiring auth) come here.
+            inbox_owner=user or "anonymous",
             signer=session.sign if session is not None else None,
             **bus_options,
         )
@@ -439,7 +446,7 @@ class LabClient:
 
         Leaving the loop early? Close it: ``async with contextlib.aclosing(lab.run(...))``.
         """
-        async with self._bus.subscribe(self.topics.all_job_events()) as sub:
+        async with self._bus.subscribe(self.topics.job_events()) as sub:
             info = await self.submit(**submit_args)
             yield info
             async with contextlib.aclosing(self._events(sub, info.job_id)) as events:
@@ -449,7 +456,7 @@ class LabClient:
     async def follow(self, job_id: int) -> AsyncGenerator[JobEvent, None]:
         """Events of a job from now until it ends (its retained state first)."""
         async with (
-            self._bus.subscribe(f"{self.topics.root}/jobs/{job_id}/+") as sub,
+            self._bus.subscribe(self.topics.job_events(str(job_id))) as sub,
             contextlib.aclosing(self._events(sub, job_id)) as events,
         ):
             async for event in events:

@@ -16,7 +16,10 @@ What it admits reaches the handler with ``actor`` = the session's user.
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import logging
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -24,12 +27,19 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from ..auth import capabilities_of, capability_for, session_secret, verify_mac
+from ..auth import (
+    DEFAULT_DAEMON_ACCOUNT,
+    broker_token,
+    capabilities_of,
+    capability_for,
+    session_secret,
+    verify_mac,
+)
 from ..bus import BusClient, BusMessage, Request, RequestRefused
 from ..errors import BadRequest, Forbidden, LabDeviceError, Unauthenticated
-from ..store import AccountLocked, Store
+from ..store import AccountLocked, Store, mosquitto_verify
 
-__all__ = ["AuthCommands", "RequestGuard", "request_scope"]
+__all__ = ["AuthCommands", "BrokerLogin", "RequestGuard", "request_scope"]
 
 log = logging.getLogger("labdevices.daemon.auth")
 
@@ -206,27 +216,11 @@ class RequestGuard:
 
     async def _admit_login(self, request: Request, topic: str, obj: str) -> Request:
         claimed = request.args.get("user")
-        if not isinstance(claimed, str) or not claimed:
+        if not isinstance(claimed, str) or not claimed or "/" in claimed:
             await self._refuse(
                 request, topic, obj, None, BadRequest("args.user is required"), why="no user"
             )
         assert isinstance(claimed, str)
-        now = time.time()
-        if request.t is None or not self._fresh(request.t, now):
-            await self._refuse(
-                request,
-                topic,
-                obj,
-                None,
-                Unauthenticated("a login request must carry a fresh issue time (t)"),
-                why="stale",
-            )
-        assert request.t is not None
-        key = ("login:" + claimed, request.id)
-        if key in self._seen:
-            await self._audit(request, topic, obj, None, "unauthenticated", "replay")
-            raise RequestRefused(duplicate=True)
-        self._remember(key, request.t, now)
         inbox = f"{self.clients_root}{claimed}/"
         if not request.reply_to.startswith(inbox):
             # The reply carries the session secret: only to the claimed user's inbox.
@@ -239,6 +233,23 @@ class RequestGuard:
                 why="reply_to of another",
                 reply=False,
             )
+        now = time.time()
+        if request.t is None or not self._fresh(request.t, now):
+            await self._refuse(
+                request,
+                topic,
+                obj,
+                None,
+                Unauthenticated("a login request must carry a fresh issue time (t)"),
+                why="stale",
+                inbox=inbox,
+            )
+        assert request.t is not None
+        key = ("login:" + claimed, request.id)
+        if key in self._seen:
+            await self._audit(request, topic, obj, None, "unauthenticated", "replay")
+            raise RequestRefused(duplicate=True)
+        self._remember(key, request.t, now)
         if "actor" in request.model_fields_set and request.actor != claimed:
             await self._refuse(
                 request,
@@ -247,6 +258,7 @@ class RequestGuard:
                 None,
                 Forbidden(f"login as {claimed!r} claims to act as {request.actor!r}"),
                 why="claimed another actor",
+                inbox=inbox,
             )
         return request.model_copy(update={"actor": "anonymous"})
 
@@ -272,10 +284,15 @@ class RequestGuard:
         *,
         why: str,
         reply: bool = True,
+        inbox: str | None = None,
     ) -> None:
-        reply_to = None
-        if reply and request.reply_to.startswith(self.clients_root):
-            reply_to = request.reply_to
+        """Audit and refuse. The error is replied only into an inbox of whoever is proven to
+        have sent the request (``user``, by the MAC of their session) — or, for a login, of the
+        user it names; an unproven sender gets it only under ``clients/anonymous/``. So no one
+        can make the daemon publish into another user's inbox."""
+        if inbox is None:
+            inbox = f"{self.clients_root}{user or 'anonymous'}/"
+        reply_to = request.reply_to if reply and request.reply_to.startswith(inbox) else None
         await self._audit(request, topic, obj, user, error.code, why, message=error.message)
         raise RequestRefused(error, reply_to=reply_to)
 
@@ -374,3 +391,38 @@ class AuthCommands:
             "roles": list(user.roles),
             "expires_at": session.expires_at if session else None,
         }
+
+
+class BrokerLogin:
+    """Who may connect to the embedded broker: the daemon's own account (a password that lives
+    only in this process), a user with their password (the same ``$7$`` hash Mosquitto's
+    password file gets), or a user with a broker token of a valid session of theirs."""
+
+    def __init__(self, store: Store, session_key: bytes, daemon: str = DEFAULT_DAEMON_ACCOUNT):
+        self.store = store
+        self._session_key = session_key
+        self.daemon = daemon
+        self.daemon_password = secrets.token_urlsafe(32)
+
+    async def __call__(self, username: str | None, password: str | None) -> bool:
+        if not username or not password:
+            return False
+        if username == self.daemon:
+            return hmac.compare_digest(password, self.daemon_password)
+        if password.startswith("session:"):
+            _, _, rest = password.partition(":")
+            session_id, _, _proof = rest.rpartition(":")
+            secret = session_secret(self._session_key, session_id)
+            if not hmac.compare_digest(password, broker_token(session_id, secret)):
+                return False
+            session = await self.store.get_session(session_id)
+            return (
+                session is not None
+                and session.user_id == username
+                and session.valid_at(time.time())
+            )
+        hashes = dict(await self.store.broker_credentials())
+        stored = hashes.get(username)
+        if stored is None:
+            return False
+        return await asyncio.to_thread(mosquitto_verify, stored, password)

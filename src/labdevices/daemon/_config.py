@@ -69,6 +69,10 @@ class BusConfig(StrictModel):
     url: str | None = Field(default=None, description="mqtt://host:port or mqtts://host:port")
     username: str | None = None
     password: str | None = None
+    password_file: Path | None = Field(
+        default=None,
+        description="file holding the broker password (0600; `labdevices broker-config` writes it)",
+    )
     ca_file: Path | None = Field(default=None, description="CA bundle for mqtts://")
     cert_file: Path | None = Field(default=None, description="client certificate for mqtts://")
     key_file: Path | None = Field(default=None, description="client key for mqtts://")
@@ -383,7 +387,7 @@ def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) ->
     bus = config.bus.model_copy(
         update={
             k: _resolve(base, v)
-            for k in ("ca_file", "cert_file", "key_file")
+            for k in ("ca_file", "cert_file", "key_file", "password_file")
             if (v := getattr(config.bus, k)) is not None
         }
     )

@@ -20,7 +20,7 @@ from typing import Any, Self
 
 from pydantic import JsonValue
 
-from ..auth import SESSION_PURPOSE
+from ..auth import SESSION_PURPOSE, BrokerRules
 from ..bus import (
     MAX_JOB_REQUEST_BYTES,
     BusClient,
@@ -41,7 +41,7 @@ from ..store import (
     load_or_create_signing_key,
     open_store,
 )
-from ._auth import AuthCommands, RequestGuard
+from ._auth import AuthCommands, BrokerLogin, RequestGuard
 from ._commands import CommandRouter
 from ._config import LoadedConfig, parse_mqtt_url, redact_url
 from ._interlocks import InterlockEngine, alarm_json
@@ -135,7 +135,7 @@ class Daemon:
             load_or_create_signing_key(cfg.store.key_file or default_key_path(cfg.store.path)),
             SESSION_PURPOSE,
         )
-        host, port, tls, user, password = await self._broker(stack)
+        host, port, tls, user, password = await self._broker(stack, session_key)
         tls_context = self._tls_context() if tls else None
         bus = BusClient(
             host,
@@ -143,7 +143,7 @@ class Daemon:
             site=cfg.site,
             client_id=cfg.bus.client_id or f"labdevices-daemon-{cfg.site}",
             username=cfg.bus.username or user,
-            password=cfg.bus.password or password,
+            password=self._broker_password() or password,
             tls_context=tls_context,
             protocol=cfg.bus.protocol,
             status_topic=Topics(cfg.site).daemon_status(),  # its last will marks us offline
@@ -270,13 +270,45 @@ class Daemon:
             except LabDeviceError as exc:
                 log.error("audit checkpoint failed: %s", exc)
 
-    async def _broker(self, stack: AsyncExitStack) -> tuple[str, int, bool, str | None, str | None]:
+    async def _broker(
+        self, stack: AsyncExitStack, session_key: bytes
+    ) -> tuple[str, int, bool, str | None, str | None]:
         url = self.config.bus.url
         if url is None:
+            if self.config.auth.required:
+                # The embedded broker applies the rules of the generated Mosquitto ACL; the
+                # daemon's own account gets a password that lives only in this process.
+                login = BrokerLogin(self.store, session_key)
+                broker = await stack.enter_async_context(
+                    start_embedded_broker(authenticate=login, access=BrokerRules(login.daemon))
+                )
+                self.broker_url = broker.url
+                return broker.host, broker.port, False, login.daemon, login.daemon_password
             broker = await stack.enter_async_context(start_embedded_broker())
             url = broker.url
         self.broker_url = url
         return parse_mqtt_url(url)
+
+    def _broker_password(self) -> str | None:
+        bus = self.config.bus
+        if bus.password_file is None:
+            return bus.password
+        path = bus.password_file
+        try:
+            mode = path.stat().st_mode & 0o777
+            text = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"{self.loaded.source}: bus.password_file: cannot read {path}: {exc}",
+                file=self.loaded.source,
+            ) from exc
+        if mode & 0o077:
+            raise ConfigurationError(
+                f"{self.loaded.source}: bus.password_file {path} is readable by others "
+                f"(mode {mode:o}); chmod 600 it",
+                file=self.loaded.source,
+            )
+        return text
 
     def _tls_context(self) -> ssl.SSLContext:
         bus = self.config.bus

@@ -72,7 +72,7 @@ _DUMMY_HASH = _HASHER.hash("labdevices: no such user")
 MOSQUITTO_ITERATIONS = 210_000
 
 #: ids that name the system itself in the audit trail, never a person
-RESERVED_USER_IDS = frozenset({"daemon", "anonymous", "system", "root"})
+RESERVED_USER_IDS = frozenset({"daemon", "anonymous", "system", "root", "labdevices-daemon"})
 # Safe as an MQTT topic level and a Mosquitto user name: no '/', '+', '#', ':' or spaces.
 _USER_ID = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
 _MAX_PASSWORD = 1024

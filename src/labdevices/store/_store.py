@@ -179,6 +179,7 @@ class Store(Protocol):
     ) -> SessionRecord: ...
     async def login(self, user_id: str, password: str) -> tuple[UserRecord, SessionRecord]: ...
     async def get_session(self, session_id: str) -> SessionRecord | None: ...
+    async def broker_credentials(self) -> list[tuple[str, str]]: ...
     async def revoke_session(self, session_id: str, *, by: str, reason: str) -> SessionRecord: ...
 
 
@@ -511,6 +512,9 @@ class SqliteStore:
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
         return await self._run(self._db.get_session, session_id)
+
+    async def broker_credentials(self) -> list[tuple[str, str]]:
+        return await self._run(self._db.broker_credentials)
 
     async def revoke_session(self, session_id: str, *, by: str, reason: str) -> SessionRecord:
         return await self._run(self._db.revoke_session, session_id, by=by, reason=reason)

@@ -55,8 +55,16 @@ class MosquittoBroker:
     """One mosquitto process; ``stop()`` and ``start()`` restart it on the same port."""
 
     def __init__(
-        self, workdir: Path, host: str = "127.0.0.1", *, ready_timeout_s: float = 10.0
+        self,
+        workdir: Path,
+        host: str = "127.0.0.1",
+        *,
+        ready_timeout_s: float = 10.0,
+        password_file: Path | None = None,
+        acl_file: Path | None = None,
     ) -> None:
+        """``password_file`` and ``acl_file`` (as ``labdevices broker-config`` writes them)
+        turn anonymous access off and apply them, like a production broker."""
         self.executable = find_mosquitto()
         self.host = host
         self.port = _free_port(host)
@@ -67,7 +75,9 @@ class MosquittoBroker:
         self._process: subprocess.Popen[bytes] | None = None
         lines = [
             f"listener {self.port} {self.host}",
-            "allow_anonymous true",
+            "allow_anonymous false" if password_file else "allow_anonymous true",
+            f"password_file {password_file}" if password_file else "",
+            f"acl_file {acl_file}" if acl_file else "",
             # Like a production broker for request/reply traffic: no Nagle delay on small packets.
             "set_tcp_nodelay true",
             "persistence true",
