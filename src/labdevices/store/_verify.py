@@ -362,7 +362,7 @@ def _check_chain(
     expected = 1
     last_good_anchor = 0
     mismatch_start: tuple[int, _Anchor] | None = None  # first anchor the chain failed
-    mismatches = 0
+    mismatched: set[int] = set()  # sizes of the signed heads the chain does not match
     good_anchored = 0
     count = 0
     cur = conn.execute(
@@ -400,7 +400,7 @@ def _check_chain(
                     last_good_anchor = max(last_good_anchor, seq)
                     good_anchored = max(good_anchored, seq)
                 else:
-                    mismatches += 1
+                    mismatched.add(seq)
                     if mismatch_start is None:
                         mismatch_start = (last_good_anchor, anchor)
             prev_hash = rec_hash
@@ -411,11 +411,8 @@ def _check_chain(
     report.head_seq = last_seq
     if mismatch_start is not None:
         after, anchor = mismatch_start
-        more = (
-            f" (and {mismatches - 1} later checkpoint(s) do not match either)"
-            if mismatches > 1
-            else ""
-        )
+        later = len(mismatched) - 1
+        more = f" (and {later} later checkpoint(s) do not match either)" if later else ""
         report.add(
             "audit",
             f"seq {after + 1}–{anchor.size}",
