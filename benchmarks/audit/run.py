@@ -7,8 +7,9 @@ with the daemon's defaults (Ed25519 signer, a checkpoint every 256 records or 10
 at every job end, the witness file fsynced). Rounds alternate between the two; the
 median audit records/s of each and their ratio are printed. Target: ≥ 80%.
 
-Part 2: ``verify_store`` over a store of ``--verify-records`` audit records (built fast
-by writing the rows directly, every 256th covered by a signed checkpoint).
+Part 2: ``verify_store`` over a store of ``--verify-records`` audit records, half of them
+telemetry blocks of 5 samples (built fast by writing the rows directly, a signed
+checkpoint every 256 records).
 
     .venv/bin/python benchmarks/audit/run.py [--ops 600] [--rounds 5] [--verify-records 1000000]
 """
@@ -34,6 +35,7 @@ from labdevices.store import (
 )
 from labdevices.store._audit import GENESIS_HASH
 from labdevices.store._checkpoints import note_sha256
+from labdevices.store._rows import row_sha256, telemetry_digest
 
 
 def workload(db: SqliteDatabase, ops: int, signed: bool) -> int:
@@ -113,6 +115,8 @@ def throughput(ops: int, rounds: int) -> None:
 
 
 def build_large(path: Path, records: int, signer: CheckpointSigner) -> None:
+    """Half setpoint writes, half telemetry blocks of 5 samples (each block row under the chain,
+    as ``insert_telemetry`` writes them); a signed checkpoint every 256 records."""
     with SqliteDatabase(path):
         pass
     conn = sqlite3.connect(path, isolation_level=None)
@@ -121,42 +125,75 @@ def build_large(path: Path, records: int, signer: CheckpointSigner) -> None:
     prev = GENESIS_HASH
     last_note: str | None = None
     number = 0
-    rows = []
+    block = 0
+    rows: list[tuple[object, ...]] = []
+    blocks: list[tuple[object, ...]] = []
+    samples: list[tuple[object, ...]] = []
     for seq in range(1, records + 1):
+        when = f"2026-11-26T10:{seq // 60000 % 60:02d}:{seq // 1000 % 60:02d}.{seq % 1000:06d}Z"
+        row_hash = None
+        if seq % 2:
+            block += 1
+            t0 = 1_800_000_000.0 + seq
+            data = [
+                ("inc1", "temperature", t0 + k / 10, 37.0 + k / 100, "degC", "good")
+                for k in range(5)
+            ]
+            digest = telemetry_digest(data)
+            block_row = {
+                "id": block,
+                "count": 5,
+                "t_first": t0,
+                "t_last": t0 + 0.4,
+                "sha256": digest,
+            }
+            row_hash = row_sha256("telemetry_blocks", block_row)
+            blocks.append(tuple(block_row.values()))
+            samples += [(*d, block) for d in data]
+            obj, action, old, new = (
+                f"telemetry-block/{block}",
+                "telemetry.block",
+                None,
+                '{"samples":5}',
+            )
+        else:
+            obj, action, old, new = (
+                f"device/inc{seq % 7}/temperature",
+                "setpoint.write",
+                "37.0",
+                "36.5",
+            )
         fields = {
             "seq": seq,
-            "time": f"2026-11-26T10:{seq // 60000 % 60:02d}:{seq // 1000 % 60:02d}.{seq % 1000:06d}Z",
-            "actor": "alice",
-            "action": "setpoint.write",
-            "object": f"device/inc{seq % 7}/temperature",
-            "old": "37.0",
-            "new": f"{36 + seq % 3}.5",
+            "time": when,
+            "actor": "daemon",
+            "action": action,
+            "object": obj,
+            "old": old,
+            "new": new,
             "reason": None,
             "prev_hash": prev,
+            "row_sha256": row_hash,
         }
         h = record_hash(**fields)  # type: ignore[arg-type]
-        rows.append(
-            (
-                seq,
-                fields["time"],
-                "alice",
-                "setpoint.write",
-                fields["object"],
-                "37.0",
-                fields["new"],
-                None,
-                prev,
-                h,
-            )
-        )
+        rows.append((seq, when, "daemon", action, obj, old, new, None, prev, h, row_hash))
         prev = h
         if seq % 256 == 0 or seq == records:
             conn.executemany(
                 "INSERT INTO audit (seq, time, actor, action, object, old_value, new_value, reason,"
-                " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " prev_hash, hash, row_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            rows = []
+            conn.executemany(
+                "INSERT INTO telemetry_blocks (id, count, t_first, t_last, sha256) VALUES (?, ?, ?, ?, ?)",
+                blocks,
+            )
+            conn.executemany(
+                "INSERT INTO telemetry (device, signal, t, value, unit, quality, block)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                samples,
+            )
+            rows, blocks, samples = [], [], []
             number += 1
             cp = signer.sign(
                 size=seq,
@@ -188,7 +225,8 @@ def verify_speed(records: int) -> None:
         dt = time.perf_counter() - t
         assert report.exit_code == 0, report.problems
         print(
-            f"\nverify_store: {records:,} audit records, {report.checkpoints:,} checkpoints "
+            f"\nverify_store: {records:,} audit records, {report.checkpoints:,} checkpoints, "
+            f"{report.rows_checked['telemetry_blocks']:,} telemetry blocks of 5 samples "
             f"in {dt:.1f} s ({records / dt:,.0f} records/s; store built in {built:.0f} s, "
             f"{path.stat().st_size / 1e6:.0f} MB)"
         )
