@@ -13,11 +13,12 @@ import pytest
 
 from labdevices.bus import Request, parse_reply
 from labdevices.client import LabClient
-from labdevices.daemon import Daemon, UnknownDevice
+from labdevices.daemon import Daemon, DeviceConfig, UnknownDevice
 from labdevices.errors import BadRequest, JobRejected, LimitViolation, TooLarge
 from labdevices.sim.printer import SimPrinterConfig, SimulatedPrinter
 from labdevices.store import AuditRecord, SqliteDatabase
 from labdevices.testing._auth import issue_session
+from labdevices.testing._modbus import ModbusSim
 from labdevices.testing._mqtt import MosquittoBroker
 
 from .conftest import deadline, make_config
@@ -54,6 +55,31 @@ async def test_a_burst_of_setpoint_writes_records_each_old_value_it_replaced(
     assert olds[0] is None
     assert olds[1:] == news[:-1]  # each write replaced exactly the one before it
     assert sorted(news[:-1]) == values and news[-1] == 37.0
+
+
+async def test_before_its_first_write_the_old_value_is_read_back_from_the_device(
+    mqtt_broker: MosquittoBroker, site: str, tmp_path: Path, modbus_incubator: ModbusSim
+) -> None:
+    db = tmp_path / "lab.db"
+    incubator = DeviceConfig(profile="co2-incubator", address=modbus_incubator.address)
+    async with deadline(60), SimulatedPrinter(config=SimPrinterConfig(time_scale=0.01)) as sim:
+        assert sim.port is not None
+        config = make_config(site, mqtt_broker, db, sim.port, incubator=incubator)
+        async with (
+            Daemon(config) as daemon,
+            LabClient(
+                mqtt_broker.url, site=site, session=issue_session(db, "bob", site=site)
+            ) as lab,
+        ):
+            await daemon.slots["incubator"].wait_ready()
+            before = (await lab.read("incubator", "temperature_setpoint")).value
+            await lab.write("incubator", "temperature_setpoint", 36.0)
+            await lab.write("incubator", "temperature_setpoint", 36.5)
+    writes = [r for r in _records(db) if r.action == "setpoint.write"]
+    assert [(json.loads(r.old or "null"), json.loads(r.new or "null")) for r in writes] == [
+        (before, 36.0),
+        (36.0, 36.5),
+    ]
 
 
 async def test_non_finite_values_and_refused_jobs_are_audited_as_refused(

@@ -101,3 +101,49 @@ async def test_job_end_is_checkpointed_published_and_witnessed(
         states = [cp.state for _, cp in store.checkpoints()]
     assert states[0] == "open" and states[-1] == "closed"
     assert 99 not in {n for n, _ in seen}
+
+
+def test_audit_witness_refuses_a_fork_loudly(
+    mqtt_broker: MosquittoBroker, site: str, tmp_path: Path
+) -> None:
+    """The witness holds checkpoint 2; the broker then offers another checkpoint 2 signed by the
+    same key (the log was rewritten and re-signed by whoever holds the key): exit 1, not copied."""
+    from labdevices.bus import BusClient, Topics
+    from labdevices.store import WitnessLog, load_or_create_signing_key
+
+    signer = CheckpointSigner(load_or_create_signing_key(tmp_path / "d.key"), f"labdevices/{site}")
+    one = signer.sign(size=1, head="aa" * 32, time="t1", prev="0" * 64, state="open")
+    two = signer.sign(size=5, head="bb" * 32, time="t2", prev=one.sha256, state="running")
+    other = signer.sign(size=5, head="cc" * 32, time="t2", prev=one.sha256, state="running")
+    out = tmp_path / "witness.jsonl"
+    held = WitnessLog(out, signer.public)
+    held.accept(1, one.note)
+    held.accept(2, two.note)
+
+    async def offer() -> None:
+        host, port = mqtt_broker.url.removeprefix("mqtt://").split(":")
+        async with BusClient(host, int(port), site=site) as bus:
+            await bus.publish(
+                Topics(site).audit_checkpoint(), {"n": 2, "note": other.note}, retain=True
+            )
+
+    asyncio.run(offer())
+    result = runner.invoke(
+        app,
+        [
+            "audit",
+            "witness",
+            "--broker",
+            mqtt_broker.url,
+            "--site",
+            site,
+            "--key",
+            signer.verifier_key,
+            "-o",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    assert "REFUSED" in result.output and "FORK: checkpoint 2" in result.output
+    assert [n for n, _ in WitnessLog(out, signer.public).held.items()] == [1, 2]
+    assert WitnessLog(out, signer.public).held[2] == two.note

@@ -258,3 +258,15 @@ def test_archive_cut_leaves_later_changes_for_a_later_archive(tmp_path: Path) ->
     report = verify_store(tmp_path / "a.db", public_key=signer.public, archive=True)
     assert report.exit_code == 0, report.problems
     assert late.id == 2
+
+
+def test_verify_takes_store_key_and_witness_from_the_daemon_config(
+    signed: Signed, tmp_path: Path
+) -> None:
+    config = tmp_path / "daemon.toml"
+    config.write_text(
+        'site = "lab1"\n[store]\npath = "lab.db"\nwitness_file = "elsewhere/witness.jsonl"\n'
+    )
+    result = runner.invoke(app, ["audit", "verify", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert f"{signed.db}: verified" in result.output

@@ -121,6 +121,14 @@ def audit_verify(
         typer.Option(help="verify this archive (`labdevices archive`) instead of a store"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "-c",
+            "--config",
+            help="take the store, public key and witness file from this daemon config",
+        ),
+    ] = None,
 ) -> None:
     """Prove the whole record: the audit chain against the signed checkpoints and a witness, and
     every job, event, alarm, user, signature and telemetry row against it.
@@ -128,8 +136,17 @@ def audit_verify(
     Exit 0: verified. 1: tampered (every problem listed, naming table and row). 2: cannot read
     the store. 3: verified, but records after the last checkpoint are not yet anchored.
     """
-    path = archive or db or default_db_path()
     notes: list[str] = []
+    if config is not None:
+        from ..daemon import load_config
+
+        store = load_config(config).config.store
+        db = db or store.path
+        if key is None:
+            private = store.key_file or default_key_path(store.path)
+            key = str(private.with_name(private.name + ".pub"))
+        witness = witness or store.witness_file
+    path = archive or db or default_db_path()
     with _errors():
         public = _public_key(key, db or default_db_path() if archive is None else path, notes)
         if witness is None and archive is None:

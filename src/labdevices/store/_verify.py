@@ -33,7 +33,7 @@ from ._audit import GENESIS_HASH
 from ._checkpoints import CheckpointError, note_sha256, parse_checkpoint, read_witness
 from ._errors import StoreError
 from ._keys import fingerprint
-from ._rows import COVERED, event_link, row_sha256
+from ._rows import COVERED, event_link
 from ._schema import MIGRATIONS
 
 __all__ = [
@@ -55,6 +55,13 @@ EXIT_UNANCHORED = 3
 Progress = Callable[[str, int, int], None]
 
 _MAX_PER_KIND = 50  # findings of one kind listed one by one; the rest are counted
+
+# The encoders of ``canonical_json`` and ``telemetry_digest``, built once (verify calls them
+# millions of times); the tests compare their output with those functions'.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+_SAMPLE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +161,17 @@ def _fast_record_hash(row: tuple[Any, ...]) -> str:
     }
     if row_hash is not None:
         body["row_sha256"] = row_hash
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(_CANONICAL.encode(body).encode("utf-8")).hexdigest()
+
+
+def _fast_row_hash(table: str, row: dict[str, Any], exclude: tuple[str, ...]) -> str:
+    """``row_sha256`` without its checks: a row holding NaN or infinity gives "" (no match)."""
+    for name in exclude:
+        row.pop(name, None)
+    try:
+        text = _CANONICAL.encode({"table": table, "row": row})
+    except ValueError:
+        return ""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -362,7 +379,7 @@ def _check_chain(
     expected = 1
     last_good_anchor = 0
     mismatch_start: tuple[int, _Anchor] | None = None  # first anchor the chain failed
-    mismatches = 0
+    mismatched: set[int] = set()  # sizes of the signed heads the chain does not match
     good_anchored = 0
     count = 0
     cur = conn.execute(
@@ -400,7 +417,7 @@ def _check_chain(
                     last_good_anchor = max(last_good_anchor, seq)
                     good_anchored = max(good_anchored, seq)
                 else:
-                    mismatches += 1
+                    mismatched.add(seq)
                     if mismatch_start is None:
                         mismatch_start = (last_good_anchor, anchor)
             prev_hash = rec_hash
@@ -411,11 +428,8 @@ def _check_chain(
     report.head_seq = last_seq
     if mismatch_start is not None:
         after, anchor = mismatch_start
-        more = (
-            f" (and {mismatches - 1} later checkpoint(s) do not match either)"
-            if mismatches > 1
-            else ""
-        )
+        later = len(mismatched) - 1
+        more = f" (and {later} later checkpoint(s) do not match either)" if later else ""
         report.add(
             "audit",
             f"seq {after + 1}–{anchor.size}",
@@ -474,19 +488,28 @@ def _archive_omitted(conn: sqlite3.Connection, report: StoreReport, tables: set[
 def _check_covered(
     conn: sqlite3.Connection, report: StoreReport, table: str, tick: Progress, *, omitted: set[str]
 ) -> None:
+    """Each row against the last audit record about it: a merge of two sorted streams (the
+    table by key, the last record per object by key), so memory does not grow with the table."""
     cov = COVERED[table]
     prefix = cov.prefix + "/"
-    recorded: dict[str, tuple[int, str]] = {
-        obj[len(prefix) :]: (seq, h)
-        for obj, h, seq in conn.execute(
-            "SELECT object, row_sha256, MAX(seq) FROM audit WHERE row_sha256 IS NOT NULL"
-            " AND object >= ? AND object < ? GROUP BY object",
-            (prefix, cov.prefix + "0"),
-        )
-    }
+    numeric = table != "users"  # every other covered table has an INTEGER PRIMARY KEY
+    key_sql = f"substr(object, {len(prefix) + 1})"
+    if numeric:
+        key_sql = f"CAST({key_sql} AS INTEGER)"
+    recorded = conn.execute(
+        f"SELECT {key_sql} AS k, row_sha256, MAX(seq) FROM audit WHERE row_sha256 IS NOT NULL"
+        " AND object >= ? AND object < ? GROUP BY object ORDER BY k",
+        (prefix, cov.prefix + "0"),
+    )
+    rec = recorded.fetchone()
     cur = conn.execute(f"SELECT * FROM {table} ORDER BY {cov.key}")
     names = [d[0] for d in cur.description]
     key_at = names.index(cov.key)
+
+    def deleted(r: tuple[Any, str, int]) -> None:
+        if f"{prefix}{r[0]}" not in omitted:
+            report.add(table, f"row {r[0]}", f"deleted: audit record seq {r[2]} recorded it")
+
     n = 0
     while True:
         batch = cur.fetchmany(2048)
@@ -494,28 +517,26 @@ def _check_covered(
             break
         for values in batch:
             n += 1
-            row = dict(zip(names, values, strict=True))
-            key = str(values[key_at])
-            rec = recorded.pop(key, None)
-            if rec is None:
+            key = values[key_at]
+            while rec is not None and rec[0] < key:
+                deleted(rec)
+                rec = recorded.fetchone()
+            if rec is None or rec[0] != key:
                 report.add(table, f"row {key}", "has no audit record: inserted outside the store")
                 continue
-            try:
-                actual = row_sha256(table, row)
-            except StoreError:
-                actual = ""
+            actual = _fast_row_hash(table, dict(zip(names, values, strict=True)), cov.exclude)
             if actual != rec[1]:
                 report.add(
                     table,
                     f"row {key}",
-                    f"changed: it no longer matches its last audit record (seq {rec[0]})",
+                    f"changed: it no longer matches its last audit record (seq {rec[2]})",
                 )
+            rec = recorded.fetchone()
         tick(table, n, 0)
+    while rec is not None:
+        deleted(rec)
+        rec = recorded.fetchone()
     report.rows_checked[table] = n
-    for key, (seq, _) in sorted(recorded.items(), key=lambda kv: kv[1][0]):
-        if prefix + key in omitted:
-            continue
-        report.add(table, f"row {key}", f"deleted: audit record seq {seq} recorded it")
 
 
 def _check_events(conn: sqlite3.Connection, report: StoreReport, tick: Progress) -> None:
@@ -570,8 +591,7 @@ def _runs(conn: sqlite3.Connection, report: StoreReport) -> Iterator[tuple[int, 
                         f"row of block {b} out of place (moved or inserted)",
                     )
                 block, h, rows = b, hashlib.sha256(), 0
-            h.update(json.dumps(sample, separators=(",", ":"), ensure_ascii=False).encode())
-            h.update(b"\n")
+            h.update(_SAMPLE.encode(sample).encode() + b"\n")
             rows += 1
     if block is not None:
         yield block, h.hexdigest(), rows
