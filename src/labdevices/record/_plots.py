@@ -13,8 +13,9 @@ MAX_PANELS = 3
 
 def _panels(signals: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     drawn = [(name, s) for name, s in signals.items() if s["samples"]]
-    # flat lines say little: the signals that moved most first, keeping a stable order
-    drawn.sort(key=lambda item: item[1]["max"] == item[1]["min"])
+    # physical quantities (with a unit) before flags and codes, then those that moved:
+    # a flat line says little; the table lists every signal anyway
+    drawn.sort(key=lambda item: (not item[1]["unit"], item[1]["max"] == item[1]["min"]))
     return drawn[:MAX_PANELS]
 
 

@@ -26,10 +26,12 @@ class Section:
     rows: list[list[str]]
     headers: list[str] = field(default_factory=list)
     note: str = ""
-    #: column indexes set in a fixed-width font (hashes)
-    mono: tuple[int, ...] = ()
     #: relative column widths of a table with headers (equal when empty)
     widths: tuple[float, ...] = ()
+
+
+#: key/value rows whose value is a hash, set in a fixed-width font
+MONO_KEYS = frozenset({"G-code SHA-256", "Content SHA-256"})
 
 
 def render_json(record: dict[str, Any]) -> bytes:
@@ -158,7 +160,6 @@ def sections(record: dict[str, Any]) -> list[Section]:
             ],
             note="The content SHA-256 covers printer, profile, batch, patient, bioinks with "
             "lots, the job spec and the G-code hash; every signature below binds it.",
-            mono=(1,),
         )
     )
     sigs = record["signatures"]
@@ -331,9 +332,7 @@ def render_html(record: dict[str, Any]) -> bytes:
                 parts.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>")
         else:
             for key, value in sec.rows:
-                cls = " class='mono'" if sec.mono and value.strip("—") else ""
-                if key not in ("G-code SHA-256", "Content SHA-256"):
-                    cls = ""
+                cls = " class='mono'" if key in MONO_KEYS else ""
                 parts.append(f"<tr><td class='k'>{e(key)}</td><td{cls}>{e(value)}</td></tr>")
         parts.append("</table>")
         if sec.note:
@@ -463,7 +462,7 @@ def render_pdf(record: dict[str, Any]) -> bytes:
             data = [
                 [
                     cell(k, head),
-                    cell(v, mono if k in ("G-code SHA-256", "Content SHA-256") else body),
+                    cell(v, mono if k in MONO_KEYS else body),
                 ]
                 for k, v in sec.rows
             ]
