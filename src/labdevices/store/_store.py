@@ -175,12 +175,18 @@ class SqliteStore:
     thread; exiting closes the database and joins the thread, and is safe to call
     twice. Re-entry is refused. If a caller is cancelled while a write runs, the
     write still completes or rolls back as a whole on the writer thread.
+
+    Session lookups (one per authenticated request) run on a second thread with its own
+    read-only connection: in WAL mode they never wait behind a write, and they see every
+    committed revocation at once.
     """
 
     def __init__(self, path: str | Path, *, auth_policy: AuthPolicy | None = None) -> None:
         self.path = Path(path)
         self._db = SqliteDatabase(self.path, auth_policy=auth_policy)
+        self._reader_db = SqliteDatabase(self.path, readonly=True, auth_policy=auth_policy)
         self._executor: ThreadPoolExecutor | None = None
+        self._reader: ThreadPoolExecutor | None = None
         self._used = False
 
     async def __aenter__(self) -> Self:
@@ -188,8 +194,10 @@ class SqliteStore:
             raise StoreError("a SqliteStore can be entered only once", file=str(self.path))
         self._used = True
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labdevices-store")
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labdevices-store-read")
         try:
             await self._run(self._db.open)
+            await asyncio.get_running_loop().run_in_executor(self._reader, self._reader_db.open)
         except BaseException:
             await self._shutdown()
             raise
@@ -204,6 +212,12 @@ class SqliteStore:
         await self._shutdown()
 
     async def _shutdown(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            try:
+                await asyncio.get_running_loop().run_in_executor(reader, self._reader_db.close)
+            finally:
+                reader.shutdown(wait=True)
         executor, self._executor = self._executor, None
         if executor is None:
             return
@@ -442,7 +456,11 @@ class SqliteStore:
         return await self._run(self._db.login, user_id, password)
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
-        return await self._run(self._db.get_session, session_id)
+        if self._reader is None:
+            raise StoreError("store is not open", file=str(self.path))
+        return await asyncio.get_running_loop().run_in_executor(
+            self._reader, self._reader_db.get_session, session_id
+        )
 
     async def broker_credentials(self) -> list[tuple[str, str]]:
         return await self._run(self._db.broker_credentials)
