@@ -18,6 +18,7 @@ import pytest
 from labdevices.cli._broker import write_broker_config
 from labdevices.client import LabClient
 from labdevices.daemon import Daemon
+from labdevices.errors import Forbidden
 from labdevices.sim.printer import SimPrinterConfig, SimulatedPrinter
 from labdevices.testing._auth import TEST_PASSWORD, add_test_user, issue_session
 from labdevices.testing._mqtt import MosquittoBroker
@@ -211,3 +212,39 @@ async def test_the_embedded_broker_applies_the_same_rules(site: str, tmp_path: P
             session = issue_session(db, "bob", site=site)
             async with LabClient(daemon.broker_url, site=site, session=session) as lab:
                 assert (await lab.whoami())["user"] == "bob"
+                # The client says so when the broker refuses a subscription.
+                with pytest.raises(Forbidden, match="refused the subscription"):
+                    async with lab.bus.subscribe(f"{root}/clients/alice/#"):
+                        pass
+
+
+async def test_the_ready_line_does_not_print_the_broker_password(
+    mqtt_broker: MosquittoBroker, site: str, tmp_path: Path
+) -> None:
+    import asyncio
+
+    secret = "s3cret-broker-password"
+    url = mqtt_broker.url.replace("mqtt://", f"mqtt://labdevices-daemon:{secret}@")
+    config = tmp_path / "daemon.toml"
+    config.write_text(
+        f'site = "{site}"\n[bus]\nurl = "{url}"\n[store]\npath = "{tmp_path / "lab.db"}"\n'
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "labdevices",
+        "daemon",
+        "-c",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        assert "labdevices daemon ready" in line, line
+        assert secret not in line and "labdevices-daemon:***@" in line
+    finally:
+        proc.terminate()
+        _, err = await proc.communicate()
+    assert secret.encode() not in err
