@@ -51,16 +51,25 @@ async def _forgery_is_not_delivered(host: str, port: int, root: str) -> None:
         forged_sample = {"device": "printer", "samples": [{"signal": "t", "value": 55.5, "t": 0}]}
         await alice.publish(telemetry, json.dumps(forged_sample), qos=1)
         await alice.publish(state, json.dumps(FORGED), qos=1, retain=True)
-        await alice.publish(f"{root}/jobs/1/state", json.dumps({"state": "failed"}), qos=1)
+        await alice.publish(
+            f"{root}/jobs/1/state", json.dumps({"job_id": 1, "state": "failed"}), qos=1, retain=True
+        )
         await alice.publish(f"{root}/clients/bob/x/reply", b'{"id":"1","ok":true}', qos=1)
         # The daemon's telemetry keeps coming: the next one proves the forged one was not
         # routed (the broker routes a publish before acknowledging it; bob's stream is ordered).
         async with asyncio_timeout(20):
             message = await anext(bob.messages)
         assert b"55.5" not in message.payload  # type: ignore[operator]
+        # Retained messages follow each SUBACK in order: a forged job state would come first.
+        await bob.subscribe(f"{root}/jobs/1/state", qos=1)
         await bob.subscribe(state, qos=1)
         async with asyncio_timeout(20):
-            retained = json.loads(next_payload(await anext(bob.messages)))
+            while True:
+                first = await anext(bob.messages)
+                if first.topic.value != telemetry:
+                    break
+        assert first.topic.value == state, first.topic
+        retained = json.loads(next_payload(first))
         assert "forged" not in retained and retained["state"] in ("idle", "busy", "connecting")
 
 

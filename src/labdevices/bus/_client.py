@@ -534,6 +534,11 @@ class BusClient:
     async def _handle_request(
         self, message: BusMessage, handler: Handler, guard: RequestGuard | None = None
     ) -> None:
+        if not message.payload:
+            # An empty message is how a retained one is cleared (the daemon clears retained
+            # requests): nothing to answer.
+            log.debug("%s: empty message on %s ignored", self.client_id, message.topic)
+            return
         try:
             request = parse_request(message.payload)
         except MalformedRequest as exc:
