@@ -17,7 +17,7 @@ from typing import Any, Protocol, Self, TypeVar
 
 from ._audit import VerifyResult
 from ._errors import StoreError
-from ._identity import AuthPolicy, SessionRecord, UserRecord
+from ._identity import AuthPolicy, SessionRecord, UserRecord, verify_password
 from ._models import (
     AlarmRecord,
     AuditRecord,
@@ -445,7 +445,11 @@ class SqliteStore:
         return await self._run(self._db.change_password, user_id, old_password, new_password)
 
     async def check_password(self, user_id: str, password: str) -> UserRecord:
-        return await self._run(self._db.check_password, user_id, password)
+        # Argon2 takes ~50-100 ms of CPU: verified on a worker thread (argon2-cffi releases
+        # the GIL), so neither the event loop nor the store's writer waits for it.
+        stored = await self._read(self._reader_db.password_hash, user_id)
+        ok = await asyncio.to_thread(verify_password, stored, password)
+        return await self._run(self._db.record_check, user_id, password, stored, ok)
 
     async def create_session(
         self, user_id: str, *, lifetime_s: float | None = None
@@ -453,13 +457,18 @@ class SqliteStore:
         return await self._run(self._db.create_session, user_id, lifetime_s=lifetime_s)
 
     async def login(self, user_id: str, password: str) -> tuple[UserRecord, SessionRecord]:
-        return await self._run(self._db.login, user_id, password)
+        user = await self.check_password(user_id, password)
+        return user, await self.create_session(user.id)
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
+        return await self._read(self._reader_db.get_session, session_id)
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        """On the reader thread and its read-only connection: never behind a write."""
         if self._reader is None:
             raise StoreError("store is not open", file=str(self.path))
         return await asyncio.get_running_loop().run_in_executor(
-            self._reader, self._reader_db.get_session, session_id
+            self._reader, functools.partial(fn, *args)
         )
 
     async def broker_credentials(self) -> list[tuple[str, str]]:
