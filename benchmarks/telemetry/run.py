@@ -27,6 +27,7 @@ import psutil
 
 from labdevices.client import LabClient
 from labdevices.profiles import ModbusProfile, load_profile
+from labdevices.testing._auth import issue_session
 from labdevices.testing._mqtt import MosquittoBroker
 
 HERE = Path(__file__).resolve().parent
@@ -82,11 +83,17 @@ def write_config(path: Path, broker: MosquittoBroker, ports: list[int], db: Path
 
 
 async def measure(
-    broker: MosquittoBroker, daemon: psutil.Process, devices: int, seconds: float, commands: int
+    broker: MosquittoBroker,
+    daemon: psutil.Process,
+    devices: int,
+    seconds: float,
+    commands: int,
+    db: Path,
 ) -> dict[str, float]:
     latencies: list[float] = []
     received = 0
-    async with LabClient(broker.url, site=SITE, actor="bench") as lab:
+    session = issue_session(db, "bench", site=SITE, roles=["viewer"])
+    async with LabClient(broker.url, site=SITE, session=session) as lab:
         async with lab.bus.subscribe(lab.topics.all_telemetry()) as sub:
             # Warm up until every device has reported, then measure.
             seen: set[str] = set()
@@ -185,7 +192,12 @@ def main() -> None:
             assert "ready" in ready, ready
             result = asyncio.run(
                 measure(
-                    broker, psutil.Process(daemon.pid), args.devices, args.seconds, args.commands
+                    broker,
+                    psutil.Process(daemon.pid),
+                    args.devices,
+                    args.seconds,
+                    args.commands,
+                    work / "bench.db",
                 )
             )
         finally:

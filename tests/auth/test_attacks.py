@@ -285,3 +285,32 @@ async def test_replies_go_only_to_the_requesting_user_s_own_inbox(
         ("alice", "reply_to of another"),
         ("anonymous", "reply_to of another"),
     ]
+
+
+async def test_a_session_written_into_the_database_file_is_useless_without_the_key(
+    mqtt_broker: MosquittoBroker, site: str, tmp_path: Path
+) -> None:
+    """Someone who can write the store file adds a session for sam: without the daemon's key
+    (outside the database) they cannot make the MAC its requests need."""
+    async with running_lab(mqtt_broker, site, tmp_path) as (lab, _):
+        forged = type(lab.sessions["sam"])(
+            id="inserted-by-hand",
+            secret=bytes(32),
+            user="sam",
+            site=site,
+            expires_at=time.time() + 3600,
+        )
+        with SqliteDatabase(lab.db) as store, store._tx(durable=True) as db:
+            db.execute(
+                "INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                (forged.id, "sam", time.time(), forged.expires_at),
+            )
+        async with mallory(mqtt_broker, lab, lab.inbox("anonymous", "m1")) as a:
+            topic = f"{lab.root}/printer/cmd/write"
+            await a.publish(
+                topic, envelope(topic, lab.inbox("anonymous", "m1"), WRITE, session=forged)
+            )
+            reply = await a.reply()
+            assert reply["error"]["code"] == "unauthenticated"
+        assert lab.setpoint_writes() == []
+    assert [r["why"] for r in lab.refusals()] == ["bad mac"]

@@ -18,6 +18,7 @@ import pytest
 from labdevices.cli._broker import write_broker_config
 from labdevices.client import LabClient
 from labdevices.daemon import Daemon
+from labdevices.errors import Forbidden
 from labdevices.sim.printer import SimPrinterConfig, SimulatedPrinter
 from labdevices.testing._auth import TEST_PASSWORD, add_test_user, issue_session
 from labdevices.testing._mqtt import MosquittoBroker
@@ -50,16 +51,25 @@ async def _forgery_is_not_delivered(host: str, port: int, root: str) -> None:
         forged_sample = {"device": "printer", "samples": [{"signal": "t", "value": 55.5, "t": 0}]}
         await alice.publish(telemetry, json.dumps(forged_sample), qos=1)
         await alice.publish(state, json.dumps(FORGED), qos=1, retain=True)
-        await alice.publish(f"{root}/jobs/1/state", json.dumps({"state": "failed"}), qos=1)
+        await alice.publish(
+            f"{root}/jobs/1/state", json.dumps({"job_id": 1, "state": "failed"}), qos=1, retain=True
+        )
         await alice.publish(f"{root}/clients/bob/x/reply", b'{"id":"1","ok":true}', qos=1)
         # The daemon's telemetry keeps coming: the next one proves the forged one was not
         # routed (the broker routes a publish before acknowledging it; bob's stream is ordered).
         async with asyncio_timeout(20):
             message = await anext(bob.messages)
         assert b"55.5" not in message.payload  # type: ignore[operator]
+        # Retained messages follow each SUBACK in order: a forged job state would come first.
+        await bob.subscribe(f"{root}/jobs/1/state", qos=1)
         await bob.subscribe(state, qos=1)
         async with asyncio_timeout(20):
-            retained = json.loads(next_payload(await anext(bob.messages)))
+            while True:
+                first = await anext(bob.messages)
+                if first.topic.value != telemetry:
+                    break
+        assert first.topic.value == state, first.topic
+        retained = json.loads(next_payload(first))
         assert "forged" not in retained and retained["state"] in ("idle", "busy", "connecting")
 
 
@@ -211,3 +221,39 @@ async def test_the_embedded_broker_applies_the_same_rules(site: str, tmp_path: P
             session = issue_session(db, "bob", site=site)
             async with LabClient(daemon.broker_url, site=site, session=session) as lab:
                 assert (await lab.whoami())["user"] == "bob"
+                # The client says so when the broker refuses a subscription.
+                with pytest.raises(Forbidden, match="refused the subscription"):
+                    async with lab.bus.subscribe(f"{root}/clients/alice/#"):
+                        pass
+
+
+async def test_the_ready_line_does_not_print_the_broker_password(
+    mqtt_broker: MosquittoBroker, site: str, tmp_path: Path
+) -> None:
+    import asyncio
+
+    secret = "s3cret-broker-password"
+    url = mqtt_broker.url.replace("mqtt://", f"mqtt://labdevices-daemon:{secret}@")
+    config = tmp_path / "daemon.toml"
+    config.write_text(
+        f'site = "{site}"\n[bus]\nurl = "{url}"\n[store]\npath = "{tmp_path / "lab.db"}"\n'
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "labdevices",
+        "daemon",
+        "-c",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        assert "labdevices daemon ready" in line, line
+        assert secret not in line and "labdevices-daemon:***@" in line
+    finally:
+        proc.terminate()
+        _, err = await proc.communicate()
+    assert secret.encode() not in err

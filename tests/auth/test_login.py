@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
-from labdevices.client import LabClient
+from labdevices.client import LabClient, Session
 from labdevices.daemon import Daemon, redact_url
 from labdevices.errors import ConfigurationError, Unauthenticated
 from labdevices.sim.printer import SimPrinterConfig, SimulatedPrinter
@@ -136,10 +136,10 @@ def test_broker_passwords_are_redacted_from_urls() -> None:
     assert redact_url("mqtts://broker") == "mqtts://broker"
 
 
-def test_a_session_file_is_private_and_holds_no_password(tmp_path: Path) -> None:
-    from labdevices.client import Session
-
-    session = issue_session(tmp_path / "lab.db", "alice", site="lab")
+def test_a_session_file_is_private_and_holds_no_password(
+    tmp_path: Path, lab_session: Callable[..., Session]
+) -> None:
+    session = lab_session("alice", site="lab")
     path = session.save(tmp_path / "sessions" / "lab.json")
     assert path.stat().st_mode & 0o777 == 0o600
     assert Session.load(path) == session

@@ -551,6 +551,11 @@ class BusClient:
         *,
         limits: tuple[int, int] = (MAX_REQUEST_BYTES, MAX_ARGS_BYTES),
     ) -> None:
+        if not message.payload:
+            # An empty message is how a retained one is cleared (the daemon clears retained
+            # requests): nothing to answer.
+            log.debug("%s: empty message on %s ignored", self.client_id, message.topic)
+            return
         try:
             request = parse_request(
                 message.payload, max_request_bytes=limits[0], max_args_bytes=limits[1]

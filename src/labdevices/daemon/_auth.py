@@ -23,7 +23,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import JsonValue
 
@@ -114,7 +114,6 @@ class RequestGuard:
                 ),
                 why="no session",
             )
-        assert request.session is not None and request.mac is not None and request.t is not None
         secret = session_secret(self._session_key, request.session)
         if not verify_mac(secret, topic, request.signed_fields(), request.mac):
             await self._refuse(
@@ -145,7 +144,6 @@ class RequestGuard:
                 Unauthenticated(f"the session is {state}: log in again"),
                 why=f"session {state}",
             )
-        assert session is not None
         user = session.user_id
         if not self._fresh(request.t, now):
             await self._refuse(
@@ -220,7 +218,6 @@ class RequestGuard:
             await self._refuse(
                 request, topic, obj, None, BadRequest("args.user is required"), why="no user"
             )
-        assert isinstance(claimed, str)
         inbox = f"{self.clients_root}{claimed}/"
         if not request.reply_to.startswith(inbox):
             # The reply carries the session secret: only to the claimed user's inbox.
@@ -244,7 +241,6 @@ class RequestGuard:
                 why="stale",
                 inbox=inbox,
             )
-        assert request.t is not None
         key = ("login:" + claimed, request.id)
         if key in self._seen:
             await self._audit(request, topic, obj, None, "unauthenticated", "replay")
@@ -285,7 +281,7 @@ class RequestGuard:
         why: str,
         reply: bool = True,
         inbox: str | None = None,
-    ) -> None:
+    ) -> NoReturn:
         """Audit and refuse. The error is replied only into an inbox of whoever is proven to
         have sent the request (``user``, by the MAC of their session) — or, for a login, of the
         user it names; an unproven sender gets it only under ``clients/anonymous/``. So no one

@@ -48,6 +48,7 @@ __all__ = [
     "mosquitto_hash",
     "mosquitto_verify",
     "validate_user_id",
+    "verify_password",
 ]
 
 #: Argon2id as argon2-cffi's default (RFC 9106 "second recommended" profile): 3 passes over
@@ -441,18 +442,31 @@ class IdentityMethods:
         return self._check(user_id, password, allow_expired=False)
 
     def _check(self, user_id: str, password: str, *, allow_expired: bool) -> UserRecord:
-        policy = self.auth_policy
+        stored = self.password_hash(user_id)
+        ok = verify_password(stored, password)
+        return self.record_check(user_id, password, stored, ok, allow_expired=allow_expired)
+
+    def password_hash(self, user_id: str) -> str | None:
+        """The stored Argon2id hash (None: no such user, or no password)."""
         with self._errors():
             row = self._db.execute(
                 "SELECT password_hash FROM users WHERE id = ?", (user_id,)
             ).fetchone()
-        stored = row[0] if row is not None else None
-        ok = False
-        if isinstance(password, str) and len(password) <= _MAX_PASSWORD:
-            try:
-                ok = _HASHER.verify(stored or _DUMMY_HASH, password) and stored is not None
-            except (argon2_errors.VerificationError, argon2_errors.InvalidHashError):
-                ok = False
+        return None if row is None else row[0]
+
+    def record_check(
+        self,
+        user_id: str,
+        password: str,
+        stored: str | None,
+        ok: bool,
+        *,
+        allow_expired: bool = False,
+    ) -> UserRecord:
+        """Second half of ``check_password``: ``ok`` is ``verify_password(stored, password)``,
+        computed off the writer (the async store verifies on another thread). Records the
+        outcome; raises ``Unauthenticated`` for every refusal."""
+        policy = self.auth_policy
         now = time.time()
         with self._tx(durable=True) as db:
             user = (
@@ -460,6 +474,11 @@ class IdentityMethods:
                 if db.execute("SELECT 1 FROM users WHERE id = ?", (user_id,)).fetchone()
                 else None
             )
+            current = db.execute(
+                "SELECT password_hash FROM users WHERE id = ?", (user_id,)
+            ).fetchone()
+            if current is not None and current[0] != stored:
+                ok = False  # the password changed while this one was being verified
             if user is None:
                 self._append_audit(
                     db,
@@ -729,6 +748,17 @@ class IdentityMethods:
                 new={"user": user_id},
                 reason=reason,
             )
+
+
+def verify_password(stored: str | None, password: str) -> bool:
+    """Whether ``password`` matches an Argon2id hash; an unknown user (``stored`` None) costs
+    the same time as a wrong password. CPU-bound (~50-100 ms): keep it off the event loop."""
+    if not isinstance(password, str) or len(password) > _MAX_PASSWORD:
+        return False
+    try:
+        return bool(_HASHER.verify(stored or _DUMMY_HASH, password)) and stored is not None
+    except (argon2_errors.VerificationError, argon2_errors.InvalidHashError):
+        return False
 
 
 def _hhmm(t: float) -> str:

@@ -18,7 +18,7 @@ from typing import Any, Protocol, Self, TypeVar
 from ._audit import VerifyResult
 from ._checkpoints import Checkpoint, CheckpointSigner, CheckpointState
 from ._errors import StoreError
-from ._identity import AuthPolicy, SessionRecord, UserRecord
+from ._identity import AuthPolicy, SessionRecord, UserRecord, verify_password
 from ._models import (
     AlarmRecord,
     AuditRecord,
@@ -190,6 +190,10 @@ class SqliteStore:
     thread; exiting closes the database and joins the thread, and is safe to call
     twice. Re-entry is refused. If a caller is cancelled while a write runs, the
     write still completes or rolls back as a whole on the writer thread.
+
+    Session lookups (one per authenticated request) run on a second thread with its own
+    read-only connection: in WAL mode they never wait behind a write, and they see every
+    committed revocation at once.
     """
 
     def __init__(
@@ -217,7 +221,9 @@ class SqliteStore:
             checkpoint_every_s=checkpoint_every_s,
             on_checkpoint=self._checkpointed if on_checkpoint is not None else None,
         )
+        self._reader_db = SqliteDatabase(self.path, readonly=True, auth_policy=auth_policy)
         self._executor: ThreadPoolExecutor | None = None
+        self._reader: ThreadPoolExecutor | None = None
         self._used = False
 
     async def __aenter__(self) -> Self:
@@ -226,8 +232,10 @@ class SqliteStore:
         self._used = True
         self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labdevices-store")
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labdevices-store-read")
         try:
             await self._run(self._db.open)
+            await asyncio.get_running_loop().run_in_executor(self._reader, self._reader_db.open)
         except BaseException:
             await self._shutdown()
             raise
@@ -242,6 +250,12 @@ class SqliteStore:
         await self._shutdown()
 
     async def _shutdown(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            try:
+                await asyncio.get_running_loop().run_in_executor(reader, self._reader_db.close)
+            finally:
+                reader.shutdown(wait=True)
         executor, self._executor = self._executor, None
         if executor is None:
             return
@@ -500,7 +514,11 @@ class SqliteStore:
         return await self._run(self._db.change_password, user_id, old_password, new_password)
 
     async def check_password(self, user_id: str, password: str) -> UserRecord:
-        return await self._run(self._db.check_password, user_id, password)
+        # Argon2 takes ~50-100 ms of CPU: verified on a worker thread (argon2-cffi releases
+        # the GIL), so neither the event loop nor the store's writer waits for it.
+        stored = await self._read(self._reader_db.password_hash, user_id)
+        ok = await asyncio.to_thread(verify_password, stored, password)
+        return await self._run(self._db.record_check, user_id, password, stored, ok)
 
     async def create_session(
         self, user_id: str, *, lifetime_s: float | None = None
@@ -508,10 +526,19 @@ class SqliteStore:
         return await self._run(self._db.create_session, user_id, lifetime_s=lifetime_s)
 
     async def login(self, user_id: str, password: str) -> tuple[UserRecord, SessionRecord]:
-        return await self._run(self._db.login, user_id, password)
+        user = await self.check_password(user_id, password)
+        return user, await self.create_session(user.id)
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
-        return await self._run(self._db.get_session, session_id)
+        return await self._read(self._reader_db.get_session, session_id)
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        """On the reader thread and its read-only connection: never behind a write."""
+        if self._reader is None:
+            raise StoreError("store is not open", file=str(self.path))
+        return await asyncio.get_running_loop().run_in_executor(
+            self._reader, functools.partial(fn, *args)
+        )
 
     async def broker_credentials(self) -> list[tuple[str, str]]:
         return await self._run(self._db.broker_credentials)

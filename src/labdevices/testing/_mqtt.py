@@ -62,9 +62,12 @@ class MosquittoBroker:
         ready_timeout_s: float = 10.0,
         password_file: Path | None = None,
         acl_file: Path | None = None,
+        tls: tuple[Path, Path, Path] | None = None,
     ) -> None:
         """``password_file`` and ``acl_file`` (as ``labdevices broker-config`` writes them)
-        turn anonymous access off and apply them, like a production broker."""
+        turn anonymous access off and apply them, like a production broker. ``tls`` = (CA,
+        certificate, key) makes the listener TLS-only (``url`` is then ``mqtts://``)."""
+        self.tls = tls is not None
         self.executable = find_mosquitto()
         self.host = host
         self.port = _free_port(host)
@@ -75,6 +78,11 @@ class MosquittoBroker:
         self._process: subprocess.Popen[bytes] | None = None
         lines = [
             f"listener {self.port} {self.host}",
+            *(
+                [f"cafile {tls[0]}", f"certfile {tls[1]}", f"keyfile {tls[2]}"]
+                if tls is not None
+                else []
+            ),
             "allow_anonymous false" if password_file else "allow_anonymous true",
             f"password_file {password_file}" if password_file else "",
             f"acl_file {acl_file}" if acl_file else "",
@@ -97,7 +105,7 @@ class MosquittoBroker:
 
     @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
     @property
     def running(self) -> bool:
