@@ -184,3 +184,40 @@ async def test_user_administration_is_authenticated_and_audited(tmp_path: Path) 
         ("ada", "user.deactivate", "left the lab"),
     ]
     assert all(ALICE_PW not in (r.new or "") for r in records)
+
+
+async def test_the_daemon_config_s_password_policy_applies_to_the_cli(tmp_path: Path) -> None:
+    config = tmp_path / "daemon.toml"
+    config.write_text(
+        f'site = "lab"\n[store]\npath = "{tmp_path / "lab.db"}"\n[auth]\npassword_min_length = 20\n'
+    )
+    code, out = await cli(
+        "users",
+        "add",
+        "ada",
+        "--name",
+        "Ada",
+        "--role",
+        "admin",
+        "--reason",
+        "first admin",
+        "-c",
+        str(config),
+        stdin=ADMIN_PW + "\n",
+    )
+    assert code == 2 and "at least 20 characters" in out, out
+    code, out = await cli(
+        "users",
+        "add",
+        "ada",
+        "--name",
+        "Ada",
+        "--role",
+        "admin",
+        "--reason",
+        "first admin",
+        "-c",
+        str(config),
+        stdin="a much longer pass phrase\n",
+    )
+    assert code == 0, out

@@ -52,6 +52,14 @@ DbOption = Annotated[
     Path | None,
     typer.Option("--db", help=f"store file (default: $LABDEVICES_DB or {default_db_path()})"),
 ]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "-c",
+        "--config",
+        help="daemon config: its [store] path and [auth] password policy (instead of --db)",
+    ),
+]
 ByOption = Annotated[
     str | None,
     typer.Option(
@@ -132,6 +140,17 @@ def _admin(db: SqliteDatabase, by: str | None, *, target: str | None = None) -> 
     return by
 
 
+def _open(db: Path | None, config: Path | None) -> SqliteDatabase:
+    """The store, with the daemon config's password policy when a config is given (else the
+    defaults: a site that changes [auth] passes its config, so that both apply the same)."""
+    if config is None:
+        return SqliteDatabase(db or default_db_path())
+    from ..daemon import load_config
+
+    loaded = load_config(config)
+    return SqliteDatabase(db or loaded.config.store.path, auth_policy=loaded.config.auth.policy())
+
+
 def _when(t: float | None) -> str:
     return "—" if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -143,6 +162,7 @@ def users_add(
     role: Annotated[list[str], typer.Option("--role", help="viewer, operator, supervisor, admin")],
     reason: ReasonOption,
     db: DbOption = None,
+    config: ConfigOption = None,
     by: ByOption = None,
     service: Annotated[
         bool, typer.Option("--service", help="a script's account: its password does not age")
@@ -152,7 +172,7 @@ def users_add(
     ] = False,
 ) -> None:
     """Register a user (the first admin of an empty registry needs no --by)."""
-    with _errors(), SqliteDatabase(db or default_db_path()) as store:
+    with _errors(), _open(db, config) as store:
         admins = [u for u in store.list_users(include_inactive=False) if "admin" in u.roles]
         if admins:
             actor = _admin(store, by)
@@ -172,10 +192,11 @@ def users_add(
 @users_app.command("list")
 def users_list(
     db: DbOption = None,
+    config: ConfigOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Every user ever registered (deactivated ones too: ids are never reused)."""
-    with _errors(), SqliteDatabase(db or default_db_path()) as store:
+    with _errors(), _open(db, config) as store:
         users = store.list_users()
         policy = store.auth_policy
     if as_json:
@@ -212,21 +233,29 @@ def users_list(
 
 @users_app.command("deactivate")
 def users_deactivate(
-    user: str, reason: ReasonOption, db: DbOption = None, by: ByOption = None
+    user: str,
+    reason: ReasonOption,
+    db: DbOption = None,
+    config: ConfigOption = None,
+    by: ByOption = None,
 ) -> None:
     """Deactivate a user for good (no more logins, sessions revoked; the id is never reused)."""
-    with _errors(), SqliteDatabase(db or default_db_path()) as store:
+    with _errors(), _open(db, config) as store:
         done = store.deactivate_user(user, by=_admin(store, by), reason=reason)
     console.print(f"deactivated {done.id}")
 
 
 @users_app.command("reset-password")
 def users_reset_password(
-    user: str, reason: ReasonOption, db: DbOption = None, by: ByOption = None
+    user: str,
+    reason: ReasonOption,
+    db: DbOption = None,
+    config: ConfigOption = None,
+    by: ByOption = None,
 ) -> None:
     """Set a new password (an admin for anyone; a user for themselves, even when expired).
     Unlocks the account and revokes its sessions."""
-    with _errors(), SqliteDatabase(db or default_db_path()) as store:
+    with _errors(), _open(db, config) as store:
         if by == user:
             old = read_secret(f"current password of {user}: ")
             store.change_password(user, old, _new_password(user))
@@ -242,10 +271,11 @@ def users_roles(
     role: Annotated[list[str], typer.Option("--role", help="the user's roles from now on")],
     reason: ReasonOption,
     db: DbOption = None,
+    config: ConfigOption = None,
     by: ByOption = None,
 ) -> None:
     """Replace a user's roles."""
-    with _errors(), SqliteDatabase(db or default_db_path()) as store:
+    with _errors(), _open(db, config) as store:
         done = store.set_roles(user, role, by=_admin(store, by), reason=reason)
     console.print(f"{done.id}: roles {', '.join(done.roles)}")
 

@@ -409,14 +409,14 @@ class BrokerLogin:
             _, _, rest = password.partition(":")
             session_id, _, _proof = rest.rpartition(":")
             secret = session_secret(self._session_key, session_id)
-            if not hmac.compare_digest(password, broker_token(session_id, secret)):
-                return False
-            session = await self.store.get_session(session_id)
-            return (
-                session is not None
-                and session.user_id == username
-                and session.valid_at(time.time())
-            )
+            if hmac.compare_digest(password, broker_token(session_id, secret)):
+                session = await self.store.get_session(session_id)
+                return (
+                    session is not None
+                    and session.user_id == username
+                    and session.valid_at(time.time())
+                )
+            # else: perhaps a password that happens to start so
         hashes = dict(await self.store.broker_credentials())
         stored = hashes.get(username)
         if stored is None:
