@@ -98,7 +98,8 @@ async def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert code == 0, out
     assert "completed" in out and "DEMO-0001" in out and "acknowledged" in out
     assert "logged in as olivia (operator) and as sam (supervisor)" in out
-    assert "audit chain intact" in out
+    # the whole proof, with the daemon's public key and its witness: every record anchored
+    assert "verified —" in out and "witnessed" in out and "not yet anchored" not in out
     assert db.exists()
     # GMP: held until the supervisor's signature; the record names both people
     assert "job 1 is held" in out

@@ -343,7 +343,8 @@ def demo(
     and the batch record (PDF + JSON) is written."""
     from .._resources import data_dir
     from ..daemon import load_config
-    from ..store import verify_audit
+    from ..store import default_key_path, default_witness_path, load_public_key, verify_store
+    from ._proof import _print_report
     from ._record import write_record
 
     loaded = load_config(config or data_dir("config") / "demo.toml", overrides={"bus": {}})
@@ -373,9 +374,11 @@ def demo(
             )
         final = asyncio.run(_demo(loaded, job, passwords))
         print_job(final)
-        result = verify_audit(path)
-        mark = "[bold green]✓[/]" if result.ok else "[bold red]✗[/]"
-        console.print(f"{mark} audit chain: {result.message}", highlight=False)
+        # The whole proof, as an inspector runs it: the daemon's public key and its witness.
+        key = Path(loaded.config.store.key_file or default_key_path(path))
+        witness = loaded.config.store.witness_file or default_witness_path(path)
+        report = verify_store(path, public_key=load_public_key(key), witness=witness)
+        _print_report(report)
         stem = f"batch-record-{final.batch_id or 'job'}-job{final.job_id}"
         pdf = write_record(path, final.job_id, record_dir / f"{stem}.pdf", "pdf")
         electronic = write_record(path, final.job_id, record_dir / f"{stem}.json", "json")
@@ -384,7 +387,7 @@ def demo(
         highlight=False,
         soft_wrap=True,
     )
-    if final.state != "completed" or not result.ok:
+    if final.state != "completed" or report.exit_code != 0:
         raise typer.Exit(1)
 
 
