@@ -15,6 +15,12 @@ Line accounting: ``processed`` is the last line whose ``ok`` arrived (counted, o
 named by ADVANCED_OK's ``N``); ``received`` the last line the firmware is known to
 hold; ``next_send`` the next line number to put on the wire. Lines between
 ``processed`` and ``next_send`` are in flight.
+
+After a resend the first copies of the rewound lines are still on their way to the
+firmware (or in its receive buffer) until it has read them: their bytes stay
+counted (``ghost_bytes``) and each line-number error they cause is an echo
+(``stale_copies``), until a line first sent after all of them is acknowledged —
+the firmware reads in order, so by then it has read every older copy.
 """
 
 from __future__ import annotations
@@ -280,14 +286,17 @@ class MarlinHost:
         self._job_line_numbers: dict[int, int] = {}  # line number -> index in job
         self.job_processed = 0
         self._expect_resend_ok = False
-        self._resend_line = 0
-        self._resend_swallow = 0
         self._resend_counts: dict[int, int] = {}
         self._probing = False
         self._extra_oks: deque[int] = deque()
+        self._checksum_error = False  # the error just before a Resend was a corrupt line
+        self.ghost_bytes = 0
+        self.stale_copies = 0
+        self._ghost_until = 0  # both are cleared once this line is acknowledged
         self.highest_sent = 0
         self.firmware_bufsize = 0  # learnt from ADVANCED_OK's B; 0: not reported
         self.resends = 0
+        self.echoes = 0
         self.halted = False
 
     # -- queues --------------------------------------------------------------
@@ -301,10 +310,11 @@ class MarlinHost:
         self._inflight_bytes = 0
         self._job_line_numbers.clear()
         self._expect_resend_ok = False
-        self._resend_swallow = 0
         self._resend_counts.clear()
         self._probing = False
         self._extra_oks.clear()
+        self._checksum_error = False
+        self.ghost_bytes = self.stale_copies = self._ghost_until = 0
         self.highest_sent = 0
         self.halted = False
 
@@ -392,7 +402,7 @@ class MarlinHost:
         if self.halted:
             return b""
         out: list[bytes] = []
-        budget = self.rx_buffer_bytes - self._inflight_bytes
+        budget = self.rx_buffer_bytes - self._inflight_bytes - self.ghost_bytes
         window = self.window
         while self.next_send - 1 - self.processed < window:
             n = self.next_send
@@ -409,7 +419,9 @@ class MarlinHost:
                     break
             else:
                 fresh = ""
-            # Never overrun the firmware's receive buffer, but always allow one line.
+            # Never overrun the firmware's receive buffer, but always allow one line
+            # (after a resend, Marlin has flushed its buffer: the ghosts are gone or
+            # arriving, and are read at once since its command ring is not full).
             if len(data) > budget and self.in_flight > 0:
                 if fresh:
                     del self._sent[n]
@@ -427,6 +439,31 @@ class MarlinHost:
             self.next_send = n + 1
         if self.next_send - 1 > self.highest_sent:
             self.highest_sent = self.next_send - 1
+        return b"".join(out)
+
+    def send_urgent(self, commands: Sequence[str], tags: Sequence[object] = ()) -> bytes:
+        """Number and frame ``commands`` to be written now, past the window and the receive budget.
+
+        For stop sequences: Marlin's emergency parser acts on ``M410``/``M112``/``M108``
+        as their bytes arrive, numbered or not, and a numbered, checksummed line
+        also passes a firmware that refuses unnumbered ones; the firmware then
+        acknowledges it in order like any line. While a resend is in progress the
+        commands go first in the queue instead, right after the resent lines.
+        """
+        tags = list(tags) + [None] * (len(commands) - len(tags))
+        if self.halted:
+            return b""
+        if self.next_send <= self.highest_sent:
+            for command, tag in reversed(list(zip(commands, tags, strict=True))):
+                self._priority.appendleft(_Pending(command, tag))
+            return self.data_to_send()
+        out: list[bytes] = []
+        for command, tag in zip(commands, tags, strict=True):
+            data = self._number(command, tag)
+            out.append(data)
+            self._inflight_bytes += len(data)
+            self.next_send += 1
+        self.highest_sent = self.next_send - 1
         return b"".join(out)
 
     def expect_unnumbered_ok(self) -> None:
@@ -450,10 +487,14 @@ class MarlinHost:
         self._rewind(self.processed + 1)
 
     def _rewind(self, n: int) -> None:
+        # The first copies stay counted until the firmware has surely read them.
         for k in range(n, self.next_send):
             data = self._sent.get(k)
             if data is not None:
                 self._inflight_bytes -= len(data)
+                self.ghost_bytes += len(data)
+        # A line first sent after every copy now on the way: its ack proves them read.
+        self._ghost_until = max(self._ghost_until, self.highest_sent + 1)
         self.next_send = n
 
     # -- input ---------------------------------------------------------------
@@ -485,6 +526,8 @@ class MarlinHost:
                         continue
             elif isinstance(ev, ResendRequest):
                 self._on_resend(ev.line, events)
+            elif isinstance(ev, FirmwareError):
+                self._checksum_error = "checksum" in ev.message.lower()
             elif isinstance(ev, Halted):
                 self.halted = True
             elif isinstance(ev, FirmwareReset):
@@ -527,6 +570,9 @@ class MarlinHost:
                     events.append(CommandDone(k, tag))
         self.processed = target
         self.received = max(self.received, target)
+        if self._ghost_until and target >= self._ghost_until:
+            # A line sent after every ghost was read: so were they.
+            self.ghost_bytes = self.stale_copies = self._ghost_until = 0
         if self.next_send <= target:
             self.next_send = target + 1
         events.append(LineProcessed(target))
@@ -534,6 +580,8 @@ class MarlinHost:
     def _on_resend(self, n: int, events: list[MarlinEvent]) -> None:
         self._expect_resend_ok = True
         self.resends += 1
+        corrupt = self._checksum_error
+        self._checksum_error = False
         if n <= self.processed:
             # Stale: the firmware's last line only grows (a reset announces itself
             # with `start`), and it has since processed beyond n.
@@ -547,16 +595,17 @@ class MarlinHost:
             # Answer to a probe: the firmware holds every line before n and, being
             # silent until now, has processed them.
             self._probing = False
-            self._resend_swallow = 0
-            self._resend_line = n
             self.received = max(self.received, n - 1)
             if n - 1 > self.processed:
                 self._advance(n - 1, events)
+            self.stale_copies += max(0, self.next_send - n)
             self._rewind(n)
             return
-        if n == self._resend_line and self._resend_swallow > 0:
-            # An echo of the same error, caused by lines sent before we rewound.
-            self._resend_swallow -= 1
+        if self.stale_copies > 0 and not corrupt:
+            # An echo: a copy sent before the last rewind reached the firmware out of
+            # order. Whatever line it names, the resent lines are already on the way.
+            self.stale_copies -= 1
+            self.echoes += 1
             return
         count = self._resend_counts.get(n, 0) + 1
         self._resend_counts[n] = count
@@ -565,7 +614,7 @@ class MarlinHost:
                 f"printer asked for line {n} {count} times; the link is too corrupt to go on"
             )
         self.received = max(self.received, n - 1)
-        self._resend_line = n
-        self._resend_swallow = max(0, self.next_send - 1 - n)
+        # Copies after the rejected one will each be refused too (or were flushed).
+        self.stale_copies += max(0, self.next_send - n - 1)
         if n < self.next_send:
             self._rewind(n)

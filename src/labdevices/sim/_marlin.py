@@ -571,7 +571,7 @@ class MarlinFirmware:
                 rx.clear()
                 self._discard_partial = True
         self._send(f"{STR_RESEND}{self._last_n + 1}\n", now)
-        self._plain_ok(now)  # flush_and_request_resend sends a bare ok, even with ADVANCED_OK
+        self._ok(self._last_n, now)  # flush_and_request_resend ends with ok_to_send()
 
     def _plain_ok(self, now: float) -> None:
         if self._faults.ack_loss_rate and self._rng.random() < self._faults.ack_loss_rate:

@@ -1,0 +1,164 @@
+"""The host core's byte accounting and echo handling around resends (issue #10, items 6 and 7).
+
+A small firmware model reads its receive buffer one line at a time, in order, like
+OctoPrint's virtual printer and like Marlin while its command ring has room; it
+refuses a corrupt line or a line number out of sequence with ``Resend:`` and an
+``ok``, and does not flush its buffer (the hard case: every stale copy still in the
+buffer is read and refused). Hypothesis chooses when the host writes, when the
+firmware reads, when it finishes a command, and which copies are corrupted.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from labdevices.protocols import MarlinHost, checksum
+
+
+class ModelFirmware:
+    def __init__(self, rx_buffer_bytes: int, bufsize: int, flush_on_error: bool = False) -> None:
+        self.rx_size = rx_buffer_bytes
+        self.bufsize = bufsize
+        self.flush_on_error = flush_on_error
+        self.rx: deque[bytes] = deque()
+        self.ring: deque[tuple[int, str]] = deque()
+        self.last_n = 0
+        self.executed: list[str] = []
+        self.out = b""
+        self.max_buffered = 0
+        self.overrun = 0
+        self.copies_read = 0
+
+    @property
+    def buffered(self) -> int:
+        return sum(len(x) for x in self.rx)
+
+    def receive(self, data: bytes, corrupt: set[int]) -> None:
+        for raw in data.splitlines(keepends=True):
+            self.copies_read += 1
+            if self.copies_read in corrupt:
+                i = raw.index(b" ") + 1
+                raw = raw[:i] + bytes([raw[i] ^ 0x01]) + raw[i + 1 :]
+            if self.buffered + len(raw) > self.rx_size:
+                self.overrun += 1  # real Marlin drops the bytes
+                continue
+            self.rx.append(raw)
+            self.max_buffered = max(self.max_buffered, self.buffered)
+
+    def read_line(self) -> None:
+        if not self.rx or len(self.ring) >= self.bufsize:
+            return
+        raw = self.rx.popleft().rstrip(b"\n")
+        body, _, given = raw.rpartition(b"*")
+        n = int(body.split(b" ", 1)[0][1:])
+        if checksum(body) != int(given):
+            self._error("checksum mismatch")
+        elif n != self.last_n + 1:
+            self._error("Line Number is not Last Line Number+1")
+        else:
+            self.last_n = n
+            self.ring.append((n, body.split(b" ", 1)[1].decode()))
+
+    def _error(self, message: str) -> None:
+        self.out += b"Error:%s, Last Line: %d\nResend: %d\nok\n" % (
+            message.encode(),
+            self.last_n,
+            self.last_n + 1,
+        )
+        if self.flush_on_error:
+            self.rx.clear()
+
+    def process(self) -> None:
+        if self.ring:
+            _n, command = self.ring.popleft()
+            self.executed.append(command)
+            self.out += b"ok\n"
+
+    def take(self) -> bytes:
+        out, self.out = self.out, b""
+        return out
+
+
+def stream(
+    steps: list[int], corrupt: set[int], n_lines: int = 60, flush_on_error: bool = False
+) -> tuple[MarlinHost, ModelFirmware, list[str], int]:
+    lines = [f"G1 X{i}.{i % 7} Y{(i * 3) % 100}.25 F1200" for i in range(n_lines)]
+    host = MarlinHost(window_lines=4, rx_buffer_bytes=128)
+    fw = ModelFirmware(128, 4, flush_on_error)
+    host.start_job(lines)
+    sent = 0
+    actions = iter(steps)
+    for _ in range(20_000):
+        if host.job_processed == len(lines):
+            break
+        action = next(actions, 3)
+        if action == 0:
+            data = host.data_to_send()
+            sent += data.count(b"\n")
+            fw.receive(data, corrupt)
+        elif action == 1:
+            fw.read_line()
+        elif action == 2:
+            fw.process()
+        else:  # everyone gets a turn
+            data = host.data_to_send()
+            sent += data.count(b"\n")
+            fw.receive(data, corrupt)
+            fw.read_line()
+            fw.process()
+        host.receive_data(fw.take())
+    return host, fw, lines, sent
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(st.integers(0, 3), max_size=400),
+    corrupt=st.sets(st.integers(1, 80), max_size=6),
+    flush=st.booleans(),
+)
+def test_resends_never_overrun_the_receive_buffer_and_execute_once(
+    steps: list[int], corrupt: set[int], flush: bool
+) -> None:
+    host, fw, lines, _sent = stream(steps, corrupt, flush_on_error=flush)
+    assert fw.overrun == 0, f"firmware receive buffer overrun {fw.overrun} times"
+    assert fw.max_buffered <= 128
+    assert fw.executed == lines
+    assert host.job_processed == len(lines)
+
+
+def test_one_corrupt_line_costs_a_window_of_copies_not_the_whole_job() -> None:
+    """Item 7: one fault, then echoes that name later lines must not rewind over fresh lines."""
+    # Host writes while the firmware reads in bursts: several copies are in its buffer
+    # when the corrupt one is read.
+    steps = [0, 1, 2, 0, 1, 0, 1, 2, 0] * 200
+    _host, fw, lines, sent = stream(steps, corrupt={5}, n_lines=200)
+    assert fw.executed == lines
+    assert fw.overrun == 0
+    assert sent <= len(lines) + 2 * 4, f"{sent - len(lines)} lines went out twice"
+
+
+def test_echo_of_an_older_round_naming_the_next_unsent_line_is_ignored() -> None:
+    """A Resend for the next line not yet sent, while copies of an earlier round are still
+    arriving, must not make the host resend the lines it sends next."""
+    host = MarlinHost(window_lines=4, rx_buffer_bytes=1000)
+    host.start_job([f"G1 X{i}" for i in range(10)])
+    host.data_to_send()  # 1..4
+    host.receive_data(b"Error:checksum mismatch, Last Line: 1\nResend: 2\nok\n")
+    assert host.data_to_send().count(b"\n") == 3  # 2..4 again
+    # the resent 2..4 are accepted and processed with 1, then the stale first copies of
+    # 3 and 4 arrive: the firmware's last line is 4, so they name line 5
+    host.receive_data(b"ok\nok\nok\nok\n")
+    assert host.processed == 4
+    for _ in range(2):
+        host.receive_data(
+            b"Error:Line Number is not Last Line Number+1, Last Line: 4\nResend: 5\nok\n"
+        )
+        assert host.stale_copies >= 0
+    sent = host.data_to_send()
+    assert sent.startswith(b"N5 ")
+    host.receive_data(b"ok\n")
+    # nothing is rewound: 6.. follow, 5 is not sent again
+    assert b"N5 " not in host.data_to_send()
