@@ -269,6 +269,9 @@ class MarlinHost:
     max_resends_per_line: int = 20
     long_timeouts_s: dict[str, float] = field(default_factory=dict)
     ack_timeout_s: float = 10.0
+    resend_timeout_s: float = 0.05
+    """Silence after a swallowed echo before the one line in flight is probed once: Marlin
+    flushes its receive buffer on every error, so the echo may have taken the resent line."""
 
     def __post_init__(self) -> None:
         self._rx = b""
@@ -293,6 +296,8 @@ class MarlinHost:
         self.ghost_bytes = 0
         self.stale_copies = 0
         self._ghost_until = 0  # both are cleared once this line is acknowledged
+        self._quick_probe = False  # an echo was swallowed: probe early, once
+        self._numbered_oks = False  # the firmware names lines in its oks (ADVANCED_OK)
         self.highest_sent = 0
         self.firmware_bufsize = 0  # learnt from ADVANCED_OK's B; 0: not reported
         self.resends = 0
@@ -315,6 +320,7 @@ class MarlinHost:
         self._extra_oks.clear()
         self._checksum_error = False
         self.ghost_bytes = self.stale_copies = self._ghost_until = 0
+        self._quick_probe = False
         self.highest_sent = 0
         self.halted = False
 
@@ -380,6 +386,8 @@ class MarlinHost:
 
     def timeout(self) -> float:
         """How long silence may last with the current lines in flight before a probe."""
+        if self._quick_probe and self.in_flight <= 1 and not self._timeouts:
+            return min(self.resend_timeout_s, self.ack_timeout_s)
         if not self._timeouts:
             return self.ack_timeout_s
         return max(self.ack_timeout_s, *self._timeouts.values())
@@ -481,20 +489,28 @@ class MarlinHost:
         line, which resynchronises our counts after lost ``ok``s; if it never got it,
         it executes it now. Either way nothing runs twice.
         """
+        self._quick_probe = False
         if self.in_flight == 0:
             return
         self._probing = True
-        self._rewind(self.processed + 1)
+        self._rewind(self.processed + 1, refused=False)
 
-    def _rewind(self, n: int) -> None:
-        # The first copies stay counted until the firmware has surely read them.
+    def _rewind(self, n: int, *, refused: bool = True) -> None:
+        """Send again from ``n``. The copies already sent stay counted until surely read.
+
+        ``refused``: the firmware asked for ``n``, so it read (and refused) or lost its
+        only copy; the resent copy is the one it will take, and its ``ok`` proves every
+        older copy read. Otherwise (a probe, or copies of ``n`` already sent twice) only
+        the ``ok`` of a line first sent after all of them proves it.
+        """
+        first_round = self.ghost_bytes == 0
         for k in range(n, self.next_send):
             data = self._sent.get(k)
             if data is not None:
                 self._inflight_bytes -= len(data)
                 self.ghost_bytes += len(data)
-        # A line first sent after every copy now on the way: its ack proves them read.
-        self._ghost_until = max(self._ghost_until, self.highest_sent + 1)
+        until = n if refused and first_round else self.highest_sent + 1
+        self._ghost_until = max(self._ghost_until, until)
         self.next_send = n
 
     # -- input ---------------------------------------------------------------
@@ -508,6 +524,7 @@ class MarlinHost:
             if not text:
                 continue
             if text == "ok":  # the hot path while streaming
+                self._checksum_error = False
                 self._on_ok(None, events)
                 events.append(Ok())
                 continue
@@ -517,6 +534,8 @@ class MarlinHost:
                     # B counts free slots of the command ring besides the command being
                     # run: its largest value tells the ring's size (BUFSIZE).
                     self.firmware_bufsize = ev.buffer_free + 1
+                if ev.line is not None:
+                    self._numbered_oks = True
                 self._on_ok(ev.line, events)
                 if ev.payload:
                     report = parse_report(ev.payload)
@@ -526,12 +545,14 @@ class MarlinHost:
                         continue
             elif isinstance(ev, ResendRequest):
                 self._on_resend(ev.line, events)
-            elif isinstance(ev, FirmwareError):
-                self._checksum_error = "checksum" in ev.message.lower()
             elif isinstance(ev, Halted):
                 self.halted = True
             elif isinstance(ev, FirmwareReset):
                 self.halted = False
+            if isinstance(ev, FirmwareError):
+                self._checksum_error = "checksum" in ev.message.lower()
+            elif not isinstance(ev, ResendRequest):
+                self._checksum_error = False  # it qualifies only the Resend right after it
             events.append(ev)
         return events
 
@@ -570,6 +591,7 @@ class MarlinHost:
                     events.append(CommandDone(k, tag))
         self.processed = target
         self.received = max(self.received, target)
+        self._quick_probe = False
         if self._ghost_until and target >= self._ghost_until:
             # A line sent after every ghost was read: so were they.
             self.ghost_bytes = self.stale_copies = self._ghost_until = 0
@@ -606,6 +628,9 @@ class MarlinHost:
             # order. Whatever line it names, the resent lines are already on the way.
             self.stale_copies -= 1
             self.echoes += 1
+            # Only with numbered oks may an early probe's answer be trusted about the
+            # line in flight (a plain ok arriving late would be counted for the next).
+            self._quick_probe = self._numbered_oks
             return
         count = self._resend_counts.get(n, 0) + 1
         self._resend_counts[n] = count
