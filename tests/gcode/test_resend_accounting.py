@@ -140,25 +140,23 @@ def test_one_corrupt_line_costs_a_window_of_copies_not_the_whole_job() -> None:
     assert sent <= len(lines) + 2 * 4, f"{sent - len(lines)} lines went out twice"
 
 
-def test_echo_of_an_older_round_naming_the_next_unsent_line_is_ignored() -> None:
-    """A Resend for the next line not yet sent, while copies of an earlier round are still
-    arriving, must not make the host resend the lines it sends next."""
+def test_echoes_naming_the_next_unsent_line_do_not_rewind_over_fresh_lines() -> None:
+    """After lost acks a probe sends the window again; the firmware had it all, so every
+    copy is refused with a Resend for the next line not yet sent. The first answer
+    resynchronises; the others are echoes and must not resend the lines sent next."""
     host = MarlinHost(window_lines=4, rx_buffer_bytes=1000)
-    host.start_job([f"G1 X{i}" for i in range(10)])
-    host.data_to_send()  # 1..4
-    host.receive_data(b"Error:checksum mismatch, Last Line: 1\nResend: 2\nok\n")
-    assert host.data_to_send().count(b"\n") == 3  # 2..4 again
-    # the resent 2..4 are accepted and processed with 1, then the stale first copies of
-    # 3 and 4 arrive: the firmware's last line is 4, so they name line 5
-    host.receive_data(b"ok\nok\nok\nok\n")
+    host.start_job([f"G1 X{i}" for i in range(12)])
+    assert host.data_to_send().count(b"\n") == 4  # 1..4; their oks are lost
+    host.probe()
+    assert host.data_to_send().count(b"\n") == 4  # 1..4 again
+    echo = b"Error:Line Number is not Last Line Number+1, Last Line: 4\nResend: 5\nok N4\n"
+    host.receive_data(echo)  # the answer to the probe's first copy
     assert host.processed == 4
-    for _ in range(2):
-        host.receive_data(
-            b"Error:Line Number is not Last Line Number+1, Last Line: 4\nResend: 5\nok\n"
-        )
-        assert host.stale_copies >= 0
-    sent = host.data_to_send()
-    assert sent.startswith(b"N5 ")
-    host.receive_data(b"ok\n")
-    # nothing is rewound: 6.. follow, 5 is not sent again
-    assert b"N5 " not in host.data_to_send()
+    fresh = host.data_to_send()
+    assert fresh.startswith(b"N5 ") and fresh.count(b"\n") == 4  # 5..8 go out
+    for _ in range(3):  # the probe's other copies, refused after them
+        host.receive_data(echo)
+        assert host.data_to_send() == b""  # no rewind over 5..8
+    host.receive_data(b"ok N8\n")
+    assert host.processed == 8
+    assert host.data_to_send().startswith(b"N9 ")

@@ -176,7 +176,8 @@ class VirtualMarlin:
         self._tmp = tempfile.TemporaryDirectory(prefix="virtual-marlin-")
         rng = random.Random(seed)
         faults = [n for n in range(2, max_line) if rng.random() < fault_rate]
-        self.faults = len(faults)
+        self.fault_lines = faults
+        """Line numbers the printer refuses once, asking for them again."""
         values = dict(defaults)
         values.update(
             rxBuffer=rx_buffer_bytes,

@@ -297,6 +297,7 @@ class MarlinHost:
         self.stale_copies = 0
         self._ghost_until = 0  # both are cleared once this line is acknowledged
         self._quick_probe = False  # an echo was swallowed: probe early, once
+        self._probe_line = 0
         self._numbered_oks = False  # the firmware names lines in its oks (ADVANCED_OK)
         self.highest_sent = 0
         self.firmware_bufsize = 0  # learnt from ADVANCED_OK's B; 0: not reported
@@ -493,7 +494,8 @@ class MarlinHost:
         if self.in_flight == 0:
             return
         self._probing = True
-        self._rewind(self.processed + 1, refused=False)
+        self._probe_line = self.processed + 1
+        self._rewind(self._probe_line, refused=False)
 
     def _rewind(self, n: int, *, refused: bool = True) -> None:
         """Send again from ``n``. The copies already sent stay counted until surely read.
@@ -620,8 +622,10 @@ class MarlinHost:
             self.received = max(self.received, n - 1)
             if n - 1 > self.processed:
                 self._advance(n - 1, events)
-            self.stale_copies += max(0, self.next_send - n)
-            self._rewind(n)
+            # Copies the probe sent after the one answered are refused in turn.
+            self.stale_copies += max(0, self.next_send - 1 - self._probe_line)
+            if n < self.next_send:
+                self._rewind(n, refused=False)
             return
         if self.stale_copies > 0 and not corrupt:
             # An echo: a copy sent before the last rewind reached the firmware out of
