@@ -257,6 +257,7 @@ def stream_table(args: argparse.Namespace, profile: GcodeProfile) -> None:
         o = ours.rate if ours else float("nan")
         p = peer.rate if peer else float("nan")
         ratio = f"{o / p:.1f}x" if peer else "–"
+        p_text = f"{p:,.0f}" if peer else "–"
         w = f"{wire:.0f}" if wire else "–"
         ow = f"{o / wire:.0%}" if wire else "–"
         errs = (
@@ -264,7 +265,7 @@ def stream_table(args: argparse.Namespace, profile: GcodeProfile) -> None:
             f"{peer.lost if peer else '–'}/{peer.duplicated if peer else '–'}"
         )
         print(
-            f"| {framed:.1f} B | ({key}) {name} | {n:,} | {o:,.0f} | {p:,.0f} | {ratio} "
+            f"| {framed:.1f} B | ({key}) {name} | {n:,} | {o:,.0f} | {p_text} | {ratio} "
             f"| {w} | {ow} | {errs} |"
         )
 

@@ -796,10 +796,14 @@ class GcodePrinter(Device[GcodeProfile]):
         except LabDeviceError as exc:
             log.error("%s: safe stop failed: %s", self.name, exc)
             job.outcome = JobOutcome.FAILED
+            before = f"{job.error.message}; " if job.error is not None else ""
             job.error = DeviceFault(
-                f"safe stop not confirmed by the printer: {exc}", device=self.name
+                f"{before}safe stop not confirmed by the printer: {exc}", device=self.name
             )
         finally:
+            for fut in acked:  # their errors are reported above, once
+                if fut.done() and not fut.cancelled():
+                    fut.exception()
             self._wake.set()
 
     async def emergency_stop(self) -> None:
