@@ -158,7 +158,10 @@ class VirtualMarlin:
     """OctoPrint's virtual Marlin on a pty. Use as a context manager; connect to ``port``.
 
     ``fault_rate``: probability that a numbered line is refused once (OctoPrint's
-    ``simulated_errors`` "resend": the printer asks for it again). ``executed``: the
+    ``simulated_errors`` "resend": the printer asks for it again). Not bit flips: on a
+    checksum mismatch the virtual printer asks for a line counted over every line
+    with a valid checksum, refused duplicates included, so it skips lines (seen in
+    OctoPrint 1.11.8; a host can only stop, as labdevices does with a protocol error). ``executed``: the
     commands that reached the printer's command handling, in order.
     """
 
