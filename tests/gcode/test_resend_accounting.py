@@ -10,12 +10,17 @@ firmware reads, when it finishes a command, and which copies are corrupted.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labdevices.protocols import MarlinHost, checksum
+from labdevices.protocols import CommandDone, MarlinHost, checksum, frame
+
+
+def numbers(data: bytes) -> list[int]:
+    return [int(m) for m in re.findall(rb"^N(\d+) ", data, re.M)]
 
 
 class ModelFirmware:
@@ -160,3 +165,45 @@ def test_echoes_naming_the_next_unsent_line_do_not_rewind_over_fresh_lines() -> 
     host.receive_data(b"ok N8\n")
     assert host.processed == 8
     assert host.data_to_send().startswith(b"N9 ")
+
+
+def test_an_echo_that_flushed_the_resent_line_is_probed_early() -> None:
+    """Marlin flushes its receive buffer on every error: an echo may take the resent line
+    with it. With numbered oks, the host probes that one line after a short silence."""
+    host = MarlinHost(window_lines=4, rx_buffer_bytes=128, ack_timeout_s=10.0)
+    host.start_job([f"G1 X{i}.5 Y{i}.25 F1200" for i in range(10)])
+    host.data_to_send()  # 1..4
+    host.receive_data(b"ok N1 P15 B3\n")
+    host.receive_data(b"Error:checksum mismatch, Last Line: 1\nResend: 2\nok N1 P15 B3\n")
+    assert host.data_to_send().startswith(b"N2 ")  # the ghosts leave room for one line
+    assert host.timeout() == 10.0
+    echo = b"Error:Line Number is not Last Line Number+1, Last Line: 1\nResend: 2\nok N1 P15 B3\n"
+    host.receive_data(echo)  # the stale 3 arrived with the resent 2 behind it: both gone
+    assert host.data_to_send() == b""
+    assert host.timeout() == host.resend_timeout_s
+    host.probe()
+    assert host.data_to_send().startswith(b"N2 ")  # sent once more
+    assert host.timeout() == 10.0  # once only
+    host.receive_data(b"ok N2 P15 B3\n")
+    assert host.processed == 2
+
+
+def test_urgent_commands_jump_the_window_and_are_numbered() -> None:
+    host = MarlinHost(window_lines=2, rx_buffer_bytes=64)
+    host.start_job([f"G1 X{i}.5 Y{i}.25 F1200" for i in range(10)])
+    assert host.data_to_send().count(b"\n") == 2  # window full
+    stop = host.send_urgent(["M410", "M127"], ["a", "b"])
+    assert stop == frame(3, "M410") + frame(4, "M127")
+    host.stop_job()
+    events = host.receive_data(b"ok\nok\nok\nok\n")
+    assert [e.tag for e in events if isinstance(e, CommandDone)] == ["a", "b"]
+    # mid-resend they go first in the queue, right after the resent lines
+    host = MarlinHost(window_lines=4, rx_buffer_bytes=1000)
+    host.start_job([f"G1 X{i}" for i in range(10)])
+    host.data_to_send()
+    host.receive_data(b"Error:checksum mismatch, Last Line: 1\nResend: 2\nok\n")
+    out = host.send_urgent(["M410"])
+    assert numbers(out) == [2, 3, 4]
+    assert b"M410" not in out
+    host.receive_data(b"ok\n" * 4)
+    assert b"N5 M410*" in host.data_to_send()
