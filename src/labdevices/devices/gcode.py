@@ -759,9 +759,11 @@ class GcodePrinter(Device[GcodeProfile]):
         """Stop first, reconcile after: the stop commands go out now, ahead of everything.
 
         They are numbered and checksummed like any line (a firmware that enforces
-        checksums takes them) and written past the window: Marlin's emergency parser
-        acts on ``M410`` as its bytes arrive and drops the planned moves; the valve
-        and pressure commands follow the few lines already in the firmware's buffer.
+        checksums takes them) and go ahead of everything queued: ``M410`` at once,
+        past the window — Marlin's emergency parser acts on it as its bytes arrive and
+        drops the planned moves — and the valve and pressure commands as far as the
+        firmware's receive buffer has room (at once, or as soon as the quickstop has
+        let the firmware read the few lines it held).
         Only then are the lines in flight reconciled and the nozzle lifted. If the
         firmware does not acknowledge the stop, the job has failed, not been cancelled.
         """

@@ -450,28 +450,42 @@ class MarlinHost:
             self.highest_sent = self.next_send - 1
         return b"".join(out)
 
-    def send_urgent(self, commands: Sequence[str], tags: Sequence[object] = ()) -> bytes:
-        """Number and frame ``commands`` to be written now, past the window and the receive budget.
+    def send_urgent(
+        self, commands: Sequence[str], tags: Sequence[object] = (), *, forced: int = 1
+    ) -> bytes:
+        """Number and frame ``commands`` to be written now, ahead of everything queued.
 
         For stop sequences: Marlin's emergency parser acts on ``M410``/``M112``/``M108``
-        as their bytes arrive, numbered or not, and a numbered, checksummed line
-        also passes a firmware that refuses unnumbered ones; the firmware then
-        acknowledges it in order like any line. While a resend is in progress the
-        commands go first in the queue instead, right after the resent lines.
+        as their bytes arrive, numbered or not, even when its receive buffer is full;
+        a numbered, checksummed line also passes a firmware that refuses unnumbered
+        ones, and is then acknowledged in order like any line. The first ``forced``
+        commands go out past the window and the receive budget; the others as far as
+        the budget allows, the rest first in the queue (so the buffer is not overrun).
+        While a resend is in progress all go first in the queue, right after the
+        resent lines.
         """
         tags = list(tags) + [None] * (len(commands) - len(tags))
         if self.halted:
             return b""
+        pending = list(zip(commands, tags, strict=True))
         if self.next_send <= self.highest_sent:
-            for command, tag in reversed(list(zip(commands, tags, strict=True))):
+            for command, tag in reversed(pending):
                 self._priority.appendleft(_Pending(command, tag))
             return self.data_to_send()
         out: list[bytes] = []
-        for command, tag in zip(commands, tags, strict=True):
+        budget = self.rx_buffer_bytes - self._inflight_bytes - self.ghost_bytes
+        while pending:
+            command, tag = pending[0]
+            if len(out) >= forced and len(frame(self.next_send, command)) > budget:
+                break
+            pending.pop(0)
             data = self._number(command, tag)
             out.append(data)
+            budget -= len(data)
             self._inflight_bytes += len(data)
             self.next_send += 1
+        for command, tag in reversed(pending):
+            self._priority.appendleft(_Pending(command, tag))
         self.highest_sent = self.next_send - 1
         return b"".join(out)
 
