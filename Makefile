@@ -8,12 +8,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench-streaming clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	# printrun (the peer host in tests and benchmarks) without its GUI dependencies
 	$(BIN)/pip install --quiet --no-deps 'printrun>=2.1'
+	# OctoPrint's virtual Marlin printer (an independent firmware for tests and the
+	# streaming benchmark): the package alone, its server's dependencies are not needed
+	$(BIN)/pip install --quiet --no-deps 'OctoPrint==1.11.8'
 	touch $(STAMP)
 
 demo: $(STAMP)

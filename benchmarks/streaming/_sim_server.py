@@ -1,7 +1,9 @@
 """Run one simulated printer in its own process for the streaming benchmark.
 
 argv[1]: SimPrinterConfig as JSON. Prints the pty path, then serves until stdin
-says ``dump PATH`` (write the executed commands as JSON, answer ``done``) or closes.
+closes. ``dump PATH`` writes the executed commands as JSON and answers ``done``;
+``events PATH`` writes what the emergency parser acted on (``time.monotonic()``
+seconds, word), the clock now and when the planned motion ends, then ``done``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,17 @@ async def main() -> None:
             cmd, _, arg = line.strip().partition(" ")
             if cmd == "dump":
                 await asyncio.to_thread(Path(arg).write_text, json.dumps(sim.executed))
+                print("done", flush=True)
+            elif cmd == "events":
+                fw = sim.firmware
+                assert fw is not None
+                state = {
+                    "emergency": sim.emergency,
+                    "now": loop.time(),  # time.monotonic(): comparable across processes
+                    "motion_ends": max(fw._planner_end, loop.time()),
+                    "executed": len(sim.executed),
+                }
+                await asyncio.to_thread(Path(arg).write_text, json.dumps(state))
                 print("done", flush=True)
 
 

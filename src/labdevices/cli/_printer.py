@@ -1,13 +1,16 @@
 """``labdevices print``: stream G-code into a printer with a progress bar.
 
-Ctrl-C during a print cancels it safely (motion stopped, valves closed, pressure
-zero, nozzle lifted) before the command exits.
+The file is checked against the printer profile before anything is sent (the same
+checks as ``jobs/submit``). Ctrl-C during a print stops it at once (quickstop,
+valves closed, pressure zero), then lifts the nozzle; a second Ctrl-C sends an
+emergency stop (M112).
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -48,13 +51,29 @@ def _progress_bar() -> Progress:
 async def stream_with_progress(
     printer: GcodePrinter, commands: list[str], description: str
 ) -> JobResult:
-    """Run a job with a rich progress bar; SIGINT/SIGTERM cancel it safely."""
+    """Run a job with a rich progress bar; SIGINT/SIGTERM stop it safely, a second one is M112."""
     from ..devices.gcode import JobProgress
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            stop.set()
+            # Stop now, from the signal handler's own loop turn: no drain first.
+            loop.create_task(printer.cancel(), name="cancel").add_done_callback(_quiet)
+        elif not printer.job_running or printer.state.value == "fault":
+            return
+        else:
+            loop.create_task(printer.emergency_stop(), name="emergency stop").add_done_callback(
+                _quiet
+            )
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     try:
         with _progress_bar() as bar:
             task_id = bar.add_task(description, total=len(commands))
@@ -66,8 +85,10 @@ async def stream_with_progress(
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait({job, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if not job.done():
-                console.print("[yellow]cancelling safely: stopping motion, closing valves…[/]")
-                await printer.cancel()
+                console.print(
+                    "[yellow]stopping: quickstop, valves closed, pressure zero "
+                    "(Ctrl-C again: emergency stop)…[/]"
+                )
             stopper.cancel()
             result = await job
     finally:
@@ -76,12 +97,22 @@ async def stream_with_progress(
     return result
 
 
+def _quiet(task: asyncio.Task[None]) -> None:
+    """The job's result reports how the stop went; the task's own error needs no traceback."""
+    if not task.cancelled():
+        task.exception()
+
+
 def report(result: JobResult) -> None:
     colour = {"completed": "green", "cancelled": "yellow"}.get(result.outcome, "red")
     console.print(
         f"[{colour}]{result.outcome}[/]: {result.last_acked_line}/{result.lines_total} lines "
         f"acknowledged in {result.elapsed_s:.1f} s"
-        + (f" ({result.lines_total / result.elapsed_s:,.0f} lines/s)" if result.elapsed_s else "")
+        + (
+            f" ({result.last_acked_line / result.elapsed_s:,.0f} lines/s)"
+            if result.elapsed_s
+            else ""
+        )
     )
     if result.error is not None:
         console.print(f"[red]{result.error}[/]")
@@ -93,9 +124,22 @@ def print_(
     port: Annotated[str, typer.Option(help="serial port path or socket://host:port")],
     profile: Annotated[str, typer.Option(help="printer profile name or file")] = "marlin-pneumatic",
     baudrate: Annotated[int | None, typer.Option(help="override the profile's baud rate")] = None,
+    allow_pauses: Annotated[
+        bool, typer.Option(help="admit operator pauses (M0/M1) in the file")
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="print a file planned for another printer profile (its header says which)"
+        ),
+    ] = False,
 ) -> None:
-    """Stream a G-code file into a printer with a progress bar. Ctrl-C cancels safely."""
-    from ..devices.gcode import GcodePrinter, JobOutcome, load_gcode
+    """Check a G-code file against the printer profile, then stream it with a progress bar.
+
+    Ctrl-C stops at once and safely; a second Ctrl-C is an emergency stop (M112).
+    """
+    from ..devices.gcode import GcodePrinter, JobOutcome, load_program
+    from ..errors import JobRejected
     from ..profiles import GcodeProfile, load_profile
 
     prof = load_profile(profile)
@@ -103,7 +147,13 @@ def print_(
         raise typer.BadParameter(
             f"{profile} is a {prof.driver} profile, not a printer", param_hint="--profile"
         )
-    commands = load_gcode(file.read_text(encoding="utf-8", errors="replace"))
+    try:
+        commands = load_program(
+            file.read_bytes(), prof, source=str(file), allow_pauses=allow_pauses, force=force
+        ).commands
+    except JobRejected as exc:
+        print(exc, file=sys.stderr)
+        raise typer.Exit(2) from None
 
     async def run() -> JobResult:
         async with GcodePrinter(

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import JsonValue
 
 from ..bus import BusClient, Request
-from ..devices.gcode import GcodePrinter, JobOutcome, JobProgress, JobResult, load_gcode
+from ..devices.gcode import GcodePrinter, JobOutcome, JobProgress, JobResult, load_program
 from ..errors import ConfigurationError, JobRejected, LabDeviceError
 from ..files import validate
 from ..store import (
@@ -218,9 +218,18 @@ class JobManager:
             bioinks = bioinks or plan["bioinks"]
             planned = plan
         assert gcode is not None
-        commands = load_gcode(gcode)
-        if not commands:
-            raise JobRejected("the G-code has no commands", device=printer)
+        from ..profiles import GcodeProfile
+
+        assert isinstance(slot.profile, GcodeProfile)
+        # The one loader and set of checks `labdevices print` uses too.
+        commands = load_program(
+            gcode,
+            slot.profile,
+            source="jobs/submit: args.gcode" if spec is None else "jobs/submit: planned job",
+            allow_pauses=bool(args.get("allow_pauses")) or spec is not None,
+            force=bool(args.get("force")),
+            device=printer,
+        ).commands
         record = await self._store.create_job(
             printer,
             actor=request.actor,

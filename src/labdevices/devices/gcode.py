@@ -13,7 +13,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -32,6 +32,7 @@ from ..protocols import (
     Busy,
     Capability,
     CommandDone,
+    Echo,
     FirmwareError,
     FirmwareInfo,
     FirmwareReset,
@@ -46,8 +47,17 @@ from ..protocols import (
 )
 from ..transports import SerialTransport
 from ._base import Device, DeviceState, Sample
+from ._program import Program, load_gcode, load_program
 
-__all__ = ["GcodePrinter", "JobOutcome", "JobProgress", "JobResult", "load_gcode"]
+__all__ = [
+    "GcodePrinter",
+    "JobOutcome",
+    "JobProgress",
+    "JobResult",
+    "Program",
+    "load_gcode",
+    "load_program",
+]
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +111,8 @@ class _Job:
     outcome: JobOutcome | None = None
     error: LabDeviceError | None = None
     valves_closed_for_pause: list[PrintheadDialect] = field(default_factory=list)
-
-
-def load_gcode(text: str | Iterable[str]) -> list[str]:
-    """The commands of a G-code program: comments and blank lines removed."""
-    lines = text.splitlines() if isinstance(text, str) else text
-    return [c for c in (strip_gcode(line) for line in lines) if c]
+    stopper: asyncio.Task[None] | None = None
+    """The safe stop in progress; the job's result waits for it."""
 
 
 def _render(template: str, **fields: Any) -> list[str]:
@@ -148,6 +154,8 @@ class GcodePrinter(Device[GcodeProfile]):
         self.waiting_for_user = False
         self.last_error: str | None = None
         self._job: _Job | None = None
+        self.stop_sent_at: float | None = None
+        """``time.monotonic()`` when the last stop (M410, valves, pressure) was written."""
         self._closing = False
         self._identified: asyncio.Future[None] | None = None
         self._pipe_started = 0.0
@@ -405,6 +413,39 @@ class GcodePrinter(Device[GcodeProfile]):
         elif isinstance(ev, Wait) and self._host.in_flight:
             # Idle firmware with lines we think are in flight: their acks were lost.
             self._host.probe()
+        elif isinstance(ev, Echo) and ev.text.lstrip().startswith("Unknown command"):
+            self._on_unknown_command(ev.text.strip())
+
+    def _on_unknown_command(self, text: str) -> None:
+        """The firmware ignored a job command: it speaks another dialect, so it may be moving
+        without depositing (or depositing where it should not). Stop the job safely."""
+        job = self._job
+        if job is None or job.outcome is not None:
+            return
+        command = text.partition(":")[2].strip().strip('"')
+        word = command.split(None, 1)[0].upper() if command else ""
+        kind = "deposition command" if word in self._deposition_words() else "command"
+        exc = DeviceFault(
+            f"the firmware does not know the job's {kind} {command!r} (Unknown command): "
+            "the G-code is for another dialect; job stopped",
+            device=self.name,
+        )
+        self.last_error = str(exc)
+        log.error("%s", exc)
+        self._begin_stop(job, JobOutcome.FAILED, exc)
+
+    def _deposition_words(self) -> set[str]:
+        """Command words of the profile's valve, pressure and printhead commands."""
+        words: set[str] = set()
+        for head in self.profile.printheads:
+            for template in (head.valve_open, head.valve_close, head.set_pressure):
+                if template:
+                    words |= {
+                        line.split(None, 1)[0].upper()
+                        for line in template.split("\n")
+                        if line.strip()
+                    }
+        return words
 
     def _on_report(self, values: dict[str, tuple[float, float | None]]) -> None:
         self.reports.update(values)
@@ -548,29 +589,30 @@ class GcodePrinter(Device[GcodeProfile]):
             raise LabDeviceError(f"printhead {tool} has no valve", device=self.name)
         await self.send(*_render(template, tool=tool))
 
-    def _safe_stop_commands(self) -> list[str]:
-        """Close every valve, zero every pressure, lift the nozzle."""
-        out: list[str] = []
-        for head in self.profile.printheads:
-            if head.valve_close:
-                out += _render(head.valve_close, tool=head.tool)
-        for head in self.profile.printheads:
-            if head.kind == "pneumatic" and head.set_pressure:
-                out += _render(head.set_pressure, tool=head.tool, kpa=0.0, fraction=0.0, pwm=0)
-        for cmd in self.profile.safe_stop:
-            out += _render(cmd, lift_mm=self.profile.travel_lift_mm)
-        return out
-
     # -- jobs --------------------------------------------------------------------
     @property
     def job_running(self) -> bool:
         return self._job is not None
 
     async def print_file(
-        self, path: str | Path, progress: Callable[[JobProgress], None] | None = None
+        self,
+        path: str | Path,
+        progress: Callable[[JobProgress], None] | None = None,
+        *,
+        allow_pauses: bool = False,
+        force: bool = False,
     ) -> JobResult:
-        text = await asyncio.to_thread(Path(path).read_text, encoding="utf-8", errors="replace")
-        return await self.run_job(load_gcode(text), progress=progress)
+        """Load and check ``path`` (see ``load_program``), then run it."""
+        data = await asyncio.to_thread(Path(path).read_bytes)
+        program = load_program(
+            data,
+            self.profile,
+            source=str(path),
+            allow_pauses=allow_pauses,
+            force=force,
+            device=self.name,
+        )
+        return await self.run_job(program.commands, progress=progress)
 
     async def run_job(
         self,
@@ -605,9 +647,11 @@ class GcodePrinter(Device[GcodeProfile]):
                 if progress is not None and now - last_report >= progress_interval_s:
                     last_report = now
                     progress(JobProgress(host.job_processed, total, now - job.started))
+            if job.stopper is not None:
+                # The result counts the lines acknowledged once the stop is reconciled.
+                await asyncio.shield(job.stopper)
         except asyncio.CancelledError:
-            if job.outcome is None:
-                await asyncio.shield(self._cancel_job(job))
+            await asyncio.shield(self._begin_stop(job, JobOutcome.CANCELLED, None))
             raise
         finally:
             self._job = None
@@ -681,39 +725,115 @@ class GcodePrinter(Device[GcodeProfile]):
         self._flush()
 
     async def cancel(self) -> None:
-        """Cancel the job with a safe stop: motion stopped, valves closed, pressure zero, nozzle lifted."""
+        """Cancel the job: stop now (see ``_stop``), then lift the nozzle; returns when done."""
         job = self._job
         if job is None:
             raise JobRejected("no job to cancel", device=self.name)
-        await self._cancel_job(job)
+        stopper = self._begin_stop(job, JobOutcome.CANCELLED, None)
+        await asyncio.shield(stopper)
 
-    async def _cancel_job(self, job: _Job) -> None:
-        self._host.stop_job()
-        job.outcome = JobOutcome.CANCELLED
+    def _begin_stop(
+        self, job: _Job, outcome: JobOutcome, error: LabDeviceError | None
+    ) -> asyncio.Task[None]:
+        if job.outcome is None:
+            job.outcome, job.error = outcome, error
+        if job.stopper is None:
+            job.stopper = asyncio.get_running_loop().create_task(
+                self._stop(job), name=f"{self.name}:safe stop"
+            )
         self._wake.set()
+        return job.stopper
+
+    def _stop_now_commands(self) -> list[str]:
+        """Quickstop (M410), every valve closed, every pressure zero."""
+        out = ["M410"]
+        for head in self.profile.printheads:
+            if head.valve_close:
+                out += _render(head.valve_close, tool=head.tool)
+        for head in self.profile.printheads:
+            if head.kind == "pneumatic" and head.set_pressure:
+                out += _render(head.set_pressure, tool=head.tool, kpa=0.0, fraction=0.0, pwm=0)
+        return out
+
+    async def _stop(self, job: _Job) -> None:
+        """Stop first, reconcile after: the stop commands go out now, ahead of everything.
+
+        They are numbered and checksummed like any line (a firmware that enforces
+        checksums takes them) and go ahead of everything queued: ``M410`` at once,
+        past the window — Marlin's emergency parser acts on it as its bytes arrive and
+        drops the planned moves — and the valve and pressure commands as far as the
+        firmware's receive buffer has room (at once, or as soon as the quickstop has
+        let the firmware read the few lines it held).
+        Only then are the lines in flight reconciled and the nozzle lifted. If the
+        firmware does not acknowledge the stop, the job has failed, not been cancelled.
+        """
+        host = self._host
+        host.stop_job()
+        loop = asyncio.get_running_loop()
+        commands = self._stop_now_commands()
+        acked: list[asyncio.Future[None]] = [loop.create_future() for _ in commands]
         try:
-            await self._wait_drained()
-            if self.capabilities.get("EMERGENCY_PARSER"):
-                # M410 quick-stop, acted on at once: planned moves are dropped.
-                self._transport.write_nowait(b"M410\n")
-                self._host.expect_unnumbered_ok()
-            await self.send(*self._safe_stop_commands())
+            self._require_ready()
+            self.stop_sent_at = time.monotonic()
+            self._write(host.send_urgent(commands, acked))
+            self._flush()
+            limit = host.timeout() * (MAX_PROBES + 2)
+            try:
+                async with asyncio.timeout(limit):
+                    await asyncio.gather(*acked)
+                    await self._wait_drained()
+            except TimeoutError:
+                raise DeviceTimeoutError(
+                    f"the printer did not acknowledge the stop ({', '.join(commands)}) "
+                    f"within {limit:.0f} s",
+                    device=self.name,
+                ) from None
+            lift = [
+                c
+                for cmd in self.profile.safe_stop
+                for c in _render(cmd, lift_mm=self.profile.travel_lift_mm)
+            ]
+            if lift:
+                await self.send(*lift)
         except LabDeviceError as exc:
-            log.error("%s: safe stop after cancel failed: %s", self.name, exc)
-            job.error = exc
+            log.error("%s: safe stop failed: %s", self.name, exc)
+            job.outcome = JobOutcome.FAILED
+            before = f"{job.error.message}; " if job.error is not None else ""
+            job.error = DeviceFault(
+                f"{before}safe stop not confirmed by the printer: {exc}", device=self.name
+            )
+        finally:
+            for fut in acked:  # their errors are reported above, once
+                if fut.done() and not fut.cancelled():
+                    fut.exception()
+            self._wake.set()
 
     async def emergency_stop(self) -> None:
-        """``M112`` now, ahead of anything queued; the printer halts until it is reset."""
-        self._host.halted = True  # nothing more leaves the host
+        """``M112`` now, ahead of anything queued; the printer halts until it is reset.
+
+        Numbered and checksummed (so a firmware that enforces checksums takes it too);
+        Marlin's emergency parser acts on it as it arrives.
+        """
+        host = self._host
+        if host.next_send > host.highest_sent and not host.halted:
+            data = host.send_urgent(["M112"])
+        else:  # mid-resend: the emergency parser takes a bare M112 as well
+            data = b"M112\n"
+        host.halted = True  # nothing more leaves the host
         with contextlib.suppress(DeviceConnectionError):
-            self._transport.write_nowait(b"M112\n")
+            self._transport.write_nowait(data)
         self._on_halted("emergency stop (M112) sent by host")
 
     async def resume_from_user_wait(self) -> None:
-        """Release an ``M0``/``M1`` wait (``M108``, acted on at once)."""
-        self._transport.write_nowait(b"M108\n")
-        self._host.expect_unnumbered_ok()
+        """Release an ``M0``/``M1`` wait (``M108``, acted on at once by the emergency parser)."""
+        self._write(self._host.send_urgent(["M108"]))
         self.waiting_for_user = False
+
+    def _write(self, data: bytes) -> None:
+        if data:
+            if self._host.in_flight == 0:
+                self._pipe_started = asyncio.get_running_loop().time()
+            self._transport.write_nowait(data)
 
 
 def _parse(line: str) -> Any:

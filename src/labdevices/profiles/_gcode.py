@@ -8,7 +8,7 @@ on the field. Another vendor is another profile, not code.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -16,6 +16,8 @@ from ..files import StrictModel
 from ._base import ProfileBase, SignalBase
 
 __all__ = [
+    "DEFAULT_FORBIDDEN_COMMANDS",
+    "DEFAULT_PAUSE_COMMANDS",
     "BedDialect",
     "GcodeProfile",
     "GcodeSignal",
@@ -23,6 +25,35 @@ __all__ = [
     "SerialSettings",
     "UvDialect",
 ]
+
+# Commands a job may never contain: they halt or restart the firmware, rewrite its
+# stored settings or firmware, take over line numbering, or switch off the limits
+# that keep the head inside the build volume.
+DEFAULT_FORBIDDEN_COMMANDS: tuple[str, ...] = (
+    "M112",  # emergency stop: the operator's, not a job's
+    "M999",  # restart after a halt
+    "M110",  # line numbering belongs to the host
+    "M111",  # debug flags
+    "M28",  # SD card writes
+    "M29",
+    "M30",
+    "M81",  # power off
+    "M121",  # endstops off
+    "M211",  # software endstops off
+    "M206",  # home offsets
+    "M428",
+    "M303",  # PID autotune
+    "M500",  # EEPROM store / load / factory reset / check
+    "M501",
+    "M502",
+    "M504",
+    "M928",  # SD logging
+    "M997",  # firmware update
+)
+# Commands that wait for an operator: allowed only in jobs that allow operator pauses.
+DEFAULT_PAUSE_COMMANDS: tuple[str, ...] = ("M0", "M1", "M600")
+
+_WORD = r"^[GMT]\d+$"
 
 # Commands that legitimately take long; the driver waits this long for their `ok`.
 DEFAULT_LONG_TIMEOUTS_S: dict[str, float] = {
@@ -137,7 +168,21 @@ class GcodeProfile(ProfileBase):
 
     driver: Literal["gcode"]
     serial: SerialSettings = SerialSettings()
-    build_volume_mm: tuple[float, float, float] = (130.0, 90.0, 70.0)
+    build_volume_mm: tuple[float, float, float] = Field(
+        default=(130.0, 90.0, 70.0),
+        description="highest X, Y, Z the head may reach (mm); jobs are checked against it",
+    )
+    build_volume_min_mm: tuple[float, float, float] = Field(
+        default=(0.0, 0.0, 0.0), description="lowest X, Y, Z the head may reach (mm)"
+    )
+    forbidden_commands: list[Annotated[str, Field(pattern=_WORD)]] = Field(
+        default_factory=lambda: list(DEFAULT_FORBIDDEN_COMMANDS),
+        description="command words (e.g. M112) a job may never contain",
+    )
+    pause_commands: list[Annotated[str, Field(pattern=_WORD)]] = Field(
+        default_factory=lambda: list(DEFAULT_PAUSE_COMMANDS),
+        description="command words that wait for an operator: only in jobs that allow pauses",
+    )
     travel_lift_mm: float = Field(default=5.0, ge=0)
     printheads: list[PrintheadDialect] = Field(min_length=1)
     bed: BedDialect | None = None
@@ -148,6 +193,15 @@ class GcodeProfile(ProfileBase):
         default_factory=lambda: ["G91", "G0 Z{lift_mm}", "G90"],
         description="sent after the printheads are closed on cancel; field {lift_mm}",
     )
+
+    @model_validator(mode="after")
+    def _volume_ordered(self) -> GcodeProfile:
+        for axis, lo, hi in zip("XYZ", self.build_volume_min_mm, self.build_volume_mm, strict=True):
+            if lo >= hi:
+                raise ValueError(
+                    f"build_volume_min_mm {axis} = {lo} is not below build_volume_mm {axis} = {hi}"
+                )
+        return self
 
     @model_validator(mode="after")
     def _unique_tools(self) -> GcodeProfile:

@@ -15,6 +15,12 @@ Line accounting: ``processed`` is the last line whose ``ok`` arrived (counted, o
 named by ADVANCED_OK's ``N``); ``received`` the last line the firmware is known to
 hold; ``next_send`` the next line number to put on the wire. Lines between
 ``processed`` and ``next_send`` are in flight.
+
+After a resend the first copies of the rewound lines are still on their way to the
+firmware (or in its receive buffer) until it has read them: their bytes stay
+counted (``ghost_bytes``) and each line-number error they cause is an echo
+(``stale_copies``), until a line first sent after all of them is acknowledged —
+the firmware reads in order, so by then it has read every older copy.
 """
 
 from __future__ import annotations
@@ -263,6 +269,9 @@ class MarlinHost:
     max_resends_per_line: int = 20
     long_timeouts_s: dict[str, float] = field(default_factory=dict)
     ack_timeout_s: float = 10.0
+    resend_timeout_s: float = 0.05
+    """Silence after a swallowed echo before the one line in flight is probed once: Marlin
+    flushes its receive buffer on every error, so the echo may have taken the resent line."""
 
     def __post_init__(self) -> None:
         self._rx = b""
@@ -280,14 +289,20 @@ class MarlinHost:
         self._job_line_numbers: dict[int, int] = {}  # line number -> index in job
         self.job_processed = 0
         self._expect_resend_ok = False
-        self._resend_line = 0
-        self._resend_swallow = 0
         self._resend_counts: dict[int, int] = {}
         self._probing = False
         self._extra_oks: deque[int] = deque()
+        self._checksum_error = False  # the error just before a Resend was a corrupt line
+        self.ghost_bytes = 0
+        self.stale_copies = 0
+        self._ghost_until = 0  # both are cleared once this line is acknowledged
+        self._quick_probe = False  # an echo was swallowed: probe early, once
+        self._probe_line = 0
+        self._numbered_oks = False  # the firmware names lines in its oks (ADVANCED_OK)
         self.highest_sent = 0
         self.firmware_bufsize = 0  # learnt from ADVANCED_OK's B; 0: not reported
         self.resends = 0
+        self.echoes = 0
         self.halted = False
 
     # -- queues --------------------------------------------------------------
@@ -301,10 +316,12 @@ class MarlinHost:
         self._inflight_bytes = 0
         self._job_line_numbers.clear()
         self._expect_resend_ok = False
-        self._resend_swallow = 0
         self._resend_counts.clear()
         self._probing = False
         self._extra_oks.clear()
+        self._checksum_error = False
+        self.ghost_bytes = self.stale_copies = self._ghost_until = 0
+        self._quick_probe = False
         self.highest_sent = 0
         self.halted = False
 
@@ -370,6 +387,8 @@ class MarlinHost:
 
     def timeout(self) -> float:
         """How long silence may last with the current lines in flight before a probe."""
+        if self._quick_probe and self.in_flight <= 1 and not self._timeouts:
+            return min(self.resend_timeout_s, self.ack_timeout_s)
         if not self._timeouts:
             return self.ack_timeout_s
         return max(self.ack_timeout_s, *self._timeouts.values())
@@ -392,7 +411,7 @@ class MarlinHost:
         if self.halted:
             return b""
         out: list[bytes] = []
-        budget = self.rx_buffer_bytes - self._inflight_bytes
+        budget = self.rx_buffer_bytes - self._inflight_bytes - self.ghost_bytes
         window = self.window
         while self.next_send - 1 - self.processed < window:
             n = self.next_send
@@ -409,7 +428,9 @@ class MarlinHost:
                     break
             else:
                 fresh = ""
-            # Never overrun the firmware's receive buffer, but always allow one line.
+            # Never overrun the firmware's receive buffer, but always allow one line
+            # (after a resend, Marlin has flushed its buffer: the ghosts are gone or
+            # arriving, and are read at once since its command ring is not full).
             if len(data) > budget and self.in_flight > 0:
                 if fresh:
                     del self._sent[n]
@@ -429,6 +450,45 @@ class MarlinHost:
             self.highest_sent = self.next_send - 1
         return b"".join(out)
 
+    def send_urgent(
+        self, commands: Sequence[str], tags: Sequence[object] = (), *, forced: int = 1
+    ) -> bytes:
+        """Number and frame ``commands`` to be written now, ahead of everything queued.
+
+        For stop sequences: Marlin's emergency parser acts on ``M410``/``M112``/``M108``
+        as their bytes arrive, numbered or not, even when its receive buffer is full;
+        a numbered, checksummed line also passes a firmware that refuses unnumbered
+        ones, and is then acknowledged in order like any line. The first ``forced``
+        commands go out past the window and the receive budget; the others as far as
+        the budget allows, the rest first in the queue (so the buffer is not overrun).
+        While a resend is in progress all go first in the queue, right after the
+        resent lines.
+        """
+        tags = list(tags) + [None] * (len(commands) - len(tags))
+        if self.halted:
+            return b""
+        pending = list(zip(commands, tags, strict=True))
+        if self.next_send <= self.highest_sent:
+            for command, tag in reversed(pending):
+                self._priority.appendleft(_Pending(command, tag))
+            return self.data_to_send()
+        out: list[bytes] = []
+        budget = self.rx_buffer_bytes - self._inflight_bytes - self.ghost_bytes
+        while pending:
+            command, tag = pending[0]
+            if len(out) >= forced and len(frame(self.next_send, command)) > budget:
+                break
+            pending.pop(0)
+            data = self._number(command, tag)
+            out.append(data)
+            budget -= len(data)
+            self._inflight_bytes += len(data)
+            self.next_send += 1
+        for command, tag in reversed(pending):
+            self._priority.appendleft(_Pending(command, tag))
+        self.highest_sent = self.next_send - 1
+        return b"".join(out)
+
     def expect_unnumbered_ok(self) -> None:
         """An unnumbered command (``M108``, ``M410``) was written out of band.
 
@@ -444,16 +504,29 @@ class MarlinHost:
         line, which resynchronises our counts after lost ``ok``s; if it never got it,
         it executes it now. Either way nothing runs twice.
         """
+        self._quick_probe = False
         if self.in_flight == 0:
             return
         self._probing = True
-        self._rewind(self.processed + 1)
+        self._probe_line = self.processed + 1
+        self._rewind(self._probe_line, refused=False)
 
-    def _rewind(self, n: int) -> None:
+    def _rewind(self, n: int, *, refused: bool = True) -> None:
+        """Send again from ``n``. The copies already sent stay counted until surely read.
+
+        ``refused``: the firmware asked for ``n``, so it read (and refused) or lost its
+        only copy; the resent copy is the one it will take, and its ``ok`` proves every
+        older copy read. Otherwise (a probe, or copies of ``n`` already sent twice) only
+        the ``ok`` of a line first sent after all of them proves it.
+        """
+        first_round = self.ghost_bytes == 0
         for k in range(n, self.next_send):
             data = self._sent.get(k)
             if data is not None:
                 self._inflight_bytes -= len(data)
+                self.ghost_bytes += len(data)
+        until = n if refused and first_round else self.highest_sent + 1
+        self._ghost_until = max(self._ghost_until, until)
         self.next_send = n
 
     # -- input ---------------------------------------------------------------
@@ -467,6 +540,7 @@ class MarlinHost:
             if not text:
                 continue
             if text == "ok":  # the hot path while streaming
+                self._checksum_error = False
                 self._on_ok(None, events)
                 events.append(Ok())
                 continue
@@ -476,6 +550,8 @@ class MarlinHost:
                     # B counts free slots of the command ring besides the command being
                     # run: its largest value tells the ring's size (BUFSIZE).
                     self.firmware_bufsize = ev.buffer_free + 1
+                if ev.line is not None:
+                    self._numbered_oks = True
                 self._on_ok(ev.line, events)
                 if ev.payload:
                     report = parse_report(ev.payload)
@@ -489,6 +565,10 @@ class MarlinHost:
                 self.halted = True
             elif isinstance(ev, FirmwareReset):
                 self.halted = False
+            if isinstance(ev, FirmwareError):
+                self._checksum_error = "checksum" in ev.message.lower()
+            elif not isinstance(ev, ResendRequest):
+                self._checksum_error = False  # it qualifies only the Resend right after it
             events.append(ev)
         return events
 
@@ -527,6 +607,10 @@ class MarlinHost:
                     events.append(CommandDone(k, tag))
         self.processed = target
         self.received = max(self.received, target)
+        self._quick_probe = False
+        if self._ghost_until and target >= self._ghost_until:
+            # A line sent after every ghost was read: so were they.
+            self.ghost_bytes = self.stale_copies = self._ghost_until = 0
         if self.next_send <= target:
             self.next_send = target + 1
         events.append(LineProcessed(target))
@@ -534,6 +618,8 @@ class MarlinHost:
     def _on_resend(self, n: int, events: list[MarlinEvent]) -> None:
         self._expect_resend_ok = True
         self.resends += 1
+        corrupt = self._checksum_error
+        self._checksum_error = False
         if n <= self.processed:
             # Stale: the firmware's last line only grows (a reset announces itself
             # with `start`), and it has since processed beyond n.
@@ -547,16 +633,22 @@ class MarlinHost:
             # Answer to a probe: the firmware holds every line before n and, being
             # silent until now, has processed them.
             self._probing = False
-            self._resend_swallow = 0
-            self._resend_line = n
             self.received = max(self.received, n - 1)
             if n - 1 > self.processed:
                 self._advance(n - 1, events)
-            self._rewind(n)
+            # Copies the probe sent after the one answered are refused in turn.
+            self.stale_copies += max(0, self.next_send - 1 - self._probe_line)
+            if n < self.next_send:
+                self._rewind(n, refused=False)
             return
-        if n == self._resend_line and self._resend_swallow > 0:
-            # An echo of the same error, caused by lines sent before we rewound.
-            self._resend_swallow -= 1
+        if self.stale_copies > 0 and not corrupt:
+            # An echo: a copy sent before the last rewind reached the firmware out of
+            # order. Whatever line it names, the resent lines are already on the way.
+            self.stale_copies -= 1
+            self.echoes += 1
+            # Only with numbered oks may an early probe's answer be trusted about the
+            # line in flight (a plain ok arriving late would be counted for the next).
+            self._quick_probe = self._numbered_oks
             return
         count = self._resend_counts.get(n, 0) + 1
         self._resend_counts[n] = count
@@ -565,7 +657,7 @@ class MarlinHost:
                 f"printer asked for line {n} {count} times; the link is too corrupt to go on"
             )
         self.received = max(self.received, n - 1)
-        self._resend_line = n
-        self._resend_swallow = max(0, self.next_send - 1 - n)
+        # Copies after the rejected one will each be refused too (or were flushed).
+        self.stale_copies += max(0, self.next_send - n - 1)
         if n < self.next_send:
             self._rewind(n)

@@ -289,6 +289,8 @@ class MarlinFirmware:
         self._heated = [h.tool for h in profile.printheads if h.set_temperature is not None]
         self.executed: list[str] = []
         """Every command executed, once, in order, without line number or checksum."""
+        self.emergency: list[tuple[float, str]] = []
+        """(time, word) of every M108/M112/M410 the emergency parser acted on, as it arrived."""
         self.lost_bytes = 0
         self.link_dropped = False
         """Set when the disconnect fault fires; the serving layer then closes the link."""
@@ -531,6 +533,7 @@ class MarlinFirmware:
             if m is None:
                 continue
             word = m.group(1)
+            self.emergency.append((self._now, word.decode()))
             if word == b"M112":
                 self._kill()
                 return
@@ -571,7 +574,7 @@ class MarlinFirmware:
                 rx.clear()
                 self._discard_partial = True
         self._send(f"{STR_RESEND}{self._last_n + 1}\n", now)
-        self._plain_ok(now)  # flush_and_request_resend sends a bare ok, even with ADVANCED_OK
+        self._ok(self._last_n, now)  # flush_and_request_resend ends with ok_to_send()
 
     def _plain_ok(self, now: float) -> None:
         if self._faults.ack_loss_rate and self._rng.random() < self._faults.ack_loss_rate:

@@ -471,6 +471,11 @@ class SimulatedPrinter:
         return self._require_firmware().executed
 
     @property
+    def emergency(self) -> list[tuple[float, str]]:
+        """(loop time, word) of every M108/M112/M410 the emergency parser acted on on arrival."""
+        return self._require_firmware().emergency
+
+    @property
     def state(self) -> PrinterState:
         fw = self._require_firmware()
         return fw.state(self._engine.loop.time()) if self._engine is not None else fw.state()
