@@ -121,7 +121,7 @@ async def test_non_finite_values_and_refused_jobs_are_audited_as_refused(
             with pytest.raises(UnknownDevice):
                 await lab.submit(printer="nope", gcode="G28\n")
             big = "; only comments\n" * 200
-            with pytest.raises(JobRejected, match="no commands"):
+            with pytest.raises(JobRejected, match="no G-code commands"):
                 await lab.submit(printer="printer", gcode=big, batch_id="B-9")
     records = _records(db)
     nan = [r for r in records if r.action == "request.refused"]

@@ -10,6 +10,7 @@ from labdevices.client import LabClient
 from labdevices.daemon import Daemon
 from labdevices.errors import JobRejected
 from labdevices.sim.printer import SimPrinterConfig, SimulatedPrinter
+from labdevices.testing._auth import issue_session
 from labdevices.testing._mqtt import MosquittoBroker
 
 from .conftest import make_config
@@ -18,11 +19,14 @@ from .conftest import make_config
 async def test_submit_refuses_harmful_jobs_with_line_numbers(
     mqtt_broker: MosquittoBroker, site: str, tmp_path: Path
 ) -> None:
+    db = tmp_path / "lab.db"
     async with SimulatedPrinter(config=SimPrinterConfig(time_scale=0.0)) as sim:
         assert sim.port is not None
         async with (
-            Daemon(make_config(site, mqtt_broker, tmp_path / "lab.db", sim.port)) as daemon,
-            LabClient(mqtt_broker.url, site=site, actor="alice") as lab,
+            Daemon(make_config(site, mqtt_broker, db, sim.port)) as daemon,
+            LabClient(
+                mqtt_broker.url, site=site, session=issue_session(db, "alice", site=site)
+            ) as lab,
         ):
             await daemon.slots["printer"].wait_ready()
             with pytest.raises(JobRejected) as forbidden:

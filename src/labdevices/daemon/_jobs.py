@@ -20,7 +20,14 @@ from typing import Any
 from pydantic import JsonValue
 
 from ..bus import BusClient, Request
-from ..devices.gcode import GcodePrinter, JobOutcome, JobProgress, JobResult, load_program
+from ..devices.gcode import (
+    GcodePrinter,
+    JobOutcome,
+    JobProgress,
+    JobResult,
+    load_gcode,
+    load_program,
+)
 from ..errors import ConfigurationError, JobRejected, LabDeviceError
 from ..files import validate
 from ..store import (
