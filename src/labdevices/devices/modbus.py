@@ -443,7 +443,9 @@ class ModbusDevice(Device[ModbusProfile]):
         conn = self.profile.connection
         while True:
             await self._link_lost.wait()
-            if self._state != DeviceState.OFFLINE:  # offline (silent) stays offline until it answers
+            if (
+                self._state != DeviceState.OFFLINE
+            ):  # offline (silent) stays offline until it answers
                 self._set_state(DeviceState.CONNECTING)
             attempt = 0
             while True:
