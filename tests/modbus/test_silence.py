@@ -10,18 +10,33 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from labdevices.client import LabClient
+from labdevices.daemon import (
+    BusConfig,
+    Daemon,
+    DaemonConfig,
+    DeviceConfig,
+    InterlockConfig,
+    StoreConfig,
+    check_config,
+)
 from labdevices.devices import DeviceState, Sample
 from labdevices.devices.modbus import ModbusDevice
 from labdevices.errors import DeviceTimeoutError
 from labdevices.profiles import ModbusProfile, load_profile
 from labdevices.testing._modbus import ModbusSim
+from labdevices.testing._mqtt import MosquittoBroker
+
+ROOT = Path(__file__).resolve().parents[2]
 
 WAIT_S = 10.0  # an upper bound on waiting for an event, never a delay
 
@@ -219,3 +234,52 @@ async def test_late_answer_from_pymodbus_server_is_not_taken_for_the_next(
         sample = await dev.read("co2_setpoint")
         assert (sample.value, sample.quality) == (pytest.approx(11.01), "good")
         assert dev.link.resets == 1
+
+
+# -- the daemon: the offline interlock raises its alarm ----------------------------------
+
+
+async def test_silent_peer_trips_the_daemons_offline_interlock(
+    silent_peer: tuple[SilentPeer, int], mqtt_broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    _peer, port = silent_peer
+    profile = tmp_path / "incubator.toml"
+    text = (ROOT / "drivers" / "co2-incubator.toml").read_text()
+    profile.write_text(text.replace("timeout_s = 1.0", "timeout_s = 0.1"))
+    site = f"lab-{uuid.uuid4().hex[:8]}"
+    config = check_config(
+        DaemonConfig(
+            site=site,
+            devices={
+                "incubator": DeviceConfig(
+                    profile=str(profile),
+                    address=f"tcp://127.0.0.1:{port}?unit=1",
+                    poll_interval_s=0.05,
+                )
+            },
+            bus=BusConfig(url=mqtt_broker.url, client_id=f"daemon-{site}"),
+            store=StoreConfig(path=tmp_path / "lab.db", flush_interval_s=0.1),
+            interlocks=[
+                InterlockConfig(
+                    name="incubator-offline", device="incubator", condition="offline", hold_s=0.5
+                )
+            ],
+            device_retry_min_s=0.05,
+            device_retry_max_s=0.5,
+        ),
+        "test-config",
+    )
+    async with asyncio.timeout(30):
+        async with (
+            LabClient(mqtt_broker.url, site=site) as lab,
+            lab.alarm_events() as alarm_events,
+            Daemon(config),
+        ):
+            raised = await anext(alarm_events)
+            assert (raised.event, raised.device, raised.name) == (
+                "raised",
+                "incubator",
+                "incubator-offline",
+            )
+            (device,) = [d for d in await lab.devices() if d.name == "incubator"]
+            assert device.state == "offline"
