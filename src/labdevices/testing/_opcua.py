@@ -7,7 +7,8 @@
   without paying for a server start each time.
 - ``opcua_secure_sensor_hub``: a module-wide hub offering only Basic256Sha256
   Sign and SignAndEncrypt endpoints and a user login, with a client certificate
-  generated for the test run (``SecureSensorHub`` has every path and secret).
+  generated for the test run and on the hub's trust list (``SecureSensorHub`` has
+  every path and secret).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ def opcua_secure_sensor_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterato
             time_scale=FIXTURE_TIME_SCALE,
             security=("Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt"),
             users={"operator": password},
+            trusted_certificates=[client.certificate],
         )
 
     with SensorHubThread(make) as thread:
