@@ -6,6 +6,11 @@ Every sample carries a quality: ``good``; ``stale`` (the last good value, while 
 device does not answer or the link is down); ``bad`` (no value: an exception
 response, or nothing read yet). A lost link is reopened by its own loop with
 capped, jittered exponential backoff.
+
+A device that leaves ``timeouts_before_reconnect`` requests in a row unanswered
+(each after ``timeout_s`` and its retries: its timeout budget) is ``offline``, even
+if its socket is open, until it answers a request again; a reopened socket is
+probed with one request before the device is ``idle``.
 """
 
 from __future__ import annotations

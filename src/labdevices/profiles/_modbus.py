@@ -232,7 +232,12 @@ class ModbusConnection(StrictModel):
         description="unused registers a block read may span (0: only truly adjacent signals)",
     )
     poll_interval_s: float = Field(default=1.0, ge=0, description="0: poll as fast as answered")
-    timeouts_before_reconnect: int = Field(default=3, ge=1)
+    timeouts_before_reconnect: int = Field(
+        default=3,
+        ge=1,
+        description="unanswered requests in a row after which the device is offline "
+        "(and a TCP link reopened)",
+    )
     reconnect_min_s: float = Field(default=0.1, gt=0)
     reconnect_max_s: float = Field(default=10.0, gt=0)
     baudrate: int = Field(default=19200, gt=0, description="RTU only")
