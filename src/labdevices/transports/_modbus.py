@@ -323,31 +323,42 @@ class ModbusLink:
         The poll hot path: the description of the request is only formatted when
         something goes wrong.
         """
+        client = self._client
+        if client is None or self._suspect or not client.connected:
+            client = await self._ready(device)
+        self.requests += 1
         method = _READ_METHOD[table]
-
-        def describe() -> str:
-            return _describe_read(table, address, count, unit)
-
-        response = await self._request(
-            device,
-            lambda client: getattr(client, method)(address, count=count, device_id=unit),
-            describe,
-        )
+        try:
+            response = await getattr(client, method)(address, count=count, device_id=unit)
+        except (ModbusException, OSError) as exc:
+            response = await self._retry(
+                exc,
+                device,
+                lambda c: getattr(c, method)(address, count=count, device_id=unit),
+                lambda: _describe_read(table, address, count, unit),
+            )
         if response.function_code != _READ_FC[table]:
             if response.isError():
-                raise _exception_response(response, device, describe())
+                raise _exception_response(
+                    response, device, _describe_read(table, address, count, unit)
+                )
             raise ProtocolError(
-                f"{describe()}: answer has function code {response.function_code}", device=device
+                f"{_describe_read(table, address, count, unit)}: answer has function code {response.function_code}",
+                device=device,
             )
         if table in ("coil", "discrete"):
             bits = list(response.bits)
             if len(bits) < count:
-                raise ProtocolError(f"{describe()}: answer holds {len(bits)} bits", device=device)
+                raise ProtocolError(
+                    f"{_describe_read(table, address, count, unit)}: answer holds {len(bits)} bits",
+                    device=device,
+                )
             return bits[:count]
         registers = response.registers
         if len(registers) != count:
             raise ProtocolError(
-                f"{describe()}: answer holds {len(registers)} registers", device=device
+                f"{_describe_read(table, address, count, unit)}: answer holds {len(registers)} registers",
+                device=device,
             )
         return registers  # type: ignore[no-any-return]
 
@@ -391,19 +402,29 @@ class ModbusLink:
         try:
             return await call(client)
         except (ModbusException, OSError) as exc:
-            if self.is_serial or not isinstance(exc, ModbusIOException | TimeoutError):
-                raise await self._failure(exc, device, describe()) from exc
-            first: Exception = exc
-        # TCP, no answer in time: it may still come on this socket, so never send there again.
+            return await self._retry(exc, device, call, describe)
+
+    async def _retry(
+        self,
+        exc: Exception,
+        device: str,
+        call: Callable[[Any], Any],
+        describe: Callable[[], str],
+    ) -> Any:
+        """After a failed try: on TCP, no answer in time means retries on new connections."""
+        if self.is_serial or not isinstance(exc, ModbusIOException | TimeoutError):
+            raise await self._failure(exc, device, describe()) from exc
+        first = exc
+        # The answer may still come on this socket, so never send there again.
         self._suspect = True
         for _ in range(self.settings.retries):
             client = await self._reset(device)
             self.requests += 1
             try:
                 return await call(client)
-            except (ModbusException, OSError) as exc:
-                if not isinstance(exc, ModbusIOException | TimeoutError):
-                    raise await self._failure(exc, device, describe()) from exc
+            except (ModbusException, OSError) as again:
+                if not isinstance(again, ModbusIOException | TimeoutError):
+                    raise await self._failure(again, device, describe()) from again
                 self._suspect = True
         raise await self._failure(first, device, describe()) from first
 
