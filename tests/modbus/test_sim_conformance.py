@@ -135,6 +135,17 @@ async def test_every_function_code_gets_an_answer(
     await still_serves(raw)
 
 
+@pytest.mark.parametrize("fc", [0, 0x80, 0x83, 0xFF])
+async def test_no_function_code_is_not_a_request(
+    raw: RawTcp, sim: ModbusSimulator, fc: int
+) -> None:
+    """0 is not a function code and 128-255 mark exception responses: nothing to answer."""
+    raw.tid += 1
+    raw.writer.write(struct.pack(">HHHB", raw.tid, 0, 2, 1) + bytes((fc,)))
+    await still_serves(raw)  # the answer that comes is the next request's
+    assert sim.garbage_frames == 1
+
+
 async def test_writes_change_what_is_read(raw: RawTcp, sim: ModbusSimulator) -> None:
     await raw.ask(VALID[22][0])
     assert sim.value("h10") == (1010 & 0x00F2) | (0x0025 & ~0x00F2)

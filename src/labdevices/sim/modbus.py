@@ -417,6 +417,10 @@ class ModbusSimulator:
 
     async def _handle(self, unit: int, pdu: bytes, *, tcp: bool) -> bytes | object | None:
         """The response PDU to one request PDU, ``None`` for no answer, or ``_DISCONNECT``."""
+        if not 1 <= pdu[0] <= 127:
+            # 0 is no function code, 128-255 mark exception responses: not a request at all
+            self.garbage_frames += 1
+            return None
         if unit not in self._images:
             if tcp and unit in (0, 255) and len(self._images) == 1:
                 unit = next(iter(self._images))
