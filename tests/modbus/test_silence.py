@@ -160,6 +160,41 @@ async def test_silent_rtu_device_is_offline_and_the_bus_stays_open(
         assert a.state == DeviceState.IDLE
 
 
+async def test_silent_unit_behind_a_gateway_leaves_the_others_alone() -> None:
+    """One unit behind a TCP gateway stops answering: it goes offline, its neighbour never
+    notices (the shared socket is not dropped), and it comes back when it answers."""
+    from labdevices.sim.bioreactor import bioreactor_simulator
+
+    sim = bioreactor_simulator(units=(1, 2))
+    port = await sim.serve_tcp()
+    try:
+        profile = fast(sim.units[1].profile)
+        a = ModbusDevice(
+            "vessel-a", profile, f"tcp://127.0.0.1:{port}?unit=1", poll_interval_s=0.05
+        )
+        b = ModbusDevice(
+            "vessel-b", profile, f"tcp://127.0.0.1:{port}?unit=2", poll_interval_s=0.05
+        )
+        a_states: list[DeviceState] = []
+        a.on_state_change(lambda _old, new: a_states.append(new))
+        async with a, b, a.subscribe() as qa:
+            a_states.clear()  # entered: connecting, idle
+            sim.silent_units.add(2)
+            async with asyncio.timeout(WAIT_S):
+                await b.wait_for_state(DeviceState.OFFLINE)
+            for _ in range(3):  # a is read on, across b's timeouts
+                assert [
+                    s async for s in _take(qa, lambda s: s.signal == "ph" and s.quality == "good")
+                ]
+            sim.silent_units.clear()
+            async with asyncio.timeout(WAIT_S):
+                await b.wait_for_state(DeviceState.IDLE)
+            assert a.state == DeviceState.IDLE and a_states == []
+            assert a.link is b.link and a.link.resets >= 3
+    finally:
+        await sim.stop()
+
+
 async def _take(q: asyncio.Queue[Sample], pred: Callable[[Sample], bool]) -> AsyncIterator[Sample]:
     """The first sample that meets ``pred`` (as an async iterator of one, for comprehensions)."""
     async with asyncio.timeout(WAIT_S):

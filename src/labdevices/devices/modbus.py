@@ -381,8 +381,9 @@ class ModbusDevice(Device[ModbusProfile]):
 
         ``timeouts_before_reconnect`` in a row, each after ``timeout_s`` and its
         retries, is the device's timeout budget: it is then offline, whether or not
-        its socket is open, until it answers again. A TCP link is reopened with
-        backoff; a serial bus stays open for the other devices on it.
+        its socket is open, until it answers again. A TCP link of its own is reopened
+        with backoff; a link shared with other devices (a gateway, an RTU bus) stays
+        open for them, and the device's polls find out when it answers again.
         """
         self._timeouts += 1
         budget = self.profile.connection.timeouts_before_reconnect
@@ -395,7 +396,7 @@ class ModbusDevice(Device[ModbusProfile]):
             )
             self._set_state(DeviceState.OFFLINE)
         link = self._link
-        if link is not None and not link.is_serial:
+        if link is not None and not link.is_serial and not link.shared:
             link.drop()
 
     def _deadbanded(self, block: _Block, values: list[Any], t: float) -> SampleBatch:
@@ -448,9 +449,7 @@ class ModbusDevice(Device[ModbusProfile]):
         conn = self.profile.connection
         while True:
             await self._link_lost.wait()
-            if (
-                self._state != DeviceState.OFFLINE
-            ):  # offline (silent) stays offline until it answers
+            if self._state != DeviceState.OFFLINE:  # a silent device stays offline
                 self._set_state(DeviceState.CONNECTING)
             attempt = 0
             while True:
@@ -485,7 +484,7 @@ class ModbusDevice(Device[ModbusProfile]):
             return True  # it speaks Modbus
         except (DeviceTimeoutError, DeviceConnectionError, ProtocolError) as exc:
             self.last_error = exc
-            if not link.is_serial:
+            if not link.is_serial and not link.shared:
                 link.drop()
             return False
         return True

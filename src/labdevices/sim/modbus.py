@@ -223,6 +223,8 @@ class ModbusSimulator:
         self._pty: tuple[int, int] | None = None
         self._pty_buffer = b""
         self._silent = False
+        #: units that never answer (switched off behind a gateway that does not say so)
+        self.silent_units: set[int] = set()
         self.host = "127.0.0.1"
         self.port = 0
         self.pty_path = ""
@@ -427,7 +429,7 @@ class ModbusSimulator:
             else:
                 return exception_pdu(pdu[0], ExcCodes.GATEWAY_NO_RESPONSE)
         self.requests[(unit, pdu[0])] += 1
-        if self._silent:
+        if self._silent or unit in self.silent_units:
             return None
         fault = self.faults.draw()
         if fault is not None:

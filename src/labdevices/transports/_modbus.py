@@ -190,6 +190,11 @@ class ModbusLink:
     def connected(self) -> bool:
         return self._client is not None and self._client.connected
 
+    @property
+    def shared(self) -> bool:
+        """More than one device uses this link (a gateway or an RTU bus)."""
+        return self._users > 1
+
     def on_lost(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` whenever the link drops (the devices then reconnect)."""
         self._listeners.append(listener)
@@ -338,28 +343,22 @@ class ModbusLink:
                 lambda: _describe_read(table, address, count, unit),
             )
         if response.function_code != _READ_FC[table]:
+            what = _describe_read(table, address, count, unit)
             if response.isError():
-                raise _exception_response(
-                    response, device, _describe_read(table, address, count, unit)
-                )
+                raise _exception_response(response, device, what)
             raise ProtocolError(
-                f"{_describe_read(table, address, count, unit)}: answer has function code {response.function_code}",
-                device=device,
+                f"{what}: answer has function code {response.function_code}", device=device
             )
         if table in ("coil", "discrete"):
             bits = list(response.bits)
             if len(bits) < count:
-                raise ProtocolError(
-                    f"{_describe_read(table, address, count, unit)}: answer holds {len(bits)} bits",
-                    device=device,
-                )
+                what = _describe_read(table, address, count, unit)
+                raise ProtocolError(f"{what}: answer holds {len(bits)} bits", device=device)
             return bits[:count]
         registers = response.registers
         if len(registers) != count:
-            raise ProtocolError(
-                f"{_describe_read(table, address, count, unit)}: answer holds {len(registers)} registers",
-                device=device,
-            )
+            what = _describe_read(table, address, count, unit)
+            raise ProtocolError(f"{what}: answer holds {len(registers)} registers", device=device)
         return registers  # type: ignore[no-any-return]
 
     async def write_locked(
