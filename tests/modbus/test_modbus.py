@@ -71,6 +71,44 @@ def test_overlapping_float32_names_the_field(tmp_path: Path) -> None:
     assert "temperature (float32 at 100–101)" in text
 
 
+def test_every_overlap_is_reported_beside_the_other_problems(tmp_path: Path) -> None:
+    path = write_profile(
+        tmp_path,
+        "[signals.temperature]\ntable = 'input'\naddress = 100\ntype = 'float32'\n"
+        "[signals.humidity]\ntable = 'input'\naddress = 101\n"
+        "[signals.co2]\ntable = 'input'\naddress = 99\ntype = 'float32'\n"
+        "[signals.setpoint]\naddress = 100\n"  # holding 100: another table, no overlap
+        "[signals.pump]\ntable = 'coil'\naddress = 4\n"
+        "[signals.valve]\ntable = 'coil'\naddress = 4\n"
+        "[signals.bad]\ntable = 'input'\naddress = 7\nwritable = true\n"
+        "[signals.wide]\naddress = 1\nscale = 0.1\nmax = 7000\n",
+    )
+    with pytest.raises(ConfigurationError) as info:
+        load_profile(path)
+    problems = info.value.problems
+    assert len(problems) == 5, problems
+    assert [p.split(": ", 2)[1] for p in problems] == [
+        "signals.bad.table",
+        "signals.wide",
+        "signals",
+        "signals",
+        "signals",
+    ]
+    text = "\n".join(problems)
+    assert "humidity.address = 101: input register 101 is already used by temperature" in text
+    assert "co2.address = 99: input register 100 is already used by temperature" in text
+    assert "valve.address = 4: coil 4 is already used by pump (bool at 4–4)" in text
+    assert "setpoint" not in text
+    assert "range 0 … 6553.5" in text  # the limit message, with its numbers filled in
+    assert "read-only" in text
+
+
+def test_valid_profile_has_no_false_overlaps() -> None:
+    for name in ("co2-incubator", "stirred-tank-bioreactor"):
+        profile = load_profile(name)
+        assert isinstance(profile, ModbusProfile) and profile.signals
+
+
 @pytest.mark.parametrize(
     ("body", "field", "words"),
     [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import time
 from collections.abc import Sequence
@@ -51,6 +52,9 @@ def _devices(profile_name: str, addresses: list[str]) -> list[Device[Any]]:
     from ..devices import create_device
     from ..profiles import load_profile
 
+    # pymodbus logs each timeout with a hex dump; the table and our errors say it once, clearly.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
     profile = load_profile(profile_name)
     names = (
         [profile.name]
@@ -83,14 +87,23 @@ def read(
     address: Annotated[str, typer.Argument(help="e.g. tcp://127.0.0.1:502?unit=1")],
     profile: Annotated[str, _PROFILE],
 ) -> None:
-    """Read every signal of one device once and print a table."""
+    """Read every signal of one device once and print a table; fail if no value is good."""
+    from ..errors import LabDeviceError
 
     async def main() -> list[Sample]:
         (device,) = _devices(profile, [address])
         async with device:
             return await read_all(device)
 
-    Console().print(_table(asyncio.run(main()), with_device=False))
+    rows = asyncio.run(main())
+    Console().print(_table(rows, with_device=False))
+    if rows and not any(s.quality == "good" for s in rows):
+        first = rows[0]
+        reason = (first.reason or "no reason given").removeprefix(f"{first.device}: ")
+        raise LabDeviceError(
+            f"none of its {len(rows)} signals could be read (first: {first.signal}: {reason})",
+            device=first.device,
+        )
 
 
 @app.command()

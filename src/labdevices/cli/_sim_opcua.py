@@ -30,6 +30,14 @@ def sensorhub(
         list[str] | None,
         typer.Option(help="NAME:PASSWORD of a user allowed to log in (repeatable)"),
     ] = None,
+    trust: Annotated[
+        list[Path] | None,
+        typer.Option(help="a client certificate (DER or PEM) the hub trusts (repeatable)"),
+    ] = None,
+    auto_accept: Annotated[
+        bool,
+        typer.Option(help="trust every well-formed client certificate (testing only)"),
+    ] = False,
     server_certificate: Annotated[
         Path | None, typer.Option(help="write the generated server certificate (DER) here")
     ] = None,
@@ -58,6 +66,8 @@ def sensorhub(
         security=("Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt") if secure else ("None",),
         users=users,
         faults=HubFaults(slow_reply_s=slow_s, disconnects_per_min=disconnects_per_min),
+        trusted_certificates=list(trust or []),
+        auto_accept_certificates=auto_accept,
     )
 
     async def main() -> None:
@@ -69,6 +79,9 @@ def sensorhub(
             console.print(
                 f"security: {', '.join(hub.security)}; users: {', '.join(users) or 'anonymous'}"
             )
+            if secure:
+                trusted = "any (auto-accept)" if auto_accept else str(len(trust or []))
+                console.print(f"trusted client certificates: {trusted}", highlight=False)
             if server_certificate is not None and hub.server_certificate_der is not None:
                 server_certificate.write_bytes(hub.server_certificate_der)
                 console.print(f"server certificate: {server_certificate}", highlight=False)

@@ -6,6 +6,11 @@ Every sample carries a quality: ``good``; ``stale`` (the last good value, while 
 device does not answer or the link is down); ``bad`` (no value: an exception
 response, or nothing read yet). A lost link is reopened by its own loop with
 capped, jittered exponential backoff.
+
+A device that leaves ``timeouts_before_reconnect`` requests in a row unanswered
+(each after ``timeout_s`` and its retries: its timeout budget) is ``offline``, even
+if its socket is open, until it answers a request again; a reopened socket is
+probed with one request before the device is ``idle``.
 """
 
 from __future__ import annotations
@@ -333,26 +338,23 @@ class ModbusDevice(Device[ModbusProfile]):
         try:
             values = await link.read(block.table, block.address, block.count, self.unit, self.name)
         except ModbusExceptionResponse as exc:
+            self._answered()  # the device is there: it says why it cannot answer
             self._fail(exc)
             self._publish_unavailable(block, "bad", str(exc))
             return
-        except DeviceTimeoutError as exc:
+        except (DeviceTimeoutError, ProtocolError) as exc:
             self._fail(exc)
-            self._timeouts += 1
-            if (
-                not link.is_serial
-                and self._timeouts >= self.profile.connection.timeouts_before_reconnect
-            ):
-                link.drop()
             self._publish_unavailable(block, "stale", str(exc))
+            self._unanswered(exc)
             return
-        except (DeviceConnectionError, ProtocolError) as exc:
-            self._fail(exc)
-            if isinstance(exc, DeviceConnectionError):
+        except DeviceConnectionError as exc:
+            if self._link_up.is_set():  # else the outage is known, and its cause kept
+                self._fail(exc)
                 self._on_link_lost()
-            self._publish_unavailable(block, "stale", str(exc))
+            self._publish_unavailable(block, "stale", self._outage_reason())
             return
-        self._timeouts = 0
+        if self._timeouts or self._state is not DeviceState.IDLE:
+            self._answered()
         t = time.time()
         if block.plain:
             # The hot path: one columnar batch, no per-sample objects.
@@ -367,6 +369,35 @@ class ModbusDevice(Device[ModbusProfile]):
         stats = self.stats
         stats.polls += 1
         stats.latency_s.append(time.perf_counter() - t0)
+
+    def _answered(self) -> None:
+        """The device answered a request: it is online (unless its link is still being reopened)."""
+        self._timeouts = 0
+        if self._state in (DeviceState.OFFLINE, DeviceState.CONNECTING) and self._link_up.is_set():
+            self._set_state(DeviceState.IDLE)
+
+    def _unanswered(self, exc: LabDeviceError) -> None:
+        """A request went unanswered (or answered with garbage).
+
+        ``timeouts_before_reconnect`` in a row, each after ``timeout_s`` and its
+        retries, is the device's timeout budget: it is then offline, whether or not
+        its socket is open, until it answers again. A TCP link of its own is reopened
+        with backoff; a link shared with other devices (a gateway, an RTU bus) stays
+        open for them, and the device's polls find out when it answers again.
+        """
+        self._timeouts += 1
+        budget = self.profile.connection.timeouts_before_reconnect
+        if self._timeouts < budget:
+            return
+        if self._state in (DeviceState.IDLE, DeviceState.CONNECTING):
+            self.last_error = DeviceTimeoutError(
+                f"offline: {self._timeouts} requests in a row unanswered; last: {exc.message}",
+                device=self.name,
+            )
+            self._set_state(DeviceState.OFFLINE)
+        link = self._link
+        if link is not None and not link.is_serial and not link.shared:
+            link.drop()
 
     def _deadbanded(self, block: _Block, values: list[Any], t: float) -> SampleBatch:
         """The fields that moved beyond their deadband (all of them after an outage)."""
@@ -398,6 +429,8 @@ class ModbusDevice(Device[ModbusProfile]):
         self.stats.failures += 1
 
     def _outage_reason(self) -> str:
+        if self._state == DeviceState.OFFLINE and self.last_error is not None:
+            return str(self.last_error)
         return f"link down: {self.last_error}" if self.last_error else "link down"
 
     def _publish_unavailable(self, block: _Block, quality: str, reason: str) -> None:
@@ -416,13 +449,14 @@ class ModbusDevice(Device[ModbusProfile]):
         conn = self.profile.connection
         while True:
             await self._link_lost.wait()
-            self._set_state(DeviceState.CONNECTING)
+            if self._state != DeviceState.OFFLINE:  # a silent device stays offline
+                self._set_state(DeviceState.CONNECTING)
             attempt = 0
             while True:
                 link = self._link
                 if link is None:
                     return
-                if link.connected:
+                if link.connected and await self._probe(link):
                     break
                 # Full-range jitter keeps devices that lost one gateway from reconnecting in step.
                 delay = min(conn.reconnect_max_s, conn.reconnect_min_s * 2**attempt)
@@ -436,5 +470,21 @@ class ModbusDevice(Device[ModbusProfile]):
             self._timeouts = 0
             self.stats.reconnects += 1
             self._link_up.set()
-            if self._state == DeviceState.CONNECTING:
+            if self._state in (DeviceState.CONNECTING, DeviceState.OFFLINE):
                 self._set_state(DeviceState.IDLE)
+
+    async def _probe(self, link: ModbusLink) -> bool:
+        """One request on a reopened link: an open socket is not yet a device that answers."""
+        if not self._all_blocks:
+            return True
+        block = self._all_blocks[0]
+        try:
+            await link.read(block.table, block.address, block.count, self.unit, self.name)
+        except ModbusExceptionResponse:
+            return True  # it speaks Modbus
+        except (DeviceTimeoutError, DeviceConnectionError, ProtocolError) as exc:
+            self.last_error = exc
+            if not link.is_serial and not link.shared:
+                link.drop()
+            return False
+        return True

@@ -11,10 +11,18 @@ from __future__ import annotations
 
 import math
 import struct
-from typing import Literal
+from typing import Literal, get_args
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import (
+    Field,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
+from pydantic_core.core_schema import ErrorType
 
 from ..files import StrictModel
 from ._base import ProfileBase, SignalBase
@@ -135,15 +143,16 @@ class ModbusSignal(SignalBase):
                 raise PydanticCustomError(
                     "modbus_limit",
                     "{name} = {value} cannot be encoded as {dtype} with scale {scale} and "
-                    "offset {offset} (range {elo:g} … {ehi:g})",
+                    "offset {offset} (range {elo} … {ehi})",
                     {
                         "name": name,
                         "value": value,
                         "dtype": self.dtype,
                         "scale": self.scale,
                         "offset": self.offset,
-                        "elo": elo,
-                        "ehi": ehi,
+                        # pydantic fills in names only, no format specs
+                        "elo": f"{elo:g}",
+                        "ehi": f"{ehi:g}",
                     },
                 )
         return self
@@ -223,7 +232,12 @@ class ModbusConnection(StrictModel):
         description="unused registers a block read may span (0: only truly adjacent signals)",
     )
     poll_interval_s: float = Field(default=1.0, ge=0, description="0: poll as fast as answered")
-    timeouts_before_reconnect: int = Field(default=3, ge=1)
+    timeouts_before_reconnect: int = Field(
+        default=3,
+        ge=1,
+        description="unanswered requests in a row after which the device is offline "
+        "(and a TCP link reopened)",
+    )
     reconnect_min_s: float = Field(default=0.1, gt=0)
     reconnect_max_s: float = Field(default=10.0, gt=0)
     baudrate: int = Field(default=19200, gt=0, description="RTU only")
@@ -248,29 +262,94 @@ class ModbusProfile(ProfileBase):
     connection: ModbusConnection = ModbusConnection()
     signals: dict[str, ModbusSignal] = Field(default_factory=dict)
 
-    @field_validator("signals")
+    @field_validator("signals", mode="wrap")
     @classmethod
-    def _no_overlap(cls, signals: dict[str, ModbusSignal]) -> dict[str, ModbusSignal]:
-        owner: dict[tuple[str, int], str] = {}
-        for name, sig in signals.items():
-            for addr in range(sig.address, sig.address + sig.width):
-                other = owner.get((sig.table, addr))
-                if other is not None:
-                    o = signals[other]
-                    raise PydanticCustomError(
+    def _no_overlap(
+        cls, value: object, handler: ValidatorFunctionWrapHandler
+    ) -> dict[str, ModbusSignal]:
+        """Every overlap of two signals, reported beside every other problem of the signals."""
+        try:
+            signals: dict[str, ModbusSignal] = handler(value)
+        except ValidationError as exc:
+            # The signals that are valid on their own may still overlap: say so too.
+            overlaps = _overlaps(_valid_signals(value))
+            if not overlaps:
+                raise
+            raise ValidationError.from_exception_data(
+                exc.title, [*map(_line_error, exc.errors()), *overlaps]
+            ) from None
+        overlaps = _overlaps(signals)
+        if overlaps:
+            raise ValidationError.from_exception_data("signals", overlaps)
+        return signals
+
+
+def _valid_signals(value: object) -> dict[str, ModbusSignal]:
+    if not isinstance(value, dict):
+        return {}
+    out = {}
+    for name, raw in value.items():
+        try:
+            out[str(name)] = ModbusSignal.model_validate(raw)
+        except ValidationError:
+            continue
+    return out
+
+
+def _overlaps(signals: dict[str, ModbusSignal]) -> list[InitErrorDetails]:
+    """One error per signal that reuses a register (or bit) of an earlier signal, in file order."""
+    owner: dict[tuple[str, int], str] = {}
+    errors: list[InitErrorDetails] = []
+    for name, sig in signals.items():
+        reported: set[str] = set()
+        for addr in range(sig.address, sig.address + sig.width):
+            other = owner.get((sig.table, addr))
+            if other is None:
+                owner[(sig.table, addr)] = name
+                continue
+            if other in reported:
+                continue
+            reported.add(other)
+            o = signals[other]
+            errors.append(
+                {
+                    "type": PydanticCustomError(
                         "modbus_overlap",
-                        "{name}.address = {address}: {table} register {addr} is already "
+                        "{name}.address = {address}: {what} {addr} is already "
                         "used by {other} ({otype} at {oaddr}–{oend})",
                         {
                             "name": name,
                             "address": sig.address,
-                            "table": sig.table,
+                            "what": _ITEM_NAME[sig.table],
                             "addr": addr,
                             "other": other,
                             "otype": o.dtype,
                             "oaddr": o.address,
                             "oend": o.address + o.width - 1,
                         },
-                    )
-                owner[(sig.table, addr)] = name
-        return signals
+                    ),
+                    "loc": (),
+                    "input": sig.address,
+                }
+            )
+    return errors
+
+
+_ITEM_NAME = {
+    "holding": "holding register",
+    "input": "input register",
+    "coil": "coil",
+    "discrete": "discrete input",
+}
+_BUILTIN_ERRORS = frozenset(get_args(ErrorType))
+
+
+def _line_error(err: ErrorDetails) -> InitErrorDetails:
+    """An error pydantic reported, in the form that builds a ``ValidationError`` again."""
+    kind: str | PydanticCustomError = err["type"]
+    if kind not in _BUILTIN_ERRORS:
+        kind = PydanticCustomError(err["type"], err["msg"])
+    line: InitErrorDetails = {"type": kind, "loc": err["loc"], "input": err["input"]}
+    if "ctx" in err and not isinstance(kind, PydanticCustomError):
+        line["ctx"] = err["ctx"]
+    return line

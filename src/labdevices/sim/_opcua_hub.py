@@ -5,9 +5,10 @@
 pH, dissolved oxygen, temperature and biomass of one culture vessel follow simple,
 seeded culture dynamics with sensor noise; ``time_scale`` runs simulated time
 faster than the wall clock. Security (None, Basic256Sha256 Sign and
-SignAndEncrypt with a certificate generated at start), user logins and seeded
-faults — slow replies, dropped connections, restarts on the same port, stalled
-values — make it a test partner for real clients.
+SignAndEncrypt with a certificate generated at start), a trust list of client
+certificates, user logins, writes checked against the profile's limits
+(``BadOutOfRange``) and seeded faults — slow replies, dropped connections,
+restarts on the same port, stalled values — make it a test partner for real clients.
 """
 
 from __future__ import annotations
@@ -24,12 +25,17 @@ from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
 from asyncua import Node, Server, ua
 from asyncua.common.callback import CallbackType, ServerItemCallback
+from asyncua.common.utils import ServiceError
 from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from ..errors import ConfigurationError
 from ..profiles import OpcUaProfile, load_profile
@@ -130,6 +136,81 @@ class _Culture:
         raise KeyError(name)
 
 
+class _TrustList:
+    """asyncua's certificate validator for client certificates, with a trust list.
+
+    A certificate must be in its validity period, name the client's application URI
+    and carry the key usages OPC UA asks for (asyncua's checks); then it must be one
+    of the trusted certificates, unless ``auto_accept`` (a test convenience that must
+    be asked for) takes every certificate that passes those checks.
+    """
+
+    def __init__(self, trusted: Iterable[bytes], auto_accept: bool) -> None:
+        self.trusted = {bytes(der) for der in trusted}
+        self.auto_accept = auto_accept
+        self.rejected: list[str] = []
+        self._checks = CertificateValidator(
+            CertificateValidatorOptions.EXT_VALIDATION | CertificateValidatorOptions.PEER_CLIENT
+        )
+
+    async def __call__(self, cert: x509.Certificate, app: ua.ApplicationDescription) -> None:
+        try:
+            await self._checks.validate(cert, app)
+            if not self.auto_accept and cert.public_bytes(serialization.Encoding.DER) not in (
+                self.trusted
+            ):
+                raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
+        except ServiceError as exc:
+            self.rejected.append(f"{app.ApplicationUri}: {ua.StatusCode(exc.code).name}")
+            raise
+
+
+def _certificate_der(cert: bytes | Path) -> bytes:
+    """A certificate given as DER bytes, or a DER or PEM file."""
+    data = cert.read_bytes() if isinstance(cert, Path) else cert
+    if data.lstrip().startswith(b"-----BEGIN"):
+        return x509.load_pem_x509_certificate(data).public_bytes(serialization.Encoding.DER)
+    return x509.load_der_x509_certificate(data).public_bytes(serialization.Encoding.DER)
+
+
+class _LimitedWrites:
+    """asyncua's attribute service, with each client write checked against the profile's limits.
+
+    A value outside ``min``/``max`` gets ``BadOutOfRange`` for its own item and is not
+    written; the other items of the request are written as usual.
+    """
+
+    def __init__(self, inner: Any, limits: dict[ua.NodeId, tuple[float | None, float | None]]):
+        self._inner = inner
+        self._limits = limits
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def _check(self, item: ua.WriteValue) -> ua.StatusCode | None:
+        bounds = self._limits.get(item.NodeId)
+        if bounds is None or item.AttributeId != ua.AttributeIds.Value:
+            return None
+        variant = item.Value.Value if item.Value is not None else None
+        value = variant.Value if variant is not None else None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None  # a wrong type is asyncua's to refuse (BadTypeMismatch)
+        lo, hi = bounds
+        if value != value or (lo is not None and value < lo) or (hi is not None and value > hi):
+            return ua.StatusCode(ua.StatusCodes.BadOutOfRange)
+        return None
+
+    async def write(self, params: ua.WriteParameters, user: User) -> list[ua.StatusCode]:
+        results: list[ua.StatusCode | None] = [self._check(i) for i in params.NodesToWrite]
+        allowed = [i for i, r in zip(params.NodesToWrite, results, strict=True) if r is None]
+        written = iter(
+            await self._inner.write(ua.WriteParameters(NodesToWrite=allowed), user=user)
+            if allowed
+            else []
+        )
+        return [r if r is not None else next(written) for r in results]
+
+
 def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -141,9 +222,13 @@ class OpcUaSensorHub:
     """The simulated hub. ``async with OpcUaSensorHub() as hub:`` serves ``hub.endpoint``.
 
     ``security`` lists the endpoints offered; any Basic256Sha256 one makes the hub
-    generate its certificate (``server_certificate_der``). ``users`` maps user
+    generate its certificate (``server_certificate_der``). A secured hub accepts a
+    client certificate only if it is in ``trusted_certificates`` (DER bytes, or DER
+    or PEM files) and names the client's application URI; ``auto_accept_certificates``
+    takes any well-formed one instead, and must be asked for. ``users`` maps user
     names to passwords; with users, anonymous login is refused unless
-    ``allow_anonymous``.
+    ``allow_anonymous``. Client writes outside a signal's ``min``/``max`` are
+    refused with ``BadOutOfRange``.
     """
 
     def __init__(
@@ -160,6 +245,8 @@ class OpcUaSensorHub:
         users: dict[str, str] | None = None,
         allow_anonymous: bool | None = None,
         faults: HubFaults | None = None,
+        trusted_certificates: Iterable[bytes | Path] = (),
+        auto_accept_certificates: bool = False,
     ) -> None:
         loaded = load_profile("opcua-sensor-hub") if profile is None else profile
         if not isinstance(loaded, OpcUaProfile):
@@ -179,6 +266,11 @@ class OpcUaSensorHub:
         self.users = dict(users or {})
         self.allow_anonymous = (not self.users) if allow_anonymous is None else allow_anonymous
         self.faults = faults or HubFaults()
+        try:
+            trusted = [_certificate_der(c) for c in trusted_certificates]
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"trusted_certificates: {exc}") from exc
+        self.trust = _TrustList(trusted, auto_accept_certificates)
         self.rng = random.Random(seed)
         self.culture = _Culture(random.Random(seed + 1))
         self.server_certificate_der: bytes | None = None
@@ -235,8 +327,18 @@ class OpcUaSensorHub:
             assert self._server_key_pem is not None
             await server.load_certificate(self.server_certificate_der, format="der")
             await server.load_private_key(self._server_key_pem, format="pem")
+            server.set_certificate_validator(self.trust)
         try:
             await self._build(server)
+            # asyncua has no public hook that can refuse one item of a write (private API)
+            server.iserver.attribute_service = _LimitedWrites(
+                server.iserver.attribute_service,
+                {
+                    self._nodes[name].nodeid: (sig.min, sig.max)
+                    for name, sig in self.profile.signals.items()
+                    if sig.writable and (sig.min is not None or sig.max is not None)
+                },
+            )
             server.subscribe_server_callback(CallbackType.PreRead, self._maybe_slow)
             server.subscribe_server_callback(CallbackType.PreWrite, self._maybe_slow)
             await server.start()

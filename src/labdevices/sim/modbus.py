@@ -2,8 +2,11 @@
 
 The register map is generated from the profile: each signal's value comes from a
 physics model and is encoded as the profile says (type, word/byte order, scale,
-offset); an address the profile does not name answers ILLEGAL_DATA_ADDRESS. Framing
-and PDUs are pymodbus's, the socket/pty handling and the faults are ours.
+offset); an address the profile does not name answers ILLEGAL_DATA_ADDRESS. Requests
+are answered as the Modbus Application Protocol says (``_modbus_pdu``: exception 01
+for a function code the device does not implement, 03 for a bad quantity or value,
+02 for a bad address); MBAP and RTU framing, the socket/pty handling and the faults
+are ours.
 """
 
 from __future__ import annotations
@@ -18,14 +21,12 @@ import tty
 from collections import Counter, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from pymodbus.constants import ExcCodes
-from pymodbus.exceptions import ModbusIOException
-from pymodbus.framer import FramerRTU, FramerSocket
-from pymodbus.pdu import DecodePDU, ExceptionResponse
 
 from ..profiles import ModbusProfile, ModbusSignal
+from ._modbus_pdu import crc16, exception_pdu, rtu_next_frame, serve_pdu
 
 __all__ = [
     "Fault",
@@ -37,8 +38,10 @@ __all__ = [
     "StaticModel",
 ]
 
-_TABLE_BY_FC = {1: "coil", 2: "discrete", 3: "holding", 4: "input", 5: "coil", 6: "holding"}
-_TABLE_BY_FC.update({15: "coil", 16: "holding"})
+#: function codes that change a table: on an RTU broadcast (unit 0) they are carried out, unanswered
+_WRITE_FUNCTIONS = frozenset({5, 6, 15, 16, 22, 23})
+#: an RTU request is over once the line has been quiet this long (3.5 characters on a real line)
+_RTU_SILENCE_S = 0.05
 
 
 class SimModel(Protocol):
@@ -187,29 +190,6 @@ class SimUnit:
     model: SimModel
 
 
-class _Context:
-    """The datastore pymodbus request PDUs call (``datastore_update``)."""
-
-    def __init__(self, sim: ModbusSimulator) -> None:
-        self.sim = sim
-
-    async def async_getValues(
-        self, device_id: int, func_code: int, address: int, count: int = 1
-    ) -> list[int] | list[bool] | ExcCodes:
-        image = self.sim._images[device_id]
-        table = _TABLE_BY_FC[func_code]
-        values = image.read(table, address, count)
-        if isinstance(values, ExcCodes) or table not in ("coil", "discrete"):
-            return values
-        return [bool(v) for v in values]
-
-    async def async_setValues(
-        self, device_id: int, func_code: int, address: int, values: list[int] | list[bool]
-    ) -> ExcCodes | None:
-        image = self.sim._images[device_id]
-        return image.write(_TABLE_BY_FC[func_code], address, [int(v) for v in values])
-
-
 class ModbusSimulator:
     """Serves one or more units over Modbus TCP (``serve_tcp``) or RTU on a pty (``serve_rtu``).
 
@@ -235,15 +215,16 @@ class ModbusSimulator:
         self._images = {unit: RegisterImage(u.profile, u.model) for unit, u in units.items()}
         for image in self._images.values():
             image.refresh()
-        self._context = _Context(self)
         self._last_step = time.monotonic()
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._rtu_task: asyncio.Task[None] | None = None
-        self._framers = {True: FramerSocket(DecodePDU(True)), False: FramerRTU(DecodePDU(True))}
+        self._rtu_silence: asyncio.TimerHandle | None = None
         self._pty: tuple[int, int] | None = None
         self._pty_buffer = b""
         self._silent = False
+        #: units that never answer (switched off behind a gateway that does not say so)
+        self.silent_units: set[int] = set()
         self.host = "127.0.0.1"
         self.port = 0
         self.pty_path = ""
@@ -297,6 +278,9 @@ class ModbusSimulator:
             master, slave = self._pty
             self._pty = None
             asyncio.get_running_loop().remove_reader(master)
+            if self._rtu_silence is not None:
+                self._rtu_silence.cancel()
+                self._rtu_silence = None
             task, self._rtu_task = self._rtu_task, None
             if task is not None:
                 task.cancel()
@@ -351,26 +335,34 @@ class ModbusSimulator:
         task = asyncio.current_task()
         assert task is not None
         self._connections[task] = writer
-        framer = FramerSocket(DecodePDU(True))
-        buffer = b""
         try:
             while True:
-                data = await reader.read(4096)
-                if not data:
+                # MBAP header: transaction id, protocol id (0), length (unit + PDU), unit
+                header = await reader.readexactly(7)
+                tid, protocol, length, unit = (
+                    int.from_bytes(header[0:2], "big"),
+                    int.from_bytes(header[2:4], "big"),
+                    int.from_bytes(header[4:6], "big"),
+                    header[6],
+                )
+                if protocol != 0 or not 2 <= length <= 260:
+                    # Not Modbus (an HTTP client, a TLS hello): nothing to resynchronise on. A
+                    # length a little past the 253-byte PDU limit is read and answered 03.
+                    self.garbage_frames += 1
                     return
-                buffer += data
-                while buffer:
-                    used, pdu = self._decode(framer, buffer)
-                    buffer = buffer[used:]
-                    if pdu is None:
-                        break
-                    reply = await self._handle(pdu, tcp=True)
-                    if reply is _DISCONNECT:
-                        writer.transport.abort()
-                        return
-                    if isinstance(reply, bytes) and not writer.is_closing():
-                        writer.write(reply)
-        except (ConnectionError, OSError):
+                pdu = await reader.readexactly(length - 1)
+                reply = await self._handle(unit, pdu, tcp=True)
+                if reply is _DISCONNECT:
+                    return
+                if isinstance(reply, bytes) and not writer.is_closing():
+                    writer.write(
+                        tid.to_bytes(2, "big")
+                        + b"\0\0"
+                        + (len(reply) + 1).to_bytes(2, "big")
+                        + bytes((unit,))
+                        + reply
+                    )
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
             return
         finally:
             self._connections.pop(task, None)
@@ -381,50 +373,63 @@ class ModbusSimulator:
             return
         try:
             data = os.read(self._pty[0], 4096)
-        except BlockingIOError:
-            return
-        except OSError:
+        except OSError:  # BlockingIOError included: nothing to read after all
             return
         self._pty_buffer += data
         if self._rtu_task is None or self._rtu_task.done():
             # One server task at a time: an RTU bus carries one request after another.
             self._rtu_task = asyncio.get_running_loop().create_task(self._rtu_serve(), name="rtu")
 
+    def _rtu_quiet(self) -> None:
+        """The line went quiet in the middle of a frame: what came is not a request."""
+        self._rtu_silence = None
+        if self._pty_buffer and (self._rtu_task is None or self._rtu_task.done()):
+            self.garbage_frames += 1
+            self._pty_buffer = b""
+
     async def _rtu_serve(self) -> None:
-        framer = FramerRTU(DecodePDU(True))
         while self._pty_buffer and self._pty is not None:
-            used, pdu = self._decode(framer, self._pty_buffer)
-            self._pty_buffer = self._pty_buffer[used:]
-            if pdu is None:
+            if self._rtu_silence is not None:
+                self._rtu_silence.cancel()
+                self._rtu_silence = None
+            found = rtu_next_frame(self._pty_buffer)
+            if found is None:
+                self._rtu_silence = asyncio.get_running_loop().call_later(
+                    _RTU_SILENCE_S, self._rtu_quiet
+                )
                 return
-            if pdu.dev_id not in self._images:
+            skip, length = found
+            if skip:
+                self.garbage_frames += 1
+            frame = self._pty_buffer[skip : skip + length]
+            self._pty_buffer = self._pty_buffer[skip + length :]
+            unit, pdu = frame[0], frame[1:-2]
+            if unit == 0:
+                if pdu[0] in _WRITE_FUNCTIONS:  # broadcast: every unit carries it out, none answers
+                    for u in self._images:
+                        await self._handle(u, pdu, tcp=False)
+                continue
+            if unit not in self._images:
                 continue  # another device on the bus: not ours to answer
-            reply = await self._handle(pdu, tcp=False)
+            reply = await self._handle(unit, pdu, tcp=False)
             if isinstance(reply, bytes) and self._pty is not None:
+                body = bytes((unit,)) + reply
                 with contextlib.suppress(BlockingIOError):
-                    os.write(self._pty[0], reply)
+                    os.write(self._pty[0], body + crc16(body).to_bytes(2, "little"))
 
-    def _decode(self, framer: Any, buffer: bytes) -> tuple[int, Any]:
-        try:
-            used, pdu = framer.handleFrame(buffer, 0, 0)
-        except ModbusIOException:
+    async def _handle(self, unit: int, pdu: bytes, *, tcp: bool) -> bytes | object | None:
+        """The response PDU to one request PDU, ``None`` for no answer, or ``_DISCONNECT``."""
+        if not 1 <= pdu[0] <= 127:
+            # 0 is no function code, 128-255 mark exception responses: not a request at all
             self.garbage_frames += 1
-            return len(buffer), None
-        if pdu is None and used:
-            self.garbage_frames += 1
-        return used, pdu
-
-    async def _handle(self, pdu: Any, *, tcp: bool) -> bytes | object | None:
-        """The framed answer to one request, ``None`` for no answer, or ``_DISCONNECT``."""
-        unit = pdu.dev_id
+            return None
         if unit not in self._images:
-            if tcp and unit == 0 and len(self._images) == 1:
+            if tcp and unit in (0, 255) and len(self._images) == 1:
                 unit = next(iter(self._images))
             else:
-                response: Any = ExceptionResponse(pdu.function_code, ExcCodes.GATEWAY_NO_RESPONSE)
-                return self._frame(response, pdu, tcp)
-        self.requests[(unit, pdu.function_code)] += 1
-        if self._silent:
+                return exception_pdu(pdu[0], ExcCodes.GATEWAY_NO_RESPONSE)
+        self.requests[(unit, pdu[0])] += 1
+        if self._silent or unit in self.silent_units:
             return None
         fault = self.faults.draw()
         if fault is not None:
@@ -434,19 +439,13 @@ class ModbusSimulator:
             if kind == Fault.DISCONNECT:
                 return _DISCONNECT if tcp else None
             if kind == Fault.EXCEPTION:
-                return self._frame(ExceptionResponse(pdu.function_code, int(arg)), pdu, tcp)
+                return exception_pdu(pdu[0], int(arg))
             await asyncio.sleep(arg)  # Fault.SLOW
         self.advance()
-        response = await pdu.datastore_update(self._context, unit)
-        reply = self._frame(response, pdu, tcp)
+        reply = serve_pdu(self._images[unit], pdu)
         self.answered.set()
         self.answered = asyncio.Event()
         return reply
-
-    def _frame(self, response: Any, request: Any, tcp: bool) -> bytes:
-        response.transaction_id = request.transaction_id
-        response.dev_id = request.dev_id
-        return bytes(self._framers[tcp].buildFrame(response))
 
     # -- helpers for tests and tools ---------------------------------------------------
     def image(self, unit: int) -> RegisterImage:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-import pytest_asyncio
+from ._asyncio import async_fixture
 
 if TYPE_CHECKING:
     # pymodbus is imported when a fixture is used, not when pytest loads the plugin.
@@ -62,7 +62,7 @@ async def _start(
     return ModbusSim(sim, address, profile)
 
 
-@pytest_asyncio.fixture
+@async_fixture
 async def modbus_sim() -> AsyncIterator[StartSim]:
     """A factory: ``await modbus_sim("incubator" | "bioreactor", seed=, time_scale=, faults=, units=)``."""
     started: list[ModbusSimulator] = []
@@ -79,7 +79,7 @@ async def modbus_sim() -> AsyncIterator[StartSim]:
             await sim.stop()
 
 
-@pytest_asyncio.fixture
+@async_fixture
 async def modbus_incubator() -> AsyncIterator[ModbusSim]:
     """A simulated CO2 incubator on Modbus TCP at a free port (physics 60x real time)."""
     running = await _start("incubator")
@@ -89,7 +89,7 @@ async def modbus_incubator() -> AsyncIterator[ModbusSim]:
         await running.sim.stop()
 
 
-@pytest_asyncio.fixture
+@async_fixture
 async def modbus_bioreactor() -> AsyncIterator[ModbusSim]:
     """A simulated stirred-tank bioreactor on Modbus RTU over a pseudo-terminal (60x real time)."""
     running = await _start("bioreactor")

@@ -7,7 +7,8 @@
   without paying for a server start each time.
 - ``opcua_secure_sensor_hub``: a module-wide hub offering only Basic256Sha256
   Sign and SignAndEncrypt endpoints and a user login, with a client certificate
-  generated for the test run (``SecureSensorHub`` has every path and secret).
+  generated for the test run and on the hub's trust list (``SecureSensorHub`` has
+  every path and secret).
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from ..sim._opcua_certs import write_certificate
-from ..sim._opcua_hub import OpcUaSensorHub, SensorHubThread
+from ._asyncio import async_fixture
+
+if TYPE_CHECKING:
+    # asyncua is imported when a fixture is used, not when pytest loads the plugin.
+    from ..sim._opcua_hub import OpcUaSensorHub, SensorHubThread
 
 __all__ = [
     "SecureSensorHub",
@@ -33,9 +38,11 @@ __all__ = [
 FIXTURE_TIME_SCALE = 3600.0
 
 
-@pytest.fixture
+@async_fixture
 async def opcua_sensor_hub() -> AsyncIterator[OpcUaSensorHub]:
     """A simulated sensor hub (profile ``opcua-sensor-hub``) at ``hub.endpoint``, security None."""
+    from ..sim._opcua_hub import OpcUaSensorHub
+
     async with OpcUaSensorHub(seed=0, time_scale=FIXTURE_TIME_SCALE) as hub:
         yield hub
 
@@ -43,6 +50,8 @@ async def opcua_sensor_hub() -> AsyncIterator[OpcUaSensorHub]:
 @pytest.fixture(scope="module")
 def opcua_sensor_hub_shared() -> Iterator[SensorHubThread]:
     """One hub per module on its own thread; ``.endpoint``, ``.hub``, ``await .acall(fn)``."""
+    from ..sim._opcua_hub import OpcUaSensorHub, SensorHubThread
+
     with SensorHubThread(lambda: OpcUaSensorHub(seed=0, time_scale=FIXTURE_TIME_SCALE)) as t:
         yield t
 
@@ -67,6 +76,9 @@ class SecureSensorHub:
 @pytest.fixture(scope="module")
 def opcua_secure_sensor_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureSensorHub]:
     """A hub with Basic256Sha256 Sign / SignAndEncrypt only, user ``operator``, no anonymous login."""
+    from ..sim._opcua_certs import write_certificate
+    from ..sim._opcua_hub import OpcUaSensorHub, SensorHubThread
+
     folder = tmp_path_factory.mktemp("opcua-pki")
     client = write_certificate(folder, "client", "urn:labdevices:test-client")
     password = secrets.token_urlsafe(12)
@@ -77,6 +89,7 @@ def opcua_secure_sensor_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterato
             time_scale=FIXTURE_TIME_SCALE,
             security=("Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt"),
             users={"operator": password},
+            trusted_certificates=[client.certificate],
         )
 
     with SensorHubThread(make) as thread:

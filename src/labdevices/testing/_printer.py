@@ -34,15 +34,9 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, Literal
 
-import pytest
-
 from ..profiles import GcodeProfile
 from ..sim.printer import SimPrinterConfig, SimulatedPrinter
-
-try:  # works in pytest-asyncio's strict and auto modes alike
-    from pytest_asyncio import fixture as _async_fixture
-except ImportError:  # pragma: no cover - without pytest-asyncio the fixtures cannot run anyway
-    _async_fixture = pytest.fixture  # type: ignore[assignment]
+from ._asyncio import async_fixture as _async_fixture
 
 __all__ = ["SimPrinterFactory", "sim_printer", "sim_printer_factory"]
 

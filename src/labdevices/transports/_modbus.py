@@ -156,9 +156,13 @@ class _InputRegisters(ReadInputRegistersResponse):
 class ModbusLink:
     """One pymodbus client shared by every device behind it (one socket, gateway or RTU bus).
 
-    Requests never interleave: pymodbus's client sends one at a time. ``lock`` makes a
-    sequence atomic (a write and its read-back; connecting) and, on a serial bus, every
-    read, so that a late answer is let through before the next request goes out.
+    Requests never interleave: every request holds ``lock``, which also makes a sequence
+    atomic (a write and its read-back; connecting). After a timeout the answer may still
+    come, and nothing in it says which request it answers: pymodbus's own TCP server
+    stamps a late answer with the transaction id of the newest request, and an RTU frame
+    has none. So on TCP the connection is replaced before the next request (and before
+    each retry) and a late answer lands on a closed socket; on a serial bus it is let
+    through (pymodbus drops it as unrequested) before the bus carries the next request.
     """
 
     def __init__(self, address: ModbusAddress, settings: ModbusConnection) -> None:
@@ -166,8 +170,12 @@ class ModbusLink:
         self.settings = settings
         self.lock = asyncio.Lock()
         self.requests = 0
+        #: TCP connections replaced after a timeout (not counted as lost links)
+        self.resets = 0
         self._listeners: list[Callable[[], None]] = []
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
+        self._generation = 0
+        self._suspect = False
         self._users = 0
 
     @property
@@ -182,6 +190,11 @@ class ModbusLink:
     def connected(self) -> bool:
         return self._client is not None and self._client.connected
 
+    @property
+    def shared(self) -> bool:
+        """More than one device uses this link (a gateway or an RTU bus)."""
+        return self._users > 1
+
     def on_lost(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` whenever the link drops (the devices then reconnect)."""
         self._listeners.append(listener)
@@ -191,24 +204,31 @@ class ModbusLink:
             self._listeners.remove(listener)
 
     def _new_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
-        client = self._make_client()
+        self._generation += 1
+        client = self._make_client(self._generation)
         # pymodbus's public hook for response classes: this client's register blocks decode faster
         client.register(_HoldingRegisters)
         client.register(_InputRegisters)
         return client
 
-    def _make_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+    def _make_client(self, generation: int) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
         s = self.settings
+
+        def trace(connected: bool) -> None:
+            self._trace_connect(connected, generation)
+
         # pymodbus's own reconnect is off (reconnect_delay=0): the devices reconnect with backoff.
         if self.address.kind == "tcp":
+            # No pymodbus retries on TCP: a retry on the same socket could be paired with
+            # the late answer to the try before; ``_request`` retries on a new connection.
             return AsyncModbusTcpClient(
                 self.address.host,
                 port=self.address.port,
                 framer=FramerType.SOCKET,
                 timeout=s.timeout_s,
-                retries=s.retries,
+                retries=0,
                 reconnect_delay=0,
-                trace_connect=self._trace_connect,
+                trace_connect=trace,
             )
         return AsyncModbusSerialClient(
             self.address.path,
@@ -220,12 +240,12 @@ class ModbusLink:
             timeout=s.timeout_s,
             retries=s.retries,
             reconnect_delay=0,
-            trace_connect=self._trace_connect,
+            trace_connect=trace,
         )
 
-    def _trace_connect(self, connected: bool) -> None:
-        if connected:
-            return
+    def _trace_connect(self, connected: bool, generation: int) -> None:
+        if connected or generation != self._generation:
+            return  # a replaced connection closing is not a lost link
         client = self._client
         # A request in flight would otherwise wait out its timeout on a dead socket.
         future = getattr(getattr(client, "ctx", None), "response_future", None)
@@ -237,31 +257,52 @@ class ModbusLink:
     async def connect(self, device: str) -> None:
         """Open the link unless it is open; failure raises ``DeviceConnectionError``."""
         async with self.lock:
-            if self.connected:
+            if self.connected and not self._suspect:
                 return
-            if self._client is not None:
-                self._client.close()
-            self._client = self._new_client()
-            timeout = self.settings.connect_timeout_s
-            try:
-                async with asyncio.timeout(timeout + 1.0):
-                    ok = await self._client.connect()
-            except TimeoutError as exc:
-                raise DeviceTimeoutError(
-                    f"connecting to {self.key} took longer than {timeout} s", device=device
-                ) from exc
-            if not ok:
-                self._client.close()
-                self._client = None
-                raise DeviceConnectionError(f"cannot connect to {self.key}", device=device)
-            if self.is_serial:
-                # pymodbus finishes opening a serial transport on the next loop turn.
-                await asyncio.sleep(0)
+            await self._open(device)
+
+    async def _open(self, device: str) -> None:
+        """Open a new client in place of the old one; the caller holds ``lock``."""
+        if self._client is not None:
+            self._generation += 1  # the old client's disconnect is ours, not a lost link
+            self._client.close()
+            self._client = None
+        client = self._new_client()
+        self._suspect = False
+        timeout = self.settings.connect_timeout_s
+        try:
+            async with asyncio.timeout(timeout + 1.0):
+                ok = await client.connect()
+        except TimeoutError as exc:
+            client.close()
+            raise DeviceTimeoutError(
+                f"connecting to {self.key} took longer than {timeout} s", device=device
+            ) from exc
+        if not ok:
+            client.close()
+            raise DeviceConnectionError(f"cannot connect to {self.key}", device=device)
+        self._client = client
+        if self.is_serial:
+            # pymodbus finishes opening a serial transport on the next loop turn.
+            await asyncio.sleep(0)
+
+    async def _reset(self, device: str) -> Any:
+        """A new TCP connection after a timeout; if that fails the link is lost (listeners told)."""
+        self.resets += 1
+        try:
+            await self._open(device)
+        except LabDeviceError:
+            for listener in list(self._listeners):
+                listener()
+            raise
+        return self._client
 
     def drop(self) -> None:
         """Close the socket or port (e.g. after repeated timeouts); listeners are told."""
         client, self._client = self._client, None
+        self._suspect = False
         if client is not None and client.connected:
+            self._generation += 1
             client.close()
             for listener in list(self._listeners):
                 listener()
@@ -269,39 +310,38 @@ class ModbusLink:
     def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
+            self._generation += 1
             client.close()
 
     async def read(
         self, table: str, address: int, count: int, unit: int, device: str
     ) -> list[int] | list[bool]:
-        """Read ``count`` registers or bits from ``table`` starting at ``address``.
-
-        A single read takes ``lock`` only on a serial bus, whose late answers must land
-        before the next request; on TCP pymodbus already sends one request at a time per
-        client and pairs answers by transaction id. ``lock`` is for sequences of requests.
-        """
-        if self.is_serial:
-            async with self.lock:
-                return await self.read_locked(table, address, count, unit, device)
-        return await self.read_locked(table, address, count, unit, device)
+        """Read ``count`` registers or bits from ``table`` starting at ``address``."""
+        async with self.lock:
+            return await self.read_locked(table, address, count, unit, device)
 
     async def read_locked(
         self, table: str, address: int, count: int, unit: int, device: str
     ) -> list[int] | list[bool]:
         """``read`` for a caller that already holds ``lock`` (e.g. write then read back).
 
-        The poll hot path: one coroutine around pymodbus's request, the description of
-        the request is only formatted when something goes wrong.
+        The poll hot path: the description of the request is only formatted when
+        something goes wrong.
         """
-        client = self._require(device)
+        client = self._client
+        if client is None or self._suspect or not client.connected:
+            client = await self._ready(device)
         self.requests += 1
+        method = _READ_METHOD[table]
         try:
-            response = await getattr(client, _READ_METHOD[table])(
-                address, count=count, device_id=unit
-            )
+            response = await getattr(client, method)(address, count=count, device_id=unit)
         except (ModbusException, OSError) as exc:
-            what = _describe_read(table, address, count, unit)
-            raise await self._failure(exc, device, what) from exc
+            response = await self._retry(
+                exc,
+                device,
+                lambda c: getattr(c, method)(address, count=count, device_id=unit),
+                lambda: _describe_read(table, address, count, unit),
+            )
         if response.function_code != _READ_FC[table]:
             what = _describe_read(table, address, count, unit)
             if response.isError():
@@ -325,37 +365,80 @@ class ModbusLink:
         self, table: str, address: int, values: list[int] | bool, unit: int, device: str
     ) -> None:
         """Write registers (fc 6/16) or a coil (fc 5); the caller holds ``lock``."""
-        client = self._require(device)
         what = f"writing {table} at {address} (unit {unit})"
         if table == "coil":
-            coro = client.write_coil(address, bool(values), device_id=unit)
+            on = bool(values)
+
+            def call(client: Any) -> Any:
+                return client.write_coil(address, on, device_id=unit)
+
         elif table != "holding" or isinstance(values, bool):
             raise ConfigurationError(f"{what}: {table} cannot be written", device=device)
         elif len(values) == 1:
-            coro = client.write_register(address, values[0], device_id=unit)
+            word = values[0]
+
+            def call(client: Any) -> Any:
+                return client.write_register(address, word, device_id=unit)
+
         else:
-            coro = client.write_registers(address, values, device_id=unit)
-        self.requests += 1
-        try:
-            response = await coro
-        except (ModbusException, OSError) as exc:
-            raise await self._failure(exc, device, what) from exc
+            words = values
+
+            def call(client: Any) -> Any:
+                return client.write_registers(address, words, device_id=unit)
+
+        response = await self._request(device, call, lambda: what)
         if response.isError():
             raise _exception_response(response, device, what)
 
-    def _require(self, device: str) -> Any:
+    async def _request(
+        self, device: str, call: Callable[[Any], Any], describe: Callable[[], str]
+    ) -> Any:
+        """One request (and on TCP its retries, each on a new connection); the caller holds ``lock``."""
         client = self._client
-        if client is None or not client.connected:
-            # Never let pymodbus reconnect behind our backoff: report the outage instead.
-            raise DeviceConnectionError(f"link {self.key} is not connected", device=device)
-        return client
+        if client is None or self._suspect or not client.connected:
+            client = await self._ready(device)
+        self.requests += 1
+        try:
+            return await call(client)
+        except (ModbusException, OSError) as exc:
+            return await self._retry(exc, device, call, describe)
+
+    async def _retry(
+        self,
+        exc: Exception,
+        device: str,
+        call: Callable[[Any], Any],
+        describe: Callable[[], str],
+    ) -> Any:
+        """After a failed try: on TCP, no answer in time means retries on new connections."""
+        if self.is_serial or not isinstance(exc, ModbusIOException | TimeoutError):
+            raise await self._failure(exc, device, describe()) from exc
+        first = exc
+        # The answer may still come on this socket, so never send there again.
+        self._suspect = True
+        for _ in range(self.settings.retries):
+            client = await self._reset(device)
+            self.requests += 1
+            try:
+                return await call(client)
+            except (ModbusException, OSError) as again:
+                if not isinstance(again, ModbusIOException | TimeoutError):
+                    raise await self._failure(again, device, describe()) from again
+                self._suspect = True
+        raise await self._failure(first, device, describe()) from first
+
+    async def _ready(self, device: str) -> Any:
+        """The client to send on: a new connection after a timeout, never a reconnect after a loss."""
+        if self._suspect and self._client is not None:
+            return await self._reset(device)
+        # Never let pymodbus reconnect behind our backoff: report the outage instead.
+        raise DeviceConnectionError(f"link {self.key} is not connected", device=device)
 
     async def _failure(self, exc: Exception, device: str, what: str) -> LabDeviceError:
         """The labdevices error for what pymodbus raised during a request.
 
-        pymodbus bounds every attempt by the profile's ``timeout_s`` and makes
-        ``retries`` more (its ``ModbusIOException``); our link lock means its own
-        request lock is never waited on, so no outer timeout is needed.
+        pymodbus bounds every attempt by the profile's ``timeout_s``; the lock means its
+        own request lock is never waited on, so no outer timeout is needed.
         """
         s = self.settings
         if isinstance(exc, ModbusIOException | TimeoutError):
