@@ -33,6 +33,7 @@ from labdevices.devices import DeviceState, Sample
 from labdevices.devices.modbus import ModbusDevice
 from labdevices.errors import DeviceTimeoutError
 from labdevices.profiles import ModbusProfile, load_profile
+from labdevices.testing._auth import issue_session
 from labdevices.testing._modbus import ModbusSim
 from labdevices.testing._mqtt import MosquittoBroker
 
@@ -306,7 +307,11 @@ async def test_silent_peer_trips_the_daemons_offline_interlock(
     )
     async with asyncio.timeout(30):
         async with (
-            LabClient(mqtt_broker.url, site=site) as lab,
+            LabClient(
+                mqtt_broker.url,
+                site=site,
+                session=issue_session(tmp_path / "lab.db", "vera", site=site, roles=["viewer"]),
+            ) as lab,
             lab.alarm_events() as alarm_events,
             Daemon(config),
         ):

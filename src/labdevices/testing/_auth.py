@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from ..auth import SESSION_PURPOSE, session_secret
-from ..client import Session
-from ..store import SqliteDatabase, default_key_path, derive_key, load_or_create_signing_key
+if TYPE_CHECKING:
+    from ..client import Session
+
+# The store, client and crypto modules are imported when a function runs, not when pytest
+# loads the plugin: a users' suite that never asks for a session pays nothing for them.
 
 __all__ = ["TEST_PASSWORD", "add_test_user", "issue_session", "lab_session"]
 
@@ -33,6 +36,8 @@ def add_test_user(
     service: bool = False,
 ) -> None:
     """Register ``user`` in the store at ``db_path`` (nothing if it exists)."""
+    from ..store import SqliteDatabase
+
     with SqliteDatabase(db_path) as db:
         if db.find_user(user) is None:
             db.add_user(
@@ -55,6 +60,10 @@ def issue_session(
     lifetime_s: float | None = None,
 ) -> Session:
     """A session for ``user`` (registered with ``roles`` if new), as ``login`` would give."""
+    from ..auth import SESSION_PURPOSE, session_secret
+    from ..client import Session
+    from ..store import SqliteDatabase, default_key_path, derive_key, load_or_create_signing_key
+
     add_test_user(db_path, user, roles)
     with SqliteDatabase(db_path) as db:
         record = db.create_session(user, lifetime_s=lifetime_s)
