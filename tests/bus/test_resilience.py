@@ -135,6 +135,8 @@ async def test_telemetry_batches_counts_drops_while_the_broker_is_down_and_catch
             publisher.add(Sample("p1", "temperature", float(i), "degC"))
             publisher.add(Sample("p2", "pressure", float(i), "kPa"))
         await collect(40)
+        # the watcher may see a batch before the broker's PUBACK reaches the publisher
+        await publisher.flush(20)
         assert publisher.stats.batches == 2, "samples added at once go as one batch per device"
 
         await asyncio.to_thread(mqtt_broker.stop)
