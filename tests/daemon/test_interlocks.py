@@ -126,7 +126,7 @@ async def test_a_hot_bed_has_its_setpoint_held_and_an_estop_halts_the_printer(
 
             await lab.estop("printer", reason="test of the stop button")
             # the reply comes once M112 is written; the firmware reads it a moment later
-            await sim.wait_until(lambda s: s.halted)
+            await sim.wait_until(lambda s: s.state.halted)
             assert daemon.slots["printer"].state == "fault"
     with SqliteDatabase(db, readonly=True) as store:
         records = store.audit_records()
