@@ -247,6 +247,10 @@ def gcode_edited(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE job_gcode SET gcode = 'G28\nG1 X99\nM400\n' WHERE job_id = 1")
 
 
+def gcode_deleted(conn: sqlite3.Connection) -> None:
+    conn.execute("DELETE FROM job_gcode WHERE job_id = 1")
+
+
 def job_deleted(conn: sqlite3.Connection) -> None:
     conn.execute("DELETE FROM job_events WHERE job_id = 1")
     conn.execute("DELETE FROM job_gcode WHERE job_id = 1")
@@ -336,6 +340,7 @@ ATTACKS: list[tuple[str, Callable[[sqlite3.Connection], None], bool, list[str]]]
     ("a signature deleted", signature_deleted, True, ["signatures row 1: deleted"]),
     ("a telemetry block deleted", block_deleted, True, ["telemetry_blocks row 3: deleted"]),
     ("a job's G-code changed", gcode_edited, True, ["job_gcode row 1"]),
+    ("a job's G-code deleted", gcode_deleted, True, ["job_gcode row 1: deleted"]),
     ("a job deleted with its events and G-code", job_deleted, True, ["jobs row 1: deleted"]),
     ("a job inserted", job_inserted, True, ["jobs row 3: has no audit record"]),
     (

@@ -679,6 +679,8 @@ class SqliteDatabase(IdentityMethods):
                 "lines_total": lines_total,
                 "state": state.value,
                 "content_sha256": content_sha256,
+                # the event chain covers this: a stored program cannot vanish unseen
+                "gcode_stored": gcode is not None,
             }
             self._add_event(db, job_id, now, "created", summary)
             self._append_audit(

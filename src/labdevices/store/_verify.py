@@ -639,3 +639,12 @@ def _check_gcode(conn: sqlite3.Connection, report: StoreReport) -> None:
             report.add(
                 "job_gcode", f"row {job_id}", "the G-code differs from jobs.gcode_sha256 of its job"
             )
+    # Jobs whose (hash-chained) creation event says their G-code was stored with them.
+    for (job_id,) in conn.execute(
+        "SELECT e.job_id FROM job_events e LEFT JOIN job_gcode g ON g.job_id = e.job_id"
+        " WHERE e.kind = 'created' AND json_extract(e.payload, '$.gcode_stored') = 1"
+        " AND g.job_id IS NULL ORDER BY e.job_id"
+    ):
+        report.add(
+            "job_gcode", f"row {job_id}", "deleted: the job was created with its G-code stored"
+        )
