@@ -149,3 +149,22 @@ def test_a_session_file_is_private_and_holds_no_password(
         Session.load(path)
     with pytest.raises(ConfigurationError, match="for site 'lab'"):
         LabClient(site="other", session=session)
+
+
+async def test_a_session_revoked_from_another_process_is_refused_at_the_next_request(
+    mqtt_broker: MosquittoBroker, site: str, tmp_path: Path
+) -> None:
+    # ``devices`` writes nothing, so the daemon answers it from its session cache: the cache
+    # must see a revocation committed by another connection (the CLI on the store file).
+    db = tmp_path / "lab.db"
+    session = issue_session(db, "bob", site=site)
+    async with (
+        running(mqtt_broker, site, db),
+        LabClient(mqtt_broker.url, site=site, session=session) as lab,
+    ):
+        await lab.devices()
+        await lab.devices()
+        with SqliteDatabase(db) as store:
+            store.revoke_session(session.id, by="admin", reason="lost laptop")
+        with pytest.raises(Unauthenticated, match="revoked"):
+            await lab.devices()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -222,6 +223,9 @@ class SqliteStore:
             on_checkpoint=self._checkpointed if on_checkpoint is not None else None,
         )
         self._reader_db = SqliteDatabase(self.path, readonly=True, auth_policy=auth_policy)
+        # Sessions read while the database has not changed since (see ``get_session``).
+        self._version: sqlite3.Connection | None = None
+        self._sessions: dict[str, tuple[int, SessionRecord | None]] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._used = False
@@ -236,6 +240,12 @@ class SqliteStore:
         try:
             await self._run(self._db.open)
             await asyncio.get_running_loop().run_in_executor(self._reader, self._reader_db.open)
+            self._version = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+            )
         except BaseException:
             await self._shutdown()
             raise
@@ -250,6 +260,10 @@ class SqliteStore:
         await self._shutdown()
 
     async def _shutdown(self) -> None:
+        version, self._version = self._version, None
+        if version is not None:
+            version.close()
+        self._sessions.clear()
         reader, self._reader = self._reader, None
         if reader is not None:
             try:
@@ -530,7 +544,31 @@ class SqliteStore:
         return user, await self.create_session(user.id)
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
-        return await self._read(self._reader_db.get_session, session_id)
+        """The session as stored now: read again whenever the database changed since.
+
+        ``PRAGMA data_version`` (a look at the WAL index in shared memory, a few µs, no
+        disk) changes with every commit of any connection, this daemon's or a CLI's on
+        the same file, so a revocation applies at the very next request while an
+        unchanged database costs no trip to the reader thread.
+        """
+        version = self._data_version()
+        cached = self._sessions.get(session_id)
+        if version is not None and cached is not None and cached[0] == version:
+            return cached[1]
+        record = await self._read(self._reader_db.get_session, session_id)
+        if version is not None:  # the version read before the session: never newer than it
+            if len(self._sessions) >= 4096:
+                self._sessions.clear()
+            self._sessions[session_id] = (version, record)
+        return record
+
+    def _data_version(self) -> int | None:
+        if self._version is None:
+            return None
+        try:
+            return int(self._version.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error:
+            return None  # read from the store instead
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         """On the reader thread and its read-only connection: never behind a write."""
