@@ -47,7 +47,7 @@ def toolpath(
                 )
             render_preview(result, preview, None if layer is None else layer - 1)
     if output is not None:
-        output.write_text(result.gcode, encoding="ascii")
+        _write_atomically(output, result.gcode_bytes())
     console.print(summary_table(result))
     for note in result.notes:
         console.print(f"[cyan]note:[/] {note}", highlight=False)
@@ -57,3 +57,19 @@ def toolpath(
     if written:
         console.print("wrote " + ", ".join(written))
     request_quick_exit()  # every file is closed: no need for the slow final collection
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it: a failure
+    never leaves a partial or empty G-code file behind."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -26,7 +26,8 @@ class LayerPaths:
     ``z``: layer top height in mm; ``xy``: (N, 2) float64 mm; ``start``: (P + 1,)
     int64 offsets into ``xy``; ``tool``: (P,) int32 printhead of each path;
     ``role``: (P,) int8 (ROLE_*); ``closed``: (P,) bool, the path returns to its
-    first point.
+    first point; ``island``: (P,) int32 connected region of the layer each path
+    lies in, or None when unknown (a travel between islands crosses open space).
     """
 
     z: float
@@ -35,6 +36,7 @@ class LayerPaths:
     tool: npt.NDArray[np.int32]
     role: npt.NDArray[np.int8]
     closed: npt.NDArray[np.bool_]
+    island: npt.NDArray[np.int32] | None = None
 
     @property
     def n_paths(self) -> int:
