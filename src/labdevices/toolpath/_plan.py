@@ -621,6 +621,7 @@ def plan_job(
         infill_angle_deg=obj.infill_angle_deg,
         tool=obj.tool,
         progress=lambda done, total: say(f"slicing layer {done}/{total}"),
+        resolution_mm=obj.contour_resolution_mm,
     )
     _centre(layers, obj.offset_mm)
     return plan_layers(layers, job, profile, progress=progress)
