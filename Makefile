@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	# printrun (the peer host in tests and benchmarks) without its GUI dependencies
 	$(BIN)/pip install --quiet --no-deps 'printrun>=2.1'
+	# compile the toolpath kernels once, so that no first job waits for numba
+	$(BIN)/labdevices warmup
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -59,6 +59,17 @@ def toolpath(
     request_quick_exit()  # every file is closed: no need for the slow final collection
 
 
+@app.command()
+def warmup() -> None:
+    """Compile the toolpath kernels into numba's cache (once per environment; CI can cache it)."""
+    from rich.console import Console
+
+    from ..toolpath._warmup import cache_dir, warm_up
+
+    seconds = warm_up()
+    Console().print(f"toolpath kernels ready in {seconds:.1f} s (cache: {cache_dir()})")
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, then rename it: a failure
     never leaves a partial or empty G-code file behind."""

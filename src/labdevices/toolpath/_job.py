@@ -33,8 +33,11 @@ __all__ = [
 
 
 # Mesh contours: points closer than this to the simplified outline are dropped. Chosen from
-# measured accuracy against time on the benchmark corpus (benchmarks/slicing/RESULTS.md).
-CONTOUR_RESOLUTION_MM = 0.01
+# accuracy against time on the benchmark corpus (benchmarks/slicing/RESULTS.md): against
+# 0.002 mm it saves up to 0.6 s on a 330k-triangle sphere; outer walls stay within 0.37 %
+# of the exact section on every layer of every mesh but the sub-millimetre layers of
+# 2 mm spheres (1.5 %; 0.15 % over the whole part).
+CONTOUR_RESOLUTION_MM = 0.005
 
 
 class Rheology(StrictModel):
