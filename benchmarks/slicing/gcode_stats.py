@@ -59,8 +59,8 @@ def read(path: Path, pneumatic: bool = False) -> Stats:
                 kind = line[6:].strip()
                 cur = None
                 continue
-            if line.startswith(";TIME:"):
-                st.print_time_s = float(line[6:])
+            if line.startswith(";TIME_ELAPSED:"):  # CuraEngine, at every layer's end
+                st.print_time_s = float(line[14:])
                 continue
             if line.startswith("; estimated printing time (normal mode)"):
                 m = _PRUSA_TIME.search(line)

@@ -347,7 +347,11 @@ def make(work: Path) -> dict[str, Path]:
     for name, gen in CORPUS.items():
         path = work / f"{name}.stl"
         if not path.exists():
-            write_binary_stl(path, gen())
+            tris = gen()
+            # centred on the origin in XY: every slicer then centres it on its bed alike
+            lo, hi = tris.reshape(-1, 3).min(axis=0), tris.reshape(-1, 3).max(axis=0)
+            tris[..., :2] -= 0.5 * (lo[:2] + hi[:2])
+            write_binary_stl(path, tris)
         out[name] = path
     return out
 

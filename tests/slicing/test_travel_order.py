@@ -68,7 +68,7 @@ def test_layer_order_keeps_every_path_and_groups_islands() -> None:
                     ang = np.sort(rng.uniform(0, 2 * np.pi, 7))
                     paths.append(np.column_stack([cx + 3 * np.cos(ang), cy + 3 * np.sin(ang)]))
                 else:
-                    paths.append(rng.uniform(-2, 2, (5, 2)) + (cx, cy))
+                    paths.append(rng.uniform(-2, 2, (5, 2)) + np.array([cx, cy]))
                 closed.append(r < 2)
                 island.append(isl)
                 rank.append(r)
@@ -123,7 +123,10 @@ def _job(stl: Path, **over: Any) -> PrintJob:
             {
                 "strand_width_mm": 0.4,
                 "print_speed_mm_s": 10.0,
-                "bioink": {"name": "ink", "rheology": {"consistency_pa_sn": 30, "flow_index": 0.45}},
+                "bioink": {
+                    "name": "ink",
+                    "rheology": {"consistency_pa_sn": 30, "flow_index": 0.45},
+                },
                 "nozzle": {"inner_diameter_mm": 0.4, "length_mm": 12.7},
             }
         ],

@@ -24,6 +24,16 @@ def toolpath(
     ] = None,
 ) -> None:
     """Plan a print: layer paths, deposition physics, G-code in the printer's dialect."""
+    from ..toolpath._warmup import start_kernels_in_background
+
+    kernels = start_kernels_in_background()
+    try:
+        _toolpath(job_file, output, preview, layer)
+    finally:
+        kernels.join()
+
+
+def _toolpath(job_file: Path, output: Path | None, preview: Path | None, layer: int | None) -> None:
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 

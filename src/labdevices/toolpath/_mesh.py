@@ -294,7 +294,8 @@ def slice_mesh_walls(
 
     The outer walls are the loops half a line width inside the outline; the
     benchmark measures the area they enclose. Each layer is printed island by
-    island (a short tour between them), outer walls, inner walls, then infill.
+    island (a short tour between them), its walls nearest-first (so the walls of
+    one hole follow each other), then its infill.
     """
     if not line_width_mm > 0:
         raise MeshError(f"line width must be positive, got {line_width_mm}")
@@ -421,7 +422,7 @@ def _order_layer(
     region_start: I64,
     nozzle: tuple[float, float],
 ) -> tuple[F64, I64, npt.NDArray[np.bool_], I64, npt.NDArray[np.int32], tuple[float, float]]:
-    """Islands in a short tour, then outer walls, inner walls and infill of each, nearest first.
+    """Islands in a short tour, then the walls and the infill of each, nearest first.
 
     Islands are the counter-clockwise outer walls (or, without walls, the infill
     regions); returns the reordered points, starts, closed flags, ranks, islands and
@@ -451,8 +452,11 @@ def _order_layer(
         hi = np.maximum.reduceat(pxy, pstart[:-1], axis=0)[outl]
         centres = 0.5 * (lo + hi)
     tour = order_points(centres, nozzle[0], nozzle[1])
+    # walls of any rank form one group, infill another: the walls round one hole follow each
+    # other, instead of a tour round every hole for each rank
+    group = (~closed).astype(np.int64)
     order, first, rev, x, y = order_layer(
-        xy, start, closed, island, rank, tour, nozzle[0], nozzle[1]
+        xy, start, closed, island, group, tour, nozzle[0], nozzle[1]
     )
     gather, new_start = reorder_points(start, order, first, rev)
     return (

@@ -253,7 +253,7 @@ def order_layer(
     y0: float,
 ) -> tuple[I64, I64, npt.NDArray[np.bool_], float, float]:
     """Printing order of a layer's paths: island by island (``island_order``); within an
-    island by ``rank`` (outer walls, inner walls, infill), each time the path nearest to
+    island by ``rank`` (say walls, then infill), each time the path nearest to
     the nozzle next — a closed loop starting at its vertex nearest the nozzle, an open
     path from its nearer end.
 

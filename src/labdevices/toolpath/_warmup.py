@@ -8,12 +8,13 @@ cache directory) does it once, on tiny jobs of every kind.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["cache_dir", "warm_up"]
+__all__ = ["cache_dir", "start_kernels_in_background", "warm_up"]
 
 
 def cache_dir() -> str:
@@ -67,3 +68,22 @@ def warm_up() -> float:
     plan_layers(layers, mesh_job, job_profile(mesh_job))
     flow_for_pressure(50.0, head.nozzle, head.bioink.rheology)
     return time.perf_counter() - t0
+
+
+def _first_kernel_call() -> None:
+    from ._order import nearest_neighbour
+
+    nearest_neighbour(np.zeros((1, 2)), 0.0, 0.0)
+
+
+def start_kernels_in_background() -> threading.Thread:
+    """Import numba and load a first cached kernel on another thread.
+
+    The first cached kernel of a process costs ~0.3 s (numba sets up LLVM's target
+    and code generator), mostly in native code that releases the GIL: done while the
+    main thread imports the CLI, pydantic and reads the job, a one-shot command
+    finishes that much sooner. Join the thread before the process ends.
+    """
+    thread = threading.Thread(target=_first_kernel_call, name="numba-warm", daemon=True)
+    thread.start()
+    return thread
