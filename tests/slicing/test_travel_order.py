@@ -201,3 +201,37 @@ def test_outer_walls_enclose_the_exact_section(resolution: float) -> None:
         exact = tube.exact_area(z) + pin.exact_area(z)
         got = _grown_wall_area([lp.path(i) for i in np.flatnonzero(o)], w)
         assert got == pytest.approx(exact, rel=0.0055)
+
+
+def test_a_travel_over_a_hole_lifts_one_in_the_material_does_not() -> None:
+    from labdevices.toolpath import LayerPaths, plan_layers
+    from labdevices.toolpath._order import travel_crossings, travel_crossings_ref
+
+    outline = _square(50, 50, 20)
+    hole = _square(59, 59, 2, ccw=False)
+    paths = [
+        outline,
+        hole,
+        np.array([[52.0, 60.0], [58.5, 60.0]]),  # ends left of the hole
+        np.array([[61.5, 60.0], [68.0, 60.0]]),  # 3 mm away, across the hole
+        np.array([[68.0, 62.0], [52.0, 62.0]]),  # 2 mm away, in the material
+    ]
+    lp = LayerPaths.from_paths(
+        0.2, paths, role=[0, 0, 1, 1, 1], closed=[True, True, False, False, False]
+    )
+    lp.island = np.zeros(5, np.int32)
+    lp.outer = np.array([True, True, False, False, False])
+    from labdevices.toolpath import job_profile
+
+    # long travels never lift here: only the rule under test decides
+    job = _job(Path("-"), lift_above_travel_mm=100.0)
+    result = plan_layers([lp], job, job_profile(job))
+    ups = [line for line in result.gcode.splitlines() if line == "G0 Z5.2 F600"]
+    # the first travel (from nowhere), then only the one over the hole
+    assert len(ups) == 2, ups
+    from labdevices.toolpath._plan import _flatten
+
+    xy, pstart, layer_pstart, _t, _r = _flatten([lp])
+    got = travel_crossings(xy, pstart, layer_pstart, lp.outer)
+    assert got.tolist() == [False, False, False, True, False]
+    assert travel_crossings_ref(xy, pstart, layer_pstart, lp.outer).tolist() == got.tolist()

@@ -91,6 +91,7 @@ def test_warmup_compiles_the_kernels_a_mesh_job_needs() -> None:
         _order.path_islands,
         _order.order_layer,
         _order.reorder_points,
+        _order.travel_crossings,
         _order.two_opt,
         _physics.deposition_kernel,
         _physics.crossing_fraction,

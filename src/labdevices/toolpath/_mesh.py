@@ -395,6 +395,7 @@ def slice_mesh_walls(
                 role=role,
                 closed=closed,
                 island=island,
+                outer=rank == 0 if perimeters else np.zeros(n_loop + n_inf, np.bool_),
             )
         )
         outer.append(rank == 0 if perimeters else np.zeros(n_loop + n_inf, np.bool_))

@@ -19,6 +19,8 @@ __all__ = [
     "path_islands_ref",
     "reorder_points",
     "tour_length",
+    "travel_crossings",
+    "travel_crossings_ref",
     "two_opt",
     "two_opt_ref",
 ]
@@ -355,3 +357,109 @@ def reorder_points(
             else:
                 gather[o + j] = a + (first[k] + j) % m
     return gather, new_start
+
+
+# --- travels that cross open space -------------------------------------------------------
+
+
+@njit(cache=True)
+def _orient(ax: float, ay: float, bx: float, by: float, cx: float, cy: float) -> float:
+    return (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
+
+
+@njit(cache=True)
+def travel_crossings(
+    xy: F64, pstart: I64, layer_pstart: I64, outer: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.bool_]:
+    """For each path: does the straight travel to its first point, from the end of the path
+    before it, properly cross an outer wall of its layer (a layer's outline or a hole)?
+
+    ``xy`` holds every layer's points, closed paths with their first point repeated at
+    the end; ``outer`` flags the outer-wall paths. Touching a wall at the travel's ends
+    does not count (travels start and end on walls). The first path of all never crosses.
+    """
+    n_paths = pstart.shape[0] - 1
+    out = np.zeros(n_paths, np.bool_)
+    eps = 1e-12
+    for li in range(layer_pstart.shape[0] - 1):
+        p0 = layer_pstart[li]
+        p1 = layer_pstart[li + 1]
+        walls = np.empty(p1 - p0, np.int64)
+        n_w = 0
+        for p in range(p0, p1):
+            if outer[p]:
+                walls[n_w] = p
+                n_w += 1
+        if n_w == 0:
+            continue
+        box = np.empty((n_w, 4))
+        for w in range(n_w):
+            seg = xy[pstart[walls[w]] : pstart[walls[w] + 1]]
+            box[w, 0] = seg[:, 0].min()
+            box[w, 1] = seg[:, 1].min()
+            box[w, 2] = seg[:, 0].max()
+            box[w, 3] = seg[:, 1].max()
+        for i in range(max(p0, 1), p1):
+            ax = xy[pstart[i] - 1, 0]
+            ay = xy[pstart[i] - 1, 1]
+            bx = xy[pstart[i], 0]
+            by = xy[pstart[i], 1]
+            lo_x = min(ax, bx)
+            hi_x = max(ax, bx)
+            lo_y = min(ay, by)
+            hi_y = max(ay, by)
+            hit = False
+            for w in range(n_w):
+                if box[w, 0] > hi_x or box[w, 2] < lo_x or box[w, 1] > hi_y or box[w, 3] < lo_y:
+                    continue
+                p = walls[w]
+                for j in range(pstart[p], pstart[p + 1] - 1):
+                    cx = xy[j, 0]
+                    cy = xy[j, 1]
+                    dx = xy[j + 1, 0]
+                    dy = xy[j + 1, 1]
+                    if max(cx, dx) < lo_x or min(cx, dx) > hi_x:
+                        continue
+                    if max(cy, dy) < lo_y or min(cy, dy) > hi_y:
+                        continue
+                    o1 = _orient(ax, ay, bx, by, cx, cy)
+                    o2 = _orient(ax, ay, bx, by, dx, dy)
+                    o3 = _orient(cx, cy, dx, dy, ax, ay)
+                    o4 = _orient(cx, cy, dx, dy, bx, by)
+                    if o1 * o2 < -eps and o3 * o4 < -eps:
+                        hit = True
+                        break
+                if hit:
+                    break
+            out[i] = hit
+    return out
+
+
+def travel_crossings_ref(
+    xy: F64, pstart: I64, layer_pstart: I64, outer: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.bool_]:
+    """Reference of ``travel_crossings``: every travel against every wall edge of its layer."""
+    out = np.zeros(len(pstart) - 1, bool)
+    for li in range(len(layer_pstart) - 1):
+        p0, p1 = int(layer_pstart[li]), int(layer_pstart[li + 1])
+        edges = [
+            np.column_stack([xy[pstart[p] : pstart[p + 1] - 1], xy[pstart[p] + 1 : pstart[p + 1]]])
+            for p in range(p0, p1)
+            if outer[p]
+        ]
+        if not edges:
+            continue
+        e = np.concatenate(edges)
+        c, d = e[:, :2], e[:, 2:]
+        for i in range(max(p0, 1), p1):
+            a, b = xy[pstart[i] - 1], xy[pstart[i]]
+
+            def orient(p: F64, q: F64, r: F64) -> F64:
+                return (q[..., 0] - p[..., 0]) * (r[..., 1] - p[..., 1]) - (
+                    q[..., 1] - p[..., 1]
+                ) * (r[..., 0] - p[..., 0])
+
+            o1, o2 = orient(a, b, c), orient(a, b, d)
+            o3, o4 = orient(c, d, a), orient(c, d, b)
+            out[i] = bool(np.any((o1 * o2 < -1e-12) & (o3 * o4 < -1e-12)))
+    return out

@@ -19,6 +19,7 @@ from ..errors import ConfigurationError
 from ..profiles import GcodeProfile, PrintheadDialect
 from ._emit import EmitInputs, LiteralTable, Travel, render_body, to_ascii
 from ._job import MeshObject, PrintJob, ScaffoldObject, WellPlateObject, job_profile
+from ._order import travel_crossings
 from ._paths import LayerPaths
 from ._physics import (
     DEPOSITION_COLUMNS,
@@ -557,8 +558,9 @@ def _lift_flags(
     layer_pstart: npt.NDArray[np.int64],
     job: PrintJob,
 ) -> npt.NDArray[np.bool_]:
-    """Which travels lift: all, or (``travel_lift = "needed"``) those between islands of a layer
-    and those longer than ``lift_above_travel_mm``. Paths of unknown island always lift."""
+    """Which travels lift: all, or (``travel_lift = "needed"``) those between islands of a layer,
+    across an outer wall (over a hole) and longer than ``lift_above_travel_mm``. Paths of
+    unknown island always lift."""
     n_paths = len(pstart) - 1
     lift = np.ones(n_paths, np.bool_)
     if job.travel_lift == "always" or n_paths == 0:
@@ -576,6 +578,9 @@ def _lift_flags(
     same_island = np.zeros(n_paths, np.bool_)
     same_island[1:] = island[1:] == island[:-1]
     lift = (d > job.lift_above_travel_mm) | (~same_island & ~first_of_layer)
+    if all(lp.outer is not None for lp in layers):
+        outer = np.concatenate([lp.outer for lp in layers if lp.outer is not None])
+        lift |= travel_crossings(xy, pstart, layer_pstart, outer)
     lift[0] = True
     return lift
 
