@@ -229,7 +229,8 @@ class PrintJob(StrictModel):
     travel_lift: Literal["always", "needed"] = Field(
         default="needed",
         description="lift for every travel, or only where needed: mesh jobs lift for travels "
-        "between islands of a layer and travels longer than lift_above_travel_mm; scaffold and "
+        "between islands of a layer, across an outer wall (over a hole) and longer than "
+        "lift_above_travel_mm; scaffold and "
         "well-plate travels always lift (they cross printed strands or well walls)",
     )
     lift_above_travel_mm: float = Field(
