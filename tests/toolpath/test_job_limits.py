@@ -149,3 +149,10 @@ def test_herschel_bulkley_cone_flow_inverts_pressure() -> None:
     # below the yield pressure nothing flows
     p_yield = pressure_for_flow(1e-12, nozzle, ink).pressure_kpa
     assert flow_for_pressure(0.5 * p_yield, nozzle, ink) == 0.0
+
+
+def test_slice_mesh_refuses_a_spacing_that_would_exhaust_memory() -> None:
+    from labdevices.toolpath._mesh import MeshError, slice_mesh
+
+    with pytest.raises(MeshError, match="infill spacing must be at least half the line width"):
+        slice_mesh(EXAMPLES / "tube.stl", 0.3, 0.45, 2, 1e-5)

@@ -302,8 +302,12 @@ def slice_mesh_walls(
     if perimeters < 0:
         raise MeshError(f"perimeters must be >= 0, got {perimeters}")
     spacing = 5.0 * line_width_mm if infill_spacing_mm is None else float(infill_spacing_mm)
-    if not spacing > 0:
-        raise MeshError(f"infill spacing must be positive, got {infill_spacing_mm}")
+    if not spacing >= 0.5 * line_width_mm:
+        # closer lines only overlap, and a tiny spacing would ask for billions of them
+        raise MeshError(
+            f"infill spacing must be at least half the line width ({0.5 * line_width_mm:g} mm), "
+            f"got {infill_spacing_mm}"
+        )
     gap = 0.5 * line_width_mm if repair_gap_mm is None else float(repair_gap_mm)
     sl = mesh_contours(mesh, layer_height_mm, repair_gap_mm=gap, resolution_mm=resolution_mm)
     n_layers = len(sl.z)
