@@ -1,10 +1,11 @@
-"""Slicing benchmark: labdevices against PrusaSlicer and CuraEngine on the same meshes and settings.
+"""Slicing benchmark: `labdevices toolpath` (what users run) against PrusaSlicer and CuraEngine on a corpus.
 
 Run ``benchmarks/slicing/setup.sh`` once (installs the slicers), then
 ``.venv/bin/python benchmarks/slicing/run.py``. Every slicer runs as its own process
-under GNU time (wall time, peak RSS); the G-code of each is then read back to show
-the comparison is fair: same layers, similar extruded length, equal outer-wall areas.
-Writes the table to RESULTS.md beside this file.
+under GNU time (wall time, peak RSS), interleaved; labdevices is the `labdevices
+toolpath JOB.toml -o out.gcode` command with the job's defaults. Each G-code is then
+read back: layers, XY travel, Z lifts, estimated print time, and the area inside
+the outer walls against the mesh's exact cross-section. Writes RESULTS.md beside this file.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+import pyclipper
+import trimesh
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
@@ -35,6 +40,39 @@ DENSITY = 0.2
 # PrusaSlicer spaces infill lines at the flow spacing w - h(1 - pi/4), divided by the density;
 # everyone gets that spacing
 SPACING = (WIDTH - LAYER * (1 - math.pi / 4)) / DENSITY
+BED = 200.0  # marlin-pneumatic's bed; every slicer centres the part on it
+LABDEVICES = str(Path(sys.executable).parent / "labdevices")
+
+JOB = """name = "{name}"
+printer = "marlin-pneumatic"
+layer_height_mm = {layer}
+home = false
+
+[[printheads]]
+tool = 0
+strand_width_mm = {width}
+print_speed_mm_s = 10.0
+bioink = {{ name = "hydrogel", rheology = {{ consistency_pa_sn = 30.0, flow_index = 0.45 }} }}
+nozzle = {{ inner_diameter_mm = {width}, length_mm = 12.7 }}
+
+[object]
+type = "mesh"
+path = "{mesh}"
+perimeters = {perimeters}
+infill_spacing_mm = {spacing:.4f}
+infill_angle_deg = 45.0
+offset_mm = [{centre}, {centre}]
+"""
+
+
+def write_job(mesh: Path, job: Path, extra: str = "") -> Path:
+    job.write_text(
+        JOB.format(
+            name=mesh.stem, layer=LAYER, width=WIDTH, mesh=mesh, perimeters=PERIMETERS,
+            spacing=SPACING, centre=BED / 2,
+        ) + extra
+    )  # fmt: skip
+    return job
 
 
 def prusa_cmd(mesh: Path, out: Path) -> list[str]:
@@ -49,7 +87,8 @@ def prusa_cmd(mesh: Path, out: Path) -> list[str]:
         "--first-layer-extrusion-width", str(WIDTH),
         "--no-thin-walls", "--no-gap-fill-enabled", "--solid-infill-below-area", "0",
         "--no-ensure-vertical-shell-thickness", "--no-overhangs", "--no-extra-perimeters",
-        "--bed-shape", "0x0,300x0,300x300,0x300", "--center", "150,150",
+        "--perimeter-generator", "classic",
+        "--bed-shape", f"0x0,{BED:g}x0,{BED:g}x{BED:g},0x{BED:g}", "--center", f"{BED / 2:g},{BED / 2:g}",
         str(mesh),
     ]  # fmt: skip
 
@@ -67,8 +106,9 @@ def cura_cmd(mesh: Path, out: Path, definitions: Path) -> list[str]:
         "top_bottom_thickness": 0, "adhesion_type": "none", "support_enable": "false",
         "retraction_combing": "off", "travel_avoid_other_parts": "false",
         "fill_outline_gaps": "false", "infill_wipe_dist": 0, "wall_0_wipe_dist": 0,
-        "machine_width": 300, "machine_depth": 300, "machine_height": 300,
-        "machine_center_is_zero": "false", "mesh_position_x": 150, "mesh_position_y": 150,
+        # CuraEngine centres a mesh at the bed's centre itself: no mesh_position offset
+        "machine_width": BED, "machine_depth": BED, "machine_height": 300,
+        "machine_center_is_zero": "false",
     }  # fmt: skip
     cmd = ["CuraEngine", "slice", "-j", str(definitions / "fdmprinter.def.json")]
     for k, v in settings.items():
@@ -76,12 +116,8 @@ def cura_cmd(mesh: Path, out: Path, definitions: Path) -> list[str]:
     return [*cmd, "-e0", "-s", f"machine_nozzle_size={WIDTH}", "-l", str(mesh), "-o", str(out)]
 
 
-def labdevices_cmd(mesh: Path, out: Path) -> list[str]:
-    return [
-        sys.executable, str(HERE / "labdevices_slice.py"), str(mesh), str(out),
-        "--layer", str(LAYER), "--width", str(WIDTH), "--perimeters", str(PERIMETERS),
-        "--spacing", str(SPACING), "--resolution", "0.0125",
-    ]  # fmt: skip
+def labdevices_cmd(job: Path, out: Path) -> list[str]:
+    return [LABDEVICES, "toolpath", str(job), "-o", str(out)]
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float]:
@@ -140,25 +176,84 @@ def versions() -> str:
     )
 
 
+def exact_areas(mesh_path: Path, n_layers: int) -> np.ndarray:
+    """Net cross-section area of the mesh at every slicing plane (mid-layer), from trimesh's
+    plane intersection: each segment oriented by its face's normal, then the shoelace sum."""
+    mesh = trimesh.load_mesh(mesh_path, process=True)
+    z0 = float(mesh.bounds[0, 2])
+    out = np.zeros(n_layers)
+    for k in range(n_layers):
+        segs, faces = trimesh.intersections.mesh_plane(
+            mesh, [0, 0, 1], [0, 0, z0 + (k + 0.5) * LAYER], return_faces=True
+        )
+        if len(segs) == 0:
+            continue
+        a, b = segs[:, 0, :2], segs[:, 1, :2]
+        d = b - a
+        nrm = mesh.face_normals[faces][:, :2]
+        flip = d[:, 1] * nrm[:, 0] - d[:, 0] * nrm[:, 1] < 0  # outward normal on the right
+        a2 = np.where(flip[:, None], b, a)
+        b2 = np.where(flip[:, None], a, b)
+        out[k] = 0.5 * float(np.sum(a2[:, 0] * b2[:, 1] - b2[:, 0] * a2[:, 1]))
+    return out
+
+
+def wall_area(loops: list[np.ndarray]) -> float:
+    """Area the outer walls enclose, out to their outer edge: the loops' even-odd union
+    (which tells holes from outlines whatever their direction), offset out by half a width."""
+    scale = 1e5
+    paths = [np.round(np.asarray(lp) * scale).astype(np.int64) for lp in loops if len(lp) >= 3]
+    if not paths:
+        return 0.0
+    c = pyclipper.Pyclipper()
+    c.AddPaths(paths, pyclipper.PT_SUBJECT, True)
+    solid = c.Execute(pyclipper.CT_UNION, pyclipper.PFT_EVENODD, pyclipper.PFT_EVENODD)
+    off = pyclipper.PyclipperOffset(arc_tolerance=0.001 * scale)
+    off.AddPaths(solid, pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
+    grown = off.Execute(WIDTH / 2 * scale)
+    return sum(pyclipper.Area(p) for p in grown) / scale**2
+
+
+def labdevices_wall_loops(mesh: Path, resolution: float | None) -> list[list[np.ndarray]]:
+    """labdevices' outer walls, from the function `labdevices toolpath` slices with."""
+    from labdevices.toolpath._job import CONTOUR_RESOLUTION_MM
+    from labdevices.toolpath._mesh import slice_mesh_walls
+
+    layers, outer = slice_mesh_walls(
+        mesh, LAYER, WIDTH, PERIMETERS, SPACING,
+        resolution_mm=CONTOUR_RESOLUTION_MM if resolution is None else resolution,
+    )  # fmt: skip
+    return [[lp.path(i) for i in np.flatnonzero(o)] for lp, o in zip(layers, outer, strict=True)]
+
+
+def area_errors(loops: list[list[np.ndarray]], exact: np.ndarray) -> tuple[float, float]:
+    """(largest per-layer |error| over layers of at least 1 mm², whole-part |error| / area)."""
+    walls = np.array([wall_area(lp) for lp in loops[: len(exact)]])
+    walls = np.pad(walls, (0, len(exact) - len(walls)))
+    sel = exact >= 1.0
+    per_layer = np.abs(walls[sel] / exact[sel] - 1)
+    return float(per_layer.max(initial=0.0)), float(np.abs(walls - exact).sum() / exact.sum())
+
+
 NOTES = """
 Notes:
-- Wall time is the whole process, interpreter start and exit included. For labdevices about
-  0.45 s of the torus' time is fixed: Python and `import numba` (~0.2 s), and numba setting up
-  its compiler target on the first call of a cached kernel (~0.2 s, even when nothing is
-  compiled); slicing the torus takes ~0.1 s, the gyroid ~1 s. At exit the interpreter would
-  also search the several hundred thousand objects numba made for garbage cycles (~0.2 s):
-  `labdevices toolpath` and `labdevices_slice.py` skip that final collection
-  (`labdevices._exit`), everything is still freed and every file closed.
-- labdevices links adjacent infill lines into zig-zags only where the link runs along the wall
-  (one line overlapping one line of the next row); PrusaSlicer (anchors) and CuraEngine
-  (zig_zaggify_infill) also extrude connections along the walls, hence their longer infill
-  at equal infill-line length. Its G-code is written by the numba writer in
-  `labdevices_slice.py` (no travel ordering), since `labdevices.toolpath.emit_gcode` needs a
-  bioink print job.
-- CuraEngine's outer-wall area is off by up to ~30 % on a few gyroid layers (median small) where
-  it drops or adds regions; PrusaSlicer and labdevices agree within 0.2 % on every layer.
-- Meshes are generated (not committed) by `meshes.py`: a torus (R 20, r 8 mm) and a 40x40x20 mm
-  gyroid network block by marching tetrahedra, closed at the block faces.
+- Every figure is from the command a user runs: `labdevices toolpath JOB.toml -o out.gcode`
+  with a mesh job's defaults (contour resolution, travel ordering, lifts), a fresh process
+  each time under GNU time, interpreter start and exit included. Its G-code carries the
+  deposition physics (pressure, valve commands) the slicers do not compute.
+- XY travel and Z lifts are read back from each G-code the same way (moves that deposit
+  nothing; Z lifts: every Z move beyond the rise from layer to layer). Print time is each
+  program's own estimate: labdevices' includes its 10 mm/s Z lifts and 10 mm/s printing
+  speed of a bioink, the slicers' FDM speeds; compare travel rather than time across programs.
+- Outer-wall area: the area inside the outer walls' outer edge (the loops' even-odd union
+  grown by half a line width), against the mesh's exact cross-section at the same height
+  (trimesh plane intersection); largest error over layers of at least 1 mm², and the error
+  summed over all layers relative to the part's summed area. labdevices' walls come from
+  `slice_mesh_walls`, the function `labdevices toolpath` slices with; the slicers' from
+  their G-code (`;TYPE:` outer walls).
+- PrusaSlicer runs the classic perimeter generator (not Arachne), CuraEngine and PrusaSlicer
+  centre the part on a 200 mm bed, as labdevices does (deposited X range shown).
+- The corpus is generated by `meshes.py` (not committed; the project's licence).
 """
 
 
@@ -170,6 +265,12 @@ def main() -> None:
         default=Path(os.environ.get("SLICING_BENCH_DIR", "/tmp/labdevices-bench-slicing")),
     )
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--meshes", default=",".join(meshes.CORPUS), help="comma-separated names")
+    ap.add_argument(
+        "--resolutions",
+        default="",
+        help="instead: time and accuracy of labdevices at these contour resolutions (mm)",
+    )
     ap.add_argument("--no-write", action="store_true", help="do not rewrite RESULTS.md")
     a = ap.parse_args()
     definitions = a.work / "cura/usr/share/cura/resources/definitions"
@@ -183,28 +284,40 @@ def main() -> None:
             f"missing {missing or 'Cura definitions or GNU time'}: run {HERE / 'setup.sh'} first"
         )
     cura_env = {"CURA_ENGINE_SEARCH_PATH": f"{definitions}:{definitions.parent / 'extruders'}"}
-    warm_cache = a.work / "numba-cache"
-    paths = meshes.make(a.work)
+    warm = {"NUMBA_CACHE_DIR": str(a.work / "numba-cache")}
+    names = a.meshes.split(",")
+    paths = {k: v for k, v in meshes.make(a.work).items() if k in names}
+    jobs = {k: write_job(m, a.work / f"{k}.toml") for k, m in paths.items()}
+
+    if a.resolutions:
+        resolution_sweep(a, paths, [float(r) for r in a.resolutions.split(",")], warm)
+        return
 
     load_before = Path("/proc/loadavg").read_text().split()[0]
+    # first runs: an empty numba cache (a fresh environment) against a filled one
+    first_job = jobs[names[0]]
+    first: dict[str, list[float]] = {"cold": [], "warm": []}
+    timed(labdevices_cmd(first_job, a.work / "first.gcode"), warm)  # fill the warm cache
+    for _ in range(2):
+        with tempfile.TemporaryDirectory() as cold_cache:
+            first["cold"].append(
+                timed(
+                    labdevices_cmd(first_job, a.work / "first.gcode"),
+                    {"NUMBA_CACHE_DIR": cold_cache},
+                )[0]
+            )
+        first["warm"].append(timed(labdevices_cmd(first_job, a.work / "first.gcode"), warm)[0])
+    print(f"first run ({names[0]}): cold {first['cold']} s, warm {first['warm']} s", flush=True)
+
     rows = []
-    fairness = []
     for name, mesh in paths.items():
         n_tri = (mesh.stat().st_size - 84) // 50
         out = {k: a.work / f"{name}.{k}.gcode" for k in ("labdevices", "prusa", "cura")}
         print(f"== {name}: {n_tri} triangles", flush=True)
-        with tempfile.TemporaryDirectory() as cold_cache:
-            cold = timed(labdevices_cmd(mesh, out["labdevices"]), {"NUMBA_CACHE_DIR": cold_cache})
-        timed(labdevices_cmd(mesh, out["labdevices"]), {"NUMBA_CACHE_DIR": str(warm_cache)})
-        runs: dict[str, list[tuple[float, float, float]]] = {
-            "labdevices": [],
-            "prusa": [],
-            "cura": [],
-        }
+        timed(labdevices_cmd(jobs[name], out["labdevices"]), warm)
+        runs: dict[str, list[tuple[float, float, float]]] = {k: [] for k in out}
         for _ in range(a.repeats):  # interleaved, so a noisy neighbour hurts all alike
-            runs["labdevices"].append(
-                timed(labdevices_cmd(mesh, out["labdevices"]), {"NUMBA_CACHE_DIR": str(warm_cache)})
-            )
+            runs["labdevices"].append(timed(labdevices_cmd(jobs[name], out["labdevices"]), warm))
             runs["prusa"].append(timed(prusa_cmd(mesh, out["prusa"])))
             runs["cura"].append(timed(cura_cmd(mesh, out["cura"], definitions), cura_env))
         med = {
@@ -212,38 +325,31 @@ def main() -> None:
         }
         for k, (wall, cpu, rss) in med.items():
             print(f"  {k:11s} wall {wall:6.2f} s  cpu {cpu:6.2f} s  peak {rss:7.0f} MB", flush=True)
-        print(f"  labdevices cold numba cache: wall {cold[0]:.2f} s", flush=True)
-        rows.append((name, n_tri, med, cold))
-
-        stats = {k: gcode_stats.read(p) for k, p in out.items()}
-        ref = stats["labdevices"]
+        stats = {k: gcode_stats.read(p, pneumatic=k == "labdevices") for k, p in out.items()}
+        exact = exact_areas(mesh, stats["labdevices"].layers)
+        err = {
+            "labdevices": area_errors(labdevices_wall_loops(mesh, None), exact),
+            "prusa": area_errors(
+                [[np.array(lp) for lp in layer] for layer in stats["prusa"].outer_loops], exact
+            ),
+            "cura": area_errors(
+                [[np.array(lp) for lp in layer] for layer in stats["cura"].outer_loops], exact
+            ),
+        }
         for k, s in stats.items():
-            n = min(len(s.outer_area), len(ref.outer_area))
-            a_ref = ref.outer_area[:n]
-            diffs = [
-                abs(x / y - 1) for x, y in zip(s.outer_area[:n], a_ref, strict=True) if y > 1.0
-            ]
-            fairness.append(
-                (
-                    name,
-                    k,
-                    s.layers,
-                    s.perimeter_mm,
-                    s.infill_mm + s.other_mm,
-                    s.infill_lines_mm,
-                    s.total_mm / ref.total_mm - 1,
-                    max(diffs, default=0.0),
-                    statistics.median(diffs) if diffs else 0.0,
-                )
-            )
             print(
-                f"  {k:11s} layers {s.layers}  walls {s.perimeter_mm:9.0f} mm  infill {s.infill_mm + s.other_mm:9.0f} mm  "
-                f"lines {s.infill_lines_mm:9.0f} mm  total vs labdevices {s.total_mm / ref.total_mm - 1:+.2%}  outer-wall area per layer: max diff {max(diffs, default=0):.3%}",
+                f"  {k:11s} layers {s.layers}  XY travel {s.travel_xy_mm / 1000:7.2f} m  "
+                f"Z lifts {s.z_lift_mm / 1000:7.2f} m  time {s.print_time_s} s  "
+                f"X {s.x_range[0]:.1f}-{s.x_range[1]:.1f}  area err max {err[k][0]:.3%} all {err[k][1]:.3%}",
                 flush=True,
             )
+        rows.append((name, n_tri, med, stats, err))
+
+    def ratio(x: float, y: float) -> str:
+        return f"{x / y:.2f}" if y > 0 else "-"
 
     lines = [
-        "# Slicing benchmark: labdevices vs PrusaSlicer vs CuraEngine",
+        "# Slicing benchmark: `labdevices toolpath` vs PrusaSlicer vs CuraEngine on a corpus",
         "",
         f"Machine: {machine()}; load average {load_before} before the run, "
         f"{Path('/proc/loadavg').read_text().split()[0]} after (the machine is shared: "
@@ -251,41 +357,84 @@ def main() -> None:
         f"Versions: {versions()}.  ",
         f"Settings for all: {LAYER} mm layers, {WIDTH} mm lines, {PERIMETERS} perimeters, "
         f"{DENSITY:.0%} rectilinear infill (line spacing {SPACING:.4f} mm, PrusaSlicer's), no top/bottom "
-        "solid layers, no skirt/brim/support. Each slicer is a fresh process from STL to G-code "
-        f"under GNU time; median of {a.repeats} interleaved runs; numba cache warm (cold run noted).",
+        "solid layers, no skirt/brim/support. Each program is a fresh process from STL to G-code "
+        f"under GNU time; median of {a.repeats} interleaved runs; numba cache warm.",
         "",
         "Reproduce: `benchmarks/slicing/setup.sh && .venv/bin/python benchmarks/slicing/run.py`",
         "",
-        "| mesh | triangles | labdevices wall s (cold) | PrusaSlicer wall s | CuraEngine wall s | ratio vs Prusa | ratio vs Cura | peak MB lab / Prusa / Cura | CPU s lab / Prusa / Cura |",
+        f"First run of `labdevices toolpath` ({names[0]}): empty numba cache (a fresh environment) "
+        f"{' / '.join(f'{t:.2f}' for t in first['cold'])} s, filled cache "
+        f"{' / '.join(f'{t:.2f}' for t in first['warm'])} s.",
+        "",
+        "| mesh | triangles | labdevices s | PrusaSlicer s | CuraEngine s | ratio vs Prusa | ratio vs Cura | peak MB lab / Prusa / Cura | memory vs Cura |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name, n_tri, med, cold in rows:
+    for name, n_tri, med, _stats, _err in rows:
         lab, pr, cu = med["labdevices"], med["prusa"], med["cura"]
         lines.append(
-            f"| {name} | {n_tri:,} | {lab[0]:.2f} ({cold[0]:.1f}) | {pr[0]:.2f} | {cu[0]:.2f} | "
-            f"{lab[0] / pr[0]:.2f} | {lab[0] / cu[0]:.2f} | {lab[2]:.0f} / {pr[2]:.0f} / {cu[2]:.0f} | "
-            f"{lab[1]:.2f} / {pr[1]:.2f} / {cu[1]:.2f} |"
+            f"| {name} | {n_tri:,} | {lab[0]:.2f} | {pr[0]:.2f} | {cu[0]:.2f} | "
+            f"{lab[0] / pr[0]:.2f} | **{lab[0] / cu[0]:.2f}** | {lab[2]:.0f} / {pr[2]:.0f} / {cu[2]:.0f} | "
+            f"{lab[2] / cu[2]:.2f} |"
         )
     lines += [
         "",
-        "Fairness, read back from each G-code: layers; extruded length of walls, of infill, and of",
-        "the infill moves along the infill directions (45°/135°: the lines themselves, without the",
-        "connections between them, which PrusaSlicer and CuraEngine also run along the walls);",
-        "total extruded length relative to labdevices; and the net area inside the outer walls,",
-        "per layer, relative to labdevices' (max and median over layers).",
-        "",
-        "| mesh | slicer | layers | walls mm | infill mm | infill lines mm | total vs labdevices | outer-wall area diff max / median |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| mesh | XY travel m lab / Prusa / Cura | XY vs Cura | Z lifts m lab / Prusa / Cura | est. print time s lab / Prusa / Cura | layers lab / Prusa / Cura | X range lab; Prusa; Cura |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
-    for name, k, layers, per, inf, inf_lines, total, dmax, dmed in fairness:
+    for name, _n, _med, st, _err in rows:
+        lab, pr, cu = st["labdevices"], st["prusa"], st["cura"]
+        t = [f"{s.print_time_s:.0f}" if s.print_time_s is not None else "?" for s in (lab, pr, cu)]
         lines.append(
-            f"| {name} | {k} | {layers} | {per:,.0f} | {inf:,.0f} | {inf_lines:,.0f} | {total:+.1%} | {dmax:.2%} / {dmed:.3%} |"
+            f"| {name} | {lab.travel_xy_mm / 1000:.2f} / {pr.travel_xy_mm / 1000:.2f} / {cu.travel_xy_mm / 1000:.2f} | "
+            f"**{ratio(lab.travel_xy_mm, cu.travel_xy_mm)}** | "
+            f"{lab.z_lift_mm / 1000:.2f} / {pr.z_lift_mm / 1000:.2f} / {cu.z_lift_mm / 1000:.2f} | "
+            f"{' / '.join(t)} | {lab.layers} / {pr.layers} / {cu.layers} | "
+            + "; ".join(f"{s.x_range[0]:.0f}-{s.x_range[1]:.0f}" for s in (lab, pr, cu))
+            + " |"
+        )
+    lines += [
+        "",
+        "Outer-wall area against the exact cross-section: largest per-layer error / error over the whole part.",
+        "",
+        "| mesh | labdevices | PrusaSlicer (classic) | CuraEngine |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, _n, _med, _st, err in rows:
+        lines.append(
+            f"| {name} | "
+            + " | ".join(
+                f"{err[k][0]:.2%} / {err[k][1]:.3%}" for k in ("labdevices", "prusa", "cura")
+            )
+            + " |"
         )
     text = "\n".join(lines) + "\n" + NOTES
     print()
     print(text)
     if not a.no_write:
         (HERE / "RESULTS.md").write_text(text)
+
+
+def resolution_sweep(
+    a: argparse.Namespace, paths: dict[str, Path], resolutions: list[float], warm: dict[str, str]
+) -> None:
+    """Wall time of `labdevices toolpath` and outer-wall accuracy at each contour resolution."""
+    print("| mesh | resolution mm | wall s | peak MB | area error max / whole |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, mesh in paths.items():
+        exact = None
+        for r in resolutions:
+            job = write_job(mesh, a.work / f"{name}.r.toml", extra=f"contour_resolution_mm = {r}\n")
+            out = a.work / f"{name}.r.gcode"
+            timed(labdevices_cmd(job, out), warm)
+            t = [timed(labdevices_cmd(job, out), warm) for _ in range(a.repeats)]
+            wall = statistics.median(x[0] for x in t)
+            rss = statistics.median(x[2] for x in t)
+            if exact is None:
+                exact = exact_areas(mesh, gcode_stats.read(out, pneumatic=True).layers)
+            e = area_errors(labdevices_wall_loops(mesh, r), exact)
+            print(
+                f"| {name} | {r:g} | {wall:.2f} | {rss:.0f} | {e[0]:.3%} / {e[1]:.4%} |", flush=True
+            )
 
 
 if __name__ == "__main__":

@@ -221,6 +221,8 @@ def test_sliced_mesh_goes_straight_to_gcode() -> None:
     layers = slice_mesh(
         Path(__file__).parents[2] / "examples" / "jobs" / "tube.stl", 0.3, 0.4, 2, 1.5
     )
+    for lp in layers:
+        lp.xy += 60.0  # the mesh is centred on 0: onto the bed
     profile = load_profile("marlin-pneumatic")
     assert isinstance(profile, GcodeProfile)
     text = emit_gcode(layers, profile, default_job(0.3, 0.4))

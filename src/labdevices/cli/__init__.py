@@ -25,7 +25,14 @@ app = typer.Typer(
 err_console = Console(stderr=True)
 
 
-def _register() -> None:
+# one-shot commands whose run time users feel: only their own module is imported
+_ONLY = {"toolpath": "_toolpath", "warmup": "_toolpath"}
+
+
+def _register(command: str | None = None) -> None:
+    if command in _ONLY:
+        __import__(f"{__name__}.{_ONLY[command]}")
+        return
     from . import _printer, _profiles, _sim  # noqa: F401  (commands register on import)
 
     # Command groups owned by other parts of the code base; each registers itself on import.
@@ -51,7 +58,7 @@ def main() -> None:
     """Entry point: user mistakes and device errors end in one clear message, not a traceback."""
     from .._exit import quick_exit_if_requested
 
-    _register()
+    _register(sys.argv[1] if len(sys.argv) > 1 else None)
     try:
         app()
     except LabDeviceError as exc:

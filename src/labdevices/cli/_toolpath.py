@@ -24,6 +24,16 @@ def toolpath(
     ] = None,
 ) -> None:
     """Plan a print: layer paths, deposition physics, G-code in the printer's dialect."""
+    from ..toolpath._warmup import start_kernels_in_background
+
+    kernels = start_kernels_in_background()
+    try:
+        _toolpath(job_file, output, preview, layer)
+    finally:
+        kernels.join()
+
+
+def _toolpath(job_file: Path, output: Path | None, preview: Path | None, layer: int | None) -> None:
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -47,7 +57,7 @@ def toolpath(
                 )
             render_preview(result, preview, None if layer is None else layer - 1)
     if output is not None:
-        output.write_text(result.gcode, encoding="ascii")
+        _write_atomically(output, result.gcode_bytes())
     console.print(summary_table(result))
     for note in result.notes:
         console.print(f"[cyan]note:[/] {note}", highlight=False)
@@ -57,3 +67,30 @@ def toolpath(
     if written:
         console.print("wrote " + ", ".join(written))
     request_quick_exit()  # every file is closed: no need for the slow final collection
+
+
+@app.command()
+def warmup() -> None:
+    """Compile the toolpath kernels into numba's cache (once per environment; CI can cache it)."""
+    from rich.console import Console
+
+    from ..toolpath._warmup import cache_dir, warm_up
+
+    seconds = warm_up()
+    Console().print(f"toolpath kernels ready in {seconds:.1f} s (cache: {cache_dir()})")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it: a failure
+    never leaves a partial or empty G-code file behind."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

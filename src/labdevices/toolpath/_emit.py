@@ -9,6 +9,7 @@ whole columns), so no Python code runs per segment.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,10 +20,12 @@ from numba import njit
 __all__ = [
     "EmitInputs",
     "LiteralTable",
+    "Travel",
     "build_program",
     "format_records",
     "format_records_ref",
     "render_body",
+    "to_ascii",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -36,12 +39,63 @@ _CHUNK = 200_000  # records formatted at once: bounds the character matrices' me
 NAN = np.nan
 
 
-class LiteralTable:
-    """Dialect commands used verbatim, each stored once and referenced by id."""
+# what Unicode decomposition does not turn into ASCII by itself
+_ASCII = str.maketrans(
+    {
+        "µ": "u",
+        "μ": "u",
+        "°": " deg",
+        "ß": "ss",
+        "æ": "ae",
+        "Æ": "AE",
+        "ø": "o",
+        "Ø": "O",
+        "œ": "oe",
+        "Œ": "OE",
+        "ł": "l",
+        "Ł": "L",
+        "đ": "d",
+        "Đ": "D",
+        "–": "-",
+        "—": "-",
+        "−": "-",
+        "×": "x",
+        "·": ".",
+        "‘": "'",
+        "’": "'",
+        "“": '"',
+        "”": '"',
+        "τ": "tau",
+        "γ": "gamma",
+        "Δ": "d",
+        "≤": "<=",
+        "≥": ">=",
+    }
+)
 
-    def __init__(self) -> None:
+
+def to_ascii(text: str) -> str:
+    """ASCII transliteration for firmware that reads only ASCII: ü → u, µ → u, … → ..., ° → deg.
+
+    Characters with no ASCII spelling become '?'.
+    """
+    if text.isascii():
+        return text
+    decomposed = unicodedata.normalize("NFKD", text.translate(_ASCII))
+    kept = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return kept.encode("ascii", "replace").decode("ascii")
+
+
+class LiteralTable:
+    """Dialect commands used verbatim, each stored once and referenced by id.
+
+    ``encoding`` "ascii" transliterates (``to_ascii``); "utf-8" keeps every character.
+    """
+
+    def __init__(self, encoding: str = "ascii") -> None:
         self._ids: dict[str, int] = {}
         self.texts: list[bytes] = []
+        self.encoding = encoding
 
     def add(self, text: str | None) -> int:
         """Id of ``text`` (lines joined by newlines); -1 for None or empty."""
@@ -49,7 +103,10 @@ class LiteralTable:
             return -1
         if text not in self._ids:
             self._ids[text] = len(self.texts)
-            self.texts.append((text.rstrip("\n") + "\n").encode("ascii", "replace"))
+            line = text.rstrip("\n") + "\n"
+            if self.encoding == "ascii":
+                line = to_ascii(line)
+            self.texts.append(line.encode(self.encoding))
         return self._ids[text]
 
 
@@ -75,6 +132,7 @@ class EmitInputs:
     p_dwell_ms: F64
     p_drop_e: F64
     p_drop_feed: F64
+    p_lift: npt.NDArray[np.bool_]  # the travel to this path lifts the nozzle
     tool_piston: npt.NDArray[np.bool_]
     tool_offset: F64
     lit_select: I32
@@ -102,6 +160,7 @@ class EmitInputs:
             i.p_dwell_ms,
             i.p_drop_e,
             i.p_drop_feed,
+            i.p_lift,
             i.tool_piston,
             i.tool_offset,
             i.lit_select,
@@ -141,6 +200,7 @@ def build_program(
     p_dwell_ms: F64,
     p_drop_e: F64,
     p_drop_feed: F64,
+    p_lift: npt.NDArray[np.bool_],
     tool_piston: npt.NDArray[np.bool_],
     tool_offset: F64,
     lit_select: I32,
@@ -151,11 +211,13 @@ def build_program(
     lift_mm: float,
     travel_feed: float,
     z_feed: float,
-) -> tuple[npt.NDArray[np.int8], F64, I32, float, float]:
-    """Records (code, values, literal id), travel time and dwell time [s].
+) -> tuple[npt.NDArray[np.int8], F64, I32, float, float, float, float]:
+    """Records (code, values, literal id), travel time and dwell time [s], XY travel and Z lift [mm].
 
     Code -1 literal, 0 G0, 1 G1, 4 G4; values X Y Z E F P, NaN = absent. Travel
-    time is distance over feed without acceleration.
+    time is distance over feed without acceleration. A travel lifts by ``lift_mm``
+    where ``p_lift`` says so; otherwise it moves straight (rising to a new layer).
+    Z lift counts the up and down moves of lifts.
     """
     n_pts = xy.shape[0]
     n_paths = p_tool.shape[0]
@@ -168,6 +230,8 @@ def build_program(
     lit = np.empty(cap, np.int32)
     travel_s = 0.0
     dwell_s = 0.0
+    travel_xy = 0.0
+    lift_z = 0.0
     r = 0
     cur_tool = -1
     cx = np.nan
@@ -197,11 +261,14 @@ def build_program(
             y0 = xy[a, 1] - oy
             z0 = layer_z[li] - oz
             if not (_close(cx, x0) and _close(cy, y0) and _close(cz, z0)):
-                if lift_mm > 0.0:
+                if not np.isnan(cx):
+                    travel_xy += np.hypot(x0 - cx, y0 - cy)
+                if lift_mm > 0.0 and p_lift[i]:
                     zl = z0 + lift_mm
                     if not np.isnan(cz) and cz > z0:
                         zl = cz + lift_mm
                     if not np.isnan(cx):
+                        lift_z += abs(zl - cz) + abs(zl - z0)
                         travel_s += (abs(zl - cz) + abs(zl - z0)) * 60.0 / z_feed + np.hypot(
                             x0 - cx, y0 - cy
                         ) * 60.0 / travel_feed
@@ -220,7 +287,10 @@ def build_program(
                     r += 1
                 else:
                     if not np.isnan(cx):
-                        travel_s += np.hypot(x0 - cx, y0 - cy) * 60.0 / travel_feed
+                        dz = abs(z0 - cz)
+                        dxy = np.hypot(x0 - cx, y0 - cy)
+                        # the move is limited by whichever axis takes longer
+                        travel_s += max(dxy * 60.0 / travel_feed, dz * 60.0 / z_feed)
                     _rec(code, vals, lit, r, 0)
                     vals[r, 0] = x0
                     vals[r, 1] = y0
@@ -301,7 +371,7 @@ def build_program(
             _rec(code, vals, lit, r, -1)
             lit[r] = layer_lit_end[li]
             r += 1
-    return code[:r], vals[:r], lit[:r], travel_s, dwell_s
+    return code[:r], vals[:r], lit[:r], travel_s, dwell_s, travel_xy, lift_z
 
 
 def _digits(q: I64, n: int) -> npt.NDArray[np.uint8]:
@@ -481,9 +551,19 @@ def format_records(code: npt.NDArray[np.int8], vals: F64, lit: I32, table: Liter
     return _format_kernel(code, vals, lit, buf, tab_off, tab_len, cap).tobytes()
 
 
+@dataclass(frozen=True)
+class Travel:
+    """What moving between paths costs: time [s], XY distance and Z lift distance [mm]."""
+
+    time_s: float
+    xy_mm: float
+    lift_z_mm: float
+
+
 def render_body(
     inputs: EmitInputs, table: LiteralTable
-) -> tuple[bytes, npt.NDArray[np.int8], F64, float, float]:
-    """Build the records of ``inputs`` and format them; also the records, travel and dwell time."""
-    code, vals, lit, travel_s, dwell_s = build_program(*inputs.program_args())
-    return format_records(code, vals, lit, table), code, vals, travel_s, dwell_s
+) -> tuple[bytes, npt.NDArray[np.int8], F64, Travel, float]:
+    """Build the records of ``inputs`` and format them; also the records, the travel and dwell time."""
+    code, vals, lit, travel_s, dwell_s, xy_mm, z_mm = build_program(*inputs.program_args())
+    travel = Travel(float(travel_s), float(xy_mm), float(z_mm))
+    return format_records(code, vals, lit, table), code, vals, travel, float(dwell_s)

@@ -19,6 +19,7 @@ import pyclipper
 
 from labdevices.errors import ConfigurationError
 from labdevices.toolpath._infill import infill_paths
+from labdevices.toolpath._order import order_layer, order_points, path_islands, reorder_points
 from labdevices.toolpath._paths import ROLE_INFILL, ROLE_PERIMETER, LayerPaths
 from labdevices.toolpath._slice_pipeline import contours_from_corners, finish_contours
 
@@ -37,6 +38,7 @@ MeshInput = str | Path | tuple[npt.ArrayLike, npt.ArrayLike] | Any
 
 # Contour points closer than this to the simplified outline are dropped: far below
 # a strand's width, yet it removes most points of finely tessellated curved meshes.
+# Print jobs choose theirs (MeshObject.contour_resolution_mm).
 RESOLUTION_MM = 0.002
 # pyclipper works on integers: 1 unit = 10 nm
 _SCALE = 1e5
@@ -287,41 +289,48 @@ def slice_mesh_walls(
     *,
     repair_gap_mm: float | None = None,
     resolution_mm: float = RESOLUTION_MM,
-) -> tuple[list[LayerPaths], I64]:
-    """``slice_mesh``, also returning how many paths at the start of each layer are outer walls.
+) -> tuple[list[LayerPaths], list[npt.NDArray[np.bool_]]]:
+    """``slice_mesh``, also returning which paths of each layer are outer walls.
 
-    The outer walls (the loops half a line width inside the outline) come first in
-    every layer; the benchmark tells them apart this way.
+    The outer walls are the loops half a line width inside the outline; the
+    benchmark measures the area they enclose. Each layer is printed island by
+    island (a short tour between them), its walls nearest-first (so the walls of
+    one hole follow each other), then its infill.
     """
     if not line_width_mm > 0:
         raise MeshError(f"line width must be positive, got {line_width_mm}")
     if perimeters < 0:
         raise MeshError(f"perimeters must be >= 0, got {perimeters}")
     spacing = 5.0 * line_width_mm if infill_spacing_mm is None else float(infill_spacing_mm)
-    if not spacing > 0:
-        raise MeshError(f"infill spacing must be positive, got {infill_spacing_mm}")
+    if not spacing >= 0.5 * line_width_mm:
+        # closer lines only overlap, and a tiny spacing would ask for billions of them
+        raise MeshError(
+            f"infill spacing must be at least half the line width ({0.5 * line_width_mm:g} mm), "
+            f"got {infill_spacing_mm}"
+        )
     gap = 0.5 * line_width_mm if repair_gap_mm is None else float(repair_gap_mm)
     sl = mesh_contours(mesh, layer_height_mm, repair_gap_mm=gap, resolution_mm=resolution_mm)
     n_layers = len(sl.z)
     w = float(line_width_mm)
 
     perim: list[list[npt.NDArray[np.int64]]] = []
-    n_outer = np.zeros(n_layers, np.int64)
+    perim_level: list[list[int]] = []
     region_parts: list[npt.NDArray[np.int64]] = []
     region_len: list[int] = []
     region_layer = [0]
     for k in range(n_layers):
         a, b = int(sl.layer[k]), int(sl.layer[k + 1])
         loops: list[npt.NDArray[np.int64]] = []
+        levels: list[int] = []
         if b > a:
             off = pyclipper.PyclipperOffset()
             off.AddPaths(
                 _to_clipper(sl.xy, sl.start, a, b), pyclipper.JT_MITER, pyclipper.ET_CLOSEDPOLYGON
             )
             for i in range(perimeters):
-                loops.extend(np.asarray(p, np.int64) for p in off.Execute(-(i + 0.5) * w * _SCALE))
-                if i == 0:
-                    n_outer[k] = len(loops)
+                got = off.Execute(-(i + 0.5) * w * _SCALE)
+                loops.extend(np.asarray(p, np.int64) for p in got)
+                levels.extend([i] * len(got))
             inner = off.Execute(-perimeters * w * _SCALE)
             for p in inner:
                 arr = np.asarray(p, np.int64)
@@ -331,6 +340,7 @@ def slice_mesh_walls(
         else:
             region_layer.append(region_layer[-1])
         perim.append(loops)
+        perim_level.append(levels)
 
     lengths = np.array(region_len, np.int64)
     rstart = np.zeros(len(lengths) + 1, np.int64)
@@ -348,6 +358,8 @@ def slice_mesh_walls(
     )
 
     layers: list[LayerPaths] = []
+    outer: list[npt.NDArray[np.bool_]] = []
+    nozzle = (float(sl.xy[:, 0].min()), float(sl.xy[:, 1].min())) if len(sl.xy) else (0.0, 0.0)
     for k in range(n_layers):
         loops = perim[k]
         n_loop = len(loops)
@@ -360,20 +372,103 @@ def slice_mesh_walls(
         np.cumsum(counts, out=start[1:])
         inf_xy = ipts[ipath[p0] : ipath[p1]]
         loop_xy = np.concatenate(loops).astype(np.float64) / _SCALE if loops else np.zeros((0, 2))
-        role = np.full(n_loop + n_inf, ROLE_INFILL, np.int8)
-        role[:n_loop] = ROLE_PERIMETER
+        xy = np.ascontiguousarray(np.concatenate([loop_xy, inf_xy]))
+        rank = np.full(n_loop + n_inf, perimeters, np.int64)
+        rank[:n_loop] = perim_level[k]
         closed = np.zeros(n_loop + n_inf, np.bool_)
         closed[:n_loop] = True
+        island = np.zeros(n_loop + n_inf, np.int32)
+        if n_loop + n_inf:
+            r0, r1 = int(region_layer[k]), int(region_layer[k + 1])
+            xy, start, closed, rank, island, nozzle = _order_layer(
+                xy,
+                start,
+                closed,
+                rank,
+                rxy[rstart[r0] : rstart[r1]],
+                rstart[r0 : r1 + 1] - rstart[r0],
+                nozzle,
+            )
+        role = np.where(rank < perimeters, ROLE_PERIMETER, ROLE_INFILL).astype(np.int8)
         layers.append(
             LayerPaths(
                 z=(k + 1) * float(layer_height_mm),
-                xy=np.ascontiguousarray(np.concatenate([loop_xy, inf_xy])),
+                xy=xy,
                 start=start,
                 tool=np.full(n_loop + n_inf, tool, np.int32),
                 role=role,
                 closed=closed,
+                island=island,
+                outer=rank == 0 if perimeters else np.zeros(n_loop + n_inf, np.bool_),
             )
         )
+        outer.append(rank == 0 if perimeters else np.zeros(n_loop + n_inf, np.bool_))
         if progress is not None:
             progress(k + 1, n_layers)
-    return layers, n_outer
+    return layers, outer
+
+
+def _signed_areas(xy: F64, start: I64) -> F64:
+    """Shoelace area of every closed polygon ``xy[start[i]:start[i + 1]]`` at once."""
+    if len(start) < 2:
+        return np.zeros(0)
+    nxt = np.arange(1, len(xy) + 1)
+    nxt[start[1:] - 1] = start[:-1]
+    cross = xy[:, 0] * xy[nxt, 1] - xy[nxt, 0] * xy[:, 1]
+    return 0.5 * np.add.reduceat(cross, start[:-1])
+
+
+def _order_layer(
+    xy: F64,
+    start: I64,
+    closed: npt.NDArray[np.bool_],
+    rank: I64,
+    region_xy: F64,
+    region_start: I64,
+    nozzle: tuple[float, float],
+) -> tuple[F64, I64, npt.NDArray[np.bool_], I64, npt.NDArray[np.int32], tuple[float, float]]:
+    """Islands in a short tour, then the walls and the infill of each, nearest first.
+
+    Islands are the counter-clockwise outer walls (or, without walls, the infill
+    regions); returns the reordered points, starts, closed flags, ranks, islands and
+    the nozzle's last position.
+    """
+    n = len(start) - 1
+    if (closed & (rank == 0)).any():
+        cand = closed & (rank == 0)
+        area = np.zeros(n)
+        area[cand] = _signed_areas(xy, start)[cand]
+        is_outline = cand & (area > 0)
+        pxy, pstart = xy, start
+    else:
+        # no walls: the infill regions (not printed) stand for the islands
+        ra = _signed_areas(region_xy, region_start)
+        pxy = np.ascontiguousarray(np.concatenate([xy, region_xy]))
+        pstart = np.concatenate([start, start[-1] + region_start[1:]])
+        area = np.concatenate([np.zeros(n), ra])
+        is_outline = np.concatenate([np.zeros(n, np.bool_), ra > 0])
+    if not is_outline.any():
+        island = np.zeros(n, np.int64)
+        centres = np.zeros((1, 2))
+    else:
+        island = path_islands(pxy, pstart, is_outline, area)[:n]
+        outl = np.flatnonzero(is_outline)
+        lo = np.minimum.reduceat(pxy, pstart[:-1], axis=0)[outl]
+        hi = np.maximum.reduceat(pxy, pstart[:-1], axis=0)[outl]
+        centres = 0.5 * (lo + hi)
+    tour = order_points(centres, nozzle[0], nozzle[1])
+    # walls of any rank form one group, infill another: the walls round one hole follow each
+    # other, instead of a tour round every hole for each rank
+    group = (~closed).astype(np.int64)
+    order, first, rev, x, y = order_layer(
+        xy, start, closed, island, group, tour, nozzle[0], nozzle[1]
+    )
+    gather, new_start = reorder_points(start, order, first, rev)
+    return (
+        np.ascontiguousarray(xy[gather]),
+        new_start,
+        closed[order],
+        rank[order],
+        island[order].astype(np.int32),
+        (float(x), float(y)),
+    )

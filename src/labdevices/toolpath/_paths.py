@@ -26,7 +26,10 @@ class LayerPaths:
     ``z``: layer top height in mm; ``xy``: (N, 2) float64 mm; ``start``: (P + 1,)
     int64 offsets into ``xy``; ``tool``: (P,) int32 printhead of each path;
     ``role``: (P,) int8 (ROLE_*); ``closed``: (P,) bool, the path returns to its
-    first point.
+    first point; ``island``: (P,) int32 connected region of the layer each path
+    lies in, or None when unknown (a travel between islands crosses open space);
+    ``outer``: (P,) bool, the path is an outer wall (bounds the layer's material:
+    an outline or a hole's edge), or None when unknown.
     """
 
     z: float
@@ -35,6 +38,8 @@ class LayerPaths:
     tool: npt.NDArray[np.int32]
     role: npt.NDArray[np.int8]
     closed: npt.NDArray[np.bool_]
+    island: npt.NDArray[np.int32] | None = None
+    outer: npt.NDArray[np.bool_] | None = None
 
     @property
     def n_paths(self) -> int:

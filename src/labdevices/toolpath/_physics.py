@@ -496,22 +496,34 @@ def pressure_for_flow(flow_mm3_s: float, nozzle: Nozzle, rheology: Rheology) -> 
 
 
 def flow_for_pressure(pressure_kpa: float, nozzle: Nozzle, rheology: Rheology) -> float:
-    """Flow [mm³/s] that ``pressure_kpa`` drives through the nozzle (inverse of ``pressure_for_flow``)."""
+    """Flow [mm³/s] that ``pressure_kpa`` drives through the nozzle (inverse of ``pressure_for_flow``).
+
+    Bisection in log flow on the numba pressure kernel (``pressure_for_flow`` runs the
+    numpy reference, which is too slow for ~90 evaluations of a yield-stress ink in a cone).
+    """
     if pressure_kpa <= 0:
         return 0.0
+    sec = np.ascontiguousarray(nozzle_sections(nozzle))
+    k, n, ty = rheology.consistency_pa_sn, rheology.flow_index, rheology.yield_stress_pa
+
+    def kpa(q_mm3_s: float) -> float:
+        return float(_nozzle_dp(q_mm3_s * 1e-9, sec, k, n, ty)[0]) * 1e-3
+
     lo, hi = 1e-9, 1.0
-    while pressure_for_flow(hi, nozzle, rheology).pressure_kpa < pressure_kpa:
+    while kpa(hi) < pressure_kpa:
         hi *= 4.0
         if hi > 1e9:
             return math.inf
-    if pressure_for_flow(lo, nozzle, rheology).pressure_kpa >= pressure_kpa:
+    if kpa(lo) >= pressure_kpa:
         return 0.0  # below the yield pressure
     for _ in range(80):
         mid = math.sqrt(lo * hi)
-        if pressure_for_flow(mid, nozzle, rheology).pressure_kpa < pressure_kpa:
+        if kpa(mid) < pressure_kpa:
             lo = mid
         else:
             hi = mid
+        if hi - lo <= 1e-15 * hi:
+            break
     return math.sqrt(lo * hi)
 
 

@@ -17,8 +17,9 @@ import numpy.typing as npt
 from .. import __version__
 from ..errors import ConfigurationError
 from ..profiles import GcodeProfile, PrintheadDialect
-from ._emit import EmitInputs, LiteralTable, render_body
+from ._emit import EmitInputs, LiteralTable, Travel, render_body, to_ascii
 from ._job import MeshObject, PrintJob, ScaffoldObject, WellPlateObject, job_profile
+from ._order import travel_crossings
 from ._paths import LayerPaths
 from ._physics import (
     DEPOSITION_COLUMNS,
@@ -80,6 +81,7 @@ class ToolpathResult:
     totals: list[PrintheadTotals]
     total_time_s: float
     gcode: str
+    travel: Travel = field(default_factory=lambda: Travel(0.0, 0.0, 0.0))
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     scaffold: ScaffoldInfo | None = None
@@ -92,6 +94,10 @@ class ToolpathResult:
     @property
     def volume_ul(self) -> float:
         return sum(t.volume_ul for t in self.totals)
+
+    def gcode_bytes(self) -> bytes:
+        """The G-code in the job's encoding (ASCII text is already transliterated)."""
+        return self.gcode.encode(self.job.gcode_encoding)
 
 
 def _flatten(
@@ -172,6 +178,11 @@ def plan_layers(
     xy, pstart, layer_pstart, p_tool, _p_role = _flatten(layers)
     n_pts = len(xy)
     n_paths = len(p_tool)
+    if n_paths == 0:
+        raise ConfigurationError(
+            f"object: nothing to print: the {job.object.type} job makes no paths at layer height "
+            f"{job.layer_height_mm:g} mm (is the object smaller than one strand?)"
+        )
     layer_z = np.array([lp.z for lp in layers], np.float64)
     p_layer = np.repeat(np.arange(len(layers), dtype=np.int64), np.diff(layer_pstart))
 
@@ -309,7 +320,7 @@ def plan_layers(
     for t, head in heads.items():
         lead[t] = round(head.valve_lead_s * 1000.0)
         lag[t] = head.valve_lag_s * speed[t]
-    table = LiteralTable()
+    table = LiteralTable(job.gcode_encoding)
     lit_select = np.full(n_tools, -1, np.int32)
     lit_open = np.full(n_tools, -1, np.int32)
     lit_close = np.full(n_tools, -1, np.int32)
@@ -360,6 +371,7 @@ def plan_layers(
             f"profile {profile.name} has no UV module: the job pauses (M0) for manual curing"
         )
     lift = job.travel_lift_mm if job.travel_lift_mm is not None else profile.travel_lift_mm
+    p_lift = _lift_flags(layers, xy, pstart, layer_pstart, job)
     inputs = EmitInputs(
         xy=xy,
         pstart=pstart,
@@ -373,6 +385,7 @@ def plan_layers(
         p_dwell_ms=np.round(p_dwell_ms),
         p_drop_e=p_drop_e,
         p_drop_feed=np.round(p_drop_feed),
+        p_lift=p_lift,
         tool_piston=piston,
         tool_offset=offsets,
         lit_select=lit_select,
@@ -384,17 +397,27 @@ def plan_layers(
         travel_feed=round(job.travel_speed_mm_s * 60),
         z_feed=_Z_FEED_MM_MIN,
     )
-    body, _code, vals, travel_s, dwell_s = render_body(inputs, table)
+    body, _code, vals, travel, dwell_s = render_body(inputs, table)
+    travel_s = travel.time_s
     # build-volume check on what the carriage will actually be asked to do
     bx, by, bz = profile.build_volume_mm
+    outside = []
     for axis, hi, name in ((0, bx, "X"), (1, by, "Y"), (2, bz, "Z")):
         col = vals[:, axis]
         if len(col) and not np.isnan(col).all():
             lo_v, hi_v = float(np.nanmin(col)), float(np.nanmax(col))
             if lo_v < -1e-6 or hi_v > hi + 1e-6:
-                warnings.append(
-                    f"{name} moves span {lo_v:.1f}…{hi_v:.1f} mm, outside the build volume 0…{hi:g} mm"
+                outside.append(
+                    f"{name} moves span {lo_v:.1f} to {hi_v:.1f} mm, outside the build volume "
+                    f"0 to {hi:g} mm of printer {profile.name!r}"
                 )
+    if outside and not job.allow_outside_build_volume:
+        raise ConfigurationError(
+            "job leaves the build volume (move the object, or set allow_outside_build_volume "
+            "= true if the printer can reach further)",
+            problems=[f"object: {o}" for o in outside],
+        )
+    warnings.extend(outside)
 
     totals = []
     for t in used:
@@ -436,9 +459,11 @@ def plan_layers(
                 + (f" on {over} of {int(sel.sum())} segments" if over else "")
             )
     total_time = float(dep[:, 2].sum()) + float(drop_time.sum()) + travel_s + dwell_s + cure_time
-    header = _header(len(layers), job, profile, pressure, totals, total_time, warnings)
+    header = _header(len(layers), job, profile, pressure, totals, total_time, warnings, travel)
     footer = _footer(profile, pressure, float(layer_z.max()) if len(layer_z) else 0.0, lift)
-    gcode = header + body.decode("ascii") + footer
+    if job.gcode_encoding == "ascii":
+        header, footer = to_ascii(header), to_ascii(footer)
+    gcode = header + body.decode(job.gcode_encoding) + footer
     say("done")
     return ToolpathResult(
         job=job,
@@ -451,6 +476,7 @@ def plan_layers(
         totals=totals,
         total_time_s=total_time,
         gcode=gcode,
+        travel=travel,
         warnings=warnings,
         notes=notes,
         scaffold=scaffold,
@@ -466,6 +492,7 @@ def _header(
     totals: list[PrintheadTotals],
     total_time: float,
     warnings: list[str],
+    travel: Travel,
 ) -> str:
     out = [
         f"; generated by labdevices {__version__} toolpath on {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}",
@@ -475,6 +502,7 @@ def _header(
         f"; printer profile: {profile.name}",
         f"; layers: {n_layers}, layer height {job.layer_height_mm} mm",
         f"; estimated time: {total_time:.0f} s",
+        f"; travel: {travel.xy_mm / 1000:.2f} m XY, {travel.lift_z_mm / 1000:.2f} m Z lifts",
     ]
     for t in totals:
         out.append(
@@ -523,6 +551,40 @@ def _footer(profile: GcodeProfile, pressure: dict[int, float], z_top: float, lif
     return "\n".join(out) + "\n"
 
 
+def _lift_flags(
+    layers: list[LayerPaths],
+    xy: F64,
+    pstart: npt.NDArray[np.int64],
+    layer_pstart: npt.NDArray[np.int64],
+    job: PrintJob,
+) -> npt.NDArray[np.bool_]:
+    """Which travels lift: all, or (``travel_lift = "needed"``) those between islands of a layer,
+    across an outer wall (over a hole) and longer than ``lift_above_travel_mm``. Paths of
+    unknown island always lift."""
+    n_paths = len(pstart) - 1
+    lift = np.ones(n_paths, np.bool_)
+    if job.travel_lift == "always" or n_paths == 0:
+        return lift
+    known = all(lp.island is not None for lp in layers)
+    if not known:
+        return lift
+    island = np.concatenate([lp.island for lp in layers if lp.island is not None]).astype(np.int64)
+    first_of_layer = np.zeros(n_paths, np.bool_)
+    first_of_layer[layer_pstart[:-1][np.diff(layer_pstart) > 0]] = True
+    start_pt = xy[pstart[:-1]]
+    end_pt = xy[pstart[1:] - 1]
+    d = np.full(n_paths, np.inf)
+    d[1:] = np.hypot(*(start_pt[1:] - end_pt[:-1]).T)
+    same_island = np.zeros(n_paths, np.bool_)
+    same_island[1:] = island[1:] == island[:-1]
+    lift = (d > job.lift_above_travel_mm) | (~same_island & ~first_of_layer)
+    if all(lp.outer is not None for lp in layers):
+        outer = np.concatenate([lp.outer for lp in layers if lp.outer is not None])
+        lift |= travel_crossings(xy, pstart, layer_pstart, outer)
+    lift[0] = True
+    return lift
+
+
 def _first_tool(job: PrintJob) -> int:
     return job.printheads[0].tool
 
@@ -564,6 +626,7 @@ def plan_job(
         infill_angle_deg=obj.infill_angle_deg,
         tool=obj.tool,
         progress=lambda done, total: say(f"slicing layer {done}/{total}"),
+        resolution_mm=obj.contour_resolution_mm,
     )
     _centre(layers, obj.offset_mm)
     return plan_layers(layers, job, profile, progress=progress)

@@ -124,7 +124,11 @@ def summary_table(result: ToolpathResult) -> Table:
             f"{t.cells:.3g}",
             f"{t.time_s:.0f}",
         )
-    extra = [f"total time {result.total_time_s:.0f} s"]
+    tr = result.travel
+    extra = [
+        f"estimated print time {result.total_time_s:.0f} s",
+        f"travel {tr.xy_mm / 1000:.2f} m XY, {tr.lift_z_mm / 1000:.2f} m Z lifts ({tr.time_s:.0f} s)",
+    ]
     if result.scaffold is not None:
         s = result.scaffold
         extra.append(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import ConfigurationError
 from ._job import ScaffoldObject
 from ._order import order_points
 from ._paths import ROLE_INFILL, ROLE_PERIMETER, LayerPaths
@@ -199,6 +200,37 @@ def _link(
     return chains
 
 
+def _check_fits(obj: ScaffoldObject, infill: _Region, spacing: float, w: float, rims: bool) -> None:
+    """A scaffold must hold at least two strands per layer direction: one strand has no pores,
+    and none at all would print nothing."""
+    size = (
+        f"{obj.size_mm[0]:g} x {obj.size_mm[1]:g} mm"
+        if obj.size_mm is not None
+        else f"{obj.diameter_mm:g} mm across"
+    )
+    if infill.empty():
+        if rims:
+            return
+        raise ConfigurationError(
+            f"object: the {obj.shape} scaffold ({size}) is too small for one strand of "
+            f"{w:g} mm inside {obj.perimeters} perimeter(s)"
+        )
+    for angle in sorted(set(obj.angles_deg)):
+        theta = math.radians(angle)
+        kmax = math.ceil(infill.extent / spacing) + 1
+        strands = 0
+        for k in range(-kmax, kmax + 1):
+            for t0, t1 in infill.chords(k * spacing, theta):
+                strands += t1 - t0 >= w / 2
+        if strands < 2:
+            field = "strand_spacing_mm" if obj.strand_spacing_mm is not None else "porosity"
+            raise ConfigurationError(
+                f"object.{field}: strands {spacing:g} mm apart leave "
+                f"{'one strand' if strands else 'no strand'} at {angle:g} deg in this "
+                f"{obj.shape} scaffold ({size}): no pores (make the spacing smaller than the part)"
+            )
+
+
 def scaffold_layers(
     obj: ScaffoldObject, layer_height_mm: float, strand_width_mm: float, tool: int
 ) -> tuple[list[LayerPaths], ScaffoldInfo]:
@@ -224,6 +256,7 @@ def scaffold_layers(
         if not ring.empty():
             perimeter_loops.extend(ring.outlines())
 
+    _check_fits(obj, infill, spacing, w, bool(perimeter_loops))
     layers = []
     prev_tool = -1
     for li in range(obj.layers):
