@@ -244,16 +244,15 @@ async def test_heartbeats_say_when_the_client_was_last_alive_and_the_will_claims
         heartbeat_s=0.05,
         reconnect_min_s=0.02,
     )
-    async with observer.subscribe(status) as statuses:
-        async with daemon:
-            await daemon.wait_connected(10)
-            first = (await statuses.get()).json()
-            beats = [(await statuses.get()).json() for _ in range(3)]
-            link.cut()
-            while (will := (await statuses.get()).json())["online"]:
-                beats.append(will)
-            link.restore()
-            again = (await statuses.get()).json()
+    async with observer.subscribe(status) as statuses, daemon:
+        await daemon.wait_connected(10)
+        first = (await statuses.get()).json()
+        beats = [(await statuses.get()).json() for _ in range(3)]
+        link.cut()
+        while (will := (await statuses.get()).json())["online"]:
+            beats.append(will)
+        link.restore()
+        again = (await statuses.get()).json()
     connected_at = first["connected_at"]
     assert first["online"] is True and first["store_id"] == "s1"
     assert first["t"] >= connected_at
