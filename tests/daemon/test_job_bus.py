@@ -107,16 +107,28 @@ async def test_a_retained_state_of_an_old_stores_job_is_not_taken_for_the_new_jo
         assert first.job_id == 1 and cancelled.store_id == old.store_id
         # A new store: its first job has the same id.
         async with (
-            Daemon(make_config(site, mqtt_broker, new_db, sim.port)) as new,
-            LabClient(
-                mqtt_broker.url, site=site, session=issue_session(new_db, "alice", site=site)
-            ) as lab,
-            deadline(60),
+            BusClient(mqtt_broker.host, mqtt_broker.port, site=site) as watcher,
+            watcher.subscribe(watcher.topics.job_state("1")) as watched,
         ):
-            assert new.store_id is not None and new.store_id != old.store_id
-            info, events = await _run(lab, printer="printer", gcode=SHORT_JOB)
-            assert info.job_id == 1 and info.store_id == new.store_id
-            followed = [e async for e in lab.follow(info.job_id)]
+            retained = await watched.get()
+            assert retained.retain and retained.json()["state"] == "cancelled"
+            async with (
+                Daemon(make_config(site, mqtt_broker, new_db, sim.port)) as new,
+                LabClient(
+                    mqtt_broker.url, site=site, session=issue_session(new_db, "alice", site=site)
+                ) as lab,
+                deadline(60),
+            ):
+                assert new.store_id is not None and new.store_id != old.store_id
+                # The new daemon clears the old store's retained state ...
+                assert (await watched.get()).payload == b""
+                # ... and one that lands afterwards (say, from the old daemon's queue) is
+                # not taken for the new job 1 by the client.
+                stale = {**retained.json(), "seq": 99}
+                await watcher.publish(watcher.topics.job_state("1"), stale, retain=True)
+                info, events = await _run(lab, printer="printer", gcode=SHORT_JOB)
+                assert info.job_id == 1 and info.store_id == new.store_id
+                followed = [e async for e in lab.follow(info.job_id)]
     assert [e.state for e in events if e.kind == "state"][-2:] == ["running", "completed"]
     assert {e.store_id for e in events} == {new.store_id}
     assert [(e.state, e.store_id) for e in followed] == [("completed", new.store_id)]

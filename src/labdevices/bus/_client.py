@@ -843,9 +843,9 @@ class BusClient:
         # (or sent again after a reconnect) would say the client was alive when it was not.
         while True:
             await asyncio.sleep(every_s)
-            await client.publish(
-                topic, self._status(online=True, t=time.time()), qos=1, retain=True
-            )
+            status = self._status(online=True, t=time.time())
+            # No timeout of its own: a busy link is no lost connection (aiomqtt says when it is).
+            await client.publish(topic, status, qos=1, retain=True, timeout=math.inf)
             self.stats.heartbeats += 1
 
     async def _receive(self, client: aiomqtt.Client) -> None:

@@ -234,6 +234,7 @@ class Daemon:
             self.spawn(supervisor.run(slot), f"device {slot.name}")
         self.spawn(self.pipeline.run_store_writer(), "telemetry store writer")
         self.spawn(self._checkpoint_loop(), "audit checkpoints")
+        self.spawn(self.jobs.clear_foreign_states(), "clear other stores' job states")
         self.jobs.start()
         # Requests sent before the first connection would be lost (no session yet to keep
         # them): give the broker a moment, but run without it rather than not at all.

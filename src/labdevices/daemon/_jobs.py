@@ -190,6 +190,34 @@ class JobManager:
             self.jobs[job.id] = job
         return interrupted
 
+    async def clear_foreign_states(self) -> None:
+        """Clear the retained job states another store left on the broker (runs until cancelled).
+
+        Job ids restart in a new store: ``jobs/2/state`` retained by the last store's job 2
+        would otherwise greet whoever follows this store's job 2 (clients also ignore it, by
+        its ``store_id``). Only retained messages are looked at: live ones are this daemon's.
+        """
+        if self.store_id is None:
+            return
+        async with self._bus.subscribe(self._topics.job_events()[1]) as states:
+            async for message in states:
+                if not message.retain or not message.payload:
+                    continue
+                try:
+                    data = message.json()
+                except LabDeviceError:
+                    data = None
+                if isinstance(data, dict) and data.get("store_id") == self.store_id:
+                    continue
+                other = data.get("store_id") if isinstance(data, dict) else None
+                log.warning(
+                    "clearing %s: a job state of another store (%s), not this one (%s)",
+                    message.topic,
+                    other or "unnamed",
+                    self.store_id,
+                )
+                self._bus.post(message.topic, b"", retain=True)
+
     async def _stored_seq(self, job_id: int) -> int:
         """The highest ``seq`` any run can have published for the job (see the module's doc)."""
         record = await self._store.get_job(job_id)
