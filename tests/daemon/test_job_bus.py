@@ -20,7 +20,7 @@ from labdevices.daemon import Daemon
 from labdevices.devices.gcode import load_gcode
 from labdevices.sim.printer import SimPrinterConfig, SimulatedPrinter
 from labdevices.store import JobState, SqliteDatabase
-from labdevices.testing._auth import issue_session
+from labdevices.testing._auth import TEST_PASSWORD, add_test_user, issue_session
 from labdevices.testing._mqtt import MosquittoBroker
 
 from ..bus.conftest import CuttableLink
@@ -65,6 +65,42 @@ async def test_a_job_recovered_at_start_continues_its_seq_and_a_follower_sees_it
     # Above anything the killed run can have published (one per stored event or line).
     assert events[0].seq > before
     assert events[0].store_id == daemon.store_id is not None
+
+
+async def test_a_follower_across_a_restart_sees_every_state_of_a_held_job_released_later(
+    mqtt_broker: MosquittoBroker, site: str, tmp_path: Path
+) -> None:
+    db = tmp_path / "lab.db"
+    add_test_user(db, "sam", ["supervisor"], password=TEST_PASSWORD)
+    async with SimulatedPrinter(config=SimPrinterConfig(time_scale=0.01)) as sim:
+        assert sim.port is not None
+        config = make_config(site, mqtt_broker, db, sim.port)
+        devices = dict(config.config.devices)  # GMP mode: jobs wait, held, for a release
+        devices["printer"] = devices["printer"].model_copy(update={"require_release": True})
+        config.config = config.config.model_copy(update={"devices": devices})
+        async with (
+            LabClient(
+                mqtt_broker.url, site=site, session=issue_session(db, "olivia", site=site)
+            ) as olivia,
+            LabClient(
+                mqtt_broker.url, site=site, session=issue_session(db, "sam", site=site)
+            ) as sam,
+            deadline(60),
+        ):
+            async with Daemon(config):
+                held = await olivia.submit(printer="printer", gcode=SHORT_JOB)
+                follower = olivia.follow(held.job_id)
+                seen = [await anext(follower)]
+            async with contextlib.aclosing(follower), Daemon(config):
+                await sam.sign(held.job_id, meaning="released", password=TEST_PASSWORD)
+                seen += [event async for event in follower]
+    assert [e.state for e in seen if e.kind == "state"] == [
+        "held",
+        "queued",
+        "running",
+        "completed",
+    ]
+    assert [e.seq for e in seen] == sorted({e.seq for e in seen})
 
 
 async def _run(lab: LabClient, **args: Any) -> tuple[JobInfo, list[JobEvent]]:
