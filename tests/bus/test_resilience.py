@@ -193,3 +193,79 @@ async def test_lifecycle_no_reentry_exit_twice_no_publish_after_close(site: str)
     await bus.__aexit__(None, None, None)
     with pytest.raises(DeviceConnectionError, match="closed"):
         bus.post(bus.topics.state("p1"), {})
+
+
+def _wipe(broker: MosquittoBroker) -> None:
+    """Kill the broker and start it with nothing: no retained message, no session survives."""
+    broker.kill()
+    (broker.workdir / "mosquitto.db").unlink(missing_ok=True)
+    broker.start()
+
+
+async def test_retained_messages_are_published_again_when_the_broker_comes_back_empty(
+    make_bus: Any, mqtt_broker: MosquittoBroker
+) -> None:
+    daemon = await make_bus("daemon")
+    state, cleared = daemon.topics.state("p1"), daemon.topics.state("p2")
+    await daemon.publish(state, {"state": "idle", "n": 1}, retain=True)
+    await daemon.publish(state, {"state": "busy", "n": 2}, retain=True)
+    await daemon.publish(cleared, {"state": "idle"}, retain=True)
+    await daemon.publish(cleared, b"", retain=True)  # cleared: not to come back
+    await daemon.publish(daemon.topics.telemetry("p1"), {"not": "retained"})
+    await asyncio.to_thread(_wipe, mqtt_broker)
+    await daemon.wait_disconnected()
+    await daemon.wait_connected(30)
+    await daemon.flush(30)
+    late = await make_bus("late")
+    async with late.subscribe(late.topics.all_states()) as states:
+        got = await asyncio.wait_for(states.get(), 30)
+        # A marker published after the subscription: anything retained came before it.
+        await daemon.publish(late.topics.state("marker"), {"state": "marker"}, retain=True)
+        rest = []
+        while (m := await asyncio.wait_for(states.get(), 30)).topic != late.topics.state("marker"):
+            rest.append(m)
+    assert (got.topic, got.json(), got.retain) == (state, {"state": "busy", "n": 2}, True)
+    assert rest == []
+    assert daemon.stats.retained_republished >= 1
+
+
+async def test_heartbeats_say_when_the_client_was_last_alive_and_the_will_claims_no_time(
+    make_bus: Any, link: CuttableLink, site: str
+) -> None:
+    observer = await make_bus("observer")
+    status = observer.topics.daemon_status()
+    daemon = BusClient(
+        link.host,
+        link.port,
+        site=site,
+        client_id="daemon",
+        status_topic=status,
+        status_extra={"store_id": "s1"},
+        heartbeat_s=0.05,
+        reconnect_min_s=0.02,
+    )
+    async with observer.subscribe(status) as statuses, daemon:
+        await daemon.wait_connected(10)
+        first = (await statuses.get()).json()
+        beats = [(await statuses.get()).json() for _ in range(3)]
+        link.cut()
+        while (will := (await statuses.get()).json())["online"]:
+            beats.append(will)
+        link.restore()
+        again = (await statuses.get()).json()
+    connected_at = first["connected_at"]
+    assert first["online"] is True and first["store_id"] == "s1"
+    assert first["t"] >= connected_at
+    assert all(b["online"] and b["connected_at"] == connected_at for b in beats)
+    times = [first["t"], *(b["t"] for b in beats)]
+    assert times == sorted(times) and times[-1] > connected_at
+    # The will was made at connect time: it names that connection, not a time it went offline.
+    assert will == {
+        "online": False,
+        "client_id": "daemon",
+        "connected_at": connected_at,
+        "t": None,
+        "store_id": "s1",
+    }
+    assert again["online"] is True and again["connected_at"] > times[-1]
+    assert daemon.stats.heartbeats >= 3

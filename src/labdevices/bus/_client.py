@@ -124,6 +124,9 @@ class BusStats:
     late_replies: int = 0
     unrouted: int = 0
     subscriber_dropped: int = 0
+    #: retained messages published again at a (re)connect (see ``BusClient``)
+    retained_republished: int = 0
+    heartbeats: int = 0
 
 
 @dataclass(frozen=True)
@@ -200,8 +203,19 @@ class BusClient:
     With a ``client_id`` the session is persistent (clean session off, QoS-1
     subscriptions), so the broker keeps messages for it while it is away and
     across a broker restart (with broker persistence on); without one, a random
-    id and a clean session are used. ``status_topic`` gets a retained
-    ``{"online": true}`` on every connect and, as last will, ``{"online": false}``.
+    id and a clean session are used.
+
+    ``status_topic`` gets a retained ``{"online": true, "connected_at": T, "t": now}`` on
+    every connect and then every ``heartbeat_s`` (``t``: when the client was last known
+    alive), and, as last will, ``{"online": false, "connected_at": T, "t": null}``: a will
+    is fixed when the connection is made, so it cannot know when the client went away —
+    the last heartbeat before it says that. A clean close publishes ``{"online": false}``
+    with its own ``t``. ``status_extra`` fields are added to each of these.
+
+    Every retained message this client published is published again at each reconnect
+    (the latest per topic, unless a newer one is still queued): a broker that came back
+    without its retained messages gets them back. An empty retained message clears its
+    topic and is forgotten.
 
     Entering does not wait for the broker (an absent broker must not stop a
     daemon from polling its devices); use ``wait_connected`` to fail fast.
@@ -228,6 +242,8 @@ class BusClient:
         remember_requests: int = 4096,
         inbox_owner: str | None = None,
         signer: Signer | None = None,
+        status_extra: Mapping[str, JsonValue] | None = None,
+        heartbeat_s: float | None = None,
     ) -> None:
         self.topics = Topics(site)
         self.persistent = client_id is not None
@@ -236,6 +252,13 @@ class BusClient:
         #: adds credentials to each request this client sends (see ``labdevices.auth``)
         self.signer = signer
         self.status_topic = validate_publish_topic(status_topic) if status_topic else None
+        self.status_extra: dict[str, JsonValue] = dict(status_extra or {})
+        if heartbeat_s is not None and not heartbeat_s > 0:
+            raise ValueError(f"heartbeat_s must be > 0, got {heartbeat_s}")
+        self._heartbeat_s = heartbeat_s
+        self._connected_at: float | None = None
+        #: the latest retained message per topic, published again at each reconnect
+        self._retained: dict[str, tuple[bytes, int]] = {}
         self.stats = BusStats()
         self.broker = f"mqtt://{host}:{port}"
         self._host = host
@@ -366,7 +389,13 @@ class BusClient:
         if self._state == "closed":
             raise DeviceConnectionError(f"{self!r} is closed; cannot publish to {topic}")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._outgoing.append(_Outgoing(topic, encode(payload), qos, retain, done))
+        data = encode(payload)
+        if retain:
+            if data:
+                self._retained[topic] = (data, qos)
+            else:
+                self._retained.pop(topic, None)
+        self._outgoing.append(_Outgoing(topic, data, qos, retain, done))
         self.stats.queued = len(self._outgoing)
         self.stats.queued_high_water = max(self.stats.queued_high_water, self.stats.queued)
         self._drained.clear()
@@ -656,13 +685,41 @@ class BusClient:
 
     # ---- the connection loop ---------------------------------------------------------------
 
-    def _status(self, *, online: bool) -> bytes:
-        return encode({"online": online, "client_id": self.client_id, "t": time.time()})
+    def _status(self, *, online: bool, t: float | None) -> bytes:
+        return encode(
+            {
+                **self.status_extra,
+                "online": online,
+                "client_id": self.client_id,
+                "connected_at": self._connected_at,
+                "t": t,
+            }
+        )
+
+    def _requeue_retained(self) -> None:
+        """Queue the latest retained message of each topic again, unless one is queued already."""
+        queued = {m.topic for m in self._outgoing if m.retain}
+        loop = asyncio.get_running_loop()
+        for topic, (payload, qos) in self._retained.items():
+            if topic in queued:
+                continue
+            done: asyncio.Future[None] = loop.create_future()
+            self._outgoing.append(_Outgoing(topic, payload, qos, True, done))
+            self.stats.retained_republished += 1
+        if self._outgoing:
+            self.stats.queued = len(self._outgoing)
+            self.stats.queued_high_water = max(self.stats.queued_high_water, self.stats.queued)
+            self._drained.clear()
+            self._wakeup.set()
 
     def _new_client(self) -> aiomqtt.Client:
         will = None
+        # The time this connection is made: the will names it, the online status too.
+        self._connected_at = time.time()
         if self.status_topic:
-            will = aiomqtt.Will(self.status_topic, self._status(online=False), qos=1, retain=True)
+            will = aiomqtt.Will(
+                self.status_topic, self._status(online=False, t=None), qos=1, retain=True
+            )
         options: dict[str, Any] = {}
         if self._protocol == "5":
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -731,7 +788,11 @@ class BusClient:
         if filters:
             await client.subscribe([(f, 1) for f in filters])
         if self.status_topic:
-            await client.publish(self.status_topic, self._status(online=True), qos=1, retain=True)
+            await client.publish(
+                self.status_topic, self._status(online=True, t=time.time()), qos=1, retain=True
+            )
+        if self._retained:
+            self._requeue_retained()
         self._disconnected.clear()
         self._connected.set()
         self.stats.connects += 1
@@ -742,6 +803,13 @@ class BusClient:
             asyncio.create_task(self._receive(client), name=f"bus {self.client_id} receive"),
             asyncio.create_task(self._send(client), name=f"bus {self.client_id} send"),
         }
+        if self.status_topic and self._heartbeat_s is not None:
+            loops.add(
+                asyncio.create_task(
+                    self._heartbeat(client, self.status_topic, self._heartbeat_s),
+                    name=f"bus {self.client_id} heartbeat",
+                )
+            )
         # Closing sets _stop as well as cancelling us: on 3.11, asyncio.wait_for (inside
         # aiomqtt) swallows a cancel that lands as its awaitable completes.
         stop = asyncio.create_task(self._stop.wait(), name=f"bus {self.client_id} stop")
@@ -764,11 +832,21 @@ class BusClient:
             # A clean DISCONNECT does not fire the will, so say it ourselves.
             await client.publish(
                 self.status_topic,
-                self._status(online=False),
+                self._status(online=False, t=time.time()),
                 qos=1,
                 retain=True,
                 timeout=self._close_timeout_s,
             )
+
+    async def _heartbeat(self, client: aiomqtt.Client, topic: str, every_s: float) -> None:
+        # Straight to the client, not through the queue: a heartbeat stuck behind a backlog
+        # (or sent again after a reconnect) would say the client was alive when it was not.
+        while True:
+            await asyncio.sleep(every_s)
+            status = self._status(online=True, t=time.time())
+            # No timeout of its own: a busy link is no lost connection (aiomqtt says when it is).
+            await client.publish(topic, status, qos=1, retain=True, timeout=math.inf)
+            self.stats.heartbeats += 1
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         messages = client.messages

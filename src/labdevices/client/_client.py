@@ -7,6 +7,7 @@ class of its code (``LimitViolation``, ``UnknownDevice``, ``JobRejected``, ...).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -28,6 +29,7 @@ __all__ = [
     "TERMINAL_JOB_STATES",
     "AlarmInfo",
     "DeviceInfo",
+    "DeviceState",
     "JobEvent",
     "JobInfo",
     "LabClient",
@@ -70,6 +72,39 @@ class DeviceInfo:
 
 
 @dataclass(frozen=True)
+class DeviceState:
+    """A device's state as the daemon published it (``{device}/state``).
+
+    ``state`` is ``unknown`` while the daemon's status says it is offline: nobody watches
+    the device then, whatever its last published state said. ``since`` (epoch seconds) is
+    then the last time the daemon was known alive — its last heartbeat this client saw, or
+    the time of its clean goodbye, else the start of the connection it lost.
+    """
+
+    device: str
+    state: str
+    t: float | None = None
+    error: str | None = None
+    profile: str | None = None
+    driver: str | None = None
+    daemon_online: bool = True
+    since: float | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> DeviceState:
+        if not isinstance(data, dict) or not isinstance(data.get("device"), str):
+            raise ProtocolError(f"a device state must be an object with a device, got {data!r}")
+        return cls(
+            data["device"],
+            str(data.get("state")),
+            data.get("t"),
+            data.get("error"),
+            data.get("profile"),
+            data.get("driver"),
+        )
+
+
+@dataclass(frozen=True)
 class JobInfo:
     """A print job as the daemon reports it; ``line`` is the last line the printer acknowledged."""
 
@@ -97,6 +132,8 @@ class JobInfo:
     #: GMP mode: the job waits, ``held``, for a supervisor's release signature
     release_required: bool = False
     signatures: list[SignatureInfo] = field(default_factory=list)
+    #: the id of the daemon's store (in a submit reply): job ids restart in a new store
+    store_id: str | None = None
 
     @property
     def done(self) -> bool:
@@ -136,7 +173,9 @@ class SignatureInfo:
 
 @dataclass(frozen=True)
 class JobEvent:
-    """A job event: ``kind`` is ``progress`` or ``state``; ``seq`` grows by one per job."""
+    """A job event: ``kind`` is ``progress`` or ``state``; ``seq`` grows by one per job
+    (and jumps ahead, never back, when a restarted daemon takes the job up again);
+    ``store_id`` names the store the job belongs to."""
 
     kind: str
     job_id: int
@@ -145,6 +184,7 @@ class JobEvent:
     lines_total: int
     state: str | None = None
     error: str | None = None
+    store_id: str | None = None
 
     @property
     def fraction(self) -> float:
@@ -197,6 +237,7 @@ def _event(message: BusMessage) -> JobEvent:
         int(data.get("lines_total", 0)),
         data.get("state"),
         data.get("error"),
+        data.get("store_id"),
     )
 
 
@@ -378,6 +419,65 @@ class LabClient:
             if isinstance(d, dict)
         ]
 
+    @contextlib.asynccontextmanager
+    async def device_states(self, device: str = "+") -> AsyncIterator[AsyncIterator[DeviceState]]:
+        """States of one device (or all) as the daemon publishes them, retained ones first.
+
+        While the daemon's status says it is offline (its last will, or its goodbye), every
+        device known here is reported ``unknown`` (``daemon_online`` False, ``since`` the last
+        time the daemon was known alive), and so is any state arriving meanwhile; when it is
+        back, the states it publishes are reported again. Nothing is reported before the
+        daemon's status is known.
+        """
+        status_topic = self.topics.daemon_status()
+        topic = self.topics.all_states() if device == "+" else self.topics.state(device)
+        async with self._bus.subscribe([status_topic, topic], maxsize=10_000) as sub:
+
+            async def states() -> AsyncIterator[DeviceState]:
+                last: dict[str, DeviceState] = {}
+                online: bool | None = None
+                since: float | None = None
+                alive: tuple[float | None, float] | None = None  # (connected_at, heartbeat t)
+
+                def shown(state: DeviceState) -> DeviceState:
+                    if online:
+                        return state
+                    return dataclasses.replace(
+                        state, state="unknown", daemon_online=False, since=since
+                    )
+
+                async for message in sub:
+                    if message.topic == status_topic:
+                        try:
+                            status = message.json()
+                        except LabDeviceError:
+                            continue
+                        if not isinstance(status, dict):
+                            continue
+                        was, online = online, bool(status.get("online"))
+                        connected_at, t = status.get("connected_at"), status.get("t")
+                        if online:
+                            alive = (connected_at, t) if isinstance(t, int | float) else alive
+                        elif isinstance(t, int | float):
+                            since = t  # a goodbye knows its own time
+                        elif alive is not None and alive[0] == connected_at:
+                            since = alive[1]  # the last heartbeat seen of the lost connection
+                        else:
+                            since = connected_at if isinstance(connected_at, int | float) else None
+                        if online != was:
+                            for state in list(last.values()):
+                                yield shown(state)
+                        continue
+                    try:
+                        state = DeviceState.from_json(message.json())
+                    except LabDeviceError:
+                        continue
+                    last[state.device] = state
+                    if online is not None:
+                        yield shown(state)
+
+            yield states()
+
     async def read(self, device: str, signal: str) -> Reading:
         return _reading(await self._device(device, "read", signal=signal))
 
@@ -449,34 +549,69 @@ class LabClient:
         async with self._bus.subscribe(self.topics.job_events()) as sub:
             info = await self.submit(**submit_args)
             yield info
-            async with contextlib.aclosing(self._events(sub, info.job_id)) as events:
-                async for event in events:
+            # The submit reply names the store: a retained state of another store's job
+            # with the same id is not this job's.
+            events = self._events(sub, info.job_id, store_id=info.store_id)
+            async with contextlib.aclosing(events) as stream:
+                async for event in stream:
                     yield event
 
     async def follow(self, job_id: int) -> AsyncGenerator[JobEvent, None]:
-        """Events of a job from now until it ends (its retained state first)."""
+        """Events of a job from now until it ends (its retained state first).
+
+        The job is the one of the daemon's current store, which the daemon's retained status
+        names: events wait until that status is known, and those of another store's job with
+        the same id are ignored.
+        """
+        status = self.topics.daemon_status()
         async with (
-            self._bus.subscribe(self.topics.job_events(str(job_id))) as sub,
-            contextlib.aclosing(self._events(sub, job_id)) as events,
+            self._bus.subscribe([status, *self.topics.job_events(str(job_id))]) as sub,
+            contextlib.aclosing(self._events(sub, job_id, status_topic=status)) as events,
         ):
             async for event in events:
                 yield event
 
-    async def _events(self, sub: Any, job_id: int) -> AsyncGenerator[JobEvent, None]:
+    async def _events(
+        self,
+        sub: Any,
+        job_id: int,
+        *,
+        store_id: str | None = None,
+        status_topic: str | None = None,
+    ) -> AsyncGenerator[JobEvent, None]:
+        """A job's events until it ends. The store is ``store_id``, or with ``status_topic``
+        the one the daemon's status names (events are held back until it is known)."""
         # Delivery is at least once, and a reconnect re-sends the retained state: ``seq``
         # tells a repeat from news.
         last_seq = 0
+        known = status_topic is None
+        held: list[JobEvent] = []
         async for message in sub:
-            try:
-                event = _event(message)
-            except (KeyError, TypeError, ValueError, LabDeviceError):
-                continue
-            if event.job_id != job_id or event.seq <= last_seq:
-                continue
-            last_seq = event.seq
-            yield event
-            if event.kind == "state" and event.state in TERMINAL_JOB_STATES:
-                return
+            if message.topic == status_topic:
+                with contextlib.suppress(LabDeviceError):
+                    status = message.json()
+                    if isinstance(status, dict):
+                        store_id = status.get("store_id")
+                        known = True
+                batch, held = (held, []) if known else ([], held)
+            else:
+                try:
+                    event = _event(message)
+                except (KeyError, TypeError, ValueError, LabDeviceError):
+                    continue
+                if not known:
+                    held.append(event)
+                    continue
+                batch = [event]
+            for event in batch:
+                if event.job_id != job_id or event.seq <= last_seq:
+                    continue
+                if store_id is not None and event.store_id != store_id:
+                    continue  # a retained state left by another store's job of the same id
+                last_seq = event.seq
+                yield event
+                if event.kind == "state" and event.state in TERMINAL_JOB_STATES:
+                    return
 
     async def job(self, job_id: int) -> JobInfo:
         return JobInfo.from_json(await self._daemon("job", job_id=job_id))

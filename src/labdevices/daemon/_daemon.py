@@ -70,6 +70,7 @@ class Daemon:
         *,
         telemetry_linger_s: float = 0.002,
         wait_for_broker_s: float = 10.0,
+        heartbeat_s: float = 10.0,
     ) -> None:
         self.loaded = loaded
         self.config = loaded.config
@@ -82,6 +83,8 @@ class Daemon:
         self.recovered: list[int] = []
         self._telemetry_linger_s = telemetry_linger_s
         self._wait_for_broker_s = wait_for_broker_s
+        self._heartbeat_s = heartbeat_s
+        self.store_id: str | None = None
         self._stack: AsyncExitStack | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._spawned: set[asyncio.Task[None]] = set()
@@ -129,6 +132,7 @@ class Daemon:
         started_at = time.time()
         self.store = await stack.enter_async_context(self._open_store())
         await self.store.record_config_load(self.loaded.source, self.loaded.sha256)
+        self.store_id = await self.store.store_id()
         # The session secrets come from the daemon's key (outside the database): the
         # database file alone cannot act as anyone.
         session_key = derive_key(
@@ -146,7 +150,11 @@ class Daemon:
             password=self._broker_password() or password,
             tls_context=tls_context,
             protocol=cfg.bus.protocol,
-            status_topic=Topics(cfg.site).daemon_status(),  # its last will marks us offline
+            # Its last will marks us offline, and with us every device state (clients show
+            # them ``unknown``); the heartbeat says when we were last alive.
+            status_topic=Topics(cfg.site).daemon_status(),
+            status_extra={"store_id": self.store_id},
+            heartbeat_s=self._heartbeat_s,
             reconnect_max_s=2.0,
         )
         self.bus = bus
@@ -160,7 +168,7 @@ class Daemon:
             self._accept,
             flush_interval_s=cfg.store.flush_interval_s,
         )
-        self.jobs = JobManager(self.slots, self.store, bus, self.spawn)
+        self.jobs = JobManager(self.slots, self.store, bus, self.spawn, store_id=self.store_id)
         self.router = CommandRouter(self.slots, self.jobs, self.store, bus, self.pipeline.latest)
         auth_commands = AuthCommands(self.store, bus, session_key, self._publish_alarm)
         self.router.daemon_commands.update(auth_commands.commands())
@@ -226,6 +234,7 @@ class Daemon:
             self.spawn(supervisor.run(slot), f"device {slot.name}")
         self.spawn(self.pipeline.run_store_writer(), "telemetry store writer")
         self.spawn(self._checkpoint_loop(), "audit checkpoints")
+        self.spawn(self.jobs.clear_foreign_states(), "clear other stores' job states")
         self.jobs.start()
         # Requests sent before the first connection would be lost (no session yet to keep
         # them): give the broker a moment, but run without it rather than not at all.

@@ -3,7 +3,14 @@
 Each state change goes to the store first (validated and audited there), then to
 ``jobs/{id}/state`` (retained); progress goes to the store (last acknowledged line)
 and to ``jobs/{id}/progress``. Every event of a job carries a ``seq`` that grows by
-one, so a follower can tell that it missed nothing.
+one while a daemon runs it, so a follower can tell that it missed nothing, and the
+store's id (``store_id``): job ids restart in a new store, and a retained state of the
+old store's job of the same id must not pass for the new one's.
+
+A ``seq`` never goes back across a restart either: each event published follows at
+least one change the store keeps (an event row of the job, or a higher acknowledged
+line), so a job taken up again from its record continues from its count of events plus
+its last acknowledged line, above anything an earlier run published.
 """
 
 from __future__ import annotations
@@ -134,8 +141,11 @@ class JobManager:
         store: Store,
         bus: BusClient,
         spawn: Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]],
+        *,
+        store_id: str | None = None,
     ) -> None:
         self.slots = slots
+        self.store_id = store_id
         self.printers = {name: s for name, s in slots.items() if s.is_printer}
         self.jobs: dict[int, ActiveJob] = {}
         self._store = store
@@ -153,7 +163,10 @@ class JobManager:
     # -- startup ------------------------------------------------------------------------------
 
     async def recover(self) -> list[JobRecord]:
-        """Jobs a previous daemon left live become interrupted (never resumed); queued ones cancelled."""
+        """Jobs a previous daemon left live become interrupted (never resumed); queued ones cancelled.
+
+        Held jobs (awaiting a release signature) are taken up again, their ``seq`` continued.
+        """
         interrupted = await self._store.recover_interrupted(actor="daemon")
         stale = await self._store.list_jobs(state=JobState.QUEUED, limit=10_000)
         cancelled = [
@@ -167,9 +180,48 @@ class JobManager:
         ]
         for record in interrupted + cancelled:
             self._bus.post(
-                self._topics.job_state(str(record.id)), self._state_payload(record, 0), retain=True
+                self._topics.job_state(str(record.id)),
+                self._state_payload(record, await self._stored_seq(record.id)),
+                retain=True,
             )
+        for record in await self._store.list_jobs(state=JobState.HELD, limit=10_000):
+            job = ActiveJob(record.id, record.printer, [], record)
+            job.seq = await self._stored_seq(record.id)
+            self.jobs[job.id] = job
         return interrupted
+
+    async def clear_foreign_states(self) -> None:
+        """Clear the retained job states another store left on the broker (runs until cancelled).
+
+        Job ids restart in a new store: ``jobs/2/state`` retained by the last store's job 2
+        would otherwise greet whoever follows this store's job 2 (clients also ignore it, by
+        its ``store_id``). Only retained messages are looked at: live ones are this daemon's.
+        """
+        if self.store_id is None:
+            return
+        async with self._bus.subscribe(self._topics.job_events()[1]) as states:
+            async for message in states:
+                if not message.retain or not message.payload:
+                    continue
+                try:
+                    data = message.json()
+                except LabDeviceError:
+                    data = None
+                if isinstance(data, dict) and data.get("store_id") == self.store_id:
+                    continue
+                other = data.get("store_id") if isinstance(data, dict) else None
+                log.warning(
+                    "clearing %s: a job state of another store (%s), not this one (%s)",
+                    message.topic,
+                    other or "unnamed",
+                    self.store_id,
+                )
+                self._bus.post(message.topic, b"", retain=True)
+
+    async def _stored_seq(self, job_id: int) -> int:
+        """The highest ``seq`` any run can have published for the job (see the module's doc)."""
+        record = await self._store.get_job(job_id)
+        return len(record.events) + record.last_ack_line
 
     # -- submission ---------------------------------------------------------------------------
 
@@ -264,19 +316,18 @@ class JobManager:
         self._publish_state(job)
         if record.state == JobState.QUEUED:
             self._queues[printer].put_nowait(job)
-        return job_json(record)
+        reply = job_json(record)
+        reply["store_id"] = self.store_id
+        return reply
 
     def signed(self, record: JobRecord) -> None:
         """A signature changed a held job: released ones join their printer's queue."""
         job = self.jobs.get(record.id)
-        if job is None and record.state not in (JobState.QUEUED, JobState.CANCELLED):
-            return  # a signature on a job this daemon does not run (e.g. one that ended)
-        if job is None:  # held since before a restart: its commands come from the store at start
-            job = ActiveJob(record.id, record.printer, [], record)
-            self.jobs[job.id] = job
-            was = JobState.HELD
-        else:
-            was = job.state
+        if job is None:
+            # A signature on a job this daemon does not run (e.g. one that ended); held jobs
+            # of an earlier run were taken up by ``recover``.
+            return
+        was = job.state
         job.record = record
         if record.state == was:
             return
@@ -430,6 +481,7 @@ class JobManager:
             self._topics.job_progress(str(job.id)),
             {
                 "job_id": job.id,
+                "store_id": self.store_id,
                 "seq": job.seq,
                 "line": line,
                 "lines_total": total,
@@ -462,6 +514,7 @@ class JobManager:
         payload = job_json(record)
         payload.pop("events")
         payload["seq"] = seq
+        payload["store_id"] = self.store_id
         payload["t"] = time.time()
         return payload
 

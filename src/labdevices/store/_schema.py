@@ -209,4 +209,23 @@ MIGRATIONS.append(
     )
 )
 
+
+MIGRATIONS.append(
+    (
+        3,
+        "store identity: a random id, made once, that job events on the bus carry",
+        [
+            # Not a covered table: the id is not a record, it names the store. Job ids
+            # restart at 1 in a new store; the bus tells jobs of different stores apart by it.
+            """CREATE TABLE store_meta (
+                key TEXT PRIMARY KEY,
+                value TEXT NOT NULL
+            )""",
+            "INSERT INTO store_meta (key, value) VALUES ('store_id', lower(hex(randomblob(16))))",
+            """CREATE TRIGGER store_meta_no_update BEFORE UPDATE ON store_meta
+               BEGIN SELECT RAISE(ABORT, 'the store id never changes'); END""",
+        ],
+    )
+)
+
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -272,6 +272,19 @@ class SqliteDatabase(IdentityMethods):
         with self._errors():
             return int(self._db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0])
 
+    @property
+    def store_id(self) -> str | None:
+        """The store's random id, made when it was created (None: a store older than schema 3,
+        opened read-only). Job ids restart in a new store; this id tells them apart."""
+        with self._errors():
+            exists = self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'store_meta'"
+            ).fetchone()
+            if exists is None:
+                return None
+            row = self._db.execute("SELECT value FROM store_meta WHERE key = 'store_id'").fetchone()
+        return None if row is None else str(row[0])
+
     @contextmanager
     def _tx(self, *, durable: bool) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken with the write lock up front so the audit chain cannot fork.

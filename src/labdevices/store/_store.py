@@ -102,6 +102,7 @@ class Store(Protocol):
     ) -> JobEvent: ...
     async def job_gcode(self, job_id: int) -> str | None: ...
     async def recover_interrupted(self, *, actor: str = "daemon") -> list[JobRecord]: ...
+    async def store_id(self) -> str | None: ...
     async def get_job(self, job_id: int, *, events: bool = True) -> JobRecord: ...
     async def list_jobs(
         self, *, state: JobState | str | None = None, printer: str | None = None, limit: int = 100
@@ -278,6 +279,10 @@ class SqliteStore:
             await asyncio.get_running_loop().run_in_executor(executor, self._db.close)
         finally:
             executor.shutdown(wait=True)
+
+    async def store_id(self) -> str | None:
+        """The store's random id (see ``SqliteDatabase.store_id``)."""
+        return await self._run(lambda: self._db.store_id)
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if self._executor is None:
