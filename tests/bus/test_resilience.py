@@ -229,6 +229,29 @@ async def test_retained_messages_are_published_again_when_the_broker_comes_back_
     assert daemon.stats.retained_republished >= 1
 
 
+async def test_only_the_newest_retained_topics_are_remembered_for_a_reconnect(
+    make_bus: Any, mqtt_broker: MosquittoBroker
+) -> None:
+    # A daemon that ran many jobs must not keep (and republish) every job state forever.
+    daemon = await make_bus("daemon", retained_limit=3)
+    topics = [daemon.topics.job_state(str(i)) for i in range(1, 6)]
+    for topic in topics:
+        await daemon.publish(topic, {"state": "completed"}, retain=True)
+    await daemon.publish(topics[0], {"state": "completed", "again": True}, retain=True)
+    await asyncio.to_thread(_wipe, mqtt_broker)
+    await daemon.wait_disconnected()
+    await daemon.wait_connected(30)
+    await daemon.flush(30)
+    late = await make_bus("late")
+    marker = late.topics.job_state("marker")
+    async with late.subscribe(f"{late.topics.root}/jobs/+/state") as states:
+        await daemon.publish(marker, {"state": "marker"}, retain=True)
+        seen = []
+        while (m := await asyncio.wait_for(states.get(), 30)).topic != marker:
+            seen.append(m.topic)
+    assert sorted(seen) == sorted([topics[3], topics[4], topics[0]])
+
+
 async def test_heartbeats_say_when_the_client_was_last_alive_and_the_will_claims_no_time(
     make_bus: Any, link: CuttableLink, site: str
 ) -> None:

@@ -244,6 +244,7 @@ class BusClient:
         signer: Signer | None = None,
         status_extra: Mapping[str, JsonValue] | None = None,
         heartbeat_s: float | None = None,
+        retained_limit: int = 4096,
     ) -> None:
         self.topics = Topics(site)
         self.persistent = client_id is not None
@@ -257,8 +258,13 @@ class BusClient:
             raise ValueError(f"heartbeat_s must be > 0, got {heartbeat_s}")
         self._heartbeat_s = heartbeat_s
         self._connected_at: float | None = None
-        #: the latest retained message per topic, published again at each reconnect
+        #: the latest retained message per topic, published again at each reconnect; the
+        #: ``retained_limit`` most recently published topics (device states and the daemon's
+        #: status stay fresh, the states of long-finished jobs go first)
         self._retained: dict[str, tuple[bytes, int]] = {}
+        if retained_limit < 1:
+            raise ValueError(f"retained_limit must be >= 1, got {retained_limit}")
+        self._retained_limit = retained_limit
         self.stats = BusStats()
         self.broker = f"mqtt://{host}:{port}"
         self._host = host
@@ -391,10 +397,11 @@ class BusClient:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         data = encode(payload)
         if retain:
+            self._retained.pop(topic, None)
             if data:
-                self._retained[topic] = (data, qos)
-            else:
-                self._retained.pop(topic, None)
+                self._retained[topic] = (data, qos)  # newest last
+                if len(self._retained) > self._retained_limit:
+                    del self._retained[next(iter(self._retained))]
         self._outgoing.append(_Outgoing(topic, data, qos, retain, done))
         self.stats.queued = len(self._outgoing)
         self.stats.queued_high_water = max(self.stats.queued_high_water, self.stats.queued)
