@@ -6,6 +6,7 @@ class of its code (``LimitViolation``, ``UnknownDevice``, ``JobRejected``, ...).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl
 import time
@@ -304,6 +305,22 @@ class LabClient:
     ) -> None:
         # Not handing the exception on: the bus's TaskGroup would wrap it in an ExceptionGroup.
         await self._bus.__aexit__(None, None, None)
+
+    async def daemon_status(self, timeout: float = 5.0) -> dict[str, Any] | None:
+        """The daemon's retained status on this site (``{"online": bool, ...}``), or None when
+        no daemon has announced itself on this broker within ``timeout`` s."""
+        try:
+            async with (
+                asyncio.timeout(timeout),
+                self._bus.subscribe(self.topics.daemon_status()) as sub,
+            ):
+                async for message in sub:
+                    data = message.json()
+                    if isinstance(data, dict):
+                        return data
+        except TimeoutError:
+            return None
+        return None
 
     # -- identity -----------------------------------------------------------------------------
 
