@@ -7,6 +7,7 @@ Heavy imports (numba, pymodbus, asyncua) happen inside the commands, so that
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -25,6 +26,35 @@ app = typer.Typer(
 err_console = Console(stderr=True)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"labdevices {version('labdevices')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Drive bioprinters, incubators, bioreactors and sensors; simulate a whole lab."""
+
+
+def _bare_site(argv: list[str]) -> list[str]:
+    """``watch --site`` with no name: the site of the running daemon (an empty name)."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--site" and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out[i] = "--site="
+    return out
+
+
 def _register() -> None:
     from . import _printer, _profiles, _sim  # noqa: F401  (commands register on import)
 
@@ -39,6 +69,7 @@ def _register() -> None:
         "_broker",
         "_record",
         "_sign",
+        "_operate",
     ):
         try:
             __import__(f"{__name__}.{optional}")
@@ -53,7 +84,7 @@ def main() -> None:
 
     _register()
     try:
-        app()
+        app(args=_bare_site(sys.argv[1:]) if "watch" in sys.argv[1:2] else None)
     except LabDeviceError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(2)

@@ -20,6 +20,7 @@ from rich.live import Live
 from rich.table import Table
 
 from . import app
+from ._reach import BrokerOption, CaOption, SessionOption, SiteOption, UserOption
 
 if TYPE_CHECKING:
     from ..devices import Device, Sample
@@ -108,17 +109,49 @@ def read(
 
 @app.command()
 def watch(
-    addresses: Annotated[list[str], typer.Argument(help="one or more device addresses")],
-    profile: Annotated[str, _PROFILE],
+    addresses: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="device addresses (same profile); none: every device of the running daemon"
+        ),
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile", "-p", help="device profile of the addresses: shipped name or TOML file"
+        ),
+    ] = None,
     duration: Annotated[
         float | None, typer.Option(help="stop after this many seconds (default: Ctrl-C)")
     ] = None,
     refresh: Annotated[float, typer.Option(help="screen refreshes per second")] = 4.0,
+    site: SiteOption = None,
+    broker: BrokerOption = None,
+    user: UserOption = None,
+    session_file: SessionOption = None,
+    ca_file: CaOption = None,
 ) -> None:
-    """Show the live values of one or more devices (same profile) until Ctrl-C."""
+    """Live values until Ctrl-C: of every device of the site through its daemon (`labdevices
+    watch --site [NAME]`, or no addresses), or of devices given by profile and address."""
+    if not addresses:
+        from ._operate import run_watch_site
+
+        run_watch_site(
+            duration=duration,
+            refresh=refresh,
+            broker=broker,
+            site=site or None,
+            user=user,
+            session_file=session_file,
+            ca_file=ca_file,
+        )
+        return
+    if profile is None:
+        raise typer.BadParameter("--profile is required with device addresses")
+    profile_name = profile
 
     async def main() -> None:
-        devices = _devices(profile, addresses)
+        devices = _devices(profile_name, addresses)
         latest: dict[tuple[str, str], Sample] = {}
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -4,12 +4,14 @@ from ._client import (
     TERMINAL_JOB_STATES,
     AlarmInfo,
     DeviceInfo,
+    DeviceStatus,
     JobEvent,
     JobInfo,
     LabClient,
     Reading,
     SignalInfo,
     SignatureInfo,
+    SiteStatus,
 )
 from ._session import Session, default_session_path
 
@@ -17,6 +19,7 @@ __all__ = [
     "TERMINAL_JOB_STATES",
     "AlarmInfo",
     "DeviceInfo",
+    "DeviceStatus",
     "JobEvent",
     "JobInfo",
     "LabClient",
@@ -24,5 +27,6 @@ __all__ = [
     "Session",
     "SignalInfo",
     "SignatureInfo",
+    "SiteStatus",
     "default_session_path",
 ]

@@ -29,12 +29,14 @@ __all__ = [
     "TERMINAL_JOB_STATES",
     "AlarmInfo",
     "DeviceInfo",
+    "DeviceStatus",
     "JobEvent",
     "JobInfo",
     "LabClient",
     "Reading",
     "SignalInfo",
     "SignatureInfo",
+    "SiteStatus",
 ]
 
 TERMINAL_JOB_STATES = frozenset({"completed", "failed", "cancelled", "interrupted"})
@@ -174,6 +176,24 @@ class AlarmInfo:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
+@dataclass(frozen=True)
+class DeviceStatus:
+    """A device as ``status`` reports it: what ``describe`` says, and its last values."""
+
+    info: DeviceInfo
+    values: dict[str, Reading]
+
+
+@dataclass(frozen=True)
+class SiteStatus:
+    """The site at a glance: devices with last values, active alarms, jobs not yet ended."""
+
+    site: str
+    devices: list[DeviceStatus]
+    alarms: list[AlarmInfo]
+    jobs: list[JobInfo]
+
+
 def _reading(data: Any) -> Reading:
     if not isinstance(data, dict):
         raise ProtocolError(f"a reading must be an object, got {data!r}")
@@ -198,6 +218,19 @@ def _event(message: BusMessage) -> JobEvent:
         int(data.get("lines_total", 0)),
         data.get("state"),
         data.get("error"),
+    )
+
+
+def _device_info(d: Any) -> DeviceInfo:
+    if not isinstance(d, dict):
+        raise ProtocolError(f"a device must be an object, got {d!r}")
+    return DeviceInfo(
+        d["device"],
+        d["state"],
+        d["profile"],
+        d["driver"],
+        d.get("error"),
+        {k: SignalInfo(**v) for k, v in d.get("signals", {}).items()},
     )
 
 
@@ -560,6 +593,34 @@ class LabClient:
 
     async def estop(self, printer: str, *, reason: str | None = None) -> None:
         await self._device(printer, "estop", reason=reason)
+
+    async def status(self) -> SiteStatus:
+        """Every device with its state and last values, the active alarms, the running jobs."""
+        result: Any = await self._daemon("status")
+        if not isinstance(result, dict):
+            raise ProtocolError(f"a status must be an object, got {result!r}")
+        return SiteStatus(
+            str(result["site"]),
+            [
+                DeviceStatus(
+                    _device_info(d),
+                    {k: _reading(v) for k, v in (d.get("values") or {}).items()},
+                )
+                for d in result["devices"]
+            ],
+            [AlarmInfo.from_json(a) for a in result["alarms"]],
+            [JobInfo.from_json(j) for j in result["jobs"]],
+        )
+
+    async def clear_fault(self, device: str, *, reason: str) -> DeviceInfo:
+        """Bring a device out of ``fault`` (a supervisor's; audited with ``reason``): the daemon
+        restarts it (a printer's firmware with ``M999``) and replies once it is idle again."""
+        result: Any = await self._device(device, "clear_fault", reason=reason)
+        return _device_info(result)
+
+    async def describe(self, device: str) -> DeviceInfo:
+        """One device: state, profile, driver, last error, signals with units and limits."""
+        return _device_info(await self._device(device, "describe"))
 
     # -- alarms -------------------------------------------------------------------------------
 
