@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -99,8 +100,21 @@ async def test_status_set_and_watch_of_the_whole_site(
         assert value["unit"] == "degC" and isinstance(value["value"], float)
         assert status["alarms"] == [] and status["jobs"] == []
 
-        code, out = await _cli("status", *as_olga)
-        assert code == 0 and "incubator" in out and "chamber_temperature" in out, out
+        # piped at 60 columns: each signal on one row, its value whole (the values move on)
+        code, out = await _cli("status", *as_olga, env={"COLUMNS": "60"})
+        assert code == 0 and "…" not in out, out
+        for d in status["devices"]:
+            for name in d["values"]:
+                found = re.search(rf"│ {re.escape(name)} +│ (\S+) +│ ([^│]*?) *│", out)
+                assert found, (name, out)
+                value, unit = found.groups()
+                assert value in ("True", "False") or float(value) == float(value), (name, out)
+                units = {
+                    e["values"][name]["unit"] for e in status["devices"] if name in e["values"]
+                }
+                assert unit in units, (name, out)
+        code, out = await _cli("alarms", *as_olga, env={"COLUMNS": "60"})
+        assert code == 0 and "…" not in out, out
 
         code, out = await _cli(
             "set", "incubator", "temperature_setpoint", "36.5", "--reason", "protocol B", *as_olga

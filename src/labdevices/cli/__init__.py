@@ -7,7 +7,7 @@ Heavy imports (numba, pymodbus, asyncua) happen inside the commands, so that
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,6 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings={"show_default": True},  # every option's default, in every --help
 )
 err_console = Console(stderr=True)
 
@@ -78,11 +79,29 @@ def _register() -> None:
                 raise
 
 
+def _flags_as_flags() -> None:
+    """``--wait``, not ``--wait <bool>``: a flag takes no value, so its help shows none."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_labdevices", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        if self.is_flag:
+            return None
+        return shown(self, ctx)
+
+    display_type_rich._labdevices = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
 def main() -> None:
     """Entry point: user mistakes and device errors end in one clear message, not a traceback."""
     from .._exit import quick_exit_if_requested
 
     _register()
+    _flags_as_flags()
     try:
         app(args=_bare_site(sys.argv[1:]) if "watch" in sys.argv[1:2] else None)
     except LabDeviceError as exc:

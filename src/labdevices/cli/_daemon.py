@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -27,16 +26,16 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
 
 from . import app
+from ._output import Table, stdout_console
 from ._reach import BrokerOption, CaOption, SessionOption, SiteOption, UserOption
 
 if TYPE_CHECKING:
     from ..client import JobInfo, LabClient
     from ..daemon import LoadedConfig
 
-console = Console()
+console = stdout_console()
 
 
 @contextlib.asynccontextmanager

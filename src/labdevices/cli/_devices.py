@@ -15,11 +15,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 
 from . import app
+from ._output import Table, stdout_console
 from ._reach import BrokerOption, CaOption, SessionOption, SiteOption, UserOption
 
 if TYPE_CHECKING:
@@ -97,7 +96,7 @@ def read(
             return await read_all(device)
 
     rows = asyncio.run(main())
-    Console().print(_table(rows, with_device=False))
+    stdout_console().print(_table(rows, with_device=False))
     if rows and not any(s.quality == "good" for s in rows):
         first = rows[0]
         reason = (first.reason or "no reason given").removeprefix(f"{first.device}: ")
@@ -172,7 +171,7 @@ def watch(
                     await stack.enter_async_context(d)
                 for s in [s for d in devices for s in await read_all(d)]:
                     latest[(s.device, s.signal)] = s
-                with Live(console=Console(), auto_refresh=False) as live:
+                with Live(console=stdout_console(), auto_refresh=False) as live:
                     async with asyncio.TaskGroup() as tg:
                         followers = [tg.create_task(follow(d)) for d in devices]
                         while not stop.is_set():

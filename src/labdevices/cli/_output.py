@@ -11,10 +11,10 @@ import json
 import sys
 from typing import Any
 
+from rich import table as _rich_table
 from rich.console import Console
-from rich.table import Table
 
-__all__ = ["UNLIMITED_WIDTH", "print_json", "stdout_console", "table"]
+__all__ = ["UNLIMITED_WIDTH", "Table", "print_json", "stdout_console", "table"]
 
 #: the width of a console that writes to a pipe: wide enough for any row
 UNLIMITED_WIDTH = 100_000
@@ -27,12 +27,22 @@ def stdout_console() -> Console:
     return Console(width=UNLIMITED_WIDTH, soft_wrap=True)
 
 
+class Table(_rich_table.Table):
+    """A rich table whose cells fold onto more lines rather than end in an ellipsis."""
+
+    def add_column(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("overflow", "fold")
+        super().add_column(*args, **kwargs)
+
+    def __init__(self, *headers: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        for header in headers:
+            self.add_column(header)
+
+
 def table(*columns: str, title: str | None = None, show_header: bool = True) -> Table:
     """A table whose cells fold (never end in an ellipsis) when the terminal is narrow."""
-    t = Table(title=title, show_header=show_header, title_justify="left")
-    for name in columns:
-        t.add_column(name, overflow="fold")
-    return t
+    return Table(*columns, title=title, show_header=show_header, title_justify="left")
 
 
 def print_json(data: Any) -> None:

@@ -11,10 +11,10 @@ import asyncio
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from . import app
 from ._daemon import console
+from ._output import Table
 from ._reach import BrokerOption, CaOption, SessionOption, SiteOption, UserOption
 from ._users import _errors, open_client, read_secret
 

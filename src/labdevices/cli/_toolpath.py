@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from . import app
+from ._output import stdout_console
 
 
 @app.command()
@@ -24,7 +25,6 @@ def toolpath(
     ] = None,
 ) -> None:
     """Plan a print: layer paths, deposition physics, G-code in the printer's dialect."""
-    from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from .._exit import request_quick_exit
@@ -32,7 +32,7 @@ def toolpath(
     from ..toolpath import load_job, plan_job
     from ..toolpath._preview import render_preview, summary_table
 
-    console = Console()
+    console = stdout_console()
     job = load_job(job_file)
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console

@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from ..errors import Forbidden, LabDeviceError
 from ..store import SqliteDatabase, StoreError, default_db_path
 from . import app, err_console
+from ._output import Table, stdout_console
 from ._reach import (
     BrokerOption,
     CaOption,
@@ -52,7 +51,7 @@ __all__ = [
     "read_secret",
 ]
 
-console = Console()
+console = stdout_console()
 users_app = typer.Typer(
     help="The user registry: add, list, deactivate, reset passwords, set roles (audited).",
     no_args_is_help=True,
