@@ -111,3 +111,12 @@ async def test_read_prints_values_whole(modbus_incubator: ModbusSim) -> None:
     _whole(out)
     for signal in modbus_incubator.profile.signals:
         assert signal in out, out
+
+
+async def test_help_shows_flags_as_flags_defaults_and_one_port_spelling() -> None:
+    code, out = await _run("submit", "--help")
+    assert code == 0 and "--wait" in out, out
+    assert "<bool>" not in out, out
+    for kind in ("printer", "incubator", "sensorhub"):  # (the bioreactor is on a pty)
+        code, out = await _run("sim", kind, "--help")
+        assert code == 0 and "--port" in out and "default" in out, out

@@ -43,8 +43,19 @@ def _main(
             "--version", callback=_version, is_eager=True, help="print the version and exit"
         ),
     ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar="LABDEVICES_DEBUG",
+            help="log everything, the Modbus and OPC UA libraries' frame dumps included",
+        ),
+    ] = False,
 ) -> None:
     """Drive bioprinters, incubators, bioreactors and sensors; simulate a whole lab."""
+    from .._logging import configure_logging
+
+    configure_logging(debug)
 
 
 def _bare_site(argv: list[str]) -> list[str]:

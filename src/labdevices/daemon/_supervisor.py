@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from pydantic import JsonValue
 
+from .._logging import current_device
 from ..devices import Device, DeviceState, Sample, create_device
 from ..errors import DeviceConnectionError, LabDeviceError
 from ..profiles import GcodeProfile, ModbusProfile, OpcUaProfile
@@ -141,6 +142,8 @@ class Supervisor:
 
     async def run(self, slot: DeviceSlot) -> None:
         """Keep one device open until cancelled (closed and opened again on ``request_restart``)."""
+        # whatever this task and the driver's tasks log (pymodbus, asyncua too) names the device
+        current_device.set(slot.name)
         while True:
             slot.attempts += 1
             self._report(slot, DeviceState.CONNECTING.value)
@@ -150,7 +153,7 @@ class Supervisor:
                 continue
             except LabDeviceError as exc:
                 slot.device = None
-                log.warning("%s: %s (attempt %d)", slot.name, exc, slot.attempts)
+                log.warning("%s: %s (attempt %d)", slot.name, exc.message, slot.attempts)
                 self._report(slot, DeviceState.OFFLINE.value, str(exc))
             except OSError as exc:  # a driver that let a raw I/O error through
                 slot.device = None
