@@ -315,6 +315,29 @@ class LabClient:
         self._connect_timeout = connect_timeout
         self.topics = self._bus.topics
 
+    @classmethod
+    def discover(cls, site: str | None = None, **options: Any) -> LabClient:
+        """A client of the daemon running on this machine, as ``labdevices daemon`` announced
+        it (its runtime file), with the session of ``labdevices login`` unless ``options``
+        name other credentials. ``ConfigurationError`` when none (or several sites) run."""
+        from ..daemon import find_daemons
+
+        running = find_daemons(site)
+        if len(running) != 1:
+            what = "no daemon" if not running else "daemons of several sites"
+            raise ConfigurationError(
+                f"{what} announced on this machine"
+                + (f" for site {site!r}" if site else "")
+                + ": start `labdevices daemon -c CONFIG`, or give the broker URL and site "
+                "(LabClient(url, site=...))"
+            )
+        found = running[0]
+        if not {"session", "session_file", "user"} & set(options):
+            from ._session import default_session_path
+
+            options["session_file"] = default_session_path(found.site)
+        return cls(found.broker, site=found.site, **options)
+
     @property
     def bus(self) -> BusClient:
         return self._bus
