@@ -82,6 +82,7 @@ def _register() -> None:
         "_record",
         "_sign",
         "_operate",
+        "_api",
     ):
         try:
             __import__(f"{__name__}.{optional}")
