@@ -111,6 +111,10 @@ async def test_read_prints_values_whole(modbus_incubator: ModbusSim) -> None:
     _whole(out)
     for signal in modbus_incubator.profile.signals:
         assert signal in out, out
+    code, out = await _run("read", "--profile", "co2-incubator", "--json", modbus_incubator.address)
+    assert code == 0, out
+    rows = {r["signal"]: r for r in json.loads(out)}
+    assert set(rows) == set(modbus_incubator.profile.signals)
 
 
 async def test_help_shows_flags_as_flags_defaults_and_one_port_spelling() -> None:

@@ -18,7 +18,7 @@ import typer
 from rich.live import Live
 
 from . import app
-from ._output import Table, stdout_console
+from ._output import Table, print_json, stdout_console
 from ._reach import BrokerOption, CaOption, SessionOption, SiteOption, UserOption
 
 if TYPE_CHECKING:
@@ -86,6 +86,9 @@ async def read_all(device: Device[Any]) -> list[Sample]:
 def read(
     address: Annotated[str, typer.Argument(help="e.g. tcp://127.0.0.1:502?unit=1")],
     profile: Annotated[str, _PROFILE],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print JSON (stable field names) for scripts")
+    ] = False,
 ) -> None:
     """Read every signal of one device once and print a table; fail if no value is good."""
     from ..errors import LabDeviceError
@@ -96,7 +99,23 @@ def read(
             return await read_all(device)
 
     rows = asyncio.run(main())
-    stdout_console().print(_table(rows, with_device=False))
+    if as_json:
+        print_json(
+            [
+                {
+                    "device": r.device,
+                    "signal": r.signal,
+                    "value": r.value,
+                    "unit": r.unit,
+                    "t": r.t,
+                    "quality": r.quality,
+                    "reason": r.reason,
+                }
+                for r in rows
+            ]
+        )
+    else:
+        stdout_console().print(_table(rows, with_device=False))
     if rows and not any(s.quality == "good" for s in rows):
         first = rows[0]
         reason = (first.reason or "no reason given").removeprefix(f"{first.device}: ")
