@@ -21,6 +21,14 @@ _OWNED_PREFIXES = ("asyncio_", "ThreadPoolExecutor", "pydevd", "Dummy")
 
 
 @pytest.fixture(autouse=True)
+def _own_runtime_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test's daemons announce themselves in a folder of its own (never the user's)."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("run")))
+
+
+@pytest.fixture(autouse=True)
 def _no_leaked_threads(request: pytest.FixtureRequest) -> Iterator[None]:
     before = set(threading.enumerate())
     if request.node.get_closest_marker("asyncio") is not None:

@@ -81,7 +81,9 @@ def format_validation_error(exc: ValidationError, source: str, data: Any = None)
         if err["type"] == "extra_forbidden":
             msg = "unknown field (not allowed here)"
         got = ""
-        if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
+        # (a whole table, as a model-level check sees it, says nothing the message does not)
+        whole_table = isinstance(err.get("input"), dict) and err["type"] == "value_error"
+        if err["type"] not in ("missing", "extra_forbidden") and "input" in err and not whole_table:
             shown = repr(err["input"])
             got = f" (got {shown[:60]}{'…' if len(shown) > 60 else ''})"
         problems.append(f"{source}: {_field_path(loc)}: {msg}{got}")

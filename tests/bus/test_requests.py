@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
@@ -130,7 +131,9 @@ async def test_a_request_that_waited_out_its_deadline_for_an_absent_responder_is
     assert again.stats.deadline_refused == 1
 
 
-async def test_malformed_requests_get_structured_errors_or_are_counted(make_bus: Any) -> None:
+async def test_malformed_requests_get_structured_errors_or_are_counted(
+    make_bus: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     server = await make_bus("server")
     client = await make_bus("client")
     await server.serve(server.topics.commands("p1"), echo)
@@ -151,6 +154,13 @@ async def test_malformed_requests_get_structured_errors_or_are_counted(make_bus:
         assert field in reply["error"]["message"]
     assert server.stats.malformed_replied == 1
     assert server.stats.malformed_dropped == 3
+    # the three unanswerable ones came from one sender: logged once, counted thrice
+    dropped = [
+        r
+        for r in caplog.records
+        if "dropped a malformed request" in r.getMessage() and r.levelno == logging.WARNING
+    ]
+    assert len(dropped) == 1, [r.getMessage() for r in dropped]
 
 
 async def test_unknown_command_and_handler_errors_are_structured(make_bus: Any) -> None:

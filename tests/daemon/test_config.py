@@ -51,7 +51,72 @@ action = "explode"
         "interlocks[0].action: Input should be 'pause_job', 'estop', 'hold_setpoint' or 'alarm'"
         in text
     )
-    assert len(problems) == 5
+    # and, in the same pass, what the cross-check finds
+    assert "devices.printer.address: field required" in text
+    assert len(problems) == 6
+
+
+def test_eight_mistakes_are_reported_in_one_pass(tmp_path: Path) -> None:
+    path = tmp_path / "eight.toml"
+    path.write_text(
+        """
+site = "demo"
+colour = "blue"
+[devices.printer]
+profile = "no-such-printer"
+address = "socket://127.0.0.1:1"
+[devices.incubator]
+profile = "co2-incubator"
+[devices.reactor]
+profile = "stirred-tank-bioreactor"
+address = "tcp://127.0.0.1:1?unit=1"
+poll_interval_s = -1
+[[interlocks]]
+name = "a"
+device = "nowhere"
+signal = "x"
+condition = "above"
+value = 1.0
+action = "alarm"
+[[interlocks]]
+name = "b"
+device = "incubator"
+signal = "chamber_temperature"
+condition = "above"
+action = "alarm"
+[[interlocks]]
+name = "c"
+device = "incubator"
+signal = "no_signal"
+condition = "above"
+value = 2
+action = "alarm"
+[[interlocks]]
+name = "d"
+device = "reactor"
+target = "elsewhere"
+signal = "temperature"
+condition = "above"
+value = 40
+action = "alarm"
+"""
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(path)
+    text = "\n".join(caught.value.problems)
+    expected = [
+        "colour: unknown field",
+        "devices.reactor.poll_interval_s: Input should be greater than 0",
+        "interlocks[1]: Value error, condition 'above' needs a numeric `value`",
+        "devices.printer.profile: unknown device profile 'no-such-printer'",
+        "devices.incubator.address: field required",
+        "interlocks[0].device: unknown device 'nowhere'",
+        "interlocks[2].signal: device 'incubator' has no signal 'no_signal'",
+        "interlocks[3].target: unknown device 'elsewhere'",
+    ]
+    for problem in expected:
+        assert f"{path}: {problem}" in text, (problem, text)
+    assert len(caught.value.problems) == len(expected), text
 
 
 def test_cross_checks_name_devices_and_signals(tmp_path: Path) -> None:

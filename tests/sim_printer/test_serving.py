@@ -253,7 +253,7 @@ async def test_cli_starts_a_simulator_and_says_where() -> None:
         "printer",
         "--profile",
         "inkredible",
-        "--tcp",
+        "--port",
         "0",
         "--time-scale",
         "0",

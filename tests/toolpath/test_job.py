@@ -88,3 +88,21 @@ def test_malformed_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="file not found"):
         load_job(tmp_path / "missing.json")
     assert tomllib.loads((EXAMPLES / "scaffold.toml").read_text())["batch_id"]
+
+
+def test_a_bad_job_lists_its_unknown_printer_with_its_other_problems(tmp_path: Path) -> None:
+    text = (EXAMPLES / "scaffold.toml").read_text()
+    text = text.replace('printer = "cellink-biox"', 'printer = "no-such"')
+    text = text.replace("layers = 8", "layers = -2")
+    text = text.replace("inner_diameter_mm = 0.41", "inner_diameter_mm = -1")
+    job = tmp_path / "job.toml"
+    job.write_text(text)
+    with pytest.raises(ConfigurationError) as caught:
+        load_job(job)
+    problems = "\n".join(caught.value.problems)
+    assert (
+        f"{job}: printheads[0].nozzle.inner_diameter_mm: Input should be greater than 0" in problems
+    )
+    assert f"{job}: object.layers: Input should be greater than or equal to 1" in problems
+    assert f"{job}: printer: unknown device profile 'no-such'" in problems
+    assert len(caught.value.problems) == 3

@@ -29,13 +29,16 @@ CAPABILITIES = (
     "record.sign",
     "users.manage",
     "estop",
+    "fault.clear",
     "session",
 )
 
 # ``estop`` and ``session`` (whoami, logout) belong to anyone authenticated.
 _VIEWER = frozenset({"read", "estop", "session"})
 _OPERATOR = _VIEWER | {"setpoint.write", "job.submit", "job.control", "alarm.ack"}
-_SUPERVISOR = _OPERATOR | {"job.release", "record.sign"}
+# Clearing a fault re-arms a machine that stopped for safety (after an emergency stop, a
+# firmware error): a supervisor's judgement, as for a release.
+_SUPERVISOR = _OPERATOR | {"job.release", "record.sign", "fault.clear"}
 _ADMIN = _SUPERVISOR | {"users.manage"}
 
 #: each role and what it may do; each role includes the ones before it
@@ -76,8 +79,10 @@ COMMAND_CAPABILITIES: dict[tuple[str, str], str] = {
     ("device", "resume"): "job.control",
     ("device", "cancel"): "job.control",
     ("device", "estop"): "estop",
+    ("device", "clear_fault"): "fault.clear",
     ("jobs", "submit"): "job.submit",
     ("daemon", "devices"): "read",
+    ("daemon", "status"): "read",
     ("daemon", "alarms"): "read",
     ("daemon", "jobs"): "read",
     ("daemon", "job"): "read",

@@ -266,6 +266,8 @@ class BusClient:
             raise ValueError(f"retained_limit must be >= 1, got {retained_limit}")
         self._retained_limit = retained_limit
         self.stats = BusStats()
+        #: who sent malformed requests that could not be answered (each logged once)
+        self._malformed_from: set[str] = set()
         self.broker = f"mqtt://{host}:{port}"
         self._host = host
         self._port = port
@@ -683,8 +685,14 @@ class BusClient:
             )
         else:
             self.stats.malformed_dropped += 1
-            log.warning(
-                "%s: dropped a malformed request on %s: %s",
+            # once per sender (its reply topic, or the topic it sent to): a flood is one line
+            sender = reply_to or message.topic
+            first = sender not in self._malformed_from
+            if first and len(self._malformed_from) < 10_000:
+                self._malformed_from.add(sender)
+            log.log(
+                logging.WARNING if first else logging.DEBUG,
+                "%s: dropped a malformed request on %s (counted; logged once per sender): %s",
                 self.client_id,
                 message.topic,
                 exc.message,

@@ -7,6 +7,7 @@ Heavy imports (numba, pymodbus, asyncua) happen inside the commands, so that
 from __future__ import annotations
 
 import sys
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,8 +22,49 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings={"show_default": True},  # every option's default, in every --help
 )
 err_console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"labdevices {version('labdevices')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar="LABDEVICES_DEBUG",
+            help="log everything, the Modbus and OPC UA libraries' frame dumps included",
+        ),
+    ] = False,
+) -> None:
+    """Drive bioprinters, incubators, bioreactors and sensors; simulate a whole lab."""
+    from .._logging import configure_logging
+
+    configure_logging(debug)
+
+
+def _bare_site(argv: list[str]) -> list[str]:
+    """``watch --site`` with no name: the site of the running daemon (an empty name)."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--site" and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out[i] = "--site="
+    return out
 
 
 # one-shot commands whose run time users feel: only their own module is imported
@@ -46,6 +88,8 @@ def _register(command: str | None = None) -> None:
         "_broker",
         "_record",
         "_sign",
+        "_operate",
+        "_api",
     ):
         try:
             __import__(f"{__name__}.{optional}")
@@ -54,13 +98,31 @@ def _register(command: str | None = None) -> None:
                 raise
 
 
+def _flags_as_flags() -> None:
+    """``--wait``, not ``--wait <bool>``: a flag takes no value, so its help shows none."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_labdevices", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        if self.is_flag:
+            return None
+        return shown(self, ctx)
+
+    display_type_rich._labdevices = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
 def main() -> None:
     """Entry point: user mistakes and device errors end in one clear message, not a traceback."""
     from .._exit import quick_exit_if_requested
 
     _register(sys.argv[1] if len(sys.argv) > 1 else None)
+    _flags_as_flags()
     try:
-        app()
+        app(args=_bare_site(sys.argv[1:]) if "watch" in sys.argv[1:2] else None)
     except LabDeviceError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(2)

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from ..auth import DEFAULT_DAEMON_ACCOUNT, BrokerRules
 from ..store import SqliteDatabase, default_db_path, mosquitto_hash
 from . import app
+from ._output import stdout_console
 
 __all__ = ["write_broker_config"]
 
@@ -85,7 +85,7 @@ def broker_config(
 ) -> None:
     """Write Mosquitto's password file and ACL from the user registry (only the daemon speaks)."""
     files = write_broker_config(db or default_db_path(), out, daemon_user)
-    console = Console()
+    console = stdout_console()
     console.print(f"wrote {', '.join(str(p) for p in files.values())}", highlight=False)
     console.print("daemon config:", highlight=False)
     print(

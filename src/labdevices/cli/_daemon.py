@@ -13,11 +13,11 @@ import json
 import signal
 import tempfile
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -26,41 +26,16 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
 
 from . import app
+from ._output import Table, stdout_console
+from ._reach import BrokerOption, CaOption, SessionOption, SiteOption, UserOption
 
 if TYPE_CHECKING:
     from ..client import JobInfo, LabClient
     from ..daemon import LoadedConfig
 
-console = Console()
-
-BrokerOption = Annotated[
-    str,
-    typer.Option(
-        "--broker",
-        envvar="LABDEVICES_BROKER",
-        help="the daemon's MQTT broker (mqtt[s]://host:port)",
-    ),
-]
-SiteOption = Annotated[str, typer.Option("--site", envvar="LABDEVICES_SITE", help="the site")]
-UserOption = Annotated[
-    str | None,
-    typer.Option(
-        "--user",
-        envvar="LABDEVICES_USER",
-        help="log in as this user (password asked; default: the session of `labdevices login`)",
-    ),
-]
-SessionOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--session-file",
-        help="session file (default: $XDG_CONFIG_HOME/labdevices/sessions/<site>.json)",
-    ),
-]
-CaOption = Annotated[Path | None, typer.Option("--ca-file", help="CA bundle for mqtts://")]
+console = stdout_console()
 
 
 @contextlib.asynccontextmanager
@@ -97,21 +72,26 @@ def daemon(
 
 
 async def _run_daemon(loaded: LoadedConfig) -> None:
-    from ..daemon import Daemon, redact_url
+    from ..daemon import Daemon, redact_url, remove_runtime_file, write_runtime_file
 
     loop = asyncio.get_running_loop()
     async with _simulated(loaded) as ready, Daemon(ready) as d:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, d.stop)
-        # One line a supervisor (or a test) can wait for.
-        print(
-            f"labdevices daemon ready: site {d.site!r}, broker {redact_url(d.broker_url)}, "
-            f"store {ready.config.store.path}, devices {', '.join(d.slots) or 'none'}",
-            flush=True,
-        )
+        # Where client commands on this machine find us without --broker (no secrets in it).
+        assert d.broker_url is not None
+        runtime = write_runtime_file(d.broker_url, d.site)
         try:
+            # One line a supervisor (or a test) can wait for.
+            print(
+                f"labdevices daemon ready: site {d.site!r}, broker {redact_url(d.broker_url)}, "
+                f"store {ready.config.store.path}, devices {', '.join(d.slots) or 'none'}; "
+                f"announced in {runtime}",
+                flush=True,
+            )
             await d.wait_stopped()
         finally:
+            remove_runtime_file(d.site)
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
     print("labdevices daemon stopped", flush=True)
@@ -204,8 +184,8 @@ def submit(
     wait: Annotated[bool, typer.Option("--wait", help="follow the job to its end")] = False,
     batch_id: Annotated[str | None, typer.Option(help="batch identifier")] = None,
     patient_id: Annotated[str | None, typer.Option(help="patient identifier")] = None,
-    broker: BrokerOption = "mqtt://127.0.0.1:1883",
-    site: SiteOption = "demo",
+    broker: BrokerOption = None,
+    site: SiteOption = None,
     user: UserOption = None,
     session_file: SessionOption = None,
     ca_file: CaOption = None,
@@ -230,7 +210,9 @@ def submit(
         raise typer.Exit(1)
 
 
-async def _submit(client: LabClient, args: dict[str, Any], wait: bool) -> JobInfo:
+async def _submit(
+    client: AbstractAsyncContextManager[LabClient], args: dict[str, Any], wait: bool
+) -> JobInfo:
     async with client as lab:
         if wait:
             return await follow_with_progress(lab, args)
@@ -246,8 +228,8 @@ def alarms(
     reason: Annotated[str | None, typer.Option(help="why (with --ack; audited)")] = None,
     active: Annotated[bool, typer.Option("--active", help="only active or unacknowledged")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-    broker: BrokerOption = "mqtt://127.0.0.1:1883",
-    site: SiteOption = "demo",
+    broker: BrokerOption = None,
+    site: SiteOption = None,
     user: UserOption = None,
     session_file: SessionOption = None,
     ca_file: CaOption = None,

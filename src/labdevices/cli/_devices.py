@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 
 from . import app
+from ._output import Table, print_json, stdout_console
+from ._reach import BrokerOption, CaOption, SessionOption, SiteOption, UserOption
 
 if TYPE_CHECKING:
     from ..devices import Device, Sample
@@ -86,6 +86,9 @@ async def read_all(device: Device[Any]) -> list[Sample]:
 def read(
     address: Annotated[str, typer.Argument(help="e.g. tcp://127.0.0.1:502?unit=1")],
     profile: Annotated[str, _PROFILE],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print JSON (stable field names) for scripts")
+    ] = False,
 ) -> None:
     """Read every signal of one device once and print a table; fail if no value is good."""
     from ..errors import LabDeviceError
@@ -96,7 +99,23 @@ def read(
             return await read_all(device)
 
     rows = asyncio.run(main())
-    Console().print(_table(rows, with_device=False))
+    if as_json:
+        print_json(
+            [
+                {
+                    "device": r.device,
+                    "signal": r.signal,
+                    "value": r.value,
+                    "unit": r.unit,
+                    "t": r.t,
+                    "quality": r.quality,
+                    "reason": r.reason,
+                }
+                for r in rows
+            ]
+        )
+    else:
+        stdout_console().print(_table(rows, with_device=False))
     if rows and not any(s.quality == "good" for s in rows):
         first = rows[0]
         reason = (first.reason or "no reason given").removeprefix(f"{first.device}: ")
@@ -108,17 +127,49 @@ def read(
 
 @app.command()
 def watch(
-    addresses: Annotated[list[str], typer.Argument(help="one or more device addresses")],
-    profile: Annotated[str, _PROFILE],
+    addresses: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="device addresses (same profile); none: every device of the running daemon"
+        ),
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile", "-p", help="device profile of the addresses: shipped name or TOML file"
+        ),
+    ] = None,
     duration: Annotated[
         float | None, typer.Option(help="stop after this many seconds (default: Ctrl-C)")
     ] = None,
     refresh: Annotated[float, typer.Option(help="screen refreshes per second")] = 4.0,
+    site: SiteOption = None,
+    broker: BrokerOption = None,
+    user: UserOption = None,
+    session_file: SessionOption = None,
+    ca_file: CaOption = None,
 ) -> None:
-    """Show the live values of one or more devices (same profile) until Ctrl-C."""
+    """Live values until Ctrl-C: of every device of the site through its daemon (`labdevices
+    watch --site [NAME]`, or no addresses), or of devices given by profile and address."""
+    if not addresses:
+        from ._operate import run_watch_site
+
+        run_watch_site(
+            duration=duration,
+            refresh=refresh,
+            broker=broker,
+            site=site or None,
+            user=user,
+            session_file=session_file,
+            ca_file=ca_file,
+        )
+        return
+    if profile is None:
+        raise typer.BadParameter("--profile is required with device addresses")
+    profile_name = profile
 
     async def main() -> None:
-        devices = _devices(profile, addresses)
+        devices = _devices(profile_name, addresses)
         latest: dict[tuple[str, str], Sample] = {}
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -139,7 +190,7 @@ def watch(
                     await stack.enter_async_context(d)
                 for s in [s for d in devices for s in await read_all(d)]:
                     latest[(s.device, s.signal)] = s
-                with Live(console=Console(), auto_refresh=False) as live:
+                with Live(console=stdout_console(), auto_refresh=False) as live:
                     async with asyncio.TaskGroup() as tg:
                         followers = [tg.create_task(follow(d)) for d in devices]
                         while not stop.is_set():

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -27,11 +26,12 @@ from rich.progress import (
 )
 
 from . import app
+from ._output import stdout_console
 
 if TYPE_CHECKING:
     from ..devices.gcode import GcodePrinter, JobResult
 
-console = Console()
+console = stdout_console()
 
 
 def _progress_bar() -> Progress:

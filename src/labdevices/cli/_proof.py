@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -39,6 +38,7 @@ from ..store._checkpoints import (
 from ..store._keys import public_key_bytes
 from ..store._verify import StoreReport, verify_store
 from . import app, err_console
+from ._output import stdout_console
 from ._store import DbOption, audit_app
 
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ def audit_verify(
 
 
 def _print_report(report: StoreReport) -> None:
-    console = Console()
+    console = stdout_console()
     for note in report.notes:
         err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     checked = ", ".join(f"{n} {t}" for t, n in report.rows_checked.items())
@@ -231,7 +231,7 @@ def keys_show(
                 key = beside
         public = load_verifier(key)
         name = f"labdevices/{site}" if site else _origin(path)
-    console = Console()
+    console = stdout_console()
     console.print(f"key file     {key}", highlight=False, soft_wrap=True)
     console.print(f"fingerprint  {fingerprint(public)}", highlight=False)
     console.print(
@@ -317,7 +317,7 @@ def audit_witness(
     Each checkpoint must be signed by --key and extend the last one held; a fork or a rollback
     is refused loudly (exit 1), and then `audit verify --witness` on the store shows it.
     """
-    console = Console()
+    console = stdout_console()
     with _errors():
         public = load_verifier(key)
 
@@ -373,7 +373,7 @@ def archive(
     for note in notes:
         err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     rows = ", ".join(f"{n} {t}" for t, n in summary.rows.items())
-    Console().print(
+    stdout_console().print(
         f"archived to {summary.path}: {summary.records} audit records up to checkpoint "
         f"{summary.checkpoint} (before {summary.before}); {rows}"
         + (

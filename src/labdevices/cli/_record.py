@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from ..store import SqliteDatabase, default_db_path
 from . import app
+from ._output import stdout_console
 from ._store import DbOption, _store_errors
 
 
@@ -70,4 +70,6 @@ def record(
     out = output or Path(f"batch-record-job{job_id}.{fmt}")
     with _store_errors():
         written = write_record(db or default_db_path(), job_id, out, fmt, key=key, witness=witness)
-    Console().print(f"batch record of job {job_id} ({fmt.upper()}): {written}", highlight=False)
+    stdout_console().print(
+        f"batch record of job {job_id} ({fmt.upper()}): {written}", highlight=False
+    )

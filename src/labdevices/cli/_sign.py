@@ -11,20 +11,12 @@ import asyncio
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from . import app
 from ._daemon import console
-from ._users import (
-    BrokerOption,
-    CaOption,
-    SessionOption,
-    SiteOption,
-    UserOption,
-    _errors,
-    open_client,
-    read_secret,
-)
+from ._output import Table
+from ._reach import BrokerOption, CaOption, SessionOption, SiteOption, UserOption
+from ._users import _errors, open_client, read_secret
 
 #: what the command accepts → the meaning recorded
 MEANING_NAMES = {
@@ -56,8 +48,8 @@ def sign(
         ),
     ],
     comment: Annotated[str | None, typer.Option(help="a comment kept with the signature")] = None,
-    broker: BrokerOption = "mqtt://127.0.0.1:1883",
-    site: SiteOption = "demo",
+    broker: BrokerOption = None,
+    site: SiteOption = None,
     user: UserOption = None,
     session_file: SessionOption = None,
     ca_file: CaOption = None,

@@ -8,8 +8,8 @@ import signal
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
+from ._output import stdout_console
 from ._sim import sim_app
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def _faults(
 
 
 async def _run_until_stopped(sim: ModbusSimulator, lines: list[str]) -> None:
-    console = Console()
+    console = stdout_console()
     for line in lines:
         console.print(line, highlight=False)
     console.print("Ctrl-C stops it.", style="dim")

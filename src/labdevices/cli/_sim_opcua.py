@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from ..errors import ConfigurationError
+from ._output import stdout_console
 from ._sim import sim_app
 
 
@@ -71,7 +71,7 @@ def sensorhub(
     )
 
     async def main() -> None:
-        console = Console()
+        console = stdout_console()
         async with hub:
             console.print(
                 f"sensor hub ({loaded.name}) listening at {hub.endpoint}", highlight=False

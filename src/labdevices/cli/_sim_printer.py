@@ -14,48 +14,111 @@ from rich.console import Console
 from ._sim import sim_app
 
 
+def _default(field: str, faults: bool = False) -> str:
+    """The simulator's default of a setting, as --help shows it (a --config file's wins)."""
+    from ..sim._printer_config import FaultConfig, SimPrinterConfig
+
+    model: Any = FaultConfig if faults else SimPrinterConfig
+    value = model.model_fields[field].default
+    return f"{'none' if value is None else value}, or the --config file's"
+
+
 @sim_app.command("printer")
 def printer(
     profile: Annotated[
-        str | None, typer.Option(help="printer profile: shipped name or path to a TOML file")
+        str | None,
+        typer.Option(
+            help="printer profile: shipped name or path to a TOML file",
+            show_default=_default("profile"),
+        ),
     ] = None,
     config: Annotated[
-        Path | None, typer.Option(help="simulated printer TOML (see simulators/demo-printer.toml)")
+        Path | None,
+        typer.Option(
+            help="simulated printer TOML (see simulators/demo-printer.toml)", show_default="none"
+        ),
     ] = None,
     pty: Annotated[
-        bool, typer.Option("--pty", help="serve on a pseudo-terminal (default)")
+        bool, typer.Option("--pty", help="serve on a pseudo-terminal (the default without --port)")
     ] = False,
     tcp: Annotated[
-        int | None, typer.Option(help="serve on TCP 127.0.0.1:PORT instead (0: a free port)")
+        int | None,
+        typer.Option(
+            "--port",
+            "--tcp",
+            help="serve on TCP 127.0.0.1:PORT instead of a pty (0: a free port)",
+            show_default="a pty",
+        ),
     ] = None,
     time_scale: Annotated[
-        float | None, typer.Option(help="wall seconds per firmware second (0: instant)")
+        float | None,
+        typer.Option(
+            help="wall seconds per firmware second (0: instant)",
+            show_default=_default("time_scale"),
+        ),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="seed of the fault injection")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="seed of the fault injection", show_default=_default("seed"))
+    ] = None,
     corrupt_rate: Annotated[
-        float | None, typer.Option(help="probability a received line is corrupted")
+        float | None,
+        typer.Option(
+            help="probability a received line is corrupted",
+            show_default=_default("corrupt_rate", faults=True),
+        ),
     ] = None,
-    ack_loss_rate: Annotated[float | None, typer.Option(help="probability an ok is lost")] = None,
+    ack_loss_rate: Annotated[
+        float | None,
+        typer.Option(
+            help="probability an ok is lost", show_default=_default("ack_loss_rate", faults=True)
+        ),
+    ] = None,
     busy_stall_rate: Annotated[
-        float | None, typer.Option(help="probability a command stalls (busy) first")
+        float | None,
+        typer.Option(
+            help="probability a command stalls (busy) first",
+            show_default=_default("busy_stall_rate", faults=True),
+        ),
     ] = None,
     disconnect_after: Annotated[
-        int | None, typer.Option(help="drop the link after this many commands")
+        int | None,
+        typer.Option(
+            help="drop the link after this many commands",
+            show_default=_default("disconnect_after_lines", faults=True),
+        ),
     ] = None,
     reset_after: Annotated[
-        int | None, typer.Option(help="reset the firmware after this many commands")
+        int | None,
+        typer.Option(
+            help="reset the firmware after this many commands",
+            show_default=_default("reset_after_lines", faults=True),
+        ),
     ] = None,
-    ok_delay: Annotated[float | None, typer.Option(help="latency before each reply, s")] = None,
-    baud: Annotated[int | None, typer.Option(help="pace the link at this baud rate")] = None,
+    ok_delay: Annotated[
+        float | None,
+        typer.Option(help="latency before each reply, s", show_default=_default("ok_delay_s")),
+    ] = None,
+    baud: Annotated[
+        int | None,
+        typer.Option(
+            help="pace the link at this baud rate (none: unpaced)",
+            show_default=_default("baudrate"),
+        ),
+    ] = None,
     advanced_ok: Annotated[
-        bool | None, typer.Option("--advanced-ok/--no-advanced-ok", help="ok N.. P.. B..")
+        bool | None,
+        typer.Option(
+            "--advanced-ok/--no-advanced-ok",
+            help="ok N.. P.. B..",
+            show_default=_default("advanced_ok"),
+        ),
     ] = None,
 ) -> None:
     """Start a simulated printer and print where it listens (a pty path or socket:// URL)."""
     from ..sim.printer import SimPrinterConfig, SimulatedPrinter, load_sim_printer_config
 
     if pty and tcp is not None:
-        raise typer.BadParameter("choose one of --pty and --tcp")
+        raise typer.BadParameter("choose one of --pty and --port")
     base = load_sim_printer_config(config) if config is not None else SimPrinterConfig()
     update: dict[str, Any] = {
         k: v

@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from ..store import JobRecord, SqliteDatabase, StoreError, default_db_path
 from . import app, err_console
+from ._output import Table, print_json, stdout_console
 
 _DB_HELP = (
     "store file; default: $LABDEVICES_DB if set, else labdevices/labdevices.db in the "
@@ -47,7 +46,7 @@ def _store_errors() -> Iterator[None]:
 
 
 def _when(t: float | None) -> str:
-    return "—" if t is None else datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")
+    return "—" if t is None else datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @jobs_app.callback(invoke_without_command=True)
@@ -55,6 +54,9 @@ def jobs(
     ctx: typer.Context,
     db: DbOption = None,
     limit: Annotated[int, typer.Option(help="show at most this many jobs, newest first")] = 50,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print JSON (stable field names) for scripts")
+    ] = False,
 ) -> None:
     """List print jobs, newest first (`labdevices jobs show ID` for one job's full record)."""
     ctx.obj = db
@@ -63,6 +65,24 @@ def jobs(
     path = db or default_db_path()
     with _store_errors(), SqliteDatabase(path, readonly=True) as store:
         records = store.list_jobs(limit=limit)
+    if as_json:
+        print_json(
+            [
+                {
+                    "job_id": job.id,
+                    "printer": job.printer,
+                    "state": job.state.value,
+                    "batch_id": job.batch_id,
+                    "patient_id": job.patient_id,
+                    "line": job.last_ack_line,
+                    "lines_total": job.lines_total,
+                    "created_at": job.created_at,
+                    "ended_at": job.ended_at,
+                }
+                for job in records
+            ]
+        )
+        return
     table = Table("id", "printer", "state", "batch", "patient", "progress", "created", "ended")
     table.columns[2].no_wrap = True
     for job in records:
@@ -76,7 +96,7 @@ def jobs(
             _when(job.created_at),
             _when(job.ended_at),
         )
-    console = Console()
+    console = stdout_console()
     if not records:
         console.print(f"no jobs in {path}", highlight=False, soft_wrap=True)
         return
@@ -111,7 +131,7 @@ def jobs_show(
             start=job.started_at if job.started_at is not None else job.created_at,
             end=job.ended_at if job.ended_at is not None else time.time(),
         )
-    console = Console()
+    console = stdout_console()
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold")
     fields.add_column()

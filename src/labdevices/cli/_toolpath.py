@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from . import app
+from ._output import stdout_console
 
 
 @app.command()
@@ -34,7 +35,6 @@ def toolpath(
 
 
 def _toolpath(job_file: Path, output: Path | None, preview: Path | None, layer: int | None) -> None:
-    from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from .._exit import request_quick_exit
@@ -42,7 +42,7 @@ def _toolpath(job_file: Path, output: Path | None, preview: Path | None, layer: 
     from ..toolpath import load_job, plan_job
     from ..toolpath._preview import render_preview, summary_table
 
-    console = Console()
+    console = stdout_console()
     job = load_job(job_file)
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console

@@ -17,18 +17,28 @@ import os
 import secrets
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from ..errors import Forbidden, LabDeviceError
 from ..store import SqliteDatabase, StoreError, default_db_path
 from . import app, err_console
+from ._output import Table, stdout_console
+from ._reach import (
+    BrokerOption,
+    CaOption,
+    SessionOption,
+    SiteOption,
+    Target,
+    UserOption,
+    new_client,
+    reach,
+    resolve_target,
+)
 
 if TYPE_CHECKING:
     from ..client import LabClient
@@ -41,7 +51,7 @@ __all__ = [
     "read_secret",
 ]
 
-console = Console()
+console = stdout_console()
 users_app = typer.Typer(
     help="The user registry: add, list, deactivate, reset passwords, set roles (audited).",
     no_args_is_help=True,
@@ -69,31 +79,6 @@ ByOption = Annotated[
     ),
 ]
 ReasonOption = Annotated[str, typer.Option("--reason", help="why (required, audited)")]
-BrokerOption = Annotated[
-    str,
-    typer.Option(
-        "--broker",
-        envvar="LABDEVICES_BROKER",
-        help="the daemon's MQTT broker (mqtt[s]://host:port)",
-    ),
-]
-SiteOption = Annotated[str, typer.Option("--site", envvar="LABDEVICES_SITE", help="the site")]
-UserOption = Annotated[
-    str | None,
-    typer.Option(
-        "--user",
-        envvar="LABDEVICES_USER",
-        help="log in as this user (password asked; default: the session of `labdevices login`)",
-    ),
-]
-SessionOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--session-file",
-        help="session file (default: $XDG_CONFIG_HOME/labdevices/sessions/<site>.json)",
-    ),
-]
-CaOption = Annotated[Path | None, typer.Option("--ca-file", help="CA bundle for mqtts://")]
 
 
 def read_secret(prompt: str, *, env: bool = True) -> str:
@@ -284,76 +269,80 @@ def users_roles(
 
 
 def client_options(
-    broker: str, site: str, user: str | None, session_file: Path | None, ca_file: Path | None
+    target: Target, user: str | None, session_file: Path | None, ca_file: Path | None
 ) -> dict[str, Any]:
     """``LabClient`` arguments for a CLI command: ``--user`` (password asked) or the session file."""
     from ..client import default_session_path
 
-    options: dict[str, Any] = {"site": site, "ca_file": ca_file}
+    options: dict[str, Any] = {"ca_file": ca_file}
     if user is not None:
         options["user"] = user
         options["password"] = read_secret(f"password of {user}: ")
     else:
-        options["session_file"] = session_file or default_session_path(site)
+        options["session_file"] = session_file or default_session_path(target.site)
     return options
 
 
 def open_client(
-    broker: str,
-    site: str,
+    broker: str | None,
+    site: str | None,
     user: str | None = None,
     session_file: Path | None = None,
     ca_file: Path | None = None,
-) -> LabClient:
-    from ..client import LabClient
-
-    return LabClient(broker, **client_options(broker, site, user, session_file, ca_file))
+) -> AbstractAsyncContextManager[LabClient]:
+    """The client of a CLI command, entered by ``async with``: it finds the daemon (``--broker``,
+    ``$LABDEVICES_BROKER``, the daemon's runtime file) or says within 5 s that it cannot."""
+    target = resolve_target(broker, site)
+    return reach(new_client(target, **client_options(target, user, session_file, ca_file)), target)
 
 
 @app.command("login")
 def login(
     user: Annotated[str, typer.Option("--user", envvar="LABDEVICES_USER", help="who logs in")],
-    broker: BrokerOption = "mqtt://127.0.0.1:1883",
-    site: SiteOption = "demo",
+    broker: BrokerOption = None,
+    site: SiteOption = None,
     session_file: SessionOption = None,
     ca_file: CaOption = None,
 ) -> None:
     """Log in to the daemon: keeps an expiring session (never the password) for the other commands."""
-    from ..client import LabClient, default_session_path
+    from ..client import default_session_path
 
+    with _errors():
+        target = resolve_target(broker, site)
     password = read_secret(f"password of {user}: ")
 
     async def run() -> Any:
-        async with LabClient(
-            broker, site=site, user=user, password=password, ca_file=ca_file
-        ) as lab:
+        client = new_client(target, user=user, password=password, ca_file=ca_file)
+        async with reach(client, target) as lab:
             assert lab.session is not None
             return lab.session
 
     with _errors():
         session = asyncio.run(run())
-    path = session.save(session_file or default_session_path(site))
+    path = session.save(session_file or default_session_path(target.site))
     console.print(
         f"logged in as {session.user} ({', '.join(session.roles) or 'no roles'}) on site "
-        f"{site!r} until {_when(session.expires_at)}; session in {path}",
+        f"{target.site!r} at {target.broker} until {_when(session.expires_at)}; session in {path}",
         highlight=False,
     )
 
 
 @app.command("logout")
 def logout(
-    broker: BrokerOption = "mqtt://127.0.0.1:1883",
-    site: SiteOption = "demo",
+    broker: BrokerOption = None,
+    site: SiteOption = None,
     session_file: SessionOption = None,
     ca_file: CaOption = None,
 ) -> None:
     """End the session at the daemon and remove the session file."""
     from ..client import default_session_path
 
-    path = session_file or default_session_path(site)
+    with _errors():
+        target = resolve_target(broker, site)
+    path = session_file or default_session_path(target.site)
 
     async def run() -> None:
-        async with open_client(broker, site, None, path, ca_file) as lab:
+        async with open_client(target.broker, target.site, None, path, ca_file) as lab:
             await lab.logout()
 
     with _errors():
@@ -364,8 +353,8 @@ def logout(
 
 @app.command("whoami")
 def whoami(
-    broker: BrokerOption = "mqtt://127.0.0.1:1883",
-    site: SiteOption = "demo",
+    broker: BrokerOption = None,
+    site: SiteOption = None,
     user: UserOption = None,
     session_file: SessionOption = None,
     ca_file: CaOption = None,

@@ -5,12 +5,14 @@ from ._client import (
     AlarmInfo,
     DeviceInfo,
     DeviceState,
+    DeviceStatus,
     JobEvent,
     JobInfo,
     LabClient,
     Reading,
     SignalInfo,
     SignatureInfo,
+    SiteStatus,
 )
 from ._session import Session, default_session_path
 
@@ -19,6 +21,7 @@ __all__ = [
     "AlarmInfo",
     "DeviceInfo",
     "DeviceState",
+    "DeviceStatus",
     "JobEvent",
     "JobInfo",
     "LabClient",
@@ -26,5 +29,6 @@ __all__ = [
     "Session",
     "SignalInfo",
     "SignatureInfo",
+    "SiteStatus",
     "default_session_path",
 ]

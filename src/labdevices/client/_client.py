@@ -6,6 +6,7 @@ class of its code (``LimitViolation``, ``UnknownDevice``, ``JobRejected``, ...).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import ssl
@@ -30,12 +31,14 @@ __all__ = [
     "AlarmInfo",
     "DeviceInfo",
     "DeviceState",
+    "DeviceStatus",
     "JobEvent",
     "JobInfo",
     "LabClient",
     "Reading",
     "SignalInfo",
     "SignatureInfo",
+    "SiteStatus",
 ]
 
 TERMINAL_JOB_STATES = frozenset({"completed", "failed", "cancelled", "interrupted"})
@@ -213,6 +216,24 @@ class AlarmInfo:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
+@dataclass(frozen=True)
+class DeviceStatus:
+    """A device as ``status`` reports it: what ``describe`` says, and its last values."""
+
+    info: DeviceInfo
+    values: dict[str, Reading]
+
+
+@dataclass(frozen=True)
+class SiteStatus:
+    """The site at a glance: devices with last values, active alarms, jobs not yet ended."""
+
+    site: str
+    devices: list[DeviceStatus]
+    alarms: list[AlarmInfo]
+    jobs: list[JobInfo]
+
+
 def _reading(data: Any) -> Reading:
     if not isinstance(data, dict):
         raise ProtocolError(f"a reading must be an object, got {data!r}")
@@ -238,6 +259,19 @@ def _event(message: BusMessage) -> JobEvent:
         data.get("state"),
         data.get("error"),
         data.get("store_id"),
+    )
+
+
+def _device_info(d: Any) -> DeviceInfo:
+    if not isinstance(d, dict):
+        raise ProtocolError(f"a device must be an object, got {d!r}")
+    return DeviceInfo(
+        d["device"],
+        d["state"],
+        d["profile"],
+        d["driver"],
+        d.get("error"),
+        {k: SignalInfo(**v) for k, v in d.get("signals", {}).items()},
     )
 
 
@@ -322,6 +356,29 @@ class LabClient:
         self._connect_timeout = connect_timeout
         self.topics = self._bus.topics
 
+    @classmethod
+    def discover(cls, site: str | None = None, **options: Any) -> LabClient:
+        """A client of the daemon running on this machine, as ``labdevices daemon`` announced
+        it (its runtime file), with the session of ``labdevices login`` unless ``options``
+        name other credentials. ``ConfigurationError`` when none (or several sites) run."""
+        from ..daemon import find_daemons
+
+        running = find_daemons(site)
+        if len(running) != 1:
+            what = "no daemon" if not running else "daemons of several sites"
+            raise ConfigurationError(
+                f"{what} announced on this machine"
+                + (f" for site {site!r}" if site else "")
+                + ": start `labdevices daemon -c CONFIG`, or give the broker URL and site "
+                "(LabClient(url, site=...))"
+            )
+        found = running[0]
+        if not {"session", "session_file", "user"} & set(options):
+            from ._session import default_session_path
+
+            options["session_file"] = default_session_path(found.site)
+        return cls(found.broker, site=found.site, **options)
+
     @property
     def bus(self) -> BusClient:
         return self._bus
@@ -345,6 +402,22 @@ class LabClient:
     ) -> None:
         # Not handing the exception on: the bus's TaskGroup would wrap it in an ExceptionGroup.
         await self._bus.__aexit__(None, None, None)
+
+    async def daemon_status(self, timeout: float = 5.0) -> dict[str, Any] | None:
+        """The daemon's retained status on this site (``{"online": bool, ...}``), or None when
+        no daemon has announced itself on this broker within ``timeout`` s."""
+        try:
+            async with (
+                asyncio.timeout(timeout),
+                self._bus.subscribe(self.topics.daemon_status()) as sub,
+            ):
+                async for message in sub:
+                    data = message.json()
+                    if isinstance(data, dict):
+                        return data
+        except TimeoutError:
+            return None
+        return None
 
     # -- identity -----------------------------------------------------------------------------
 
@@ -678,6 +751,34 @@ class LabClient:
 
     async def estop(self, printer: str, *, reason: str | None = None) -> None:
         await self._device(printer, "estop", reason=reason)
+
+    async def status(self) -> SiteStatus:
+        """Every device with its state and last values, the active alarms, the running jobs."""
+        result: Any = await self._daemon("status")
+        if not isinstance(result, dict):
+            raise ProtocolError(f"a status must be an object, got {result!r}")
+        return SiteStatus(
+            str(result["site"]),
+            [
+                DeviceStatus(
+                    _device_info(d),
+                    {k: _reading(v) for k, v in (d.get("values") or {}).items()},
+                )
+                for d in result["devices"]
+            ],
+            [AlarmInfo.from_json(a) for a in result["alarms"]],
+            [JobInfo.from_json(j) for j in result["jobs"]],
+        )
+
+    async def clear_fault(self, device: str, *, reason: str) -> DeviceInfo:
+        """Bring a device out of ``fault`` (a supervisor's; audited with ``reason``): the daemon
+        restarts it (a printer's firmware with ``M999``) and replies once it is idle again."""
+        result: Any = await self._device(device, "clear_fault", reason=reason)
+        return _device_info(result)
+
+    async def describe(self, device: str) -> DeviceInfo:
+        """One device: state, profile, driver, last error, signals with units and limits."""
+        return _device_info(await self._device(device, "describe"))
 
     # -- alarms -------------------------------------------------------------------------------
 

@@ -17,11 +17,13 @@ from ._config import (
 )
 from ._daemon import Daemon
 from ._errors import UnknownAlarm, UnknownDevice, UnknownJob, UnknownSignal
+from ._runtime import DaemonAddress, find_daemons, remove_runtime_file, write_runtime_file
 
 __all__ = [
     "AuthConfig",
     "BusConfig",
     "Daemon",
+    "DaemonAddress",
     "DaemonConfig",
     "DeviceConfig",
     "InterlockConfig",
@@ -33,7 +35,10 @@ __all__ = [
     "UnknownSignal",
     "check_config",
     "daemon_command_topic",
+    "find_daemons",
     "load_config",
     "parse_mqtt_url",
     "redact_url",
+    "remove_runtime_file",
+    "write_runtime_file",
 ]

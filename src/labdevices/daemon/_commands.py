@@ -2,8 +2,8 @@
 executed and audited.
 
 Device commands: ``read``, ``write``, ``describe``, and for printers ``pause``,
-``resume``, ``cancel``, ``estop``. Daemon commands: ``devices``, ``alarms``,
-``ack_alarm``, ``jobs``, ``job``, ``sign``. A refused command is audited too (passwords
+``resume``, ``cancel``, ``estop``; ``clear_fault`` for any device in fault. Daemon commands: ``devices``, ``alarms``,
+``ack_alarm``, ``jobs``, ``job``, ``sign``, ``status``. A refused command is audited too (passwords
 left out), and changes nothing.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import JsonValue
 
 from ..bus import BusClient, MalformedRequest, Request, UnknownCommand
-from ..devices import Sample
+from ..devices import DeviceState, Sample
 from ..devices.gcode import GcodePrinter
 from ..errors import (
     BadRequest,
@@ -29,7 +29,7 @@ from ..errors import (
 )
 from ..store import JobRecord, Store, StoreError
 from ._audited import as_audited
-from ._errors import UnknownAlarm, UnknownDevice, UnknownJob, UnknownSignal
+from ._errors import NotInFault, UnknownAlarm, UnknownDevice, UnknownJob, UnknownSignal
 from ._interlocks import alarm_json
 from ._jobs import JobManager, job_json, signature_json
 from ._supervisor import DeviceSlot
@@ -42,6 +42,8 @@ Command = Callable[[DeviceSlot, Request], Awaitable[JsonValue]]
 DaemonCommand = Callable[[Request], Awaitable[JsonValue]]
 
 _READ_TIMEOUT_S = 5.0
+#: how long a device may take to be idle again after ``clear_fault`` restarts it
+_CLEAR_FAULT_TIMEOUT_S = 30.0
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # what SQLite stores; beyond it OverflowError
 
 
@@ -126,6 +128,7 @@ class CommandRouter:
             "resume": self._resume,
             "cancel": self._cancel,
             "estop": self._estop,
+            "clear_fault": self._clear_fault,
         }
         self.daemon_commands: dict[str, DaemonCommand] = {
             "devices": self._devices,
@@ -134,6 +137,7 @@ class CommandRouter:
             "jobs": self._jobs,
             "job": self._job,
             "sign": self._sign,
+            "status": self._status,
         }
 
     # -- entry points (bus handlers) -----------------------------------------------------------
@@ -311,10 +315,71 @@ class CommandRouter:
         await device.emergency_stop()
         return {"device": slot.name, "state": device.state.value}
 
+    async def _clear_fault(self, slot: DeviceSlot, request: Request) -> JsonValue:
+        """Bring a device out of ``fault``: audited with who and why, then the device is
+        closed and opened again (a printer is asked to restart its firmware first, ``M999``,
+        and hand-shakes anew); the reply comes when it is idle again."""
+        reason = _text(request.args, "reason", slot.name)
+        device = slot.device
+        if device is None or device.state != DeviceState.FAULT:
+            raise NotInFault(
+                f"{slot.name} is {slot.state}, not in fault: nothing to clear", device=slot.name
+            )
+        await self._audit(
+            request,
+            "device.clear_fault",
+            f"device/{slot.name}",
+            old={"state": slot.state, "fault": device.fault_reason},
+            reason=reason,
+        )
+        if isinstance(device, GcodePrinter):
+            device.request_firmware_restart()
+        slot.request_restart()
+        try:
+            async with asyncio.timeout(_CLEAR_FAULT_TIMEOUT_S):
+                await slot.wait_ready()
+        except TimeoutError:
+            why = f": {slot.error}" if slot.error else ""
+            raise DeviceTimeoutError(
+                f"not idle {_CLEAR_FAULT_TIMEOUT_S:g} s after the restart (now {slot.state}{why}); "
+                "a printer halted for good needs its reset button or power",
+                device=slot.name,
+            ) from None
+        await self._audit(
+            request, "device.fault_cleared", f"device/{slot.name}", new={"state": slot.state}
+        )
+        return slot.describe()
+
     # -- daemon commands -----------------------------------------------------------------------
 
     async def _devices(self, request: Request) -> JsonValue:
         return [slot.describe() for slot in self.slots.values()]
+
+    async def _status(self, request: Request) -> JsonValue:
+        """The site at a glance: every device with its state and last values, the active
+        alarms, the jobs not yet ended."""
+        devices: list[JsonValue] = []
+        for slot in self.slots.values():
+            item = slot.describe()
+            item["values"] = {
+                signal: sample_json(sample)
+                for (device, signal), sample in sorted(self.latest.items())
+                if device == slot.name
+            }
+            devices.append(item)
+        alarms = await self.store.list_alarms(active_only=True, limit=1000)
+        jobs: list[JsonValue] = []
+        for state in ("running", "paused", "queued", "held"):
+            for job in await self.store.list_jobs(state=state, limit=1000):
+                item = job_json(job)
+                item.pop("events")
+                jobs.append(item)
+        return {
+            "site": self.bus.topics.site,
+            "devices": devices,
+            "alarms": [alarm_json(a) for a in alarms],
+            "jobs": jobs,
+        }
 
     async def _alarms(self, request: Request) -> JsonValue:
         active = request.args.get("active_only", False)

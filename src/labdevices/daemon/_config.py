@@ -355,6 +355,49 @@ def check_config(config: DaemonConfig, source: str, base: Path | None = None) ->
     return LoadedConfig(config, profiles, source=source)
 
 
+def _cross_check_raw(data: dict[str, Any], source: str, base: Path) -> list[str]:
+    """``check_config``'s checks on a config that does not validate: unknown profiles, missing
+    addresses, interlocks on unknown devices or signals (what can be told from the raw data)."""
+    problems: list[str] = []
+    devices = data.get("devices")
+    devices = devices if isinstance(devices, dict) else {}
+    simulated = data.get("simulated_lab") is not None
+    profiles: dict[str, AnyProfile] = {}
+    for name, dev in devices.items():
+        if not isinstance(dev, dict):
+            continue
+        ref = dev.get("profile")
+        if isinstance(ref, str) and ref:
+            try:
+                profiles[name] = load_profile(_profile_ref(base, ref))
+            except ConfigurationError as exc:
+                problems.append(f"{source}: devices.{name}.profile: {exc.message}")
+                problems += [f"  {q}" for q in exc.problems]
+        if dev.get("address") is None and not simulated:
+            problems.append(
+                f"{source}: devices.{name}.address: field required (no simulated_lab provides it)"
+            )
+    interlocks = data.get("interlocks")
+    for i, lock in enumerate(interlocks if isinstance(interlocks, list) else []):
+        if not isinstance(lock, dict):
+            continue
+        where = f"{source}: interlocks[{i}]"
+        for fld in ("device", "target"):
+            dev_name = lock.get(fld)
+            if isinstance(dev_name, str) and dev_name not in devices:
+                known = ", ".join(sorted(devices)) or "none"
+                problems.append(f"{where}.{fld}: unknown device {dev_name!r} (devices: {known})")
+        profile = profiles.get(str(lock.get("device")))
+        signal = lock.get("signal")
+        if profile is not None and isinstance(signal, str) and signal not in profile.signals:
+            known = ", ".join(sorted(profile.signals))
+            problems.append(
+                f"{where}.signal: device {lock.get('device')!r} has no signal {signal!r} "
+                f"(signals: {known})"
+            )
+    return problems
+
+
 def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) -> LoadedConfig:
     """Load, validate and cross-check a daemon config; ``ConfigurationError`` lists every problem.
 
@@ -370,6 +413,10 @@ def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) ->
         config = DaemonConfig.model_validate(data)
     except ValidationError as exc:
         problems = format_validation_error(exc, source)
+        # and what the cross-check finds in the rest, so that one pass shows every problem
+        problems += [
+            q for q in _cross_check_raw(data, source, p.resolve().parent) if q not in problems
+        ]
         raise ConfigurationError(
             f"{source}: {len(problems)} problem(s)", file=source, problems=problems
         ) from exc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import LabDeviceError
 
-__all__ = ["UnknownAlarm", "UnknownDevice", "UnknownJob", "UnknownSignal"]
+__all__ = ["NotInFault", "UnknownAlarm", "UnknownDevice", "UnknownJob", "UnknownSignal"]
 
 
 class UnknownDevice(LabDeviceError):
@@ -29,3 +29,9 @@ class UnknownAlarm(LabDeviceError):
     """A request names an alarm the store does not have."""
 
     code = "unknown_alarm"
+
+
+class NotInFault(LabDeviceError):
+    """``clear_fault`` on a device that is not in fault (nothing is done)."""
+
+    code = "not_in_fault"

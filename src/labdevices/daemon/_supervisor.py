@@ -7,14 +7,16 @@ error) and retried with capped, jittered exponential backoff while the others ru
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from pydantic import JsonValue
 
+from .._logging import current_device
 from ..devices import Device, DeviceState, Sample, create_device
 from ..errors import DeviceConnectionError, LabDeviceError
 from ..profiles import GcodeProfile, ModbusProfile, OpcUaProfile
@@ -23,6 +25,9 @@ from ._config import DeviceConfig
 __all__ = ["DeviceSlot", "Supervisor"]
 
 log = logging.getLogger("labdevices.daemon")
+
+#: put among a device's samples to wake the supervisor for a restart
+_RESTART: Any = object()
 
 AnyProfile = GcodeProfile | ModbusProfile | OpcUaProfile
 SampleSink = Callable[[Sample], None]
@@ -54,6 +59,9 @@ class DeviceSlot:
         self.attempts = 0
         self.since = time.time()
         self._changed = asyncio.Event()
+        #: the samples queue of the open device (the supervisor's), to wake it for a restart
+        self._samples: asyncio.Queue[Sample] | None = None
+        self._restart = False
 
     @property
     def is_printer(self) -> bool:
@@ -74,6 +82,16 @@ class DeviceSlot:
             why = f": {self.error}" if self.error else ""
             raise DeviceConnectionError(f"device is {self.state}{why}", device=self.name)
         return device
+
+    def request_restart(self) -> None:
+        """Close the device and open it again (handshake and all), at once, not after a backoff."""
+        if self._samples is None:
+            return  # not open: the supervisor is opening it anyway
+        self._restart = True
+        # a marker among the samples wakes the supervisor; a full queue is being drained,
+        # and the flag is read after each sample
+        with contextlib.suppress(asyncio.QueueFull):
+            self._samples.put_nowait(cast(Sample, _RESTART))
 
     async def wait_ready(self) -> Device[Any]:
         """Wait until the device is open and idle."""
@@ -123,15 +141,19 @@ class Supervisor:
         self._retry_max_s = retry_max_s
 
     async def run(self, slot: DeviceSlot) -> None:
-        """Keep one device open until cancelled."""
+        """Keep one device open until cancelled (closed and opened again on ``request_restart``)."""
+        # whatever this task and the driver's tasks log (pymodbus, asyncua too) names the device
+        current_device.set(slot.name)
         while True:
             slot.attempts += 1
             self._report(slot, DeviceState.CONNECTING.value)
             try:
                 await self._hold_open(slot)
+                log.info("%s: restarting (requested)", slot.name)
+                continue
             except LabDeviceError as exc:
                 slot.device = None
-                log.warning("%s: %s (attempt %d)", slot.name, exc, slot.attempts)
+                log.warning("%s: %s (attempt %d)", slot.name, exc.message, slot.attempts)
                 self._report(slot, DeviceState.OFFLINE.value, str(exc))
             except OSError as exc:  # a driver that let a raw I/O error through
                 slot.device = None
@@ -158,16 +180,23 @@ class Supervisor:
         try:
             async with device, device.subscribe() as samples:
                 slot.device = device
+                slot._samples = samples
                 slot.attempts = 0
                 slot.error = None
                 self._report(slot, device.state.value)
                 log.info("%s: open (%s)", slot.name, slot.profile.name)
-                while True:
-                    self._on_sample(await samples.get())
+                while not slot._restart:
+                    sample = await samples.get()
+                    if sample is not _RESTART:
+                        self._on_sample(sample)
                     # Drain what else is there without yielding per sample.
                     for _ in range(samples.qsize()):
-                        self._on_sample(samples.get_nowait())
+                        sample = samples.get_nowait()
+                        if sample is not _RESTART:
+                            self._on_sample(sample)
         finally:
+            slot._restart = False
+            slot._samples = None
             if slot.device is device:
                 slot.device = None
                 self._report(slot, DeviceState.OFFLINE.value)

@@ -824,6 +824,17 @@ class GcodePrinter(Device[GcodeProfile]):
             self._transport.write_nowait(data)
         self._on_halted("emergency stop (M112) sent by host")
 
+    def request_firmware_restart(self) -> None:
+        """After a halt (``M112``, a firmware error): ask the firmware to restart (``M999``).
+
+        Sent bare, as nothing numbered leaves a halted host. The driver must then be closed
+        and opened again, so that it hand-shakes anew (line numbers, capabilities); a
+        firmware that ignores ``M999`` does not answer that handshake, and needs its reset
+        button or power.
+        """
+        with contextlib.suppress(DeviceConnectionError):
+            self._transport.write_nowait(b"M999\n")
+
     async def resume_from_user_wait(self) -> None:
         """Release an ``M0``/``M1`` wait (``M108``, acted on at once by the emergency parser)."""
         self._write(self._host.send_urgent(["M108"]))

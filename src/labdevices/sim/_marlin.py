@@ -53,6 +53,9 @@ _WORD = re.compile(r"\s*([A-Za-z])\s*(-?\d+)(?:\.\d+)?")
 _PARAM = re.compile(r"([A-Za-z])\s*([-+]?(?:\d+\.?\d*|\.\d+))?")
 _EMERGENCY = re.compile(rb"^\s*(?:N\s*-?\d*\s*)?(M108|M112|M410)(?!\d)")
 _EMERGENCY_WORDS = (b"M108", b"M112", b"M410")
+#: a restart request after a halt; this firmware restarts on it (as Marlin does on M999 after
+#: ``stop()``; a real board halted by ``kill()`` needs its reset button or a DTR reset)
+_RESTART = re.compile(rb"^\s*(?:N\s*-?\d*\s*)?M999(?!\d)")
 
 
 def checksum(data: bytes) -> int:
@@ -523,9 +526,15 @@ class MarlinFirmware:
         if end < 0:
             end = text.rfind(b"\r")
         self._ep_tail = text[end + 1 :][-96:]  # Marlin's MAX_CMD_SIZE
-        if end < 0 or self.halted:
+        if end < 0:
             return
         complete = text[: end + 1]
+        if self.halted:
+            lines = complete.replace(b"\r", b"\n").split(b"\n")
+            if any(_RESTART.match(line) for line in lines):
+                self.emergency.append((self._now, "M999"))
+                self.reset(self._now)
+            return
         if not any(w in complete for w in _EMERGENCY_WORDS):
             return
         for line in complete.replace(b"\r", b"\n").split(b"\n"):

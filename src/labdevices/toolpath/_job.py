@@ -364,7 +364,20 @@ def load_job(path: str | Path) -> PrintJob:
         mesh = Path(obj["path"])
         if not mesh.is_absolute():
             obj["path"] = str(p.parent / mesh)
-    job = validate(PrintJob, data, str(p))
+    try:
+        job = validate(PrintJob, data, str(p))
+    except ConfigurationError as exc:
+        # the printer too, in the same pass (its other checks need a valid job)
+        printer = data.get("printer")
+        if isinstance(printer, str) and printer:
+            try:
+                load_profile(printer)
+            except ConfigurationError as bad:
+                problems = [*exc.problems, f"{p}: printer: {bad.message}"]
+                raise ConfigurationError(
+                    f"{p}: {len(problems)} problem(s)", file=str(p), problems=problems
+                ) from exc
+        raise
     job_profile(job, str(p))
     return job
 
