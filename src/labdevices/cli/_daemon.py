@@ -86,7 +86,8 @@ async def _run_daemon(loaded: LoadedConfig) -> None:
             print(
                 f"labdevices daemon ready: site {d.site!r}, broker {redact_url(d.broker_url)}, "
                 f"store {ready.config.store.path}, devices {', '.join(d.slots) or 'none'}; "
-                f"announced in {runtime}",
+                + (f"dashboard {d.web_url}; " if d.web_url else "")
+                + f"announced in {runtime}",
                 flush=True,
             )
             await d.wait_stopped()

@@ -22,7 +22,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NoReturn
 
 from pydantic import JsonValue
@@ -39,7 +39,15 @@ from ..bus import BusClient, BusMessage, Request, RequestRefused
 from ..errors import BadRequest, Forbidden, LabDeviceError, Unauthenticated
 from ..store import AccountLocked, Store, mosquitto_verify
 
-__all__ = ["AuthCommands", "BrokerLogin", "RequestGuard", "request_scope"]
+__all__ = [
+    "AuthCommands",
+    "BrokerLogin",
+    "NotPermitted",
+    "RequestGuard",
+    "audit_refusal",
+    "authorise",
+    "request_scope",
+]
 
 log = logging.getLogger("labdevices.daemon.auth")
 
@@ -58,6 +66,75 @@ def request_scope(topic: str) -> tuple[str, str, str]:
     if parts[-2:] == ["jobs", "submit"]:
         return "jobs", "submit", "jobs"
     return "unknown", parts[-1], "daemon"
+
+
+class NotPermitted(Forbidden):
+    """The user's roles do not grant what the command needs; ``why`` is the audited reason."""
+
+    def __init__(self, message: str, *, why: str) -> None:
+        self.why = why
+        super().__init__(message)
+
+
+def authorise(
+    user: str,
+    roles: Iterable[str],
+    scope: str,
+    name: str,
+    known: Callable[[str, str], bool],
+) -> None:
+    """The one authority check of every request, from MQTT or the web: ``NotPermitted`` unless
+    ``user``'s roles grant the capability ``(scope, name)`` needs (``auth/_roles.py``). A command
+    a handler serves (``known``) but the roles table does not name is refused (fail closed)."""
+    roles = tuple(roles)
+    capability = capability_for(scope, name)
+    if capability is None:
+        if known(scope, name):
+            raise NotPermitted(
+                f"command {name!r} has no capability in the roles table", why="no capability"
+            )
+        capability = "session"  # unknown: the handler answers unknown_command
+    if capability not in capabilities_of(roles):
+        shown = ", ".join(roles) or "none"
+        raise NotPermitted(
+            f"user {user!r} (roles: {shown}) may not {scope} {name}: "
+            f"it needs the {capability!r} capability",
+            why="role",
+        )
+
+
+async def audit_refusal(
+    store: Store,
+    user: str | None,
+    obj: str,
+    *,
+    topic: str,
+    request_id: str,
+    code: str,
+    why: str,
+    message: str | None = None,
+    claimed: str | None = None,
+    session: str | None = None,
+    via: str | None = None,
+) -> None:
+    """Audit a request refused before any handler ran (``request.refused``), as MQTT and the web
+    both do; a store failure is logged, never raised over the refusal."""
+    new: dict[str, JsonValue] = {
+        "topic": topic,
+        "request_id": request_id,
+        "claimed_actor": claimed,
+        "session": session,
+        "code": code,
+        "why": why,
+    }
+    if via is not None:
+        new["via"] = via
+    try:
+        await store.audit(
+            user or "anonymous", "request.refused", obj, new=new, reason=message or why
+        )
+    except LabDeviceError as exc:
+        log.error("refused request not audited: %s", exc)
 
 
 class RequestGuard:
@@ -184,32 +261,10 @@ class RequestGuard:
                 Forbidden(f"logged in as {user!r}, the request claims to act as {request.actor!r}"),
                 why="claimed another actor",
             )
-        capability = capability_for(scope, name)
-        if capability is None:
-            if self._known(scope, name):
-                # A command served but absent from the roles table: fail closed.
-                await self._refuse(
-                    request,
-                    topic,
-                    obj,
-                    user,
-                    Forbidden(f"command {name!r} has no capability in the roles table"),
-                    why="no capability",
-                )
-            capability = "session"  # unknown: the handler answers unknown_command
-        if capability not in capabilities_of(session.roles):
-            roles = ", ".join(session.roles) or "none"
-            await self._refuse(
-                request,
-                topic,
-                obj,
-                user,
-                Forbidden(
-                    f"user {user!r} (roles: {roles}) may not {scope} {name}: "
-                    f"it needs the {capability!r} capability"
-                ),
-                why="role",
-            )
+        try:
+            authorise(user, session.roles, scope, name, self._known)
+        except NotPermitted as exc:
+            await self._refuse(request, topic, obj, user, exc, why=exc.why)
         return request.model_copy(update={"actor": user})
 
     async def _admit_login(self, request: Request, topic: str, obj: str) -> Request:
@@ -304,23 +359,18 @@ class RequestGuard:
         message: str | None = None,
     ) -> None:
         claimed = request.actor if "actor" in request.model_fields_set else None
-        try:
-            await self.store.audit(
-                user or "anonymous",
-                "request.refused",
-                obj,
-                new={
-                    "topic": topic,
-                    "request_id": request.id,
-                    "claimed_actor": claimed,
-                    "session": request.session,
-                    "code": code,
-                    "why": why,
-                },
-                reason=message or why,
-            )
-        except LabDeviceError as exc:
-            log.error("refused request not audited: %s", exc)
+        await audit_refusal(
+            self.store,
+            user,
+            obj,
+            topic=topic,
+            request_id=request.id,
+            code=code,
+            why=why,
+            message=message,
+            claimed=claimed,
+            session=request.session,
+        )
         log.warning(
             "refused request %s on %s (user %s, claimed %s): %s",
             request.id,

@@ -27,6 +27,7 @@ __all__ = [
     "InterlockConfig",
     "LoadedConfig",
     "StoreConfig",
+    "WebConfig",
     "check_config",
     "load_config",
     "parse_mqtt_url",
@@ -154,6 +155,30 @@ class AuthConfig(StrictModel):
         )
 
 
+class WebConfig(StrictModel):
+    """``[web]``: the dashboard the daemon serves (absent: no web server)."""
+
+    listen: str = Field(
+        default="127.0.0.1:8080",
+        description="host:port to listen on (port 0: a free port, shown in the ready line)",
+    )
+    idle_minutes: float = Field(
+        default=15.0, gt=0, description="a browser session idle this long is logged out"
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"listen must be host:port (got {value!r})")
+        return value
+
+    def address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 Condition = Literal["above", "below", "outside", "equals", "offline"]
 Action = Literal["pause_job", "estop", "hold_setpoint", "alarm"]
 
@@ -221,6 +246,7 @@ class DaemonConfig(StrictModel):
     store: StoreConfig = Field(default_factory=StoreConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     interlocks: list[InterlockConfig] = Field(default_factory=list)
+    web: WebConfig | None = None
     device_retry_min_s: float = Field(default=0.5, gt=0)
     device_retry_max_s: float = Field(default=30.0, gt=0)
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Coroutine
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import JsonValue
 
@@ -48,6 +48,9 @@ from ._interlocks import InterlockEngine, alarm_json
 from ._jobs import JobManager
 from ._supervisor import DeviceSlot, Supervisor
 from ._telemetry import TelemetryPipeline
+
+if TYPE_CHECKING:
+    from ..web import LiveHub, WebServer
 
 __all__ = ["Daemon"]
 
@@ -98,6 +101,8 @@ class Daemon:
         self.jobs: JobManager
         self.interlocks: InterlockEngine
         self.router: CommandRouter
+        #: the dashboard, when ``[web]`` is configured
+        self.web: WebServer | None = None
 
     def __repr__(self) -> str:
         return f"Daemon(site={self.site!r}, {len(self.slots)} devices, {self._state})"
@@ -236,6 +241,8 @@ class Daemon:
         self.spawn(self._checkpoint_loop(), "audit checkpoints")
         self.spawn(self.jobs.clear_foreign_states(), "clear other stores' job states")
         self.jobs.start()
+        if cfg.web is not None:
+            self._start_web(session_key)
         # Requests sent before the first connection would be lost (no session yet to keep
         # them): give the broker a moment, but run without it rather than not at all.
         try:
@@ -243,6 +250,42 @@ class Daemon:
             log.info("daemon for site %r serving on %s", cfg.site, redact_url(self.broker_url))
         except DeviceConnectionError as exc:
             log.warning("%s; serving once it is reachable, devices run meanwhile", exc)
+
+    def _start_web(self, session_key: bytes) -> None:
+        """The dashboard, in this process: its actions run through the router, its live values
+        come from the telemetry pipeline and the bus (device states, alarms)."""
+        from ..web import LiveHub, WebBackend, WebServer, WebSessions, create_app
+
+        cfg = self.config.web
+        assert cfg is not None
+        hub = LiveHub()
+        sessions = WebSessions(self.store, session_key, idle_s=cfg.idle_minutes * 60.0)
+        backend = WebBackend(self.store, self.bus.topics, self.router, hub, sessions)
+        host, port = cfg.address()
+        web = WebServer(create_app(backend), host, port, hub)
+        web.bind()
+        self.web = web
+        self.pipeline.add_listener(hub.on_sample)
+        self.spawn(web.serve(), "web server")
+        self.spawn(self._feed_web(hub), "web live feed")
+        log.info("dashboard on %s", web.url)
+
+    async def _feed_web(self, hub: LiveHub) -> None:
+        topics = self.bus.topics
+        async with self.bus.subscribe([topics.all_states(), topics.all_alarms()]) as sub:
+            async for message in sub:
+                try:
+                    body = message.json()
+                except ValueError:
+                    continue
+                if not isinstance(body, dict):
+                    continue
+                kind = "state" if message.topic.endswith("/state") else "alarm"
+                hub.publish({"type": kind, **body})
+
+    @property
+    def web_url(self) -> str | None:
+        return self.web.url if self.web is not None else None
 
     # -- proof: signed checkpoints of the audit chain ------------------------------------------
 
@@ -344,6 +387,8 @@ class Daemon:
         self._state = "closing"
         self._stopping.set()
         try:
+            if self.web is not None:
+                await self.web.stop()
             with contextlib.suppress(Exception):
                 await self.jobs.shutdown()
             await self._cancel_tasks()

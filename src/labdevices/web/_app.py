@@ -1,0 +1,340 @@
+"""The dashboard's ASGI app: routes, the login flow and every action, in one readable place.
+
+Each action is the MQTT API's own command: authorised by the same function as the request
+guard (``daemon._auth.authorise``, the roles table), refusals audited the same way, then run by
+the daemon's ``CommandRouter`` with the logged-in user as actor, so web and MQTT cannot diverge.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from pydantic import JsonValue
+from starlette.applications import Starlette
+from starlette.datastructures import FormData
+from starlette.requests import Request as HttpRequest
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..bus import Request, Topics
+from ..daemon._auth import NotPermitted, audit_refusal, authorise
+from ..daemon._commands import CommandRouter, daemon_command_topic
+from ..errors import BadRequest, Forbidden, LabDeviceError
+from ..store import Store
+from ._live import LiveHub
+from ._sessions import COOKIE, WebSessions, WebUser
+
+__all__ = ["WebBackend", "create_app"]
+
+_STATIC = Path(__file__).with_name("static")
+
+#: HTTP status of a refused action, by the error's code (others: 409, the lab's state refused it)
+_STATUS = {
+    "unauthenticated": 401,
+    "forbidden": 403,
+    "bad_request": 400,
+    "malformed_request": 400,
+    "unknown_device": 404,
+    "unknown_alarm": 404,
+    "unknown_job": 404,
+    "unknown_signal": 404,
+    "unknown_command": 404,
+}
+
+#: printer commands a form may post (each authorised by the roles table like any request)
+_DEVICE_ACTIONS = ("pause", "resume", "cancel", "estop")
+
+
+@dataclass
+class WebBackend:
+    """What the web app needs from the daemon."""
+
+    store: Store
+    topics: Topics
+    router: CommandRouter
+    hub: LiveHub
+    sessions: WebSessions
+
+    async def act(
+        self,
+        user: WebUser,
+        scope: str,
+        name: str,
+        args: dict[str, JsonValue] | None = None,
+        *,
+        device: str | None = None,
+    ) -> JsonValue:
+        """Run a command of the MQTT API as ``user``: authorised and audited as the bus does."""
+        if scope == "device":
+            assert device is not None
+            topic = self.topics.command(device, name)
+            obj = f"device/{device}"
+        else:
+            topic = daemon_command_topic(self.topics.root, name)
+            obj = "daemon"
+        request = Request(
+            id=f"web-{secrets.token_hex(8)}",
+            reply_to=f"{self.topics.user_inboxes(user.id)}web",
+            actor=user.id,
+            args=args or {},
+            session=user.session_id,
+            t=time.time(),
+        )
+        try:
+            authorise(user.id, user.roles, scope, name, self.router.knows)
+        except NotPermitted as exc:
+            await audit_refusal(
+                self.store,
+                user.id,
+                obj,
+                topic=topic,
+                request_id=request.id,
+                code=exc.code,
+                why=exc.why,
+                message=exc.message,
+                session=user.session_id,
+                via="web",
+            )
+            raise
+        if scope == "device":
+            return await self.router.handle_device(request, topic)
+        return await self.router.handle_daemon(request, topic)
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("labdevices.web", "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["clock"] = lambda t: time.strftime("%H:%M:%S", time.localtime(t)) if t else ""
+    env.filters["datetime"] = lambda t: (
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else ""
+    )
+    env.filters["shown"] = _shown
+    return env
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def _safe_next(target: object, default: str = "/") -> str:
+    """A local path to go back to (never another site: no ``//host`` nor a scheme)."""
+    if isinstance(target, str) and target.startswith("/") and not target.startswith("//"):
+        return target
+    return default
+
+
+def create_app(backend: WebBackend) -> Starlette:
+    env = _environment()
+    sessions = backend.sessions
+
+    def page(template: str, http_status: int = 200, **context: Any) -> HTMLResponse:
+        html = env.get_template(template).render(**context)
+        return HTMLResponse(html, status_code=http_status)
+
+    def wants_json(request: HttpRequest) -> bool:
+        return "application/json" in request.headers.get("accept", "")
+
+    def refused(
+        request: HttpRequest, user: WebUser | None, exc: LabDeviceError, back: str = "/"
+    ) -> Response:
+        status = _STATUS.get(exc.code, 409)
+        if wants_json(request):
+            body = {"ok": False, "error": {"code": exc.code, "message": exc.message}}
+            return JSONResponse(body, status_code=status)
+        return page("error.html", status, user=user, error=exc, back=back)
+
+    async def current(request: HttpRequest, *, touch: bool = True) -> WebUser | None:
+        return await sessions.user(request.cookies.get(COOKIE), touch=touch)
+
+    def to_login(request: HttpRequest) -> Response:
+        if wants_json(request) or request.method != "GET":
+            body = {"ok": False, "error": {"code": "unauthenticated", "message": "log in first"}}
+            return JSONResponse(body, status_code=401)
+        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+
+    async def checked_form(request: HttpRequest, user: WebUser) -> FormData | None:
+        """The posted form, if it carries the session's CSRF token (field or header)."""
+        form = await request.form()
+        token = form.get("csrf") or request.headers.get("x-csrf-token") or ""
+        if not isinstance(token, str) or not hmac.compare_digest(token, user.csrf):
+            return None
+        return form
+
+    def csrf_refused(request: HttpRequest, user: WebUser) -> Response:
+        exc = Forbidden("the form's CSRF token is missing or wrong: reload the page")
+        return refused(request, user, exc)
+
+    # -- login ------------------------------------------------------------------------------
+
+    async def login_form(request: HttpRequest) -> Response:
+        target = _safe_next(request.query_params.get("next"))
+        return page("login.html", next=target, error=None, login_name="")
+
+    async def login(request: HttpRequest) -> Response:
+        form = await request.form()
+        user_id, password = form.get("user"), form.get("password")
+        target = _safe_next(form.get("next"))
+        if not isinstance(user_id, str) or not isinstance(password, str) or not user_id:
+            return page(
+                "login.html",
+                400,
+                next=target,
+                error="Enter your user name and password.",
+                login_name="",
+            )
+        try:
+            cookie = await sessions.login(user_id.strip(), password)
+        except LabDeviceError as exc:
+            return page("login.html", 401, next=target, error=exc.message, login_name=user_id)
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(
+            COOKIE, cookie, httponly=True, samesite="strict", secure=False, path="/"
+        )
+        return response
+
+    async def logout(request: HttpRequest) -> Response:
+        user = await current(request)
+        if user is None:
+            return RedirectResponse("/login", status_code=303)
+        if await checked_form(request, user) is None:
+            return csrf_refused(request, user)
+        await sessions.logout(user.session_id, user.id)
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    # -- pages --------------------------------------------------------------------------------
+
+    async def status_of(user: WebUser) -> dict[str, Any]:
+        status = await backend.act(user, "daemon", "status")
+        assert isinstance(status, dict)
+        return status
+
+    async def lab(request: HttpRequest) -> Response:
+        user = await current(request)
+        if user is None:
+            return to_login(request)
+        try:
+            status = await status_of(user)
+        except LabDeviceError as exc:
+            return refused(request, user, exc)
+        return page("lab.html", user=user, status=status, printers=printers(status))
+
+    def printers(status: dict[str, Any]) -> list[str]:
+        return [d["device"] for d in status["devices"] if d["driver"] == "gcode"]
+
+    async def alarms_fragment(request: HttpRequest) -> Response:
+        user = await current(request, touch=False)
+        if user is None:
+            return to_login(request)
+        try:
+            status = await status_of(user)
+        except LabDeviceError as exc:
+            return refused(request, user, exc)
+        html = env.get_template("_alarms.html").render(user=user, alarms=status["alarms"])
+        return JSONResponse({"banner": html, "alarms": status["alarms"]})
+
+    async def events(request: HttpRequest) -> Response:
+        user = await current(request, touch=False)
+        if user is None:
+            return to_login(request)
+        try:
+            authorise(user.id, user.roles, "daemon", "status", backend.router.knows)
+        except NotPermitted as exc:
+            return refused(request, user, exc)
+
+        async def stream() -> AsyncIterator[str]:
+            with backend.hub.subscribe() as subscriber:
+                yield "retry: 1000\n\n"
+                while (batch := await subscriber.next_batch()) is not None:
+                    yield f"data: {json.dumps(batch, separators=(',', ':'))}\n\n"
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    # -- actions ----------------------------------------------------------------------------
+
+    async def ack_alarm(request: HttpRequest) -> Response:
+        user = await current(request)
+        if user is None:
+            return to_login(request)
+        form = await checked_form(request, user)
+        if form is None:
+            return csrf_refused(request, user)
+        back = _safe_next(form.get("back"))
+        reason = form.get("reason")
+        args: dict[str, JsonValue] = {"alarm_id": int(request.path_params["alarm_id"])}
+        if isinstance(reason, str) and reason.strip():
+            args["reason"] = reason.strip()
+        try:
+            result = await backend.act(user, "daemon", "ack_alarm", args)
+        except LabDeviceError as exc:
+            return refused(request, user, exc, back)
+        if wants_json(request):
+            return JSONResponse({"ok": True, "result": result})
+        return RedirectResponse(back, status_code=303)
+
+    async def device_action(request: HttpRequest) -> Response:
+        user = await current(request)
+        if user is None:
+            return to_login(request)
+        form = await checked_form(request, user)
+        if form is None:
+            return csrf_refused(request, user)
+        back = _safe_next(form.get("back"))
+        device = request.path_params["device"]
+        action = request.path_params["action"]
+        args: dict[str, JsonValue] = {}
+        reason = form.get("reason")
+        if isinstance(reason, str) and reason.strip():
+            args["reason"] = reason.strip()
+        try:
+            if action not in _DEVICE_ACTIONS:
+                raise BadRequest(f"no such action {action!r} (known: {', '.join(_DEVICE_ACTIONS)})")
+            result = await backend.act(user, "device", action, args, device=device)
+        except LabDeviceError as exc:
+            return refused(request, user, exc, back)
+        if wants_json(request):
+            return JSONResponse({"ok": True, "result": result})
+        return RedirectResponse(back, status_code=303)
+
+    routes = [
+        Route("/", lab),
+        Route("/login", login_form, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/events", events),
+        Route("/fragments/alarms", alarms_fragment),
+        Route("/alarms/{alarm_id:int}/ack", ack_alarm, methods=["POST"]),
+        Route("/devices/{device}/{action}", device_action, methods=["POST"]),
+        Mount("/static", app=StaticFiles(directory=_STATIC), name="static"),
+    ]
+    return Starlette(routes=routes)

@@ -1,0 +1,116 @@
+// Live parts of the lab page: values, states, sparklines and alarms, fed by /events (SSE).
+const HISTORY_S = 300;       // sparkline span: the last five minutes
+const STALE_S = 10;          // a value older than this is shown as stale
+const rows = new Map();      // "device/signal" -> {row, value, quality, points: [[t, v]], dirty}
+for (const row of document.querySelectorAll("tr[data-signal]")) {
+  rows.set(row.dataset.signal, {
+    row,
+    value: row.querySelector(".value"),
+    quality: row.querySelector(".quality"),
+    line: row.querySelector("polyline"),
+    points: [],
+    dirty: false,
+  });
+}
+// device -> state badge
+const states = new Map();
+for (const card of document.querySelectorAll(".card[data-device]")) {
+  states.set(card.dataset.device, card.querySelector("[data-state]"));
+}
+const live = document.getElementById("live-status");
+const banner = document.getElementById("alarm-banner");
+// For measurements (benchmarks, tests): sample time -> DOM update delays, seconds.
+window.labdevicesLatency = [];
+
+function shown(value) {
+  if (value === null || value === undefined) return "—";
+  if (typeof value === "boolean") return value ? "on" : "off";
+  if (typeof value === "number") return Number.isInteger(value) ? String(value) : value.toFixed(2);
+  return String(value);
+}
+
+function onSample(e) {
+  const entry = rows.get(`${e.device}/${e.signal}`);
+  if (!entry) return;
+  entry.value.textContent = shown(e.value);
+  entry.row.dataset.t = String(e.t);
+  entry.row.className = `q-${e.quality}`;
+  entry.quality.textContent = e.quality === "good" ? "" : e.quality;
+  if (typeof e.value === "number") {
+    entry.points.push([e.t, e.value]);
+    entry.dirty = true;
+  }
+  window.labdevicesLatency.push(Date.now() / 1000 - e.t);
+  if (window.labdevicesLatency.length > 100000) window.labdevicesLatency.splice(0, 50000);
+}
+
+function drawSparklines() {
+  const now = Date.now() / 1000;
+  for (const entry of rows.values()) {
+    if (!entry.dirty) continue;
+    entry.dirty = false;
+    while (entry.points.length && entry.points[0][0] < now - HISTORY_S) entry.points.shift();
+    const pts = entry.points;
+    if (pts.length < 2) continue;
+    let lo = Infinity, hi = -Infinity;
+    for (const [, v] of pts) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+    const span = hi - lo || 1;
+    entry.line.setAttribute("points", pts.map(([t, v]) =>
+      `${(100 * (t - (now - HISTORY_S)) / HISTORY_S).toFixed(1)},${(22 - 20 * (v - lo) / span).toFixed(1)}`
+    ).join(" "));
+  }
+}
+
+function markStale() {
+  const now = Date.now() / 1000;
+  for (const entry of rows.values()) {
+    const t = parseFloat(entry.row.dataset.t);
+    if (Number.isFinite(t) && now - t > STALE_S) {
+      entry.row.classList.add("stale");
+      entry.quality.textContent = "stale";
+    }
+  }
+}
+
+let alarmsPending = false;
+async function refreshAlarms() {
+  if (alarmsPending) return;
+  alarmsPending = true;
+  try {
+    const reply = await fetch("/fragments/alarms", { headers: { Accept: "application/json" } });
+    if (!reply.ok) return;
+    const body = await reply.json();
+    banner.innerHTML = body.banner;
+    for (const list of document.querySelectorAll("[data-alarms-for]")) {
+      list.replaceChildren(...body.alarms.filter((a) => a.device === list.dataset.alarmsFor).map((a) => {
+        const li = document.createElement("li");
+        li.className = `sev-${a.severity}`;
+        li.textContent = a.name + (a.acknowledged_by ? " (acknowledged)" : "");
+        return li;
+      }));
+    }
+  } finally {
+    alarmsPending = false;
+  }
+}
+
+function connect() {
+  const source = new EventSource("/events");
+  source.onopen = () => { live.textContent = "live"; live.className = "live ok"; };
+  source.onerror = () => { live.textContent = "reconnecting…"; live.className = "live bad"; };
+  source.onmessage = (message) => {
+    let alarms = false;
+    for (const e of JSON.parse(message.data)) {
+      if (e.type === "sample") onSample(e);
+      else if (e.type === "state") {
+        const badge = states.get(e.device);
+        if (badge) { badge.textContent = e.state; badge.className = `state state-${e.state}`; }
+      } else if (e.type === "alarm") alarms = true;
+    }
+    if (alarms) refreshAlarms();
+  };
+}
+
+connect();
+setInterval(drawSparklines, 500);
+setInterval(markStale, 1000);

@@ -1,0 +1,145 @@
+"""The lab page in a real Chromium: log in, live values, the alarm banner and its
+acknowledgement, a viewer refused by the server, the e-stop, CSRF and sessions."""
+
+from __future__ import annotations
+
+import httpx
+from playwright.async_api import Browser, expect
+
+from labdevices.client import LabClient
+from labdevices.testing._auth import TEST_PASSWORD, issue_session
+
+from .conftest import WebLab, log_in
+
+BED_VALUE = 'tr[data-signal="printer/bed_temperature"] .value'
+
+
+def long_job(moves: int = 2000) -> str:
+    return "\n".join(["G28", *(f"G1 X{10 + 10 * (i % 2)} Y10 F600" for i in range(moves))])
+
+
+async def test_log_in_see_live_values_and_acknowledge_an_alarm(
+    web_lab: WebLab, browser: Browser
+) -> None:
+    context = await browser.new_context(viewport={"width": 1024, "height": 768})
+    page = await context.new_page()
+    await page.goto(web_lab.url)
+    await expect(page).to_have_url(f"{web_lab.url}login?next=/")
+    await page.get_by_label("User").fill("olivia")
+    await page.get_by_label("Password").fill("not her password")
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page.get_by_role("alert")).to_be_visible()
+    await page.get_by_label("Password").fill(TEST_PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page.get_by_role("heading", name="printer")).to_be_visible()
+    await expect(page.locator("#live-status")).to_have_text("live")
+    await expect(page.locator(BED_VALUE)).not_to_have_text("—")
+
+    # An operator heats the bed over MQTT: the page follows, and the bed-warm alarm shows.
+    session = issue_session(web_lab.db, "olivia", site=web_lab.site)
+    async with LabClient(web_lab.broker.url, site=web_lab.site, session=session) as lab:
+        await lab.write("printer", "bed_temperature_setpoint", 45.0)
+        await page.wait_for_function(
+            f"parseFloat(document.querySelector('{BED_VALUE}').textContent) > 30"
+        )
+        banner = page.locator("#alarm-banner")
+        await expect(banner).to_contain_text("printer: bed-warm")
+        await expect(page.locator('[data-alarms-for="printer"]')).to_contain_text("bed-warm")
+        # the samples reached the page promptly (sample time → DOM update, in this browser)
+        latencies = await page.evaluate("window.labdevicesLatency")
+        assert latencies and sorted(latencies)[len(latencies) // 2] < 1.0
+
+        await banner.get_by_label("Reason").fill("bed warmed on purpose for the test")
+        await banner.get_by_role("button", name="Acknowledge").click()
+        await expect(banner).to_contain_text("acknowledged by olivia")
+        [alarm] = await lab.alarms(active_only=True)
+        assert alarm.acknowledged_by == "olivia"
+        records = await web_lab.daemon.store.audit_records()
+        ack = [r for r in records if r.action == "alarm.acknowledge"]
+        assert [(r.actor, r.reason) for r in ack] == [
+            ("olivia", "bed warmed on purpose for the test")
+        ], [r.action for r in records]
+        # the samples reached the page promptly
+    await context.close()
+
+
+async def test_a_viewer_is_refused_by_the_server_not_only_by_the_page(
+    web_lab: WebLab, browser: Browser
+) -> None:
+    session = issue_session(web_lab.db, "olivia", site=web_lab.site)
+    async with LabClient(web_lab.broker.url, site=web_lab.site, session=session) as lab:
+        await lab.write("printer", "bed_temperature_setpoint", 45.0)
+        page = await log_in(browser, web_lab, "vera")
+        banner = page.locator("#alarm-banner")
+        await expect(banner).to_contain_text("printer: bed-warm")
+        [alarm] = await lab.alarms(active_only=True)
+        # The page is a viewer's, but the request is forged with her own valid CSRF token.
+        for path, body in [
+            (f"/alarms/{alarm.alarm_id}/ack", "reason=I+may+not"),
+            ("/devices/printer/pause", "reason=I+may+not"),
+        ]:
+            reply = await page.evaluate(
+                """async ([path, body]) => {
+                    const csrf = document.querySelector('meta[name=csrf-token]').content;
+                    const r = await fetch(path, {method: 'POST', body: body + '&csrf=' + csrf,
+                        headers: {'Content-Type': 'application/x-www-form-urlencoded',
+                                  Accept: 'application/json'}});
+                    return [r.status, await r.json()];
+                }""",
+                [path, body],
+            )
+            assert reply[0] == 403, reply
+            assert reply[1]["error"]["code"] == "forbidden"
+            assert "viewer" in reply[1]["error"]["message"]
+        [still] = await lab.alarms(active_only=True)
+        assert still.acknowledged_by is None
+    records = await web_lab.daemon.store.audit_records()
+    refused = [r for r in records if r.action == "request.refused" and r.actor == "vera"]
+    assert len(refused) == 2
+    assert all('"via": "web"' in (r.new or "") or "web" in str(r.new) for r in refused)
+    assert {r.object for r in refused} == {"daemon", "device/printer"}
+    await page.context.close()
+
+
+async def test_the_e_stop_stops_a_running_print(web_lab: WebLab, browser: Browser) -> None:
+    page = await log_in(browser, web_lab, "vera")  # anyone logged in may stop everything
+    state = page.locator('.card[data-device="printer"] [data-state]')
+    await expect(state).to_have_text("idle")
+    session = issue_session(web_lab.db, "olivia", site=web_lab.site)
+    async with LabClient(web_lab.broker.url, site=web_lab.site, session=session) as lab:
+        job = await lab.submit(printer="printer", gcode=long_job())
+        await expect(state).to_have_text("busy")
+        await page.get_by_test_id("estop-printer").click()
+        await web_lab.sim.wait_until(lambda s: s.state.halted)
+        await expect(state).to_have_text("fault")
+        ended = await lab.job(job.job_id)
+        assert ended.state != "running"
+        assert ended.line < ended.lines_total
+    records = await web_lab.daemon.store.audit_records()
+    [estop] = [r for r in records if r.action == "device.estop"]
+    assert estop.actor == "vera"
+    await page.context.close()
+
+
+async def test_sessions_csrf_and_logout(web_lab: WebLab) -> None:
+    async with httpx.AsyncClient(base_url=web_lab.url) as http:
+        page = await http.get("/")
+        assert (page.status_code, page.headers["location"]) == (303, "/login?next=/")
+        anonymous = await http.post("/alarms/1/ack", data={"reason": "x"})
+        assert anonymous.status_code == 401
+        login = await http.post("/login", data={"user": "olivia", "password": TEST_PASSWORD})
+        assert login.status_code == 303
+        cookie = login.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+        no_token = await http.post("/devices/printer/pause", data={"reason": "x"})
+        assert no_token.status_code == 403 and "CSRF" in no_token.text
+        forged = await http.post("/devices/printer/pause", data={"csrf": "0" * 64})
+        assert forged.status_code == 403
+        lab = await http.get("/")
+        assert lab.status_code == 200
+        csrf = lab.text.split('name="csrf-token" content="')[1].split('"')[0]
+        out = await http.post("/logout", data={"csrf": csrf})
+        assert (out.status_code, out.headers["location"]) == (303, "/login")
+        # the session itself is revoked: the old cookie opens nothing any more
+        http.cookies.set("labdevices_session", cookie.split(";")[0].split("=", 1)[1])
+        assert (await http.get("/")).status_code == 303
