@@ -3,6 +3,7 @@ Mosquitto) serving the web on a free port, users of each role, and Debian's Chro
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import uuid
 from collections.abc import AsyncIterator
@@ -71,6 +72,21 @@ class WebLab:
 
 @pytest.fixture
 async def web_lab(mqtt_broker: MosquittoBroker, tmp_path: Path) -> AsyncIterator[WebLab]:
+    async with start_web_lab(mqtt_broker, tmp_path) as lab:
+        yield lab
+
+
+@pytest.fixture
+async def gmp_web_lab(mqtt_broker: MosquittoBroker, tmp_path: Path) -> AsyncIterator[WebLab]:
+    """The same lab in GMP mode: a job waits, held, for a supervisor's release signature."""
+    async with start_web_lab(mqtt_broker, tmp_path, require_release=True) as lab:
+        yield lab
+
+
+@contextlib.asynccontextmanager
+async def start_web_lab(
+    mqtt_broker: MosquittoBroker, tmp_path: Path, *, require_release: bool = False
+) -> AsyncIterator[WebLab]:
     site = f"web-{uuid.uuid4().hex[:8]}"
     db = tmp_path / "lab.db"
     for user, roles in USERS.items():
@@ -81,7 +97,10 @@ async def web_lab(mqtt_broker: MosquittoBroker, tmp_path: Path) -> AsyncIterator
             site=site,
             devices={
                 "printer": DeviceConfig(
-                    profile="marlin-pneumatic", address=sim.port, poll_interval_s=0.2
+                    profile="marlin-pneumatic",
+                    address=sim.port,
+                    poll_interval_s=0.2,
+                    require_release=require_release,
                 )
             },
             bus=BusConfig(url=mqtt_broker.url, client_id=f"daemon-{site}"),

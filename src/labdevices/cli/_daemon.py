@@ -341,7 +341,12 @@ def demo(
             else dev
             for name, dev in loaded.config.devices.items()
         }
-        loaded.config = loaded.config.model_copy(update={"store": store, "devices": devices})
+        update: dict[str, Any] = {"store": store, "devices": devices}
+        if loaded.config.web is not None:
+            # A free port: the demo is short-lived and must not fail on a busy 8080.
+            host, _ = loaded.config.web.address()
+            update["web"] = loaded.config.web.model_copy(update={"listen": f"{host}:0"})
+        loaded.config = loaded.config.model_copy(update=update)
         job = dict(DEMO_JOB, object=dict(DEMO_JOB["object"], layers=layers))
         from ._users import DEMO_USERS, create_demo_users
 
@@ -400,6 +405,8 @@ async def _demo(loaded: LoadedConfig, job: dict[str, Any], passwords: dict[str, 
             f"[bold]daemon[/] for site {d.site!r} on {redact_url(d.broker_url)} (embedded broker), "
             f"store {ready.config.store.path}"
         )
+        if d.web_url:
+            console.print(f"[bold]dashboard[/] on {d.web_url} (log in as a demo user)")
         printer = next(name for name, slot in d.slots.items() if slot.is_printer)
         async with asyncio.timeout(30):
             await d.slots[printer].wait_ready()

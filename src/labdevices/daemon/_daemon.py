@@ -260,7 +260,9 @@ class Daemon:
         assert cfg is not None
         hub = LiveHub()
         sessions = WebSessions(self.store, session_key, idle_s=cfg.idle_minutes * 60.0)
-        backend = WebBackend(self.store, self.bus.topics, self.router, hub, sessions)
+        backend = WebBackend(
+            self.store, self.bus.topics, self.router, hub, sessions, self.jobs.submit
+        )
         host, port = cfg.address()
         web = WebServer(create_app(backend), host, port, hub)
         web.bind()
@@ -272,7 +274,8 @@ class Daemon:
 
     async def _feed_web(self, hub: LiveHub) -> None:
         topics = self.bus.topics
-        async with self.bus.subscribe([topics.all_states(), topics.all_alarms()]) as sub:
+        filters = [topics.all_states(), topics.all_alarms(), topics.all_job_events()]
+        async with self.bus.subscribe(filters) as sub:
             async for message in sub:
                 try:
                     body = message.json()
@@ -280,7 +283,12 @@ class Daemon:
                     continue
                 if not isinstance(body, dict):
                     continue
-                kind = "state" if message.topic.endswith("/state") else "alarm"
+                if message.topic.endswith("/alarm"):
+                    kind = "alarm"
+                elif "/jobs/" in message.topic:
+                    kind = "job"
+                else:
+                    kind = "state"
                 hub.publish({"type": kind, **body})
 
     @property

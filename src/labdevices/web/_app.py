@@ -11,7 +11,7 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import JsonValue
 from starlette.applications import Starlette
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request as HttpRequest
 from starlette.responses import (
     HTMLResponse,
@@ -34,6 +34,7 @@ from starlette.staticfiles import StaticFiles
 from ..bus import Request, Topics
 from ..daemon._auth import NotPermitted, audit_refusal, authorise
 from ..daemon._commands import CommandRouter, daemon_command_topic
+from ..daemon._errors import UnknownDevice
 from ..errors import BadRequest, Forbidden, LabDeviceError
 from ..store import Store
 from ._live import LiveHub
@@ -69,6 +70,8 @@ class WebBackend:
     router: CommandRouter
     hub: LiveHub
     sessions: WebSessions
+    #: ``jobs/submit`` (the job manager's handler, as the bus serves it)
+    submit: Callable[[Request, str], Awaitable[JsonValue]]
 
     async def act(
         self,
@@ -84,6 +87,8 @@ class WebBackend:
             assert device is not None
             topic = self.topics.command(device, name)
             obj = f"device/{device}"
+        elif scope == "jobs":
+            topic, obj = self.topics.job_submit(), "jobs"
         else:
             topic = daemon_command_topic(self.topics.root, name)
             obj = "daemon"
@@ -113,6 +118,8 @@ class WebBackend:
             raise
         if scope == "device":
             return await self.router.handle_device(request, topic)
+        if scope == "jobs":
+            return await self.submit(request, topic)
         return await self.router.handle_daemon(request, topic)
 
 
@@ -326,6 +333,108 @@ def create_app(backend: WebBackend) -> Starlette:
             return JSONResponse({"ok": True, "result": result})
         return RedirectResponse(back, status_code=303)
 
+    async def printer_page(request: HttpRequest) -> Response:
+        user = await current(request)
+        if user is None:
+            return to_login(request)
+        device = request.path_params["device"]
+        try:
+            status = await status_of(user)
+            found = [d for d in status["devices"] if d["device"] == device]
+            if not found or found[0]["driver"] != "gcode":
+                raise UnknownDevice(f"no printer {device!r}", device=device)
+            recent = await backend.act(user, "daemon", "jobs", {"printer": device, "limit": 20})
+        except LabDeviceError as exc:
+            return refused(request, user, exc)
+        live = [j for j in status["jobs"] if j["printer"] == device]
+        return page(
+            "printer.html",
+            user=user,
+            status=status,
+            d=found[0],
+            jobs=live,
+            recent=recent,
+            printers=printers(status),
+            back=f"/printers/{device}",
+            now=time.time(),
+        )
+
+    async def queue_fragment(request: HttpRequest) -> Response:
+        user = await current(request, touch=False)
+        if user is None:
+            return to_login(request)
+        device = request.path_params["device"]
+        try:
+            status = await status_of(user)
+        except LabDeviceError as exc:
+            return refused(request, user, exc)
+        live = [j for j in status["jobs"] if j["printer"] == device]
+        html = env.get_template("_queue.html").render(
+            user=user, jobs=live, device=device, back=f"/printers/{device}", now=time.time()
+        )
+        return JSONResponse({"html": html})
+
+    async def submit_job(request: HttpRequest) -> Response:
+        user = await current(request)
+        if user is None:
+            return to_login(request)
+        form = await checked_form(request, user)
+        if form is None:
+            return csrf_refused(request, user)
+        device = request.path_params["device"]
+        upload = form.get("gcode")
+        try:
+            return await _submit(request, user, device, form, upload)
+        finally:
+            await form.close()  # the upload's spooled file
+
+    async def _submit(
+        request: HttpRequest, user: WebUser, device: str, form: FormData, upload: object
+    ) -> Response:
+        back = f"/printers/{device}"
+        try:
+            if not isinstance(upload, UploadFile):
+                raise BadRequest("choose a G-code file to submit")
+            raw = await upload.read()
+            try:
+                gcode = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise BadRequest(f"{upload.filename}: not UTF-8 text") from exc
+            args: dict[str, JsonValue] = {"printer": device, "gcode": gcode}
+            for key in ("batch_id", "patient_id", "name"):
+                value = form.get(key)
+                if isinstance(value, str) and value.strip():
+                    args[key] = value.strip()
+            if "name" not in args and upload.filename:
+                args["name"] = upload.filename
+            await backend.act(user, "jobs", "submit", args)
+        except LabDeviceError as exc:
+            return refused(request, user, exc, back)
+        return RedirectResponse(back, status_code=303)
+
+    async def sign_job(request: HttpRequest) -> Response:
+        """A release (or other) signature: the signer re-enters user id and password and picks
+        the meaning; the content hash is the one shown on the page they read."""
+        user = await current(request)
+        if user is None:
+            return to_login(request)
+        form = await checked_form(request, user)
+        if form is None:
+            return csrf_refused(request, user)
+        back = _safe_next(form.get("back"))
+        args: dict[str, JsonValue] = {"job_id": int(request.path_params["job_id"])}
+        for key in ("user", "password", "meaning", "content_sha256", "comment"):
+            value = form.get(key)
+            if isinstance(value, str) and value.strip():
+                args[key] = value if key == "password" else value.strip()
+        try:
+            result = await backend.act(user, "daemon", "sign", args)
+        except LabDeviceError as exc:
+            return refused(request, user, exc, back)
+        if wants_json(request):
+            return JSONResponse({"ok": True, "result": result})
+        return RedirectResponse(back, status_code=303)
+
     routes = [
         Route("/", lab),
         Route("/login", login_form, methods=["GET"]),
@@ -335,6 +444,10 @@ def create_app(backend: WebBackend) -> Starlette:
         Route("/fragments/alarms", alarms_fragment),
         Route("/alarms/{alarm_id:int}/ack", ack_alarm, methods=["POST"]),
         Route("/devices/{device}/{action}", device_action, methods=["POST"]),
+        Route("/printers/{device}", printer_page),
+        Route("/printers/{device}/submit", submit_job, methods=["POST"]),
+        Route("/fragments/queue/{device}", queue_fragment),
+        Route("/jobs/{job_id:int}/sign", sign_job, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=_STATIC), name="static"),
     ]
     return Starlette(routes=routes)

@@ -74,7 +74,7 @@ function markStale() {
 
 let alarmsPending = false;
 async function refreshAlarms() {
-  if (alarmsPending) return;
+  if (alarmsPending || !banner) return;
   alarmsPending = true;
   try {
     const reply = await fetch("/fragments/alarms", { headers: { Accept: "application/json" } });
@@ -94,20 +94,40 @@ async function refreshAlarms() {
   }
 }
 
+// The printer page's job list: fetched again on job events, at most every half second.
+const queue = document.getElementById("queue");
+let queueTimer = null;
+function refreshQueue() {
+  if (!queue || queueTimer !== null) return;
+  queueTimer = setTimeout(async () => {
+    try {
+      // never replace a signature form someone is filling in
+      if (queue.contains(document.activeElement) && document.activeElement.tagName === "INPUT") return;
+      const reply = await fetch(`/fragments/queue/${queue.dataset.device}`, { headers: { Accept: "application/json" } });
+      if (reply.ok) queue.innerHTML = (await reply.json()).html;
+    } finally {
+      queueTimer = null;
+    }
+  }, 500);
+}
+
 function connect() {
   const source = new EventSource("/events");
   source.onopen = () => { live.textContent = "live"; live.className = "live ok"; };
   source.onerror = () => { live.textContent = "reconnecting…"; live.className = "live bad"; };
   source.onmessage = (message) => {
     let alarms = false;
+    let jobs = false;
     for (const e of JSON.parse(message.data)) {
       if (e.type === "sample") onSample(e);
       else if (e.type === "state") {
         const badge = states.get(e.device);
         if (badge) { badge.textContent = e.state; badge.className = `state state-${e.state}`; }
       } else if (e.type === "alarm") alarms = true;
+      else if (e.type === "job") jobs = true;
     }
     if (alarms) refreshAlarms();
+    if (jobs) refreshQueue();
   };
 }
 
