@@ -27,6 +27,8 @@ from labdevices.sim.printer import SimPrinterConfig, SimulatedPrinter
 from labdevices.testing._auth import TEST_PASSWORD, add_test_user
 from labdevices.testing._mqtt import MosquittoBroker
 
+#: where the tests leave a screenshot of each page (the README shows the lab page)
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 HAVE_CHROMIUM = Path(CHROMIUM).exists()
 CHROMIUM_ARGS = [

@@ -9,7 +9,7 @@ from playwright.async_api import Browser, expect
 from labdevices.client import LabClient
 from labdevices.testing._auth import TEST_PASSWORD, issue_session
 
-from .conftest import WebLab, log_in
+from .conftest import SCREENSHOTS, WebLab, log_in
 
 BED_VALUE = 'tr[data-signal="printer/bed_temperature"] .value'
 
@@ -49,6 +49,11 @@ async def test_log_in_see_live_values_and_acknowledge_an_alarm(
         latencies = await page.evaluate("window.labdevicesLatency")
         assert latencies and sorted(latencies)[len(latencies) // 2] < 1.0
 
+        await page.wait_for_function(
+            "document.querySelector('tr[data-signal=\"printer/bed_temperature\"] polyline')"
+            ".getAttribute('points').length > 0"
+        )
+        await page.screenshot(path=SCREENSHOTS / "lab.png")
         await banner.get_by_label("Reason").fill("bed warmed on purpose for the test")
         await banner.get_by_role("button", name="Acknowledge").click()
         await expect(banner).to_contain_text("acknowledged by olivia")

@@ -9,7 +9,7 @@ from playwright.async_api import Browser, Page, expect
 from labdevices.client import LabClient
 from labdevices.testing._auth import TEST_PASSWORD, issue_session
 
-from .conftest import WebLab, log_in
+from .conftest import SCREENSHOTS, WebLab, log_in
 
 
 def moves(n: int) -> bytes:
@@ -54,6 +54,7 @@ async def test_submit_release_by_signature_and_watch_it_complete(
     held = sam.locator(f'[data-job="{job_id}"]')
     await held.get_by_label("User").fill("sam")
     await held.get_by_label("Password").fill("wrong password")
+    await sam.screenshot(path=SCREENSHOTS / "printer.png")
     await held.get_by_role("button", name="Sign and release").click()
     await expect(sam.get_by_role("alert")).to_be_visible()
     await release(sam, lab, "sam", job_id)
