@@ -68,6 +68,32 @@ async def test_submit_release_by_signature_and_watch_it_complete(
     assert [(s.user_id, s.meaning) for s in job.signatures] == [("sam", "approved for printing")]
     await sam.goto(f"{lab.url}printers/printer")
     await expect(sam.get_by_role("row", name=f"{job_id} lines.gcode")).to_contain_text("completed")
+
+    # Its record: timeline, the signature's manifestation, the verified audit, the PDF.
+    await sam.get_by_role("link", name=str(job_id), exact=True).click()
+    await expect(sam.get_by_role("heading", level=1)).to_contain_text(f"Job {job_id}")
+    await expect(sam.get_by_test_id("verification")).to_contain_text("Audit chain verified")
+    await expect(sam.locator(".signature")).to_contain_text("approved for printing")
+    await expect(sam.locator(".signature")).to_contain_text("Sam")
+    await expect(sam.get_by_role("region", name="Timeline")).to_contain_text("completed")
+    await sam.screenshot(path=SCREENSHOTS / "job.png", full_page=True)
+    pdf = await sam.request.get(f"{lab.url}jobs/{job_id}/record.pdf")
+    assert pdf.ok and pdf.headers["content-type"] == "application/pdf"
+    assert (await pdf.body()).startswith(b"%PDF")
+
+    # The audit trail, searched by actor.
+    await sam.get_by_role("link", name="Audit").click()
+    await expect(sam.get_by_test_id("verification")).to_contain_text("Audit chain verified")
+    await sam.get_by_label("Actor").fill("sam")
+    await sam.get_by_role("button", name="Search").click()
+    rows = sam.locator("table.trail tbody tr")
+    await expect(rows.first).to_contain_text("sam")
+    actors = await rows.locator("td:nth-child(3)").all_text_contents()
+    assert actors and set(actors) == {"sam"}
+    await expect(sam.locator("table.trail")).to_contain_text("signature")
+    await sam.get_by_label("Actor").fill("")
+    await sam.get_by_role("button", name="Search").click()
+    await sam.screenshot(path=SCREENSHOTS / "audit.png")
     await olivia.context.close()
     await sam.context.close()
 

@@ -15,6 +15,7 @@ import ssl
 import time
 from collections.abc import Coroutine
 from contextlib import AsyncExitStack
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -103,6 +104,8 @@ class Daemon:
         self.router: CommandRouter
         #: the dashboard, when ``[web]`` is configured
         self.web: WebServer | None = None
+        #: the number and signed note of the newest checkpoint of the audit chain
+        self.last_checkpoint: tuple[int, str] | None = None
 
     def __repr__(self) -> str:
         return f"Daemon(site={self.site!r}, {len(self.slots)} devices, {self._state})"
@@ -260,8 +263,16 @@ class Daemon:
         assert cfg is not None
         hub = LiveHub()
         sessions = WebSessions(self.store, session_key, idle_s=cfg.idle_minutes * 60.0)
+        path = Path(self.config.store.path)
         backend = WebBackend(
-            self.store, self.bus.topics, self.router, hub, sessions, self.jobs.submit
+            self.store,
+            self.bus.topics,
+            self.router,
+            hub,
+            sessions,
+            self.jobs.submit,
+            db_path=path,
+            checkpoint=lambda: self.last_checkpoint,
         )
         host, port = cfg.address()
         web = WebServer(create_app(backend), host, port, hub)
@@ -313,6 +324,7 @@ class Daemon:
 
     def _publish_checkpoint(self, number: int, cp: Checkpoint) -> None:
         """Each checkpoint, retained on ``audit/checkpoint`` for witnesses (``audit witness``)."""
+        self.last_checkpoint = (number, cp.note)
         if not hasattr(self, "bus"):
             self._unpublished.append((number, cp))
             return

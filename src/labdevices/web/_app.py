@@ -7,6 +7,7 @@ the daemon's ``CommandRouter`` with the logged-in user as actor, so web and MQTT
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import secrets
@@ -36,7 +37,7 @@ from ..daemon._auth import NotPermitted, audit_refusal, authorise
 from ..daemon._commands import CommandRouter, daemon_command_topic
 from ..daemon._errors import UnknownDevice
 from ..errors import BadRequest, Forbidden, LabDeviceError
-from ..store import Store
+from ..store import AuditRecord, Store
 from ._live import LiveHub
 from ._sessions import COOKIE, WebSessions, WebUser
 
@@ -72,6 +73,30 @@ class WebBackend:
     sessions: WebSessions
     #: ``jobs/submit`` (the job manager's handler, as the bus serves it)
     submit: Callable[[Request, str], Awaitable[JsonValue]]
+    #: the SQLite store's file, for the batch record PDF (None: not offered)
+    db_path: Path | None = None
+    #: the newest signed checkpoint of the audit chain: (number, note)
+    checkpoint: Callable[[], tuple[int, str] | None] = lambda: None
+
+    async def authorised(self, user: WebUser, name: str) -> None:
+        """A read the web serves from the store itself (the audit trail, the batch record),
+        checked like the daemon command of that name and refused as it would be."""
+        try:
+            authorise(user.id, user.roles, "daemon", name, self.router.knows)
+        except NotPermitted as exc:
+            await audit_refusal(
+                self.store,
+                user.id,
+                "daemon",
+                topic=daemon_command_topic(self.topics.root, name),
+                request_id=f"web-{secrets.token_hex(8)}",
+                code=exc.code,
+                why=exc.why,
+                message=exc.message,
+                session=user.session_id,
+                via="web",
+            )
+            raise
 
     async def act(
         self,
@@ -153,6 +178,33 @@ def _safe_next(target: object, default: str = "/") -> str:
     if isinstance(target, str) and target.startswith("/") and not target.startswith("//"):
         return target
     return default
+
+
+def _matches(record: AuditRecord, query: dict[str, str]) -> bool:
+    if query["actor"] and record.actor != query["actor"]:
+        return False
+    if query["action"] and not record.action.startswith(query["action"]):
+        return False
+    if query["object"] and not record.object.startswith(query["object"]):
+        return False
+    if query["text"]:
+        text = query["text"].lower()
+        fields = (record.actor, record.action, record.object, record.new, record.old, record.reason)
+        return any(text in (f or "").lower() for f in fields)
+    return True
+
+
+def _seconds(value: JsonValue, default: float) -> float:
+    return float(value) if isinstance(value, int | float) else default
+
+
+def _render_pdf(db_path: Path, job_id: int) -> bytes:
+    from ..record import collect_record, render_pdf
+    from ..store import SqliteDatabase
+
+    with SqliteDatabase(db_path, readonly=True) as db:
+        record = collect_record(db, job_id)
+    return render_pdf(record)
 
 
 def create_app(backend: WebBackend) -> Starlette:
@@ -435,6 +487,88 @@ def create_app(backend: WebBackend) -> Starlette:
             return JSONResponse({"ok": True, "result": result})
         return RedirectResponse(back, status_code=303)
 
+    async def job_page(request: HttpRequest) -> Response:
+        user = await current(request)
+        if user is None:
+            return to_login(request)
+        job_id = int(request.path_params["job_id"])
+        try:
+            job = await backend.act(user, "daemon", "job", {"job_id": job_id})
+            assert isinstance(job, dict)
+            await backend.authorised(user, "audit")
+            verified = await backend.store.verify()
+            start = _seconds(job.get("started_at") or job.get("created_at"), 0.0)
+            end = _seconds(job.get("ended_at"), time.time())
+            alarms = [
+                a
+                for a in await backend.store.list_alarms(limit=1000)
+                if a.device == job["printer"]
+                and a.raised_at <= end
+                and (a.cleared_at is None or a.cleared_at >= start)
+            ]
+            trail = await backend.store.audit_records(object=f"job/{job_id}")
+            status = await status_of(user)
+        except LabDeviceError as exc:
+            return refused(request, user, exc)
+        return page(
+            "job.html",
+            user=user,
+            job=job,
+            alarms=alarms,
+            trail=trail,
+            verified=verified,
+            pdf=backend.db_path is not None,
+            printers=printers(status),
+            back=f"/jobs/{job_id}",
+        )
+
+    async def job_pdf(request: HttpRequest) -> Response:
+        user = await current(request)
+        if user is None:
+            return to_login(request)
+        job_id = int(request.path_params["job_id"])
+        try:
+            await backend.act(user, "daemon", "job", {"job_id": job_id})  # exists, may read
+            if backend.db_path is None:
+                raise BadRequest("this daemon's store renders no batch record")
+            pdf = await asyncio.to_thread(_render_pdf, backend.db_path, job_id)
+        except LabDeviceError as exc:
+            return refused(request, user, exc)
+        return Response(
+            pdf,
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'inline; filename="batch-record-job{job_id}.pdf"'},
+        )
+
+    async def audit_page(request: HttpRequest) -> Response:
+        user = await current(request)
+        if user is None:
+            return to_login(request)
+        query = {
+            key: request.query_params.get(key, "").strip()
+            for key in ("actor", "action", "object", "text")
+        }
+        try:
+            await backend.authorised(user, "audit")
+            records = await backend.store.audit_records()
+            verified = await backend.store.verify()
+            status = await status_of(user)
+        except LabDeviceError as exc:
+            return refused(request, user, exc)
+        shown = [r for r in records if _matches(r, query)]
+        shown.reverse()
+        return page(
+            "audit.html",
+            user=user,
+            records=shown[:500],
+            total=len(shown),
+            query=query,
+            verified=verified,
+            checkpoint=backend.checkpoint(),
+            printers=printers(status),
+            back="/audit",
+        )
+
     routes = [
         Route("/", lab),
         Route("/login", login_form, methods=["GET"]),
@@ -448,6 +582,9 @@ def create_app(backend: WebBackend) -> Starlette:
         Route("/printers/{device}/submit", submit_job, methods=["POST"]),
         Route("/fragments/queue/{device}", queue_fragment),
         Route("/jobs/{job_id:int}/sign", sign_job, methods=["POST"]),
+        Route("/jobs/{job_id:int}", job_page),
+        Route("/jobs/{job_id:int}/record.pdf", job_pdf),
+        Route("/audit", audit_page),
         Mount("/static", app=StaticFiles(directory=_STATIC), name="static"),
     ]
     return Starlette(routes=routes)
