@@ -37,7 +37,7 @@ from ..daemon._auth import NotPermitted, audit_refusal, authorise
 from ..daemon._commands import CommandRouter, daemon_command_topic
 from ..daemon._errors import UnknownDevice
 from ..errors import BadRequest, Forbidden, LabDeviceError
-from ..store import AuditRecord, Store
+from ..store import AuditRecord, Store, TelemetryPoint
 from ._live import LiveHub
 from ._sessions import COOKIE, WebSessions, WebUser
 
@@ -192,6 +192,62 @@ def _matches(record: AuditRecord, query: dict[str, str]) -> bool:
         fields = (record.actor, record.action, record.object, record.new, record.old, record.reason)
         return any(text in (f or "").lower() for f in fields)
     return True
+
+
+#: the windows the culture charts offer: seconds, label
+_WINDOWS = ((300, "5 minutes"), (3600, "1 hour"), (8 * 3600, "8 hours"), (24 * 3600, "24 hours"))
+
+
+def _chart(
+    signal: str, sig: dict[str, Any], points: list[TelemetryPoint], start: float, end: float
+) -> dict[str, Any]:
+    """One signal over a window as SVG coordinates (300×80), with its limits as lines."""
+    numeric = [
+        (p.t, float(p.value))
+        for p in points
+        if isinstance(p.value, int | float) and not isinstance(p.value, bool)
+    ]
+    low, high = sig.get("min"), sig.get("max")
+    out: dict[str, Any] = {
+        "signal": signal,
+        "unit": sig.get("unit") or "",
+        "writable": bool(sig.get("writable")),
+        "min": low,
+        "max": high,
+        "count": len(numeric),
+        "points": "",
+        "limit_lines": [],
+        "lo": None,
+        "hi": None,
+    }
+    if not numeric:
+        return out
+    values = [v for _, v in numeric]
+    lo, hi = min(values), max(values)
+    out["lo"], out["hi"] = lo, hi
+    span_t = max(end - start, 1e-9)
+    # the limits stay in view only when near the data (else the trend would be a flat line)
+    view_lo, view_hi = lo, hi
+    pad = (hi - lo) or max(abs(hi) * 0.05, 1.0)
+    for limit in (low, high):
+        if isinstance(limit, int | float) and lo - 2 * pad <= limit <= hi + 2 * pad:
+            view_lo, view_hi = min(view_lo, limit), max(view_hi, limit)
+    view_lo, view_hi = view_lo - 0.05 * pad, view_hi + 0.05 * pad
+    span_v = view_hi - view_lo
+
+    def y(v: float) -> float:
+        return round(78 - 76 * (v - view_lo) / span_v, 1)
+
+    if len(numeric) > 600:  # enough for 300 px: every n-th point
+        step = len(numeric) // 600 + 1
+        numeric = [*numeric[::step], numeric[-1]]
+    out["points"] = " ".join(f"{round(300 * (t - start) / span_t, 1)},{y(v)}" for t, v in numeric)
+    out["limit_lines"] = [
+        y(limit)
+        for limit in (low, high)
+        if isinstance(limit, int | float) and view_lo <= limit <= view_hi
+    ]
+    return out
 
 
 def _seconds(value: JsonValue, default: float) -> float:
@@ -569,6 +625,78 @@ def create_app(backend: WebBackend) -> Starlette:
             back="/audit",
         )
 
+    async def culture_page(request: HttpRequest) -> Response:
+        user = await current(request)
+        if user is None:
+            return to_login(request)
+        try:
+            window = int(request.query_params.get("window", "3600"))
+        except ValueError:
+            window = 3600
+        if window not in dict(_WINDOWS):
+            window = 3600
+        try:
+            status = await status_of(user)
+            await backend.authorised(user, "status")
+            now = time.time()
+            devices = [d for d in status["devices"] if d["driver"] != "gcode"]
+            charts = {}
+            for d in devices:
+                charts[d["device"]] = [
+                    _chart(
+                        name,
+                        sig,
+                        await backend.store.query_telemetry(
+                            d["device"], name, start=now - window, end=now
+                        ),
+                        now - window,
+                        now,
+                    )
+                    for name, sig in d["signals"].items()
+                ]
+        except LabDeviceError as exc:
+            return refused(request, user, exc)
+        return page(
+            "culture.html",
+            user=user,
+            status=status,
+            devices=devices,
+            charts=charts,
+            window=window,
+            windows=_WINDOWS,
+            printers=printers(status),
+            back=f"/culture?window={window}",
+        )
+
+    async def setpoint(request: HttpRequest) -> Response:
+        user = await current(request)
+        if user is None:
+            return to_login(request)
+        form = await checked_form(request, user)
+        if form is None:
+            return csrf_refused(request, user)
+        back = _safe_next(form.get("back"), "/culture")
+        device = request.path_params["device"]
+        args: dict[str, JsonValue] = {}
+        for key in ("signal", "reason"):
+            value = form.get(key)
+            if isinstance(value, str) and value.strip():
+                args[key] = value.strip()
+        raw = form.get("value")
+        try:
+            try:
+                args["value"] = float(raw) if isinstance(raw, str) else None
+            except ValueError as exc:
+                raise BadRequest(f"the new value must be a number (got {raw!r})") from exc
+            if "reason" not in args:
+                raise BadRequest("a setpoint change needs a reason")
+            result = await backend.act(user, "device", "write", args, device=device)
+        except LabDeviceError as exc:
+            return refused(request, user, exc, back)
+        if wants_json(request):
+            return JSONResponse({"ok": True, "result": result})
+        return RedirectResponse(back, status_code=303)
+
     routes = [
         Route("/", lab),
         Route("/login", login_form, methods=["GET"]),
@@ -585,6 +713,8 @@ def create_app(backend: WebBackend) -> Starlette:
         Route("/jobs/{job_id:int}", job_page),
         Route("/jobs/{job_id:int}/record.pdf", job_pdf),
         Route("/audit", audit_page),
+        Route("/culture", culture_page),
+        Route("/culture/{device}/setpoint", setpoint, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=_STATIC), name="static"),
     ]
     return Starlette(routes=routes)
