@@ -372,7 +372,8 @@ def create_app(backend: WebBackend) -> Starlette:
         except LabDeviceError as exc:
             return refused(request, user, exc)
         html = env.get_template("_alarms.html").render(user=user, alarms=status["alarms"])
-        return JSONResponse({"banner": html, "alarms": status["alarms"]})
+        states = {d["device"]: d["state"] for d in status["devices"]}
+        return JSONResponse({"banner": html, "alarms": status["alarms"], "states": states})
 
     async def events(request: HttpRequest) -> Response:
         user = await current(request, touch=False)

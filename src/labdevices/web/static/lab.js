@@ -81,6 +81,10 @@ async function refreshAlarms() {
     if (!reply.ok) return;
     const body = await reply.json();
     banner.innerHTML = body.banner;
+    for (const [device, state] of Object.entries(body.states || {})) {
+      const badge = states.get(device);
+      if (badge) { badge.textContent = state; badge.className = `state state-${state}`; }
+    }
     for (const list of document.querySelectorAll("[data-alarms-for]")) {
       list.replaceChildren(...body.alarms.filter((a) => a.device === list.dataset.alarmsFor).map((a) => {
         const li = document.createElement("li");
@@ -113,7 +117,13 @@ function refreshQueue() {
 
 function connect() {
   const source = new EventSource("/events");
-  source.onopen = () => { live.textContent = "live"; live.className = "live ok"; };
+  source.onopen = () => {
+    live.textContent = "live";
+    live.className = "live ok";
+    // what changed between the page's rendering and this stream (or while it was away)
+    refreshAlarms();
+    refreshQueue();
+  };
   source.onerror = () => { live.textContent = "reconnecting…"; live.className = "live bad"; };
   source.onmessage = (message) => {
     let alarms = false;
