@@ -4,7 +4,9 @@ Mosquitto) serving the web on a free port, users of each role, and Debian's Chro
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -27,8 +29,14 @@ from labdevices.sim.printer import SimPrinterConfig, SimulatedPrinter
 from labdevices.testing._auth import TEST_PASSWORD, add_test_user
 from labdevices.testing._mqtt import MosquittoBroker
 
-#: where the tests leave a screenshot of each page (the README shows the lab page)
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+#: where the tests leave a screenshot of each page: docs/screenshots (the pictures the README
+#: shows) when LABDEVICES_SCREENSHOTS=1 asks to refresh them, else a temporary folder, so that
+#: a test run leaves the work tree as it was
+SCREENSHOTS = (
+    Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+    if os.environ.get("LABDEVICES_SCREENSHOTS") == "1"
+    else Path(tempfile.mkdtemp(prefix="labdevices-screenshots-"))
+)
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 HAVE_CHROMIUM = Path(CHROMIUM).exists()
 CHROMIUM_ARGS = [
