@@ -3,10 +3,13 @@ acknowledgement, a viewer refused by the server, the e-stop, CSRF and sessions."
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from playwright.async_api import Browser, expect
 
 from labdevices.client import LabClient
+from labdevices.store import SqliteDatabase
 from labdevices.testing._auth import TEST_PASSWORD, issue_session
 
 from .conftest import SCREENSHOTS, WebLab, log_in
@@ -148,3 +151,24 @@ async def test_sessions_csrf_and_logout(web_lab: WebLab) -> None:
         # the session itself is revoked: the old cookie opens nothing any more
         http.cookies.set("labdevices_session", cookie.split(";")[0].split("=", 1)[1])
         assert (await http.get("/")).status_code == 303
+
+
+async def test_a_live_stream_ends_when_its_session_is_revoked(web_lab: WebLab) -> None:
+    async with (
+        httpx.AsyncClient(base_url=web_lab.url) as http,
+        asyncio.timeout(30),
+    ):
+        login = await http.post("/login", data={"user": "olivia", "password": TEST_PASSWORD})
+        assert login.status_code == 303
+        (cookie,) = http.cookies.values()
+        session_id = cookie.partition(".")[0]
+        async with http.stream("GET", "/events") as events:
+            assert events.status_code == 200
+            lines = events.aiter_lines()
+            while not (await anext(lines)).startswith("data:"):
+                pass  # the stream is live
+            with SqliteDatabase(web_lab.db) as store:
+                store.revoke_session(session_id, by="admin", reason="lost tablet")
+            # the telemetry keeps coming, but no more of it reaches the revoked session
+            async for _ in lines:
+                pass

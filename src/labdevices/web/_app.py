@@ -385,9 +385,16 @@ def create_app(backend: WebBackend) -> Starlette:
             return refused(request, user, exc)
 
         async def stream() -> AsyncIterator[str]:
+            checked = time.monotonic()
             with backend.hub.subscribe() as subscriber:
                 yield "retry: 1000\n\n"
                 while (batch := await subscriber.next_batch()) is not None:
+                    # A session revoked (logout elsewhere, deactivation, idle timeout) ends the
+                    # stream at its next batch, checked at most once a second.
+                    if time.monotonic() - checked >= 1.0:
+                        checked = time.monotonic()
+                        if await current(request, touch=False) is None:
+                            return
                     yield f"data: {json.dumps(batch, separators=(',', ':'))}\n\n"
 
         return StreamingResponse(
