@@ -283,6 +283,12 @@ def create_app(backend: WebBackend) -> Starlette:
             return JSONResponse(body, status_code=status)
         return page("error.html", status, user=user, error=exc, back=back)
 
+    def done(request: HttpRequest, result: JsonValue, back: str) -> Response:
+        """An action's success: its result for scripts, else back to the page it came from."""
+        if wants_json(request):
+            return JSONResponse({"ok": True, "result": result})
+        return RedirectResponse(back, status_code=303)
+
     async def current(request: HttpRequest, *, touch: bool = True) -> WebUser | None:
         return await sessions.user(request.cookies.get(COOKIE), touch=touch)
 
@@ -421,9 +427,7 @@ def create_app(backend: WebBackend) -> Starlette:
             result = await backend.act(user, "daemon", "ack_alarm", args)
         except LabDeviceError as exc:
             return refused(request, user, exc, back)
-        if wants_json(request):
-            return JSONResponse({"ok": True, "result": result})
-        return RedirectResponse(back, status_code=303)
+        return done(request, result, back)
 
     async def device_action(request: HttpRequest) -> Response:
         user = await current(request)
@@ -445,9 +449,7 @@ def create_app(backend: WebBackend) -> Starlette:
             result = await backend.act(user, "device", action, args, device=device)
         except LabDeviceError as exc:
             return refused(request, user, exc, back)
-        if wants_json(request):
-            return JSONResponse({"ok": True, "result": result})
-        return RedirectResponse(back, status_code=303)
+        return done(request, result, back)
 
     async def printer_page(request: HttpRequest) -> Response:
         user = await current(request)
@@ -547,9 +549,7 @@ def create_app(backend: WebBackend) -> Starlette:
             result = await backend.act(user, "daemon", "sign", args)
         except LabDeviceError as exc:
             return refused(request, user, exc, back)
-        if wants_json(request):
-            return JSONResponse({"ok": True, "result": result})
-        return RedirectResponse(back, status_code=303)
+        return done(request, result, back)
 
     async def job_page(request: HttpRequest) -> Response:
         user = await current(request)
@@ -701,9 +701,7 @@ def create_app(backend: WebBackend) -> Starlette:
             result = await backend.act(user, "device", "write", args, device=device)
         except LabDeviceError as exc:
             return refused(request, user, exc, back)
-        if wants_json(request):
-            return JSONResponse({"ok": True, "result": result})
-        return RedirectResponse(back, status_code=303)
+        return done(request, result, back)
 
     routes = [
         Route("/", lab),
