@@ -126,6 +126,10 @@ class BusStats:
     subscriber_dropped: int = 0
     #: retained messages published again at a (re)connect (see ``BusClient``)
     retained_republished: int = 0
+    #: connections made to another broker of the list than the one before (see ``failover``)
+    failovers: int = 0
+    #: unanswered requests sent again at a reconnect (see ``BusClient.request``)
+    requests_resent: int = 0
     heartbeats: int = 0
 
 
@@ -217,6 +221,16 @@ class BusClient:
     without its retained messages gets them back. An empty retained message clears its
     topic and is forgotten.
 
+    ``failover`` lists further brokers (host, port) of the same site, bridged to the
+    first: each connection attempt takes the next broker of the list, and after a lost
+    connection the client starts again from the first (the preferred one) — so it moves
+    to a standby when its broker dies and stays there while that one works. One TLS
+    context and one account serve them all. A broker that is not the one before has no
+    session of this client: the subscriptions are made again at every connect, the
+    retained messages published again (above), and the requests still waiting for
+    their reply sent again when the broker changed, same id and signature (responders
+    answer a repeat from their cache without running it twice). See docs/brokers.md.
+
     Entering does not wait for the broker (an absent broker must not stop a
     daemon from polling its devices); use ``wait_connected`` to fail fast.
     """
@@ -245,6 +259,7 @@ class BusClient:
         status_extra: Mapping[str, JsonValue] | None = None,
         heartbeat_s: float | None = None,
         retained_limit: int = 4096,
+        failover: Sequence[tuple[str, int]] = (),
     ) -> None:
         self.topics = Topics(site)
         self.persistent = client_id is not None
@@ -268,9 +283,11 @@ class BusClient:
         self.stats = BusStats()
         #: who sent malformed requests that could not be answered (each logged once)
         self._malformed_from: set[str] = set()
-        self.broker = f"mqtt://{host}:{port}"
-        self._host = host
-        self._port = port
+        self._brokers = [(host, port), *failover]
+        #: the broker of the current (or next) connection attempt
+        self.broker = _url(host, port)
+        #: every broker this client may use, in the order it tries them
+        self.brokers = [_url(h, p) for h, p in self._brokers]
         self._username = username
         self._password = password
         self._tls_context = tls_context
@@ -296,6 +313,8 @@ class BusClient:
         self._client: aiomqtt.Client | None = None
         self._last_error: str | None = None
         self._pending: dict[str, asyncio.Future[OkReply | ErrorReply]] = {}
+        #: the envelope of each request awaiting its reply: sent again after a reconnect
+        self._unanswered: dict[str, tuple[str, bytes]] = {}
         self._seen: OrderedDict[tuple[str, str], bytes | None] = OrderedDict()
         self._handlers: set[asyncio.Task[None]] = set()
         self._tasks: asyncio.TaskGroup | None = None
@@ -552,8 +571,10 @@ class BusClient:
             asyncio.get_running_loop().create_future()
         )
         self._pending[request_id] = reply_future
+        data = envelope.model_dump_json(exclude_unset=True).encode()
+        self._unanswered[request_id] = (topic, data)
         try:
-            self.post(topic, envelope.model_dump_json(exclude_unset=True).encode(), qos=1)
+            self.post(topic, data, qos=1)
             async with asyncio.timeout(timeout):
                 reply = await reply_future
         except TimeoutError:
@@ -563,6 +584,7 @@ class BusClient:
             ) from None
         finally:
             self._pending.pop(request_id, None)
+            self._unanswered.pop(request_id, None)
         if isinstance(reply, ErrorReply):
             raise error_from_body(reply.error)
         return reply.result
@@ -721,13 +743,27 @@ class BusClient:
             done: asyncio.Future[None] = loop.create_future()
             self._outgoing.append(_Outgoing(topic, payload, qos, True, done))
             self.stats.retained_republished += 1
+        self._wake_sender()
+
+    def _resend_unanswered(self) -> None:
+        """Queue each request still awaiting its reply again (its first copy or its reply may
+        have died with the broker before the bridge passed it on), unless it is queued."""
+        queued = {m.payload for m in self._outgoing}
+        loop = asyncio.get_running_loop()
+        for topic, data in self._unanswered.values():
+            if data not in queued:
+                self._outgoing.append(_Outgoing(topic, data, 1, False, loop.create_future()))
+                self.stats.requests_resent += 1
+        self._wake_sender()
+
+    def _wake_sender(self) -> None:
         if self._outgoing:
             self.stats.queued = len(self._outgoing)
             self.stats.queued_high_water = max(self.stats.queued_high_water, self.stats.queued)
             self._drained.clear()
             self._wakeup.set()
 
-    def _new_client(self) -> aiomqtt.Client:
+    def _new_client(self, host: str, port: int) -> aiomqtt.Client:
         will = None
         # The time this connection is made: the will names it, the online status too.
         self._connected_at = time.time()
@@ -750,8 +786,8 @@ class BusClient:
                 "clean_session": not self.persistent,
             }
         client = aiomqtt.Client(
-            self._host,
-            self._port,
+            host,
+            port,
             identifier=self.client_id,
             username=self._username,
             password=self._password,
@@ -770,13 +806,26 @@ class BusClient:
 
     async def _run(self) -> None:
         # aiomqtt's reconnect pattern: a fresh Client per attempt, owned by this loop.
-        failures = 0
+        failures = 0  # attempts in a row that did not connect
+        attempt = 0  # index in self._brokers of the next attempt
+        previous: str | None = None  # the broker of the last connection
         while not self._stop.is_set():
+            host, port = self._brokers[attempt]
+            self.broker = _url(host, port)
+            connected = False
             try:
-                client = self._new_client()
+                client = self._new_client(host, port)
                 async with client:
+                    connected = True
                     failures = 0
-                    await self._session(client)
+                    moved = previous is not None and previous != self.broker
+                    if moved:
+                        self.stats.failovers += 1
+                        log.warning(
+                            "%s: failed over from %s to %s", self.client_id, previous, self.broker
+                        )
+                    previous = self.broker
+                    await self._session(client, resend=moved)
             except* aiomqtt.MqttError as group:
                 self._last_error = "; ".join(_reason(e) for e in group.exceptions)
             finally:
@@ -791,11 +840,16 @@ class BusClient:
             if self._stop.is_set():
                 # Closing (aiomqtt's exit can even turn our cancellation into an MqttError).
                 return
+            # After a lost connection, the preferred broker first; after a failed attempt,
+            # the next one; a pause (capped, jittered backoff) only once all were tried.
+            attempt = 0 if connected else (attempt + 1) % len(self._brokers)
+            if not connected and attempt != 0:
+                continue
             delay = min(self._reconnect_max_s, self._reconnect_min_s * 2**failures)
             failures += 1
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
-    async def _session(self, client: aiomqtt.Client) -> None:
+    async def _session(self, client: aiomqtt.Client, *, resend: bool) -> None:
         # Published before subscribing, so that a filter added while the session is
         # being set up is subscribed by _subscribe itself (twice at worst: harmless).
         self._client = client
@@ -808,6 +862,8 @@ class BusClient:
             )
         if self._retained:
             self._requeue_retained()
+        if resend:
+            self._resend_unanswered()
         self._disconnected.clear()
         self._connected.set()
         self.stats.connects += 1
@@ -946,6 +1002,10 @@ def _refused(granted: Any) -> bool:
         if isinstance(value, int) and value >= 0x80:
             return True
     return False
+
+
+def _url(host: str, port: int) -> str:
+    return f"mqtt://{host}:{port}"
 
 
 def _reason(exc: BaseException) -> str:
