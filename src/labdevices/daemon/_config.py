@@ -359,7 +359,9 @@ def parse_broker_urls(urls: str | Sequence[str]) -> BrokerList:
         )
     endpoints = tuple((p[0], p[1]) for p in parsed)
     if len(set(endpoints)) < len(endpoints):
-        raise ValueError(f"MQTT urls {', '.join(redact_url(u) or u for u in items)} name a broker twice")
+        raise ValueError(
+            f"MQTT urls {', '.join(redact_url(u) or u for u in items)} name a broker twice"
+        )
     accounts = {(p[3], p[4]) for p in parsed if p[3] is not None or p[4] is not None}
     if len(accounts) > 1:
         raise ValueError(

@@ -2,7 +2,8 @@
 
 ``mosquitto_session`` runs one broker per test session; ``mqtt_broker`` hands
 it to a test and makes sure it runs before and after, so a test that stopped it
-(to test reconnects) cannot break the next one. Persistence is on, in a temp
+(to test reconnects) cannot break the next one. ``bridged_brokers`` gives a test
+two brokers of its own, the second bridging ``labdevices/#`` to the first. Persistence is on, in a temp
 directory, so ``stop()``/``start()`` keep persistent sessions and their queued
 QoS-1 messages, like a production broker restart.
 """
@@ -16,11 +17,19 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-__all__ = ["MosquittoBroker", "find_mosquitto", "mosquitto_session", "mqtt_broker"]
+__all__ = [
+    "BridgedBrokers",
+    "MosquittoBroker",
+    "bridged_brokers",
+    "find_mosquitto",
+    "mosquitto_session",
+    "mqtt_broker",
+]
 
 _SEARCH = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto")
 
@@ -63,15 +72,21 @@ class MosquittoBroker:
         password_file: Path | None = None,
         acl_file: Path | None = None,
         tls: tuple[Path, Path, Path] | None = None,
+        bridge_to: MosquittoBroker | None = None,
     ) -> None:
         """``password_file`` and ``acl_file`` (as ``labdevices broker-config`` writes them)
         turn anonymous access off and apply them, like a production broker. ``tls`` = (CA,
-        certificate, key) makes the listener TLS-only (``url`` is then ``mqtts://``)."""
+        certificate, key) makes the listener TLS-only (``url`` is then ``mqtts://``).
+        ``bridge_to`` (a plain broker) bridges ``labdevices/#`` both ways, QoS 1, with a
+        persistent bridge session (docs/brokers.md); ``bridge_state_topic`` then holds a
+        retained ``1`` while the bridge is up and ``0`` while it is down."""
         self.tls = tls is not None
         self.executable = find_mosquitto()
         self.host = host
         self.port = _free_port(host)
         self.workdir = workdir
+        #: where the bridge (``bridge_to``) says whether it is up
+        self.bridge_state_topic: str | None = None
         self.ready_timeout_s = ready_timeout_s
         self.config = workdir / "mosquitto.conf"
         self.log = workdir / "mosquitto.log"
@@ -94,6 +109,7 @@ class MosquittoBroker:
             # Room for what a persistent client misses while it is away in a test.
             "max_queued_messages 100000",
             "max_inflight_messages 0",
+            *(self._bridge_lines(bridge_to) if bridge_to is not None else []),
             f"log_dest file {self.log}",
             "log_type error",
             "log_type warning",
@@ -102,6 +118,26 @@ class MosquittoBroker:
             "user root" if os.geteuid() == 0 else "",
         ]
         self.config.write_text("\n".join(lines) + "\n")
+
+    def _bridge_lines(self, remote: MosquittoBroker) -> list[str]:
+        name = f"labdevices-bridge-{self.port}"
+        self.bridge_state_topic = f"$SYS/broker/connection/{name}/state"
+        return [
+            f"connection {name}",
+            f"address {remote.host}:{remote.port}",
+            "topic labdevices/# both 1",
+            "bridge_protocol_version mqttv311",
+            # Mosquitto to Mosquitto: the remote does not send our own messages back (no loop).
+            "try_private true",
+            # Messages for the other side wait in the bridge's session while the link is down.
+            "cleansession false",
+            f"remote_clientid {name}",
+            f"local_clientid {name}-local",
+            "restart_timeout 1",
+            "notifications true",
+            "notifications_local_only true",
+            f"notification_topic {self.bridge_state_topic}",
+        ]
 
     @property
     def url(self) -> str:
@@ -191,3 +227,34 @@ def mqtt_broker(mosquitto_session: MosquittoBroker) -> Iterator[MosquittoBroker]
     mosquitto_session.start()
     yield mosquitto_session
     mosquitto_session.start()
+
+
+@dataclass(frozen=True)
+class BridgedBrokers:
+    """``primary`` and ``standby``; the standby's bridge carries ``labdevices/#`` both ways."""
+
+    primary: MosquittoBroker
+    standby: MosquittoBroker
+
+    @property
+    def urls(self) -> list[str]:
+        """Both, the primary first: what ``[bus] url`` or ``LabClient`` takes for fail-over."""
+        return [self.primary.url, self.standby.url]
+
+
+@pytest.fixture
+def bridged_brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgedBrokers]:
+    """Two Mosquitto processes of this test's own, the standby bridged to the primary.
+
+    Both accept connections on return; whether the bridge is up yet is the test's to wait
+    for (its retained ``1`` on ``standby.bridge_state_topic``), as is killing either.
+    """
+    primary = MosquittoBroker(tmp_path_factory.mktemp("primary"))
+    standby = MosquittoBroker(tmp_path_factory.mktemp("standby"), bridge_to=primary)
+    try:
+        primary.start()
+        standby.start()
+        yield BridgedBrokers(primary, standby)
+    finally:
+        standby.stop()
+        primary.stop()
