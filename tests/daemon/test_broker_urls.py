@@ -49,7 +49,7 @@ def test_the_config_names_the_field_and_tls_files_need_mqtts_everywhere(tmp_path
 
 
 def test_the_client_refuses_a_password_in_clear_to_any_remote_broker_of_the_list() -> None:
-    with pytest.raises(ConfigurationError, match="broker url: .*mix"):
+    with pytest.raises(ConfigurationError, match=r"broker url: .*mix"):
         LabClient(["mqtt://127.0.0.1", "mqtts://b"], site="s")
-    with pytest.raises(ConfigurationError, match="in clear to the broker at lab-b.example"):
+    with pytest.raises(ConfigurationError, match=r"in clear to the broker at lab-b\.example"):
         LabClient(["mqtt://127.0.0.1", "mqtt://lab-b.example"], site="s", user="u", password="p")
