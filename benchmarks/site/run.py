@@ -1,0 +1,371 @@
+"""Site-scale telemetry benchmark: N daemons x M simulated devices x 10 Hz through one Mosquitto
+into the store, measuring sample -> stored latency, drops, and each daemon's CPU.
+
+Processes: one Mosquitto; per daemon, one process of simulated Modbus sensors and one
+``labdevices daemon`` (all on one site, device names unique across it); and this one,
+which subscribes to every device's telemetry (what was produced, and its MQTT latency)
+and polls the store(s) for new rows (what was stored, and when it became visible).
+
+A sample's "publish -> stored" latency runs from its timestamp (taken by the driver when
+the reading arrived) to the poll that first saw its row committed: the polling period
+(``--poll-ms``, default 50) bounds how late that can see it. Drops are samples that went
+out on MQTT within the measured window but never reached the store (and the reverse:
+stored but never seen on MQTT, i.e. lost on the bus or by the subscriber).
+
+    .venv/bin/python benchmarks/site/run.py                      # 10 daemons x 50 devices
+    .venv/bin/python benchmarks/site/run.py --daemons 2 --devices 10 --seconds 10   # quick
+
+``--store`` is where the daemons write: a SQLite path shared by all of them (the
+default, ``site.db`` in a temp dir), a SQLite path with ``{daemon}`` in it (one file
+per daemon), or a ``postgresql://`` URL (``[store] url``, once the PostgreSQL store is
+in).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from labdevices.bus import BusClient
+from labdevices.testing._mqtt import MosquittoBroker
+
+HERE = Path(__file__).resolve().parent
+PROFILE = HERE.parent / "telemetry" / "bench-sensor.toml"
+SITE = "bench"
+
+
+# -- simulated sensors (one process per daemon) ----------------------------------------------
+
+
+class Ramp:
+    """A value that moves every poll (so no deadband keeps a sample out of the store)."""
+
+    def __init__(self, offset: float) -> None:
+        self.offset = offset
+
+    def step(self, dt_s: float) -> None:
+        pass
+
+    def get(self, signal: str) -> float:
+        return (self.offset + time.monotonic() * 100.0) % 300.0
+
+    def set(self, signal: str, value: float | bool) -> None:
+        pass
+
+
+async def serve(devices: int) -> None:
+    from labdevices.profiles import ModbusProfile, load_profile
+    from labdevices.sim.modbus import ModbusSimulator, SimUnit
+
+    profile = load_profile(PROFILE)
+    assert isinstance(profile, ModbusProfile)
+    sims = [ModbusSimulator({1: SimUnit(profile, Ramp(d))}) for d in range(devices)]
+    ports = [await sim.serve_tcp() for sim in sims]
+    print(json.dumps(ports), flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_reader(sys.stdin.fileno(), stop.set)  # parent closes stdin
+    await stop.wait()
+    for sim in sims:
+        await sim.stop()
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+
+def device_name(daemon: int, device: int) -> str:
+    return f"r{daemon:02d}s{device:02d}"
+
+
+def store_of(store: str, daemon: int) -> str:
+    return store.replace("{daemon}", f"{daemon:02d}")
+
+
+def write_config(
+    path: Path, broker: MosquittoBroker, daemon: int, ports: list[int], store: str, rate_hz: float
+) -> None:
+    where = f'url = "{store}"' if store.startswith("postgresql://") else f'path = "{store}"'
+    lines = [
+        f'site = "{SITE}"',
+        "[bus]",
+        f'url = "{broker.url}"',
+        f'client_id = "bench-daemon-{daemon:02d}"',
+        "[store]",
+        where,
+    ]
+    for i, port in enumerate(ports):
+        lines += [
+            f"[devices.{device_name(daemon, i)}]",
+            f'profile = "{PROFILE}"',
+            f'address = "tcp://127.0.0.1:{port}?unit=1"',
+            f"poll_interval_s = {1.0 / rate_hz}",
+        ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+# -- measuring ---------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+@dataclass
+class StoreWatch:
+    """New telemetry rows of one SQLite store, and when this process first saw each."""
+
+    path: Path
+    last_rowid: int = 0
+    seen: dict[tuple[str, float], float] = field(default_factory=dict)
+    _db: sqlite3.Connection | None = None
+
+    def poll(self) -> None:
+        if self._db is None:
+            if not self.path.exists():
+                return
+            self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+        rows = self._db.execute(
+            "SELECT rowid, device, t FROM telemetry WHERE rowid > ? ORDER BY rowid",
+            (self.last_rowid,),
+        ).fetchall()
+        now = time.time()
+        for rowid, device, t in rows:
+            self.seen.setdefault((device, t), now)
+            self.last_rowid = rowid
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+
+
+async def measure(
+    broker: MosquittoBroker,
+    daemons: list[psutil.Process],
+    watches: list[StoreWatch],
+    devices: int,
+    seconds: float,
+    poll_s: float,
+) -> dict[str, object]:
+    produced: dict[tuple[str, float], float] = {}  # (device, t) -> arrival on MQTT
+    mqtt_latency: list[float] = []
+    publisher_dropped: dict[str, int] = {}  # per device: each batch carries the running count
+    stop_polling = asyncio.Event()
+
+    async def poll_stores() -> None:
+        while not stop_polling.is_set():
+            for watch in watches:
+                watch.poll()
+            await asyncio.sleep(poll_s)
+
+    async with BusClient(broker.host, broker.port, site=SITE) as bus:
+        await bus.wait_connected(30)
+        async with bus.subscribe(bus.topics.all_telemetry()) as sub:
+            seen: set[str] = set()
+            async with asyncio.timeout(120):
+                while len(seen) < devices:
+                    seen.add((await sub.get()).json()["device"])
+            poller = asyncio.create_task(poll_stores())
+            cpu0 = [d.cpu_times() for d in daemons]
+            t0 = time.time()
+            end = time.monotonic() + seconds
+            while (now := time.monotonic()) < end:
+                try:
+                    async with asyncio.timeout(end - now):
+                        message = await sub.get()
+                except TimeoutError:
+                    break
+                arrived = time.time()
+                batch = json.loads(message.payload)
+                publisher_dropped[batch["device"]] = int(batch.get("dropped") or 0)
+                for sample in batch["samples"]:
+                    produced[(batch["device"], sample["t"])] = arrived
+                    mqtt_latency.append((arrived - sample["t"]) * 1000)
+            t1 = time.time()
+            cpu1 = [d.cpu_times() for d in daemons]
+            subscriber_dropped = sub.dropped
+    # Samples of the last second may still be on their way to this subscriber: left out.
+    t1 -= 1.0
+    # Let the stores catch up with what was produced in the window (10 s at most).
+    window = {k for k in produced if t0 <= k[1] <= t1}
+    give_up = time.monotonic() + 10.0
+    while time.monotonic() < give_up:
+        stored = {k for w in watches for k in w.seen}
+        if window <= stored:
+            break
+        await asyncio.sleep(poll_s)
+    stop_polling.set()
+    await poller
+    stored_at: dict[tuple[str, float], float] = {}
+    for w in watches:
+        stored_at.update(w.seen)
+    stored_window = {k for k in stored_at if t0 <= k[1] <= t1}
+    latencies = [(stored_at[k] - k[1]) * 1000 for k in window if k in stored_at]
+    elapsed = t1 + 1.0 - t0
+    cpu = [
+        (b.user + b.system - a.user - a.system) / elapsed for a, b in zip(cpu0, cpu1, strict=True)
+    ]
+    return {
+        "elapsed": elapsed,
+        "produced": len(window),
+        "stored": len(window & stored_window),
+        "not_stored": len(window - stored_window),
+        "stored_not_on_mqtt": len(stored_window - window),
+        "publisher_dropped": sum(publisher_dropped.values()),
+        "subscriber_dropped": subscriber_dropped,
+        "stored_p50_ms": percentile(latencies, 0.50),
+        "stored_p99_ms": percentile(latencies, 0.99),
+        "stored_max_ms": max(latencies, default=float("nan")),
+        "mqtt_p50_ms": percentile(mqtt_latency, 0.50),
+        "mqtt_p99_ms": percentile(mqtt_latency, 0.99),
+        "cpu": cpu,
+    }
+
+
+# -- running it --------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--daemons", type=int, default=10)
+    parser.add_argument("--devices", type=int, default=50, help="per daemon")
+    parser.add_argument("--rate", type=float, default=10.0, help="samples/s per device")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--store", default=None, help="SQLite path ({daemon} for one per daemon)")
+    parser.add_argument("--poll-ms", type=float, default=50.0, help="store polling period")
+    parser.add_argument("--serve", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve(args.serve))
+        return
+    with tempfile.TemporaryDirectory(prefix="labdevices-site-") as tmp:
+        work = Path(tmp)
+        store = args.store or str(work / "site.db")
+        if store.startswith("postgresql://"):
+            sys.exit("the harness polls SQLite stores only for now (PostgreSQL: not merged yet)")
+        run(args, work, store)
+
+
+def run(args: argparse.Namespace, work: Path, store: str) -> None:
+    broker = MosquittoBroker(work)
+    broker.start()
+    sims: list[subprocess.Popen[str]] = []
+    daemons: list[subprocess.Popen[str]] = []
+    watches = [
+        StoreWatch(Path(p)) for p in sorted({store_of(store, i) for i in range(args.daemons)})
+    ]
+    try:
+        for i in range(args.daemons):
+            sim = subprocess.Popen(
+                [sys.executable, __file__, f"--serve={args.devices}"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            sims.append(sim)
+            assert sim.stdout is not None
+            ports = json.loads(sim.stdout.readline())
+            config = work / f"daemon-{i:02d}.toml"
+            write_config(config, broker, i, ports, store_of(store, i), args.rate)
+            daemon = subprocess.Popen(
+                [sys.executable, "-m", "labdevices", "daemon", "-c", str(config)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                env={**os.environ, "XDG_RUNTIME_DIR": str(work)},
+            )
+            daemons.append(daemon)
+            assert daemon.stdout is not None
+            ready = daemon.stdout.readline()
+            assert "ready" in ready, f"daemon {i}: {ready!r}"
+        result = asyncio.run(
+            measure(
+                broker,
+                [psutil.Process(d.pid) for d in daemons],
+                watches,
+                args.daemons * args.devices,
+                args.seconds,
+                args.poll_ms / 1000,
+            )
+        )
+    finally:
+        for daemon in daemons:
+            daemon.send_signal(signal.SIGTERM)
+        for daemon in daemons:
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                daemon.wait()
+        for sim in sims:
+            assert sim.stdin is not None
+            sim.stdin.close()
+            sim.wait(timeout=10)
+        for watch in watches:
+            watch.close()
+        broker.stop()
+    from labdevices.store import verify_audit
+
+    for watch in watches:
+        verified = verify_audit(watch.path)
+        print(f"audit verify {watch.path.name}: {'ok' if verified.ok else verified.message}")
+    report(args, store, len(watches), result)
+
+
+def report(args: argparse.Namespace, store: str, files: int, r: dict[str, object]) -> None:
+    load = os.getloadavg()
+    print(
+        f"machine: {platform.machine()} {_cpu_model()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, load average {load[0]:.1f} {load[1]:.1f}"
+    )
+    target = args.daemons * args.devices * args.rate
+    kind = "one shared SQLite file" if files == 1 else f"{files} SQLite files (one per daemon)"
+    print(
+        f"{args.daemons} daemons x {args.devices} devices x {args.rate:g} Hz "
+        f"({target:,.0f} samples/s) into {kind}, {r['elapsed']:.1f} s measured"
+    )
+    produced = int(r["produced"])  # type: ignore[call-overload]
+    print(
+        f"produced (on MQTT) {produced:,} = {produced / float(r['elapsed']):,.0f} samples/s; "  # type: ignore[arg-type]
+        f"stored {r['stored']:,}; not stored {r['not_stored']}; stored but not seen on MQTT "
+        f"{r['stored_not_on_mqtt']}; publisher drops {r['publisher_dropped']}, "
+        f"subscriber drops {r['subscriber_dropped']}"
+    )
+    print(
+        f"sample -> stored: p50 {r['stored_p50_ms']:.0f} ms, p99 {r['stored_p99_ms']:.0f} ms, "
+        f"max {r['stored_max_ms']:.0f} ms (store polled every {args.poll_ms:g} ms); "
+        f"sample -> MQTT subscriber: p50 {r['mqtt_p50_ms']:.0f} ms, p99 {r['mqtt_p99_ms']:.0f} ms"
+    )
+    cpu = r["cpu"]
+    assert isinstance(cpu, list)
+    print(
+        "daemon CPU (cores): "
+        + ", ".join(f"{c:.2f}" for c in cpu)
+        + f"; max {max(cpu):.2f}, mean {sum(cpu) / len(cpu):.2f}"
+    )
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    main()
