@@ -148,4 +148,6 @@ async def test_a_request_delivered_twice_by_the_bridge_runs_once(
     with SqliteDatabase(db, readonly=True) as store:
         records = store.audit_records()
     assert [r.action for r in records].count("command.read") == 1
+    replays = [r for r in records if r.action == "request.refused" and envelope.id in (r.new or "")]
+    assert len(replays) == 1 and '"why":"replay"' in (replays[0].new or "").replace(" ", "")
     assert verify_audit(db).ok
