@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from labdevices.bus import BusClient, Request
+from labdevices.bus import BusClient, Request, Topics
 from labdevices.testing._mqtt import BridgedBrokers, MosquittoBroker
 
 from .conftest import CuttableLink
@@ -146,4 +146,56 @@ async def test_a_requester_that_fails_over_sends_its_unanswered_requests_again(
         assert await call == "done"
         assert client.stats.requests_resent == 1
         assert server.stats.duplicate_requests == 1
+        assert list(runs.values()) == [1]
+
+
+async def test_a_request_lost_with_the_responders_broker_is_sent_again_when_it_reconnects(
+    bridged_brokers: BridgedBrokers, site: str
+) -> None:
+    primary, standby = bridged_brokers.primary, bridged_brokers.standby
+    await wait_bridged(bridged_brokers, site)
+    runs: Counter[str] = Counter()
+    status = Topics(site).daemon_status()
+    async with (
+        CuttableLink(primary.host, primary.port) as to_primary,
+        CuttableLink(standby.host, standby.port) as to_standby,
+        BusClient(
+            to_primary.host,
+            to_primary.port,
+            failover=[(to_standby.host, to_standby.port)],
+            site=site,
+            client_id=f"server-{uuid.uuid4().hex[:8]}",
+            status_topic=status,
+            # (an attempt through a link that refuses can wait this long for its CONNACK)
+            close_timeout_s=1.0,
+            reconnect_min_s=0.02,
+            reconnect_max_s=0.2,
+        ) as server,
+        # The client stays on the standby all along: only the responder's status tells it.
+        bus_on(standby, site, responder_status=status) as client,
+        client.subscribe(status) as statuses,
+    ):
+
+        async def work(request: Request, topic: str) -> JsonValue:
+            runs[request.id] += 1
+            return "done"
+
+        await server.serve(server.topics.commands("p1"), work)
+        await server.wait_connected(10)
+        while not (await statuses.get()).json()["online"]:
+            pass
+        # The server loses its broker; the request goes to the standby, over the bridge to
+        # the primary, which dies with it (or before it).
+        to_primary.cut()
+        to_standby.cut()
+        await server.wait_disconnected()
+        call = asyncio.create_task(client.request(client.topics.command("p1", "x"), timeout=30))
+        await client.flush(10)
+        await asyncio.to_thread(primary.kill)
+        assert not runs
+        # Back on the standby, the server says it is online on a new connection: the client
+        # sends the request again, and it runs once.
+        to_standby.restore()
+        assert await call == "done"
+        assert client.stats.requests_resent == 1
         assert list(runs.values()) == [1]

@@ -209,8 +209,8 @@ class BusClient:
     across a broker restart (with broker persistence on); without one, a random
     id and a clean session are used.
 
-    ``status_topic`` gets a retained ``{"online": true, "connected_at": T, "t": now}`` on
-    every connect and then every ``heartbeat_s`` (``t``: when the client was last known
+    ``status_topic`` gets a retained ``{"online": true, "connected_at": T, "t": now,
+    "instance": I}`` on every connect (``instance``: random, one per client object) and then every ``heartbeat_s`` (``t``: when the client was last known
     alive), and, as last will, ``{"online": false, "connected_at": T, "t": null}``: a will
     is fixed when the connection is made, so it cannot know when the client went away —
     the last heartbeat before it says that. A clean close publishes ``{"online": false}``
@@ -229,7 +229,10 @@ class BusClient:
     session of this client: the subscriptions are made again at every connect, the
     retained messages published again (above), and the requests still waiting for
     their reply sent again when the broker changed, same id and signature (responders
-    answer a repeat from their cache without running it twice). See docs/brokers.md.
+    answer a repeat from their cache without running it twice). A requester given the
+    ``responder_status`` topic (the daemon's status) sends them again too when the
+    responder reconnects (same ``instance``, new ``connected_at``): what was on its way to
+    the responder may have died with the responder's broker. See docs/brokers.md.
 
     Entering does not wait for the broker (an absent broker must not stop a
     daemon from polling its devices); use ``wait_connected`` to fail fast.
@@ -260,6 +263,7 @@ class BusClient:
         heartbeat_s: float | None = None,
         retained_limit: int = 4096,
         failover: Sequence[tuple[str, int]] = (),
+        responder_status: str | None = None,
     ) -> None:
         self.topics = Topics(site)
         self.persistent = client_id is not None
@@ -273,6 +277,9 @@ class BusClient:
             raise ValueError(f"heartbeat_s must be > 0, got {heartbeat_s}")
         self._heartbeat_s = heartbeat_s
         self._connected_at: float | None = None
+        self._instance = uuid.uuid4().hex
+        #: (instance, connected_at) of the responder's last online status
+        self._responder: tuple[object, object] | None = None
         #: the latest retained message per topic, published again at each reconnect; the
         #: ``retained_limit`` most recently published topics (device states and the daemon's
         #: status stay fresh, the states of long-finished jobs go first)
@@ -321,6 +328,8 @@ class BusClient:
         self._run_task: asyncio.Task[None] | None = None
         self._state: Literal["new", "open", "closing", "closed"] = "new"
         self._add_target(self.reply_topic, self._on_reply)
+        if responder_status is not None:
+            self._add_target(responder_status, self._on_responder_status)
 
     def __repr__(self) -> str:
         return f"BusClient({self.client_id!r} at {self.broker}, site {self.topics.site!r})"
@@ -730,8 +739,24 @@ class BusClient:
                 "client_id": self.client_id,
                 "connected_at": self._connected_at,
                 "t": t,
+                "instance": self._instance,
             }
         )
+
+    def _on_responder_status(self, message: BusMessage) -> None:
+        try:
+            status = message.json()
+        except ProtocolError:
+            return
+        if not isinstance(status, dict) or status.get("online") is not True:
+            return
+        seen = (status.get("instance"), status.get("connected_at"))
+        before, self._responder = self._responder, seen
+        # The same responder on a new connection. (Not a restarted one: it would not know
+        # the copies of what it ran before, so they are not sent to it.)
+        same = before is not None and seen[0] is not None and before[0] == seen[0]
+        if same and before is not None and before[1] != seen[1]:
+            self._resend_unanswered()
 
     def _requeue_retained(self) -> None:
         """Queue the latest retained message of each topic again, unless one is queued already."""

@@ -20,7 +20,7 @@ from typing import Any, Self
 from pydantic import JsonValue
 
 from ..auth import broker_token
-from ..bus import BusClient, BusMessage, MalformedRequest, RemoteError
+from ..bus import BusClient, BusMessage, MalformedRequest, RemoteError, Topics
 from ..daemon import _errors as _daemon_errors  # noqa: F401  (their codes map back to classes)
 from ..daemon import daemon_command_topic, parse_broker_urls
 from ..errors import ConfigurationError, LabDeviceError, ProtocolError
@@ -358,6 +358,8 @@ class LabClient:
             client_id=client_id,
             # Without a user, replies (errors only, from a daemon requiring auth) come here.
             inbox_owner=user or "anonymous",
+            # The daemon's reconnect (perhaps to another broker) sends unanswered requests again.
+            responder_status=Topics(site).daemon_status(),
             signer=session.sign if session is not None else None,
             **bus_options,
         )
