@@ -37,6 +37,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -167,6 +168,7 @@ def produced_on_mqtt(capture: Path) -> tuple[dict[tuple[str, float], float], int
 def measure(
     broker: MosquittoBroker,
     daemons: list[psutil.Process],
+    others: dict[str, list[psutil.Process]],
     watches: list[StoreWatch],
     devices: int,
     seconds: float,
@@ -192,6 +194,7 @@ def measure(
                 watch.poll()
             time.sleep(poll_s)
         cpu0 = [d.cpu_times() for d in daemons]
+        others0 = {k: [p.cpu_times() for p in ps] for k, ps in others.items()}
         t0 = time.time()
         end = time.monotonic() + seconds
         while time.monotonic() < end:
@@ -200,6 +203,7 @@ def measure(
             time.sleep(poll_s)
         t1 = time.time()
         cpu1 = [d.cpu_times() for d in daemons]
+        others1 = {k: [p.cpu_times() for p in ps] for k, ps in others.items()}
         # Then until the stores hold what the window produced (10 s at most).
         give_up = time.monotonic() + 10.0
         while time.monotonic() < give_up:
@@ -220,9 +224,11 @@ def measure(
     latencies = [(stored_at[k] - k[1]) * 1000 for k in stored_window]
     mqtt_latency = [(produced[k] - k[1]) * 1000 for k in window]
     elapsed = t1 - t0
-    cpu = [
-        (b.user + b.system - a.user - a.system) / elapsed for a, b in zip(cpu0, cpu1, strict=True)
-    ]
+    cpu = [_cores(a, b, elapsed) for a, b in zip(cpu0, cpu1, strict=True)]
+    others_cpu = {
+        k: sum(_cores(a, b, elapsed) for a, b in zip(others0[k], others1[k], strict=True))
+        for k in others
+    }
     return {
         "elapsed": window_end - t0,
         "produced": len(window),
@@ -236,7 +242,12 @@ def measure(
         "mqtt_p50_ms": percentile(mqtt_latency, 0.50),
         "mqtt_p99_ms": percentile(mqtt_latency, 0.99),
         "cpu": cpu,
+        "others_cpu": others_cpu,
     }
+
+
+def _cores(before: Any, after: Any, elapsed: float) -> float:
+    return float(after.user + after.system - before.user - before.system) / elapsed
 
 
 # -- running it --------------------------------------------------------------------------------
@@ -298,6 +309,10 @@ def run(args: argparse.Namespace, work: Path, store: str) -> None:
         result = measure(
             broker,
             [psutil.Process(d.pid) for d in daemons],
+            {
+                "simulators": [psutil.Process(p.pid) for p in sims],
+                "mosquitto": [psutil.Process(broker.pid)],
+            },
             watches,
             args.daemons * args.devices,
             args.seconds,
@@ -358,6 +373,9 @@ def report(args: argparse.Namespace, store: str, files: int, r: dict[str, object
         + ", ".join(f"{c:.2f}" for c in cpu)
         + f"; max {max(cpu):.2f}, mean {sum(cpu) / len(cpu):.2f}"
     )
+    others = r["others_cpu"]
+    assert isinstance(others, dict)
+    print("beside them: " + ", ".join(f"{k} {v:.2f} cores" for k, v in others.items()))
 
 
 def _cpu_model() -> str:
