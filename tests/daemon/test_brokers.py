@@ -20,17 +20,6 @@ from labdevices.testing._mqtt import BridgedBrokers
 from .conftest import deadline, long_job, make_config
 
 
-async def wait_bridged(brokers: BridgedBrokers, site: str) -> None:
-    """Until the standby's bridge to the primary is up (its retained state says ``1``)."""
-    topic = brokers.standby.bridge_state_topic
-    assert topic is not None
-    standby = brokers.standby
-    async with BusClient(standby.host, standby.port, site=site) as bus, bus.subscribe(topic) as sub:
-        async for message in sub:
-            if message.payload == b"1":
-                return
-
-
 def bridged_config(site: str, brokers: BridgedBrokers, db: Path, printer: str) -> LoadedConfig:
     """The test daemon's config, with both brokers in ``[bus] url``, the primary first."""
     config = make_config(site, None, db, printer).config
@@ -44,8 +33,6 @@ async def test_broker_fail_over_mid_job_loses_no_transition_audit_record_or_samp
     primary, standby = bridged_brokers.primary, bridged_brokers.standby
     db = tmp_path / "lab.db"
     session = issue_session(db, "olga", site=site)
-    async with deadline(120):
-        await wait_bridged(bridged_brokers, site)
     async with (
         deadline(120),
         SimulatedPrinter(config=SimPrinterConfig(time_scale=0.02)) as sim,
@@ -114,8 +101,6 @@ async def test_a_request_delivered_twice_by_the_bridge_runs_once(
     primary, standby = bridged_brokers.primary, bridged_brokers.standby
     db = tmp_path / "lab.db"
     session = issue_session(db, "olga", site=site)
-    async with deadline(60):
-        await wait_bridged(bridged_brokers, site)
     async with (
         deadline(60),
         SimulatedPrinter(config=SimPrinterConfig(time_scale=0.02)) as sim,

@@ -10,17 +10,20 @@ QoS-1 messages, like a production broker restart.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from ._asyncio import async_fixture as _async_fixture
 
 __all__ = [
     "BridgedBrokers",
@@ -246,20 +249,36 @@ class BridgedBrokers:
         """Both, the primary first: what ``[bus] url`` or ``LabClient`` takes for fail-over."""
         return [self.primary.url, self.standby.url]
 
+    async def wait_bridged(self, timeout: float = 30.0) -> None:
+        """Return once the standby's bridge is up (its state topic holds a retained ``1``)."""
+        from ..bus import BusClient
 
-@pytest.fixture
-def bridged_brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgedBrokers]:
-    """Two Mosquitto processes of this test's own, the standby bridged to the primary.
+        topic = self.standby.bridge_state_topic
+        assert topic is not None
+        async with (
+            asyncio.timeout(timeout),
+            BusClient(self.standby.host, self.standby.port, site="bridge-check") as bus,
+            bus.subscribe(topic) as states,
+        ):
+            async for message in states:
+                if message.payload == b"1":
+                    return
 
-    Both accept connections on return; whether the bridge is up yet is the test's to wait
-    for (its retained ``1`` on ``standby.bridge_state_topic``), as is killing either.
-    """
+
+@_async_fixture
+async def bridged_brokers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[BridgedBrokers]:
+    """Two Mosquitto processes of this test's own, the standby bridged to the primary, the
+    bridge up. Killing either (``kill()``) is the test's to do."""
     primary = MosquittoBroker(tmp_path_factory.mktemp("primary"))
     standby = MosquittoBroker(tmp_path_factory.mktemp("standby"), bridge_to=primary)
     try:
         primary.start()
         standby.start()
-        yield BridgedBrokers(primary, standby)
+        brokers = BridgedBrokers(primary, standby)
+        await brokers.wait_bridged()
+        yield brokers
     finally:
         standby.stop()
         primary.stop()
