@@ -7,11 +7,15 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from labdevices.bus import BusClient, Request
-from labdevices.client import JobEvent, JobInfo, LabClient
-from labdevices.daemon import BusConfig, Daemon, LoadedConfig, check_config
+from labdevices.client import JobEvent, JobInfo, LabClient, Session
+from labdevices.daemon import BusConfig, Daemon, check_config
 from labdevices.sim.printer import SimPrinterConfig, SimulatedPrinter
 from labdevices.store import JobState, SqliteDatabase, verify_audit
 from labdevices.testing._auth import issue_session
@@ -20,31 +24,42 @@ from labdevices.testing._mqtt import BridgedBrokers
 from .conftest import deadline, long_job, make_config
 
 
-def bridged_config(site: str, brokers: BridgedBrokers, db: Path, printer: str) -> LoadedConfig:
-    """The test daemon's config, with both brokers in ``[bus] url``, the primary first."""
-    config = make_config(site, None, db, printer).config
-    bus = BusConfig(url=brokers.urls, client_id=f"daemon-{site}")
-    return check_config(config.model_copy(update={"bus": bus}), "test-config")
+@dataclass
+class BridgedLab:
+    """A daemon with both brokers in ``[bus] url`` (the primary first), its printer, its store."""
+
+    daemon: Daemon
+    sim: SimulatedPrinter
+    db: Path
+    session: Session
+
+
+@pytest.fixture
+async def lab_on_bridge(
+    bridged_brokers: BridgedBrokers, site: str, tmp_path: Path
+) -> AsyncIterator[BridgedLab]:
+    db = tmp_path / "lab.db"
+    session = issue_session(db, "olga", site=site)
+    async with SimulatedPrinter(config=SimPrinterConfig(time_scale=0.02)) as sim:
+        assert sim.port is not None
+        config = make_config(site, None, db, sim.port).config
+        bus = BusConfig(url=bridged_brokers.urls, client_id=f"daemon-{site}")
+        loaded = check_config(config.model_copy(update={"bus": bus}), "test-config")
+        async with Daemon(loaded) as daemon:
+            yield BridgedLab(daemon, sim, db, session)
 
 
 async def test_broker_fail_over_mid_job_loses_no_transition_audit_record_or_sample(
-    bridged_brokers: BridgedBrokers, site: str, tmp_path: Path
+    bridged_brokers: BridgedBrokers, lab_on_bridge: BridgedLab, site: str
 ) -> None:
     primary, standby = bridged_brokers.primary, bridged_brokers.standby
-    db = tmp_path / "lab.db"
-    session = issue_session(db, "olga", site=site)
-    async with (
-        deadline(120),
-        SimulatedPrinter(config=SimPrinterConfig(time_scale=0.02)) as sim,
-    ):
-        assert sim.port is not None
-        async with (
-            Daemon(bridged_config(site, bridged_brokers, db, sim.port)) as daemon,
-            # The client, like the daemon, knows both brokers, the primary first.
-            LabClient(
-                bridged_brokers.urls, site=site, client_id=f"c-{site}", timeout=30, session=session
-            ) as lab,
-        ):
+    daemon, sim = lab_on_bridge.daemon, lab_on_bridge.sim
+    db, session = lab_on_bridge.db, lab_on_bridge.session
+    async with deadline(120):
+        # The client, like the daemon, knows both brokers, the primary first.
+        async with LabClient(
+            bridged_brokers.urls, site=site, client_id=f"c-{site}", timeout=30, session=session
+        ) as lab:
             await daemon.bus.wait_connected(10)
             assert daemon.bus.broker == primary.url and lab.bus.broker == primary.url
             events: list[JobEvent] = []
@@ -96,40 +111,34 @@ async def test_broker_fail_over_mid_job_loses_no_transition_audit_record_or_samp
 
 
 async def test_a_request_delivered_twice_by_the_bridge_runs_once(
-    bridged_brokers: BridgedBrokers, site: str, tmp_path: Path
+    bridged_brokers: BridgedBrokers, lab_on_bridge: BridgedLab, site: str
 ) -> None:
     primary, standby = bridged_brokers.primary, bridged_brokers.standby
-    db = tmp_path / "lab.db"
-    session = issue_session(db, "olga", site=site)
+    daemon, db, session = lab_on_bridge.daemon, lab_on_bridge.db, lab_on_bridge.session
     async with (
         deadline(60),
-        SimulatedPrinter(config=SimPrinterConfig(time_scale=0.02)) as sim,
+        LabClient(standby.url, site=site, session=session) as lab,
+        BusClient(primary.host, primary.port, site=site) as other,
     ):
-        assert sim.port is not None
-        async with (
-            Daemon(bridged_config(site, bridged_brokers, db, sim.port)) as daemon,
-            LabClient(standby.url, site=site, session=session) as lab,
-            BusClient(primary.host, primary.port, site=site) as other,
-        ):
-            await other.wait_connected(10)
-            topic = lab.topics.command("printer", "read")
-            envelope = session.sign(
-                topic,
-                Request(
-                    id=uuid.uuid4().hex,
-                    reply_to=lab.bus.reply_topic,
-                    args={"signal": "nozzle_temperature"},
-                    deadline=time.time() + 30,
-                ),
-            )
-            data = envelope.model_dump_json(exclude_unset=True).encode()
-            async with lab.bus.subscribe(lab.bus.reply_topic) as replies:
-                await lab.bus.publish(topic, data)  # over the bridge to the daemon
-                first = await replies.get()
-                await other.publish(topic, data)  # the same bytes again, as a bridge loop would
-                again = await replies.get()
-            assert again.json() == first.json() and first.json()["ok"]
-            assert daemon.bus.stats.duplicate_requests == 1
+        await other.wait_connected(10)
+        topic = lab.topics.command("printer", "read")
+        envelope = session.sign(
+            topic,
+            Request(
+                id=uuid.uuid4().hex,
+                reply_to=lab.bus.reply_topic,
+                args={"signal": "nozzle_temperature"},
+                deadline=time.time() + 30,
+            ),
+        )
+        data = envelope.model_dump_json(exclude_unset=True).encode()
+        async with lab.bus.subscribe(lab.bus.reply_topic) as replies:
+            await lab.bus.publish(topic, data)  # over the bridge to the daemon
+            first = await replies.get()
+            await other.publish(topic, data)  # the same bytes again, as a bridge loop would
+            again = await replies.get()
+        assert again.json() == first.json() and first.json()["ok"]
+        assert daemon.bus.stats.duplicate_requests == 1
     with SqliteDatabase(db, readonly=True) as store:
         records = store.audit_records()
     assert [r.action for r in records].count("command.read") == 1
