@@ -16,9 +16,12 @@ from .conftest import CuttableLink
 
 
 def bus_on(
-    broker: MosquittoBroker, site: str, *standby: MosquittoBroker, **options: Any
+    broker: MosquittoBroker | CuttableLink,
+    site: str,
+    *standby: MosquittoBroker | CuttableLink,
+    **options: Any,
 ) -> BusClient:
-    """A persistent client of ``broker`` that fails over to ``standby``, in that order."""
+    """A persistent client of ``broker`` (or a link to one) that fails over to ``standby``."""
     options.setdefault("client_id", f"c-{uuid.uuid4().hex[:8]}")
     return BusClient(
         broker.host,
@@ -95,15 +98,7 @@ async def test_a_requester_that_fails_over_sends_its_unanswered_requests_again(
         # The client reaches the standby through a link held shut until the reply is lost.
         CuttableLink(standby.host, standby.port) as link,
         bus_on(standby, site, client_id="server") as server,
-        BusClient(
-            primary.host,
-            primary.port,
-            failover=[(link.host, link.port)],
-            site=site,
-            client_id=f"c-{uuid.uuid4().hex[:8]}",
-            reconnect_min_s=0.02,
-            reconnect_max_s=0.2,
-        ) as client,
+        bus_on(primary, site, link) as client,
     ):
 
         async def work(request: Request, topic: str) -> JsonValue:
@@ -145,18 +140,8 @@ async def test_a_request_lost_with_the_responders_broker_is_sent_again_when_it_r
     async with (
         CuttableLink(primary.host, primary.port) as to_primary,
         CuttableLink(standby.host, standby.port) as to_standby,
-        BusClient(
-            to_primary.host,
-            to_primary.port,
-            failover=[(to_standby.host, to_standby.port)],
-            site=site,
-            client_id=f"server-{uuid.uuid4().hex[:8]}",
-            status_topic=status,
-            # (an attempt through a link that refuses can wait this long for its CONNACK)
-            close_timeout_s=1.0,
-            reconnect_min_s=0.02,
-            reconnect_max_s=0.2,
-        ) as server,
+        # (an attempt through a link that refuses can wait close_timeout_s for its CONNACK)
+        bus_on(to_primary, site, to_standby, status_topic=status, close_timeout_s=1.0) as server,
         # The client stays on the standby all along: only the responder's status tells it.
         bus_on(standby, site, responder_status=status) as client,
         client.subscribe(status) as statuses,
