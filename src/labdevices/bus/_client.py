@@ -210,8 +210,9 @@ class BusClient:
     id and a clean session are used.
 
     ``status_topic`` gets a retained ``{"online": true, "connected_at": T, "t": now,
-    "instance": I}`` on every connect (``instance``: random, one per client object) and then every ``heartbeat_s`` (``t``: when the client was last known
-    alive), and, as last will, ``{"online": false, "connected_at": T, "t": null}``: a will
+    "instance": I}`` (``instance``: random, one per client object) on every connect and
+    then every ``heartbeat_s`` (``t``: when the client was last known alive), and, as
+    last will, ``{"online": false, "connected_at": T, "t": null}``: a will
     is fixed when the connection is made, so it cannot know when the client went away —
     the last heartbeat before it says that. A clean close publishes ``{"online": false}``
     with its own ``t``. ``status_extra`` fields are added to each of these.
