@@ -329,6 +329,8 @@ class BusClient:
         self._run_task: asyncio.Task[None] | None = None
         self._state: Literal["new", "open", "closing", "closed"] = "new"
         self._add_target(self.reply_topic, self._on_reply)
+        #: the responder's status topic, watched by this client itself (see ``_subscribe``)
+        self._watched = responder_status
         if responder_status is not None:
             self._add_target(responder_status, self._on_responder_status)
 
@@ -513,6 +515,9 @@ class BusClient:
 
     async def _subscribe(self, topic_filter: str, target: Callable[[BusMessage], None]) -> None:
         first = self._add_target(topic_filter, target)
+        # A filter this client watches itself is subscribed again for the first subscriber,
+        # so that the broker sends its retained message again, for that subscriber to see.
+        first = first or (topic_filter == self._watched and self._filters[topic_filter] == 2)
         client = self._client
         if first and client is not None:
             # Not subscribed now means subscribed at the next connect, which is as good.
