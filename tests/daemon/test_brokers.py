@@ -22,6 +22,7 @@ from labdevices.testing._auth import issue_session
 from labdevices.testing._mqtt import BridgedBrokers
 
 from .conftest import deadline, long_job, make_config
+from .test_cli import _cli
 
 
 @dataclass
@@ -145,3 +146,21 @@ async def test_a_request_delivered_twice_by_the_bridge_runs_once(
     replays = [r for r in records if r.action == "request.refused" and envelope.id in (r.new or "")]
     assert len(replays) == 1 and '"why":"replay"' in (replays[0].new or "").replace(" ", "")
     assert verify_audit(db).ok
+
+
+async def test_the_cli_given_both_brokers_reaches_the_daemon_when_the_primary_is_dead(
+    bridged_brokers: BridgedBrokers, lab_on_bridge: BridgedLab, site: str, tmp_path: Path
+) -> None:
+    session = tmp_path / "session.json"
+    lab_on_bridge.session.save(session)
+    daemon = lab_on_bridge.daemon
+    async with deadline(60):
+        await daemon.bus.wait_connected(10)
+        await asyncio.to_thread(bridged_brokers.primary.kill)
+        await daemon.bus.wait_disconnected()
+        await daemon.bus.wait_connected(10)
+        code, out = await _cli(
+            *("alarms", "--site", site, "--session-file", str(session)),
+            *("--broker", ",".join(bridged_brokers.urls)),
+        )
+    assert code == 0, out
