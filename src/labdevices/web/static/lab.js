@@ -72,6 +72,59 @@ function markStale() {
   }
 }
 
+// The printer page's charts: the last minutes from the store (in the page), then live samples.
+const chartData = document.getElementById("chart-data");
+const charts = [];           // {range, series: Map("device/signal" -> {line, legend, points})}
+const chartSeries = new Map();
+let chartWindow = 300;
+if (chartData) {
+  const data = JSON.parse(chartData.textContent);
+  chartWindow = data.window_s;
+  data.charts.forEach((c, i) => {
+    const figure = document.querySelector(`[data-chart="${i}"]`);
+    const chart = { range: figure.querySelector(".range"), unit: c.unit, series: [] };
+    Object.entries(c.series).forEach(([signal, points], k) => {
+      const key = `${data.device}/${signal}`;
+      const entry = {
+        line: figure.querySelector(`polyline.series-${k}`),
+        legend: figure.querySelector(`[data-legend="${key}"]`),
+        points,
+      };
+      if (points.length) entry.legend.textContent = shown(points[points.length - 1][1]);
+      chart.series.push(entry);
+      chartSeries.set(key, entry);
+    });
+    charts.push(chart);
+  });
+}
+
+function onChartSample(e) {
+  const entry = chartSeries.get(`${e.device}/${e.signal}`);
+  if (!entry || typeof e.value !== "number") return;
+  entry.points.push([e.t, e.value]);
+  entry.legend.textContent = shown(e.value);
+}
+
+function drawCharts() {
+  const start = Date.now() / 1000 - chartWindow;
+  for (const chart of charts) {
+    let lo = Infinity, hi = -Infinity;
+    for (const s of chart.series) {
+      while (s.points.length && s.points[0][0] < start) s.points.shift();
+      for (const [, v] of s.points) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+    }
+    if (lo > hi) continue;
+    const pad = (hi - lo) * 0.05 || 1;
+    lo -= pad; hi += pad;
+    chart.range.textContent = `${shown(lo)} – ${shown(hi)}`;
+    for (const s of chart.series) {
+      s.line.setAttribute("points", s.points.map(([t, v]) =>
+        `${(300 * (t - start) / chartWindow).toFixed(1)},${(78 - 76 * (v - lo) / (hi - lo)).toFixed(1)}`
+      ).join(" "));
+    }
+  }
+}
+
 let alarmsPending = false;
 async function refreshAlarms() {
   if (alarmsPending || !banner) return;
@@ -129,7 +182,7 @@ function connect() {
     let alarms = false;
     let jobs = false;
     for (const e of JSON.parse(message.data)) {
-      if (e.type === "sample") onSample(e);
+      if (e.type === "sample") { onSample(e); onChartSample(e); }
       else if (e.type === "state") {
         const badge = states.get(e.device);
         if (badge) { badge.textContent = e.state; badge.className = `state state-${e.state}`; }
@@ -144,3 +197,4 @@ function connect() {
 connect();
 setInterval(drawSparklines, 500);
 setInterval(markStale, 1000);
+if (charts.length) { drawCharts(); setInterval(drawCharts, 1000); }
