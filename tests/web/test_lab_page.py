@@ -12,7 +12,7 @@ from labdevices.client import LabClient
 from labdevices.store import SqliteDatabase
 from labdevices.testing._auth import TEST_PASSWORD, issue_session
 
-from .conftest import SCREENSHOTS, WebLab, log_in
+from .conftest import WebLab, check_page, http_login, log_in
 
 BED_VALUE = 'tr[data-signal="printer/bed_temperature"] .value'
 
@@ -56,7 +56,7 @@ async def test_log_in_see_live_values_and_acknowledge_an_alarm(
             "document.querySelector('tr[data-signal=\"printer/bed_temperature\"] polyline')"
             ".getAttribute('points').length > 0"
         )
-        await page.screenshot(path=SCREENSHOTS / "lab.png")
+        await check_page(page, "lab")
         await banner.get_by_label("Reason").fill("bed warmed on purpose for the test")
         await banner.get_by_role("button", name="Acknowledge").click()
         await expect(banner).to_contain_text("acknowledged by olivia")
@@ -135,7 +135,7 @@ async def test_sessions_csrf_and_logout(web_lab: WebLab) -> None:
         assert (page.status_code, page.headers["location"]) == (303, "/login?next=/")
         anonymous = await http.post("/alarms/1/ack", data={"reason": "x"})
         assert anonymous.status_code == 401
-        login = await http.post("/login", data={"user": "olivia", "password": TEST_PASSWORD})
+        login = await http_login(http, "olivia")
         assert login.status_code == 303
         cookie = login.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=strict" in cookie
@@ -158,7 +158,7 @@ async def test_a_live_stream_ends_when_its_session_is_revoked(web_lab: WebLab) -
         httpx.AsyncClient(base_url=web_lab.url) as http,
         asyncio.timeout(30),
     ):
-        login = await http.post("/login", data={"user": "olivia", "password": TEST_PASSWORD})
+        login = await http_login(http, "olivia")
         assert login.status_code == 303
         (cookie,) = http.cookies.values()
         session_id = cookie.partition(".")[0]
