@@ -238,7 +238,9 @@ async def test_a_job_file_is_planned_shown_then_submitted_as_planned(
     queue = olivia.locator(f'#queue [data-job="{job.id}"]')
     await expect(queue).to_contain_text("running")
     await expect(queue).to_contain_text(re.compile(r"layer [1-4] of 4"))
-    await olivia.get_by_role("form", name="Job control").get_by_role("button", name="Cancel").click()
+    await (
+        olivia.get_by_role("form", name="Job control").get_by_role("button", name="Cancel").click()
+    )
     await expect(olivia.locator("#queue")).to_contain_text("No job queued or running")
     await olivia.context.close()
 
