@@ -354,12 +354,15 @@ async def test_temperatures_and_pressures_charted_from_the_store_then_live(
     data = await olivia.evaluate("JSON.parse(document.getElementById('chart-data').textContent)")
     titles = [c["title"] for c in data["charts"]]
     assert titles == ["Temperatures", "Pressures"], titles
-    assert data["charts"][0]["series"]["bed_temperature"], data
-    assert "printhead0_pressure_setpoint" in data["charts"][1]["series"]
+    series = {s["signal"]: s["points"] for c in data["charts"] for s in c["series"]}
+    assert series["bed_temperature"], data
+    assert "printhead0_pressure_setpoint" in series
     temperatures = olivia.locator('[data-chart="0"]')
-    await expect(temperatures.locator("polyline").first).to_have_attribute(
-        "points", re.compile(r"^\d")
-    )
+    # each signal's line and legend entry alike (its colour): the bed is the second
+    assert [s["signal"] for s in data["charts"][0]["series"]][1] == "bed_temperature"
+    bed = temperatures.locator("polyline.series-1")
+    await expect(bed).to_have_attribute("points", re.compile(r"^\d"))
+    await expect(temperatures.locator("li.series-1")).to_contain_text("bed_temperature:")
     # then live: the bed heats, the chart's legend follows
     session = issue_session(lab.db, "olivia", site=lab.site)
     async with LabClient(lab.broker.url, site=lab.site, session=session) as client:
@@ -367,6 +370,15 @@ async def test_temperatures_and_pressures_charted_from_the_store_then_live(
         await olivia.wait_for_function(
             "parseFloat(document.querySelector('[data-legend=\"printer/bed_temperature\"]')"
             ".textContent) > 30"
+        )
+        # drawn in the right line: the bed, now warmer than the nozzle, ends above it
+        await olivia.wait_for_function(
+            """() => {
+                const last = (k) => parseFloat(document.querySelector(
+                    `[data-chart="0"] polyline.series-${k}`).getAttribute("points")
+                    .trim().split(" ").pop().split(",")[1]);
+                return last(1) < last(0);
+            }"""
         )
     await expect(temperatures.locator(".range")).not_to_be_empty()
     await olivia.context.close()

@@ -575,18 +575,19 @@ def create_app(backend: WebBackend) -> Starlette:
         end = time.time()
         charts = []
         for unit, title in _LIVE_CHARTS:
-            series = {}
+            series = []  # a list: its order is the legend's and the colours'
             for name, sig in d["signals"].items():
                 if sig.get("unit") != unit:
                     continue
                 points = await backend.store.query_telemetry(
                     d["device"], name, start=end - _LIVE_WINDOW_S, end=end
                 )
-                series[name] = [
+                numeric = [
                     [round(p.t, 3), p.value]
                     for p in points
                     if isinstance(p.value, int | float) and not isinstance(p.value, bool)
                 ]
+                series.append({"signal": name, "points": numeric})
             if series:
                 charts.append({"title": title, "unit": unit, "series": series})
         return charts

@@ -52,11 +52,13 @@ function drawSparklines() {
     while (entry.points.length && entry.points[0][0] < now - HISTORY_S) entry.points.shift();
     const pts = entry.points;
     if (pts.length < 2) continue;
+    // a fresh page spans what it has seen, up to the whole window
+    const start = Math.max(now - HISTORY_S, pts[0][0]), span_t = Math.max(now - start, 1);
     let lo = Infinity, hi = -Infinity;
     for (const [, v] of pts) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
     const span = hi - lo || 1;
     entry.line.setAttribute("points", pts.map(([t, v]) =>
-      `${(100 * (t - (now - HISTORY_S)) / HISTORY_S).toFixed(1)},${(22 - 20 * (v - lo) / span).toFixed(1)}`
+      `${(100 * (t - start) / span_t).toFixed(1)},${(22 - 20 * (v - lo) / span).toFixed(1)}`
     ).join(" "));
   }
 }
@@ -83,7 +85,7 @@ if (chartData) {
   data.charts.forEach((c, i) => {
     const figure = document.querySelector(`[data-chart="${i}"]`);
     const chart = { range: figure.querySelector(".range"), unit: c.unit, series: [] };
-    Object.entries(c.series).forEach(([signal, points], k) => {
+    c.series.forEach(({ signal, points }, k) => {
       const key = `${data.device}/${signal}`;
       const entry = {
         line: figure.querySelector(`polyline.series-${k}`),
@@ -106,20 +108,23 @@ function onChartSample(e) {
 }
 
 function drawCharts() {
-  const start = Date.now() / 1000 - chartWindow;
+  const now = Date.now() / 1000;
   for (const chart of charts) {
-    let lo = Infinity, hi = -Infinity;
+    let lo = Infinity, hi = -Infinity, first = now;
     for (const s of chart.series) {
-      while (s.points.length && s.points[0][0] < start) s.points.shift();
+      while (s.points.length && s.points[0][0] < now - chartWindow) s.points.shift();
       for (const [, v] of s.points) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+      if (s.points.length) first = Math.min(first, s.points[0][0]);
     }
     if (lo > hi) continue;
+    // a fresh lab spans what it has, up to the whole window
+    const start = Math.max(now - chartWindow, first), span_t = Math.max(now - start, 1);
     const pad = (hi - lo) * 0.05 || 1;
     lo -= pad; hi += pad;
     chart.range.textContent = `${shown(lo)} – ${shown(hi)}`;
     for (const s of chart.series) {
       s.line.setAttribute("points", s.points.map(([t, v]) =>
-        `${(300 * (t - start) / chartWindow).toFixed(1)},${(78 - 76 * (v - lo) / (hi - lo)).toFixed(1)}`
+        `${(300 * (t - start) / span_t).toFixed(1)},${(78 - 76 * (v - lo) / (hi - lo)).toFixed(1)}`
       ).join(" "));
     }
   }
