@@ -241,6 +241,8 @@ def _chart(
     values = [v for _, v in numeric]
     lo, hi = min(values), max(values)
     out["lo"], out["hi"] = lo, hi
+    # a lab younger than the window spans what it has (else a thin line at the right edge)
+    start = max(start, min(t for t, _ in numeric))
     span_t = max(end - start, 1e-9)
     # the limits stay in view only when near the data (else the trend would be a flat line)
     view_lo, view_hi = lo, hi
