@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -88,33 +87,36 @@ async def test_commands_find_a_daemon_with_an_embedded_broker_without_flags(
         assert "labdevices daemon stopped" in tail, tail
     # gone with the daemon: a command now says there is none, and how to point it at one
     assert find_daemons() == [] and not runtime_file(site).exists()
-    started = time.monotonic()
-    code, out = await _cli("whoami", "--site", site, env=home)
-    elapsed = time.monotonic() - started
+    # a command gives up rather than hang (its budget is REACH_BUDGET_S; the bound here
+    # only catches a hang, as timings belong in benchmarks/)
+    code, out = await _cli("whoami", "--site", site, env=home, timeout=30)
     assert code == 2, out
     # (whether something listens on the default port of this machine or not)
     assert "no daemon" in out and f"{DEFAULT_BROKER} (the default" in out, out
     flat = " ".join(out.split())
     assert all(way in flat for way in THREE_WAYS), out
     assert str(runtime_file(site)) in flat, out
-    assert elapsed < 5.0, f"{elapsed:.1f} s"
 
 
-async def test_a_broker_without_a_daemon_is_named_within_5_s(
+async def test_a_broker_without_a_daemon_is_named(
     mqtt_broker: MosquittoBroker, site: str, tmp_path: Path
 ) -> None:
     session = tmp_path / "session.json"
     issue_session(tmp_path / "lab.db", "dave", site=site).save(session)
-    started = time.monotonic()
     code, out = await _cli(
-        "alarms", "--broker", mqtt_broker.url, "--site", site, "--session-file", str(session)
+        "alarms",
+        "--broker",
+        mqtt_broker.url,
+        "--site",
+        site,
+        "--session-file",
+        str(session),
+        timeout=30,
     )
-    elapsed = time.monotonic() - started
     flat = " ".join(out.split())
     assert code == 2, out
     assert f"no daemon of site '{site}' at {mqtt_broker.url} (from --broker)" in flat, out
     assert all(way in flat for way in THREE_WAYS), out
-    assert elapsed < 5.0, f"{elapsed:.1f} s"
 
 
 async def test_the_broker_comes_from_the_flag_then_the_environment_then_the_runtime_file(
