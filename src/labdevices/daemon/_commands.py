@@ -32,6 +32,7 @@ from ._audited import as_audited
 from ._errors import NotInFault, UnknownAlarm, UnknownDevice, UnknownJob, UnknownSignal
 from ._interlocks import alarm_json
 from ._jobs import JobManager, job_json, signature_json
+from ._site import SiteMembership
 from ._supervisor import DeviceSlot
 
 __all__ = ["CommandRouter", "daemon_command_topic"]
@@ -111,8 +112,12 @@ class CommandRouter:
         store: Store,
         bus: BusClient,
         latest: dict[tuple[str, str], Sample],
+        *,
+        site: SiteMembership | None = None,
     ) -> None:
         self.slots = slots
+        #: this daemon's place on a site of several (which daemon has which device)
+        self.site = site
         self.latest = latest
         self.jobs = jobs
         self.store = store
@@ -148,6 +153,8 @@ class CommandRouter:
             return await self.handle_daemon(request, topic)
         try:
             slot = self.slots.get(device)
+            if slot is None and self.site is not None:
+                raise await self.site.not_here(device)
             if slot is None:
                 known = ", ".join(sorted(self.slots)) or "none"
                 raise UnknownDevice(f"unknown device {device!r} (devices: {known})", device=device)
@@ -376,6 +383,7 @@ class CommandRouter:
                 jobs.append(item)
         return {
             "site": self.bus.topics.site,
+            "daemons": await self.site.daemons() if self.site is not None else [],
             "devices": devices,
             "alarms": [alarm_json(a) for a in alarms],
             "jobs": jobs,
@@ -440,6 +448,13 @@ class CommandRouter:
                 f"the user id entered ({user!r}) is not the user signed in ({request.actor!r}): "
                 "only the person signed in can sign"
             )
+        if self.site is not None:  # the leader signs only where the printer's daemon is gone
+            try:
+                printer = (await self.store.get_job(job_id, events=False)).printer
+            except StoreError:
+                printer = None
+            if printer is not None and printer not in self.slots:
+                raise await self.site.not_here(printer)
         await self.store.check_password(user, password)  # wrong: Unauthenticated, audited
         try:
             result = await self.store.add_signature(

@@ -20,7 +20,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,9 +143,12 @@ class JobManager:
         spawn: Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]],
         *,
         store_id: str | None = None,
+        elsewhere: Callable[[str], Awaitable[LabDeviceError]] | None = None,
     ) -> None:
         self.slots = slots
         self.store_id = store_id
+        #: the error for a printer this daemon does not have (another daemon's, or unknown)
+        self._elsewhere = elsewhere
         self.printers = {name: s for name, s in slots.items() if s.is_printer}
         self.jobs: dict[int, ActiveJob] = {}
         self._store = store
@@ -167,8 +170,13 @@ class JobManager:
 
         Held jobs (awaiting a release signature) are taken up again, their ``seq`` continued.
         """
-        interrupted = await self._store.recover_interrupted(actor="daemon")
-        stale = await self._store.list_jobs(state=JobState.QUEUED, limit=10_000)
+        # Only this daemon's printers: the jobs of the site's other daemons are theirs.
+        interrupted = await self._store.recover_interrupted(actor="daemon", printers=self.printers)
+        stale = [
+            job
+            for job in await self._store.list_jobs(state=JobState.QUEUED, limit=10_000)
+            if job.printer in self.printers
+        ]
         cancelled = [
             await self._store.transition_job(
                 job.id,
@@ -185,6 +193,8 @@ class JobManager:
                 retain=True,
             )
         for record in await self._store.list_jobs(state=JobState.HELD, limit=10_000):
+            if record.printer not in self.printers:
+                continue
             job = ActiveJob(record.id, record.printer, [], record)
             job.seq = await self._stored_seq(record.id)
             self.jobs[job.id] = job
@@ -255,6 +265,8 @@ class JobManager:
                 )
             printer = next(iter(self.printers))
         if printer not in self.printers:
+            if printer not in self.slots and self._elsewhere is not None:
+                raise await self._elsewhere(printer)
             known = ", ".join(sorted(self.printers)) or "none"
             kind = "not a printer" if printer in self.slots else "unknown device"
             raise UnknownDevice(f"{kind} {printer!r} (printers: {known})", device=printer)

@@ -1,0 +1,264 @@
+"""One daemon among several on a site: its device leases, the site's leader, and which requests
+it takes (docs/site.md).
+
+Every daemon of a site subscribes to every request topic; each request is taken by exactly
+one of them, decided here before the request guard runs (so a request not taken is neither
+audited nor answered by this daemon):
+
+- a device's request (``{device}/cmd/…``, ``jobs/submit`` for a printer, ``sign`` of a job on a
+  printer) by the daemon holding that device's lease;
+- everything else (``daemon/cmd/…``, a malformed envelope, a device no live daemon owns) by the
+  daemon holding the ``leader`` lease, which answers ``unknown_device`` or ``device_absent``
+  for devices nobody serves.
+
+A daemon takes requests under a lease only while that lease is safely its own: until
+``lease_s`` minus a margin after it last renewed it (by its own clock), so that a daemon
+whose renewals stalled stops before another can take the lease over (clocks of the
+daemons' hosts must agree to within the margin, ``lease_s / 5``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from pydantic import JsonValue
+
+from ..bus import Request
+from ..errors import LabDeviceError
+from ..store import LEADER_LEASE, LeaseRecord, Store, device_lease
+from ._auth import request_scope
+from ._errors import DeviceAbsent, SiteConflict, UnknownDevice
+
+__all__ = ["DEFAULT_LEASE_S", "SiteMembership"]
+
+log = logging.getLogger("labdevices.daemon.site")
+
+#: how long a lease lasts unless renewed (renewed every third of it)
+DEFAULT_LEASE_S = 15.0
+
+
+def _when(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+class SiteMembership:
+    """This daemon's leases in the shared store; ``join`` before serving, ``run`` to renew them,
+    ``leave`` at the end."""
+
+    def __init__(
+        self,
+        store: Store,
+        daemon: str,
+        devices: Iterable[str],
+        *,
+        source: str,
+        lease_s: float = DEFAULT_LEASE_S,
+    ) -> None:
+        if lease_s <= 0:
+            raise ValueError("lease_s must be > 0")
+        self.store = store
+        self.daemon = daemon
+        self.devices = frozenset(devices)
+        self.instance = secrets.token_hex(8)
+        self.lease_s = lease_s
+        self._source = source
+        self._margin_s = lease_s / 5
+        #: lease name → local time until which it is safely ours
+        self._valid: dict[str, float] = {}
+        #: when this daemon last became the leader (requests issued before are not its)
+        self.leader_since: float | None = None
+
+    # -- leases -------------------------------------------------------------------------------
+
+    async def join(self) -> None:
+        """Take the leases of every device of this daemon, or raise ``SiteConflict`` naming
+        each device another live daemon owns; then try to lead the site."""
+        started = time.time()
+        blocking = await self.store.acquire_leases(
+            [device_lease(d) for d in self.devices],
+            daemon=self.daemon,
+            instance=self.instance,
+            ttl_s=self.lease_s,
+        )
+        if blocking:
+            problems = [
+                f"device {lease.name.removeprefix('device/')!r} is owned by daemon "
+                f"{lease.daemon!r}, live until {_when(lease.expires_at)} (its lease is renewed "
+                f"while it runs; a stopped daemon's runs out within {self.lease_s:g} s)"
+                for lease in blocking
+            ]
+            first = blocking[0]
+            raise SiteConflict(
+                f"{self._source}: daemon {self.daemon!r} cannot join its site: "
+                + "; ".join(problems),
+                file=self._source,
+                device=first.name.removeprefix("device/"),
+            )
+        for name in self.devices:
+            self._valid[device_lease(name)] = started + self.lease_s - self._margin_s
+        await self._try_lead()
+
+    async def run(self) -> None:
+        """Renew the leases every third of their time (runs until cancelled)."""
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            try:
+                await self._renew()
+                await self._try_lead()
+            except LabDeviceError as exc:
+                # Not renewed: the leases lapse by themselves, and with them the requests
+                # this daemon takes; the devices and their jobs run on.
+                log.error("site leases not renewed: %s", exc)
+
+    async def _renew(self) -> None:
+        mine = [device_lease(d) for d in self.devices]
+        started = time.time()
+        blocking = await self.store.acquire_leases(
+            mine, daemon=self.daemon, instance=self.instance, ttl_s=self.lease_s
+        )
+        if blocking:
+            for lease in blocking:
+                log.error(
+                    "%s is now held by daemon %r: this daemon no longer takes its requests",
+                    lease.name,
+                    lease.daemon,
+                )
+                self._valid.pop(lease.name, None)
+            return
+        for name in mine:
+            self._valid[name] = started + self.lease_s - self._margin_s
+
+    async def _try_lead(self) -> None:
+        started = time.time()
+        blocking = await self.store.acquire_leases(
+            [LEADER_LEASE], daemon=self.daemon, instance=self.instance, ttl_s=self.lease_s
+        )
+        if blocking:
+            if self.leader_since is not None:
+                log.warning("daemon %r leads the site now", blocking[0].daemon)
+            self.leader_since = None
+            self._valid.pop(LEADER_LEASE, None)
+            return
+        if self.leader_since is None or not self._holds(LEADER_LEASE):
+            self.leader_since = started
+            log.info("daemon %r leads site requests", self.daemon)
+        self._valid[LEADER_LEASE] = started + self.lease_s - self._margin_s
+
+    async def leave(self) -> None:
+        """Give the leases up (the next daemon need not wait for them to run out)."""
+        self._valid.clear()
+        self.leader_since = None
+        await self.store.release_leases(instance=self.instance)
+
+    def _holds(self, name: str) -> bool:
+        return self._valid.get(name, 0.0) > time.time()
+
+    @property
+    def is_leader(self) -> bool:
+        return self.leader_since is not None and self._holds(LEADER_LEASE)
+
+    # -- which requests are this daemon's -----------------------------------------------------
+
+    async def takes(self, topic: str, request: Request | None) -> bool:
+        """Whether this daemon answers the request (``None``: an envelope that did not parse)."""
+        if request is None:
+            return self.is_leader
+        try:
+            return await self._takes(topic, request)
+        except LabDeviceError as exc:  # the store unreadable: the leader answers (with the error)
+            log.error("cannot route %s: %s", topic, exc)
+            return self._leader_takes(request)
+
+    async def _takes(self, topic: str, request: Request) -> bool:
+        scope, name, _ = request_scope(topic)
+        if scope == "device":
+            return await self._for_device(topic.split("/")[-3], request)
+        if scope == "jobs":
+            printer = request.args.get("printer")
+            if isinstance(printer, str) and printer:
+                return await self._for_device(printer, request)
+        elif scope == "daemon" and name == "sign":
+            printer = await self._job_printer(request.args.get("job_id"))
+            if printer is not None:
+                return await self._for_device(printer, request)
+        return self._leader_takes(request)
+
+    async def _for_device(self, device: str, request: Request) -> bool:
+        if device in self.devices:
+            return self._holds(device_lease(device))
+        if not self._leader_takes(request):
+            return False
+        # The leader answers for a device no live daemon serves (unknown_device, device_absent).
+        lease = await self._lease(device)
+        return lease is None or not lease.live()
+
+    def _leader_takes(self, request: Request) -> bool:
+        if not self.is_leader:
+            return False
+        # A request issued before this daemon became the leader may have been the last
+        # leader's (a replay of it must not run a second time here).
+        assert self.leader_since is not None
+        return request.t is None or request.t >= self.leader_since
+
+    async def _job_printer(self, job_id: JsonValue) -> str | None:
+        if isinstance(job_id, bool) or not isinstance(job_id, int):
+            return None
+        try:
+            return (await self.store.get_job(job_id, events=False)).printer
+        except LabDeviceError:
+            return None  # the leader says there is no such job
+
+    async def _lease(self, device: str) -> LeaseRecord | None:
+        for lease in await self.store.list_leases():
+            if lease.name == device_lease(device):
+                return lease
+        return None
+
+    async def not_here(self, device: str) -> LabDeviceError:
+        """The error for a request naming a device this daemon does not have: absent (its
+        daemon is not running) or unknown on the site."""
+        leases = await self.store.list_leases()
+        lease = next((x for x in leases if x.name == device_lease(device)), None)
+        if lease is not None:
+            return DeviceAbsent(
+                f"the daemon of {device!r} ({lease.daemon!r}) is not running: its lease ran out "
+                f"at {_when(lease.expires_at)}",
+                device=device,
+            )
+        known = sorted(
+            {x.name.removeprefix("device/") for x in leases if x.name.startswith("device/")}
+            | self.devices
+        )
+        return UnknownDevice(
+            f"unknown device {device!r} (devices of the site: {', '.join(known) or 'none'})",
+            device=device,
+        )
+
+    async def daemons(self) -> list[JsonValue]:
+        """Every daemon the leases name: its devices, whether it is live (some lease not run
+        out) and whether it leads the site."""
+        now = time.time()
+        devices: dict[str, list[str]] = {}
+        live: dict[str, bool] = {}
+        leader: str | None = None
+        for lease in await self.store.list_leases():
+            devices.setdefault(lease.daemon, [])
+            live[lease.daemon] = live.get(lease.daemon, False) or lease.live(now)
+            if lease.name == LEADER_LEASE:
+                leader = lease.daemon if lease.live(now) else leader
+            else:
+                devices[lease.daemon].append(lease.name.removeprefix("device/"))
+        return [
+            {
+                "daemon": name,
+                "live": live[name],
+                "leader": name == leader,
+                "devices": list(sorted(devices[name])),
+            }
+            for name in sorted(devices)
+        ]
