@@ -92,11 +92,14 @@ class DeviceState:
     driver: str | None = None
     daemon_online: bool = True
     since: float | None = None
+    #: the daemon of the site that owns the device
+    daemon: str | None = None
 
     @classmethod
     def from_json(cls, data: Any) -> DeviceState:
         if not isinstance(data, dict) or not isinstance(data.get("device"), str):
             raise ProtocolError(f"a device state must be an object with a device, got {data!r}")
+        daemon = data.get("daemon")
         return cls(
             data["device"],
             str(data.get("state")),
@@ -104,7 +107,33 @@ class DeviceState:
             data.get("error"),
             data.get("profile"),
             data.get("driver"),
+            daemon=daemon if isinstance(daemon, str) else None,
         )
+
+
+@dataclass
+class _DaemonLiveness:
+    """What a client knows of one daemon from its retained status."""
+
+    online: bool | None = None
+    #: the last time it was known alive, while it is offline
+    since: float | None = None
+    #: (connected_at, t) of its last heartbeat
+    alive: tuple[Any, float] | None = None
+
+    def update(self, status: dict[str, Any]) -> bool:
+        """Take a status message in; whether online/offline changed."""
+        was, self.online = self.online, bool(status.get("online"))
+        connected_at, t = status.get("connected_at"), status.get("t")
+        if self.online:
+            self.alive = (connected_at, t) if isinstance(t, int | float) else self.alive
+        elif isinstance(t, int | float):
+            self.since = t  # a goodbye knows its own time
+        elif self.alive is not None and self.alive[0] == connected_at:
+            self.since = self.alive[1]  # the last heartbeat seen of the lost connection
+        else:
+            self.since = connected_at if isinstance(connected_at, int | float) else None
+        return self.online != was
 
 
 @dataclass(frozen=True)
@@ -404,8 +433,10 @@ class LabClient:
         await self._bus.__aexit__(None, None, None)
 
     async def daemon_status(self, timeout: float = 5.0) -> dict[str, Any] | None:
-        """The daemon's retained status on this site (``{"online": bool, ...}``), or None when
-        no daemon has announced itself on this broker within ``timeout`` s."""
+        """The retained status of a daemon of this site (``{"online": bool, "daemon": name,
+        ...}``): the first online one, else (after ``timeout`` s) the last offline one seen,
+        or None when no daemon has announced itself on this broker."""
+        offline: dict[str, Any] | None = None
         try:
             async with (
                 asyncio.timeout(timeout),
@@ -414,10 +445,12 @@ class LabClient:
                 async for message in sub:
                     data = message.json()
                     if isinstance(data, dict):
-                        return data
+                        if data.get("online"):
+                            return data
+                        offline = data
         except TimeoutError:
-            return None
-        return None
+            return offline
+        return offline
 
     # -- identity -----------------------------------------------------------------------------
 
@@ -496,58 +529,58 @@ class LabClient:
     async def device_states(self, device: str = "+") -> AsyncIterator[AsyncIterator[DeviceState]]:
         """States of one device (or all) as the daemon publishes them, retained ones first.
 
-        While the daemon's status says it is offline (its last will, or its goodbye), every
-        device known here is reported ``unknown`` (``daemon_online`` False, ``since`` the last
-        time the daemon was known alive), and so is any state arriving meanwhile; when it is
-        back, the states it publishes are reported again. Nothing is reported before the
+        While the status of a device's daemon (the one the state names; a site may have
+        several) says it is offline (its last will, or its goodbye), the device is reported
+        ``unknown`` (``daemon_online`` False, ``since`` the last time that daemon was known
+        alive), and so is any state of it arriving meanwhile; when the daemon is back, the
+        states it publishes are reported again. Nothing is reported of a device before its
         daemon's status is known.
         """
-        status_topic = self.topics.daemon_status()
+        status_filter = self.topics.daemon_status()
+        status_prefix = status_filter.removesuffix("+")
         topic = self.topics.all_states() if device == "+" else self.topics.state(device)
-        async with self._bus.subscribe([status_topic, topic], maxsize=10_000) as sub:
+        async with self._bus.subscribe([status_filter, topic], maxsize=10_000) as sub:
 
             async def states() -> AsyncIterator[DeviceState]:
                 last: dict[str, DeviceState] = {}
-                online: bool | None = None
-                since: float | None = None
-                alive: tuple[float | None, float] | None = None  # (connected_at, heartbeat t)
+                daemons: dict[str, _DaemonLiveness] = {}
 
-                def shown(state: DeviceState) -> DeviceState:
-                    if online:
+                def liveness(state: DeviceState) -> _DaemonLiveness | None:
+                    if state.daemon is not None:
+                        return daemons.get(state.daemon)
+                    # a daemon that does not name itself in its states: the site's only one
+                    return next(iter(daemons.values())) if len(daemons) == 1 else None
+
+                def shown(state: DeviceState, of: _DaemonLiveness) -> DeviceState:
+                    if of.online:
                         return state
                     return dataclasses.replace(
-                        state, state="unknown", daemon_online=False, since=since
+                        state, state="unknown", daemon_online=False, since=of.since
                     )
 
                 async for message in sub:
-                    if message.topic == status_topic:
+                    if message.topic.startswith(status_prefix):
                         try:
                             status = message.json()
                         except LabDeviceError:
                             continue
                         if not isinstance(status, dict):
                             continue
-                        was, online = online, bool(status.get("online"))
-                        connected_at, t = status.get("connected_at"), status.get("t")
-                        if online:
-                            alive = (connected_at, t) if isinstance(t, int | float) else alive
-                        elif isinstance(t, int | float):
-                            since = t  # a goodbye knows its own time
-                        elif alive is not None and alive[0] == connected_at:
-                            since = alive[1]  # the last heartbeat seen of the lost connection
-                        else:
-                            since = connected_at if isinstance(connected_at, int | float) else None
-                        if online != was:
+                        name = message.topic.removeprefix(status_prefix)
+                        one = daemons.setdefault(name, _DaemonLiveness())
+                        if one.update(status):
                             for state in list(last.values()):
-                                yield shown(state)
+                                if liveness(state) is one:
+                                    yield shown(state, one)
                         continue
                     try:
                         state = DeviceState.from_json(message.json())
                     except LabDeviceError:
                         continue
                     last[state.device] = state
-                    if online is not None:
-                        yield shown(state)
+                    of = liveness(state)
+                    if of is not None:
+                        yield shown(state, of)
 
             yield states()
 
@@ -659,8 +692,9 @@ class LabClient:
         last_seq = 0
         known = status_topic is None
         held: list[JobEvent] = []
+        status_prefix = None if status_topic is None else status_topic.removesuffix("+")
         async for message in sub:
-            if message.topic == status_topic:
+            if status_prefix is not None and message.topic.startswith(status_prefix):
                 with contextlib.suppress(LabDeviceError):
                     status = message.json()
                     if isinstance(status, dict):

@@ -179,7 +179,7 @@ class Daemon:
             protocol=cfg.bus.protocol,
             # Its last will marks us offline, and with us every device state (clients show
             # them ``unknown``); the heartbeat says when we were last alive.
-            status_topic=Topics(cfg.site).daemon_status(),
+            status_topic=Topics(cfg.site).daemon_status(self.daemon_id),
             status_extra={"store_id": self.store_id, "daemon": self.daemon_id},
             heartbeat_s=self._heartbeat_s,
             reconnect_max_s=2.0,
@@ -514,6 +514,7 @@ class Daemon:
     def _publish_state(self, slot: DeviceSlot) -> None:
         payload: dict[str, JsonValue] = {
             "device": slot.name,
+            "daemon": self.daemon_id,
             "state": slot.state,
             "profile": slot.profile.name,
             "driver": slot.profile.driver,
