@@ -71,9 +71,11 @@ def status_json(status: SiteStatus) -> dict[str, Any]:
     """``labdevices status --json``: field names are part of the CLI's contract."""
     return {
         "site": status.site,
+        "daemons": [asdict(d) for d in status.daemons],
         "devices": [
             {
                 "device": d.info.name,
+                "daemon": d.info.daemon,
                 "state": d.info.state,
                 "profile": d.info.profile,
                 "driver": d.info.driver,
@@ -90,16 +92,31 @@ def status_json(status: SiteStatus) -> dict[str, Any]:
 def _print_status(status: SiteStatus) -> None:
     console = stdout_console()
     now = time.time()
+    if len(status.daemons) > 1:  # a site of several daemons: who runs what
+        daemons = table("daemon", "state", "devices", title=f"daemons of site {status.site!r}")
+        for one in status.daemons:
+            state = ("live" if one.live else "stopped") + (", leader" if one.leader else "")
+            daemons.add_row(one.daemon, state, ", ".join(one.devices))
+        console.print(daemons)
     devices = table(
-        "device", "state", "signal", "value", "unit", "age", title=f"site {status.site!r}"
+        "device",
+        "daemon",
+        "state",
+        "signal",
+        "value",
+        "unit",
+        "age",
+        title=f"site {status.site!r}",
     )
     for d in status.devices:
         state = d.info.state + (f" ({d.info.error})" if d.info.error else "")
+        daemon = d.info.daemon or ""
         if not d.values:
-            devices.add_row(d.info.name, state, "—", "—", "", "")
+            devices.add_row(d.info.name, daemon, state, "—", "—", "", "")
         for i, (name, r) in enumerate(sorted(d.values.items())):
             devices.add_row(
                 d.info.name if i == 0 else "",
+                daemon if i == 0 else "",
                 state if i == 0 else "",
                 name,
                 _value(r.value),

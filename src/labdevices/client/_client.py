@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -29,6 +30,7 @@ from ._session import Session, is_loopback, refuse_clear_password
 __all__ = [
     "TERMINAL_JOB_STATES",
     "AlarmInfo",
+    "DaemonInfo",
     "DeviceInfo",
     "DeviceState",
     "DeviceStatus",
@@ -40,6 +42,8 @@ __all__ = [
     "SignatureInfo",
     "SiteStatus",
 ]
+
+log = logging.getLogger("labdevices.client")
 
 TERMINAL_JOB_STATES = frozenset({"completed", "failed", "cancelled", "interrupted"})
 
@@ -72,6 +76,8 @@ class DeviceInfo:
     driver: str
     error: str | None
     signals: dict[str, SignalInfo]
+    #: the daemon of the site that owns the device
+    daemon: str | None = None
 
 
 @dataclass(frozen=True)
@@ -254,13 +260,25 @@ class DeviceStatus:
 
 
 @dataclass(frozen=True)
+class DaemonInfo:
+    """A daemon of the site, as its leases in the store say: ``live`` while it renews them."""
+
+    daemon: str
+    live: bool
+    leader: bool
+    devices: list[str]
+
+
+@dataclass(frozen=True)
 class SiteStatus:
-    """The site at a glance: devices with last values, active alarms, jobs not yet ended."""
+    """The site at a glance: its daemons, every device of its live daemons with last values,
+    active alarms, jobs not yet ended."""
 
     site: str
     devices: list[DeviceStatus]
     alarms: list[AlarmInfo]
     jobs: list[JobInfo]
+    daemons: list[DaemonInfo] = field(default_factory=list)
 
 
 def _reading(data: Any) -> Reading:
@@ -294,6 +312,7 @@ def _event(message: BusMessage) -> JobEvent:
 def _device_info(d: Any) -> DeviceInfo:
     if not isinstance(d, dict):
         raise ProtocolError(f"a device must be an object, got {d!r}")
+    daemon = d.get("daemon")
     return DeviceInfo(
         d["device"],
         d["state"],
@@ -301,6 +320,7 @@ def _device_info(d: Any) -> DeviceInfo:
         d["driver"],
         d.get("error"),
         {k: SignalInfo(**v) for k, v in d.get("signals", {}).items()},
+        daemon if isinstance(daemon, str) else None,
     )
 
 
@@ -510,20 +530,8 @@ class LabClient:
     # -- devices and signals ------------------------------------------------------------------
 
     async def devices(self) -> list[DeviceInfo]:
-        result: Any = await self._daemon("devices")
-        assert isinstance(result, list)
-        return [
-            DeviceInfo(
-                d["device"],
-                d["state"],
-                d["profile"],
-                d["driver"],
-                d.get("error"),
-                {k: SignalInfo(**v) for k, v in d.get("signals", {}).items()},
-            )
-            for d in result
-            if isinstance(d, dict)
-        ]
+        """Every device of the site: the devices of each of its live daemons."""
+        return [d.info for d in (await self.status()).devices]
 
     @contextlib.asynccontextmanager
     async def device_states(self, device: str = "+") -> AsyncIterator[AsyncIterator[DeviceState]]:
@@ -787,10 +795,31 @@ class LabClient:
         await self._device(printer, "estop", reason=reason)
 
     async def status(self) -> SiteStatus:
-        """Every device with its state and last values, the active alarms, the running jobs."""
-        result: Any = await self._daemon("status")
-        if not isinstance(result, dict):
-            raise ProtocolError(f"a status must be an object, got {result!r}")
+        """The whole site: its daemons, every device of each live daemon with its state and
+        last values, the active alarms, the jobs not yet ended.
+
+        The site's leader answers with the daemons, alarms and jobs (one store) and its own
+        devices; each other live daemon is asked for its devices (``status`` with ``daemon``).
+        """
+        result = await self._status()
+        answered = result.get("daemon")
+        daemons = [
+            DaemonInfo(str(d["daemon"]), bool(d["live"]), bool(d["leader"]), list(d["devices"]))
+            for d in result.get("daemons") or []
+            if isinstance(d, dict)
+        ]
+        devices = list(result["devices"])
+        others = [d.daemon for d in daemons if d.live and d.daemon != answered]
+        answers = await asyncio.gather(
+            *(self._status(daemon=name) for name in others), return_exceptions=True
+        )
+        for name, one in zip(others, answers, strict=True):
+            if isinstance(one, LabDeviceError):  # stopped meanwhile: its devices are not shown
+                log.warning("daemon %r of site %r did not answer: %s", name, self.site, one)
+                continue
+            if isinstance(one, BaseException):
+                raise one
+            devices.extend(one["devices"])
         return SiteStatus(
             str(result["site"]),
             [
@@ -798,11 +827,18 @@ class LabClient:
                     _device_info(d),
                     {k: _reading(v) for k, v in (d.get("values") or {}).items()},
                 )
-                for d in result["devices"]
+                for d in devices
             ],
             [AlarmInfo.from_json(a) for a in result["alarms"]],
             [JobInfo.from_json(j) for j in result["jobs"]],
+            daemons,
         )
+
+    async def _status(self, daemon: str | None = None) -> dict[str, Any]:
+        result: Any = await self._daemon("status", daemon=daemon)
+        if not isinstance(result, dict):
+            raise ProtocolError(f"a status must be an object, got {result!r}")
+        return result
 
     async def clear_fault(self, device: str, *, reason: str) -> DeviceInfo:
         """Bring a device out of ``fault`` (a supervisor's; audited with ``reason``): the daemon

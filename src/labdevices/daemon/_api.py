@@ -41,6 +41,13 @@ class NoArgs(_Args):
     """No arguments."""
 
 
+class SiteArgs(_Args):
+    daemon: str | None = Field(
+        default=None,
+        description="the daemon of the site to answer, about itself (default: the site's leader)",
+    )
+
+
 class ReadArgs(_Args):
     signal: str = Field(description="a signal of the device's profile")
 
@@ -259,13 +266,20 @@ COMMANDS: tuple[Command, ...] = (
         ClearFaultArgs,
         {"reason": "nozzle cleared, checked"},
     ),
-    Command("daemon", "devices", "Every device with state, profile, signals.", NoArgs, {}),
+    Command(
+        "daemon",
+        "devices",
+        "A daemon's devices with state, profile, signals (`daemon`: which one).",
+        SiteArgs,
+        {"daemon": "room-a"},
+    ),
     Command(
         "daemon",
         "status",
-        "The site at a glance: its daemons (live or not, which leads, their devices), this "
-        "daemon's devices with last values, active alarms, jobs not ended.",
-        NoArgs,
+        "The site at a glance: its daemons (live or not, which leads, their devices), the "
+        "answering daemon's devices with last values (`daemon`: which one), the site's "
+        "active alarms and jobs not ended.",
+        SiteArgs,
         {},
     ),
     Command("daemon", "alarms", "The site's alarms.", AlarmsArgs, {"active_only": True}),

@@ -359,15 +359,32 @@ class CommandRouter:
 
     # -- daemon commands -----------------------------------------------------------------------
 
+    async def _for_daemon(self, request: Request) -> None:
+        """``args.daemon`` of ``status``/``devices``: this daemon, else the leader answering
+        for one that is not running."""
+        daemon = _text(request.args, "daemon", None, required=False)
+        if daemon is not None and self.site is not None and daemon != self.site.daemon:
+            raise await self.site.not_running(daemon)
+
+    def _describe_slot(self, slot: DeviceSlot) -> dict[str, JsonValue]:
+        item = slot.describe()
+        if self.site is not None:
+            item["daemon"] = self.site.daemon
+        return item
+
     async def _devices(self, request: Request) -> JsonValue:
-        return [slot.describe() for slot in self.slots.values()]
+        """This daemon's devices (on a site of several: ask each one, ``args.daemon``)."""
+        await self._for_daemon(request)
+        return [self._describe_slot(slot) for slot in self.slots.values()]
 
     async def _status(self, request: Request) -> JsonValue:
-        """The site at a glance: every device with its state and last values, the active
-        alarms, the jobs not yet ended."""
+        """The site at a glance: its daemons, this daemon's devices with their state and last
+        values (another daemon's: ask it, ``args.daemon``), the active alarms and the jobs not
+        yet ended of the whole site (one store)."""
+        await self._for_daemon(request)
         devices: list[JsonValue] = []
         for slot in self.slots.values():
-            item = slot.describe()
+            item = self._describe_slot(slot)
             item["values"] = {
                 signal: sample_json(sample)
                 for (device, signal), sample in sorted(self.latest.items())
@@ -383,6 +400,7 @@ class CommandRouter:
                 jobs.append(item)
         return {
             "site": self.bus.topics.site,
+            "daemon": self.site.daemon if self.site is not None else None,
             "daemons": await self.site.daemons() if self.site is not None else [],
             "devices": devices,
             "alarms": [alarm_json(a) for a in alarms],

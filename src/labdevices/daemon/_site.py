@@ -34,12 +34,14 @@ from ..store import LEADER_LEASE, LeaseRecord, Store, device_lease
 from ._auth import request_scope
 from ._errors import DeviceAbsent, SiteConflict, UnknownDevice
 
-__all__ = ["DEFAULT_LEASE_S", "SiteMembership"]
+__all__ = ["DEFAULT_LEASE_S", "PER_DAEMON", "SiteMembership"]
 
 log = logging.getLogger("labdevices.daemon.site")
 
 #: how long a lease lasts unless renewed (renewed every third of it)
 DEFAULT_LEASE_S = 15.0
+#: site-level commands that take ``args.daemon``: then that daemon answers, about itself
+PER_DAEMON = frozenset({"status", "devices"})
 
 
 def _when(t: float) -> str:
@@ -186,7 +188,18 @@ class SiteMembership:
             printer = await self._job_printer(request.args.get("job_id"))
             if printer is not None:
                 return await self._for_device(printer, request)
+        elif scope == "daemon" and name in PER_DAEMON:
+            daemon = request.args.get("daemon")
+            if isinstance(daemon, str) and daemon:
+                if daemon == self.daemon:
+                    return True
+                # The leader answers for a daemon that is not running (or not of the site).
+                return self._leader_takes(request) and not await self._live(daemon)
         return self._leader_takes(request)
+
+    async def _live(self, daemon: str) -> bool:
+        now = time.time()
+        return any(x.daemon == daemon and x.live(now) for x in await self.store.list_leases())
 
     async def _for_device(self, device: str, request: Request) -> bool:
         if device in self.devices:
@@ -238,6 +251,14 @@ class SiteMembership:
             f"unknown device {device!r} (devices of the site: {', '.join(known) or 'none'})",
             device=device,
         )
+
+    async def not_running(self, daemon: str) -> LabDeviceError:
+        """The error for a request naming a daemon of the site that is not running."""
+        known = [x for x in await self.daemons() if isinstance(x, dict)]
+        if any(x.get("daemon") == daemon for x in known):
+            return DeviceAbsent(f"daemon {daemon!r} of the site is not running")
+        names = ", ".join(str(x.get("daemon")) for x in known) or "none"
+        return UnknownDevice(f"no daemon {daemon!r} on the site (daemons: {names})")
 
     async def daemons(self) -> list[JsonValue]:
         """Every daemon the leases name: its devices, whether it is live (some lease not run
