@@ -20,7 +20,9 @@ from labdevices.daemon import (
 )
 from labdevices.testing._mqtt import MosquittoBroker
 
-__all__ = ["room"]
+from ..daemon.conftest import site
+
+__all__ = ["room", "site"]
 
 #: short leases, so that a stopped daemon's run out within a test
 LEASE_S = 1.5

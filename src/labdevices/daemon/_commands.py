@@ -279,7 +279,7 @@ class CommandRouter:
         return value
 
     async def _describe(self, slot: DeviceSlot, request: Request) -> JsonValue:
-        return slot.describe()
+        return self._describe_slot(slot)
 
     def _printer(self, slot: DeviceSlot) -> None:
         if not slot.is_printer:
