@@ -20,7 +20,7 @@ from labdevices.bus import BusClient, BusMessage
 from labdevices.client import JobEvent, JobInfo, LabClient
 from labdevices.daemon import Daemon
 from labdevices.daemon._errors import SiteConflict
-from labdevices.errors import LabDeviceError
+from labdevices.errors import LabDeviceError, Unauthenticated
 from labdevices.sim.printer import SimPrinterConfig, SimulatedPrinter
 from labdevices.store import (
     CheckpointSigner,
@@ -30,7 +30,7 @@ from labdevices.store import (
     load_or_create_signing_key,
     verify_store,
 )
-from labdevices.testing._auth import issue_session
+from labdevices.testing._auth import TEST_PASSWORD, add_test_user, issue_session
 from labdevices.testing._mqtt import MosquittoBroker
 
 from ..daemon.conftest import deadline, job_lines, long_job
@@ -313,3 +313,43 @@ async def test_a_job_for_a_printer_is_run_by_its_daemon_not_by_the_leader(
     assert len(accepted) == 1
     unknown = [b for b in bodies if b.get("error", {}).get("code") == "unknown_device"]
     assert len(unknown) == 1
+
+
+async def test_a_request_the_last_leader_ran_is_not_run_again_by_the_next_one(
+    mqtt_broker: MosquittoBroker, site: str, site_store: Path
+) -> None:
+    """The attack: capture a login (a mutation: it makes a session) and replay it, within the
+    replay window, once another daemon has taken the site's lead."""
+    add_test_user(site_store, "alice", ["operator"], password=TEST_PASSWORD)
+    async with printers(2) as (sim_a, sim_b):
+        a_config = room(site, mqtt_broker, site_store, "room-a", {"printer-a": _port(sim_a)})
+        b_config = room(site, mqtt_broker, site_store, "room-b", {"printer-b": _port(sim_b)})
+        topic = f"labdevices/{site}/daemon/cmd/login"
+        async with (
+            # (an anonymous client: the daemon's refusals reach it, under clients/anonymous/)
+            BusClient(mqtt_broker.host, mqtt_broker.port, site=site, client_id="anonymous") as eve,
+            Daemon(b_config, lease_s=LEASE_S) as b,
+            deadline(60),
+        ):
+            await eve.wait_connected(10)
+            async with eve.subscribe(topic) as wire:
+                async with Daemon(a_config, lease_s=LEASE_S) as a:
+                    await b.site_member.leave()  # room-a leads from here
+                    await a.site_member.renew()
+                    assert a.site_member.is_leader
+                    async with LabClient(
+                        mqtt_broker.url, site=site, user="alice", password=TEST_PASSWORD
+                    ):
+                        captured = await wire.get()
+                # room-a stopped; room-b leads again
+                await b.site_member.join()
+                assert b.site_member.is_leader
+                skipped = b.bus.stats.not_taken
+                eve.post(topic, captured.payload)
+                # a probe after it: refused (no session), its answer comes after the replay's fate
+                with pytest.raises(Unauthenticated):
+                    await eve.request(f"labdevices/{site}/daemon/cmd/whoami", timeout=10)
+                assert b.bus.stats.not_taken == skipped + 1  # the replay, left alone
+    with SqliteDatabase(site_store, readonly=True) as store:
+        sessions = [r for r in store.audit_records() if r.action == "session.create"]
+    assert len(sessions) == 1

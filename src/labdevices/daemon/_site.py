@@ -110,14 +110,18 @@ class SiteMembership:
         while True:
             await asyncio.sleep(self.lease_s / 3)
             try:
-                await self._renew()
-                await self._try_lead()
+                await self.renew()
             except LabDeviceError as exc:
                 # Not renewed: the leases lapse by themselves, and with them the requests
                 # this daemon takes; the devices and their jobs run on.
                 log.error("site leases not renewed: %s", exc)
 
-    async def _renew(self) -> None:
+    async def renew(self) -> None:
+        """One round: renew the device leases, then keep (or try to take) the leader's."""
+        await self._renew_devices()
+        await self._try_lead()
+
+    async def _renew_devices(self) -> None:
         mine = [device_lease(d) for d in self.devices]
         started = time.time()
         blocking = await self.store.acquire_leases(
