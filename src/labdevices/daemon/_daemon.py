@@ -201,7 +201,7 @@ class Daemon:
             bus,
             self.spawn,
             store_id=self.store_id,
-            elsewhere=self.site_member.not_here,
+            site=self.site_member,
         )
         self.router = CommandRouter(
             self.slots, self.jobs, self.store, bus, self.pipeline.latest, site=self.site_member

@@ -20,7 +20,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,7 @@ from ..store import (
 )
 from ._audited import as_audited
 from ._errors import UnknownDevice, UnknownJob
+from ._site import SiteMembership
 from ._supervisor import DeviceSlot
 
 __all__ = ["ActiveJob", "JobManager", "job_json"]
@@ -143,12 +144,12 @@ class JobManager:
         spawn: Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]],
         *,
         store_id: str | None = None,
-        elsewhere: Callable[[str], Awaitable[LabDeviceError]] | None = None,
+        site: SiteMembership | None = None,
     ) -> None:
         self.slots = slots
         self.store_id = store_id
-        #: the error for a printer this daemon does not have (another daemon's, or unknown)
-        self._elsewhere = elsewhere
+        #: this daemon's place on a site of several (which daemon has which printer)
+        self._site = site
         self.printers = {name: s for name, s in slots.items() if s.is_printer}
         self.jobs: dict[int, ActiveJob] = {}
         self._store = store
@@ -259,14 +260,16 @@ class JobManager:
         args = request.args
         printer = _str(args, "printer")
         if printer is None:
+            if self._site is not None and len(await self._site.live_daemons()) > 1:
+                raise JobRejected("args.printer is required: the site has several daemons")
             if len(self.printers) != 1:
                 raise JobRejected(
                     f"args.printer is required (printers: {', '.join(sorted(self.printers)) or 'none'})"
                 )
             printer = next(iter(self.printers))
         if printer not in self.printers:
-            if printer not in self.slots and self._elsewhere is not None:
-                raise await self._elsewhere(printer)
+            if printer not in self.slots and self._site is not None:
+                raise await self._site.not_here(printer)
             known = ", ".join(sorted(self.printers)) or "none"
             kind = "not a printer" if printer in self.slots else "unknown device"
             raise UnknownDevice(f"{kind} {printer!r} (printers: {known})", device=printer)

@@ -202,8 +202,12 @@ class SiteMembership:
         return self._leader_takes(request)
 
     async def _live(self, daemon: str) -> bool:
+        return daemon in await self.live_daemons()
+
+    async def live_daemons(self) -> set[str]:
+        """The daemons of the site holding a lease not run out."""
         now = time.time()
-        return any(x.daemon == daemon and x.live(now) for x in await self.store.list_leases())
+        return {x.daemon for x in await self.store.list_leases() if x.live(now)}
 
     async def _for_device(self, device: str, request: Request) -> bool:
         if device in self.devices:
