@@ -20,7 +20,7 @@ from labdevices.bus import BusClient, BusMessage
 from labdevices.client import JobEvent, JobInfo, LabClient
 from labdevices.daemon import Daemon
 from labdevices.daemon._errors import SiteConflict
-from labdevices.errors import LabDeviceError, Unauthenticated
+from labdevices.errors import JobRejected, LabDeviceError, Unauthenticated
 from labdevices.sim.printer import SimPrinterConfig, SimulatedPrinter
 from labdevices.store import (
     CheckpointSigner,
@@ -297,6 +297,9 @@ async def test_a_job_for_a_printer_is_run_by_its_daemon_not_by_the_leader(
             with pytest.raises(LabDeviceError, match="devices of the site: printer-a, printer-b"):
                 await lab.describe("printer-z")
             described = await lab.describe("printer-a")
+            # which printer, the leader cannot guess on a site of several daemons
+            with pytest.raises(JobRejected, match=r"args\.printer is required"):
+                await lab.submit(gcode=SHORT_JOB)
             await lab.whoami()
     assert described.daemon == "room-a"
     assert job_lines(sim_a.executed) == SHORT_JOB.split("\n")[:-1]
