@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import ssl
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -530,8 +530,15 @@ class LabClient:
     # -- devices and signals ------------------------------------------------------------------
 
     async def devices(self) -> list[DeviceInfo]:
-        """Every device of the site: the devices of each of its live daemons."""
-        return [d.info for d in (await self.status()).devices]
+        """Every device of the site: each live daemon's (``devices`` asked of each one)."""
+        site = await self._status()
+        names: list[str | None] = [
+            str(d["daemon"])
+            for d in site.get("daemons") or []
+            if isinstance(d, dict) and d.get("live")
+        ]
+        answers = await self._per_daemon("devices", names or [None])
+        return [_device_info(d) for answer in answers for d in answer if isinstance(d, dict)]
 
     @contextlib.asynccontextmanager
     async def device_states(self, device: str = "+") -> AsyncIterator[AsyncIterator[DeviceState]]:
@@ -810,15 +817,7 @@ class LabClient:
         ]
         devices = list(result["devices"])
         others = [d.daemon for d in daemons if d.live and d.daemon != answered]
-        answers = await asyncio.gather(
-            *(self._status(daemon=name) for name in others), return_exceptions=True
-        )
-        for name, one in zip(others, answers, strict=True):
-            if isinstance(one, LabDeviceError):  # stopped meanwhile: its devices are not shown
-                log.warning("daemon %r of site %r did not answer: %s", name, self.site, one)
-                continue
-            if isinstance(one, BaseException):
-                raise one
+        for one in await self._per_daemon("status", others):
             devices.extend(one["devices"])
         return SiteStatus(
             str(result["site"]),
@@ -833,6 +832,22 @@ class LabClient:
             [JobInfo.from_json(j) for j in result["jobs"]],
             daemons,
         )
+
+    async def _per_daemon(self, command: str, daemons: Sequence[str | None]) -> list[Any]:
+        """``command`` asked of each daemon (None: the leader) at once; the answers of those
+        that answered (one stopped meanwhile is left out, and logged)."""
+        answers = await asyncio.gather(
+            *(self._daemon(command, daemon=name) for name in daemons), return_exceptions=True
+        )
+        out = []
+        for name, answer in zip(daemons, answers, strict=True):
+            if isinstance(answer, LabDeviceError):
+                log.warning("daemon %r of site %r did not answer: %s", name, self.site, answer)
+                continue
+            if isinstance(answer, BaseException):
+                raise answer
+            out.append(answer)
+        return out
 
     async def _status(self, daemon: str | None = None) -> dict[str, Any]:
         result: Any = await self._daemon("status", daemon=daemon)
