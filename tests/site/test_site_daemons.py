@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -183,23 +185,55 @@ async def test_a_device_name_owned_by_a_live_daemon_is_refused_at_start(
             assert set(b.slots) == {"printer-a", "printer-b"}
 
 
-async def test_a_crashed_daemons_leases_do_not_block_its_restart_for_long(
+async def test_a_crashed_daemons_leases_do_not_block_its_restart(
     mqtt_broker: MosquittoBroker, site: str, site_store: Path
 ) -> None:
     async with printers(1) as (sim,):
         config = room(site, mqtt_broker, site_store, "room-a", {"printer-a": _port(sim)})
-        # What a killed room-a leaves: its lease, not given up, running out soon.
-        with SqliteDatabase(site_store) as store:
+        # What a room-a killed on this host leaves: its lease, not given up, and no process.
+        dead = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+        await dead.wait()
+        with _as_daemon(site_store, site) as store:
             store.acquire_leases(
-                ["device/printer-a"], daemon="room-a", instance="killed", ttl_s=LEASE_S
+                ["device/printer-a"],
+                daemon="room-a",
+                instance=f"{socket.gethostname()}:{dead.pid}:0",
+                ttl_s=600,
             )
-            expires = store.list_leases()[0].expires_at
-        with pytest.raises(SiteConflict, match=r"owned by daemon 'room-a'.*runs out within"):
-            async with Daemon(config, lease_s=LEASE_S):
-                pass
-        await asyncio.sleep(max(0.0, expires - time.time()) + 0.05)  # the lease running out
+        started = time.monotonic()
         async with Daemon(config, lease_s=LEASE_S), deadline(30):
             pass
+        assert time.monotonic() - started < 600  # taken over at once, not waited for
+        # A room-a on another host cannot be checked: its lease is waited for, one lease time.
+        with _as_daemon(site_store, site) as store:
+            store.acquire_leases(
+                ["device/printer-a"], daemon="room-a", instance="elsewhere:1:0", ttl_s=LEASE_S
+            )
+            expires = store.list_leases()[0].expires_at
+        async with Daemon(config, lease_s=LEASE_S), deadline(30):
+            assert time.time() >= expires
+        with SqliteDatabase(site_store, readonly=True) as store:
+            reasons = [r.reason for r in store.audit_records() if r.action == "site.lease"]
+        assert "the previous holder is no longer running" in reasons
+        assert "the previous holder's lease ran out" in reasons
+
+
+def _as_daemon(store: Path, site: str) -> SqliteDatabase:
+    """The store as a daemon opens it (with its key: checkpoints signed)."""
+    key = load_or_create_signing_key(default_key_path(store))
+    return SqliteDatabase(store, signer=CheckpointSigner(key, f"labdevices/{site}"))
+
+
+async def test_a_second_copy_of_a_running_daemon_is_refused(
+    mqtt_broker: MosquittoBroker, site: str, site_store: Path
+) -> None:
+    async with printers(1) as (sim,):
+        config = room(site, mqtt_broker, site_store, "room-a", {"printer-a": _port(sim)})
+        async with Daemon(config, lease_s=LEASE_S), deadline(30):
+            # it waits one lease time (a crashed run's would have run out), then gives up
+            with pytest.raises(SiteConflict, match="'printer-a' is owned by daemon 'room-a'"):
+                async with Daemon(config, lease_s=LEASE_S):
+                    pass
 
 
 async def test_a_site_level_mutation_runs_once_and_is_answered_once(

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
+import socket
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -42,6 +44,24 @@ log = logging.getLogger("labdevices.daemon.site")
 DEFAULT_LEASE_S = 15.0
 #: site-level commands that take ``args.daemon``: then that daemon answers, about itself
 PER_DAEMON = frozenset({"status", "devices"})
+
+
+_HOST = socket.gethostname()
+
+
+def _gone(instance: str) -> bool:
+    """Whether the run ``instance`` names was on this host and its process has ended."""
+    host, _, rest = instance.partition(":")
+    pid, _, _ = rest.partition(":")
+    if host != _HOST or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # someone else's process: alive
+    return False
 
 
 def _when(t: float) -> str:
@@ -66,7 +86,8 @@ class SiteMembership:
         self.store = store
         self.daemon = daemon
         self.devices = frozenset(devices)
-        self.instance = secrets.token_hex(8)
+        #: this run: host, process and a random part (see ``_gone``)
+        self.instance = f"{_HOST}:{os.getpid()}:{secrets.token_hex(6)}"
         self.lease_s = lease_s
         self._source = source
         self._margin_s = lease_s / 5
@@ -78,32 +99,60 @@ class SiteMembership:
     # -- leases -------------------------------------------------------------------------------
 
     async def join(self) -> None:
-        """Take the leases of every device of this daemon, or raise ``SiteConflict`` naming
-        each device another live daemon owns; then try to lead the site."""
-        started = time.time()
-        blocking = await self.store.acquire_leases(
-            [device_lease(d) for d in self.devices],
-            daemon=self.daemon,
-            instance=self.instance,
-            ttl_s=self.lease_s,
-        )
-        if blocking:
-            problems = [
-                f"device {lease.name.removeprefix('device/')!r} is owned by daemon "
-                f"{lease.daemon!r}, live until {_when(lease.expires_at)} (its lease is renewed "
-                f"while it runs; a stopped daemon's runs out within {self.lease_s:g} s)"
-                for lease in blocking
-            ]
-            first = blocking[0]
-            raise SiteConflict(
-                f"{self._source}: daemon {self.daemon!r} cannot join its site: "
-                + "; ".join(problems),
-                file=self._source,
-                device=first.name.removeprefix("device/"),
+        """Take the leases of every device of this daemon, then try to lead the site.
+
+        Leases held by an earlier run of this same daemon are no obstacle: taken over at once
+        if that run was on this host and its process is gone (killed, crashed), else waited
+        for, up to one lease time (a duplicate of this daemon still running renews them).
+        Any other live holder: ``SiteConflict`` naming each device and its daemon.
+        """
+        names = [device_lease(d) for d in self.devices]
+        waited_until = time.monotonic() + self.lease_s
+        replacing: set[str] = set()
+        while True:
+            started = time.time()
+            blocking = await self.store.acquire_leases(
+                names,
+                daemon=self.daemon,
+                instance=self.instance,
+                ttl_s=self.lease_s,
+                replacing=replacing,
             )
-        for name in self.devices:
-            self._valid[device_lease(name)] = started + self.lease_s - self._margin_s
+            if not blocking:
+                break
+            mine = [x for x in blocking if x.daemon == self.daemon]
+            gone = {x.instance for x in mine if _gone(x.instance)}
+            if len(mine) < len(blocking) or time.monotonic() >= waited_until:
+                raise self._conflict(blocking)
+            if gone - replacing:
+                log.warning(
+                    "taking over the leases of this daemon's last run (its process is gone)"
+                )
+                replacing |= gone
+                continue
+            wait = min(x.expires_at for x in mine) - time.time()
+            log.warning(
+                "daemon %r: waiting %.1f s for the leases of its last run to run out",
+                self.daemon,
+                wait,
+            )
+            await asyncio.sleep(max(0.0, min(wait, waited_until - time.monotonic())) + 0.01)
+        for name in names:
+            self._valid[name] = started + self.lease_s - self._margin_s
         await self._try_lead()
+
+    def _conflict(self, blocking: list[LeaseRecord]) -> SiteConflict:
+        problems = [
+            f"device {lease.name.removeprefix('device/')!r} is owned by daemon "
+            f"{lease.daemon!r}, live until {_when(lease.expires_at)} (its lease is renewed "
+            f"while it runs; a stopped daemon's runs out within {self.lease_s:g} s)"
+            for lease in blocking
+        ]
+        return SiteConflict(
+            f"{self._source}: daemon {self.daemon!r} cannot join its site: " + "; ".join(problems),
+            file=self._source,
+            device=blocking[0].name.removeprefix("device/"),
+        )
 
     async def run(self) -> None:
         """Renew the leases every third of their time (runs until cancelled)."""

@@ -82,14 +82,22 @@ class LeaseMethods:
         ) -> Any: ...
 
     def acquire_leases(
-        self, names: Iterable[str], *, daemon: str, instance: str, ttl_s: float
+        self,
+        names: Iterable[str],
+        *,
+        daemon: str,
+        instance: str,
+        ttl_s: float,
+        replacing: Iterable[str] = (),
     ) -> list[LeaseRecord]:
         """Take or renew the leases ``names`` for ``instance`` of ``daemon``, all or none.
 
-        Returns the leases that stand in the way (live, held by another instance): when it
-        is not empty nothing was changed. A lease newly taken (not a renewal) is audited
-        ``site.lease``, with the holder it replaced if that one had run out.
+        Returns the leases that stand in the way (live, held by another instance not in
+        ``replacing``, instances known to be gone): when it is not empty nothing was
+        changed. A lease newly taken (not a renewal) is audited ``site.lease``, with the
+        holder it replaced.
         """
+        gone = set(replacing)
         wanted = sorted(set(names))
         if not wanted:
             return []
@@ -106,7 +114,9 @@ class LeaseMethods:
                 )
             }
             blocking = [
-                lease for lease in held.values() if lease.instance != instance and lease.live(now)
+                lease
+                for lease in held.values()
+                if lease.instance != instance and lease.live(now) and lease.instance not in gone
             ]
             if blocking:
                 return sorted(blocking, key=lambda lease: lease.name)
@@ -135,7 +145,11 @@ class LeaseMethods:
                     if old is None
                     else {"daemon": old.daemon, "expired_at": old.expires_at},
                     new={"daemon": daemon, "instance": instance},
-                    reason=None if old is None else "the previous holder's lease ran out",
+                    reason=None
+                    if old is None
+                    else "the previous holder is no longer running"
+                    if old.instance in gone
+                    else "the previous holder's lease ran out",
                 )
         return []
 

@@ -122,7 +122,13 @@ class Store(Protocol):
     async def list_signatures(self, object: str) -> list[SignatureRecord]: ...
 
     async def acquire_leases(
-        self, names: Iterable[str], *, daemon: str, instance: str, ttl_s: float
+        self,
+        names: Iterable[str],
+        *,
+        daemon: str,
+        instance: str,
+        ttl_s: float,
+        replacing: Iterable[str] = (),
     ) -> list[LeaseRecord]: ...
     async def release_leases(
         self, *, instance: str, names: Iterable[str] | None = None
@@ -418,10 +424,21 @@ class SqliteStore:
     # -- site leases -----------------------------------------------------------
 
     async def acquire_leases(
-        self, names: Iterable[str], *, daemon: str, instance: str, ttl_s: float
+        self,
+        names: Iterable[str],
+        *,
+        daemon: str,
+        instance: str,
+        ttl_s: float,
+        replacing: Iterable[str] = (),
     ) -> list[LeaseRecord]:
         return await self._run(
-            self._db.acquire_leases, list(names), daemon=daemon, instance=instance, ttl_s=ttl_s
+            self._db.acquire_leases,
+            list(names),
+            daemon=daemon,
+            instance=instance,
+            ttl_s=ttl_s,
+            replacing=list(replacing),
         )
 
     async def release_leases(self, *, instance: str, names: Iterable[str] | None = None) -> None:
