@@ -101,10 +101,10 @@ class SiteMembership:
     async def join(self) -> None:
         """Take the leases of every device of this daemon, then try to lead the site.
 
-        Leases held by an earlier run of this same daemon are no obstacle: taken over at once
-        if that run was on this host and its process is gone (killed, crashed), else waited
-        for, up to one lease time (a duplicate of this daemon still running renews them).
-        Any other live holder: ``SiteConflict`` naming each device and its daemon.
+        A lease whose holder ran on this host and whose process is gone (killed, crashed) is
+        taken over at once. One held by an earlier run of this same daemon elsewhere is
+        waited for, up to one lease time (a second copy still running renews it). Any other
+        live holder: ``SiteConflict`` naming each device and its daemon.
         """
         names = [device_lease(d) for d in self.devices]
         waited_until = time.monotonic() + self.lease_s
@@ -120,16 +120,14 @@ class SiteMembership:
             )
             if not blocking:
                 break
-            mine = [x for x in blocking if x.daemon == self.daemon]
-            gone = {x.instance for x in mine if _gone(x.instance)}
-            if len(mine) < len(blocking) or time.monotonic() >= waited_until:
-                raise self._conflict(blocking)
+            gone = {x.instance for x in blocking if _gone(x.instance)}
             if gone - replacing:
-                log.warning(
-                    "taking over the leases of this daemon's last run (its process is gone)"
-                )
+                log.warning("taking over leases whose daemon process on this host is gone")
                 replacing |= gone
                 continue
+            mine = [x for x in blocking if x.daemon == self.daemon]
+            if len(mine) < len(blocking) or time.monotonic() >= waited_until:
+                raise self._conflict(blocking)
             wait = min(x.expires_at for x in mine) - time.time()
             log.warning(
                 "daemon %r: waiting %.1f s for the leases of its last run to run out",
@@ -193,6 +191,15 @@ class SiteMembership:
         blocking = await self.store.acquire_leases(
             [LEADER_LEASE], daemon=self.daemon, instance=self.instance, ttl_s=self.lease_s
         )
+        gone = [x.instance for x in blocking if _gone(x.instance)]
+        if gone:  # the leader was killed on this host: no need to wait for its lease
+            blocking = await self.store.acquire_leases(
+                [LEADER_LEASE],
+                daemon=self.daemon,
+                instance=self.instance,
+                ttl_s=self.lease_s,
+                replacing=gone,
+            )
         if blocking:
             if self.leader_since is not None:
                 log.warning("daemon %r leads the site now", blocking[0].daemon)
