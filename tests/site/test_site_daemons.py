@@ -36,6 +36,7 @@ from labdevices.testing._auth import TEST_PASSWORD, add_test_user, issue_session
 from labdevices.testing._mqtt import MosquittoBroker
 
 from ..daemon.conftest import deadline, job_lines, long_job
+from ..daemon.test_cli import _cli
 from .conftest import LEASE_S, room
 
 SHORT_JOB = "G28\nG1 X10 Y10 F600\nG1 X20 Y10 F600\n"
@@ -390,3 +391,40 @@ async def test_a_request_the_last_leader_ran_is_not_run_again_by_the_next_one(
     with SqliteDatabase(site_store, readonly=True) as store:
         sessions = [r for r in store.audit_records() if r.action == "session.create"]
     assert len(sessions) == 1
+
+
+async def test_the_cli_shows_the_whole_site_status_jobs_watch_and_audit_verify(
+    mqtt_broker: MosquittoBroker, site: str, site_store: Path, tmp_path: Path
+) -> None:
+    session = tmp_path / "olga.json"
+    issue_session(site_store, "olga", site=site).save(session)
+    as_olga = ["--broker", mqtt_broker.url, "--site", site, "--session-file", str(session)]
+    async with printers(2) as (sim_a, sim_b):
+        a_config = room(site, mqtt_broker, site_store, "room-a", {"printer-a": _port(sim_a)})
+        b_config = room(site, mqtt_broker, site_store, "room-b", {"printer-b": _port(sim_b)})
+        async with (
+            Daemon(a_config, lease_s=LEASE_S),
+            Daemon(b_config, lease_s=LEASE_S),
+            LabClient(mqtt_broker.url, site=site, session_file=session) as lab,
+            deadline(120),
+        ):
+            await _run(lab, printer="printer-b", gcode=SHORT_JOB)
+            code, out = await _cli("status", "--json", *as_olga)
+            assert code == 0, out
+            status = json.loads(out)
+            assert [(d["daemon"], d["live"], d["devices"]) for d in status["daemons"]] == [
+                ("room-a", True, ["printer-a"]),
+                ("room-b", True, ["printer-b"]),
+            ]
+            assert {(d["device"], d["daemon"]) for d in status["devices"]} == {
+                ("printer-a", "room-a"),
+                ("printer-b", "room-b"),
+            }
+            code, out = await _cli("status", *as_olga)
+            assert code == 0 and "daemons of site" in out and "leader" in out, out
+            code, out = await _cli("jobs", "--db", str(site_store))
+            assert code == 0 and "printer-b" in out, out
+            code, out = await _cli("watch", "--site", "--duration", "1.5", *as_olga)
+            assert code == 0 and "printer-a" in out and "printer-b" in out, out
+    code, out = await _cli("audit", "verify", "--db", str(site_store))
+    assert code == 0, out
