@@ -301,6 +301,12 @@ class SiteMembership:
         daemon is not running) or unknown on the site."""
         leases = await self.store.list_leases()
         lease = next((x for x in leases if x.name == device_lease(device)), None)
+        if lease is not None and lease.live():  # asked of this daemon directly (its web)
+            return UnknownDevice(
+                f"device {device!r} is daemon {lease.daemon!r}'s, not this daemon's "
+                f"({self.daemon!r})",
+                device=device,
+            )
         if lease is not None:
             return DeviceAbsent(
                 f"the daemon of {device!r} ({lease.daemon!r}) is not running: its lease ran out "
