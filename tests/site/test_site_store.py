@@ -3,11 +3,14 @@ checkpoints from two processes writing at once, and caches that see the other's 
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from labdevices.daemon._errors import DeviceAbsent, UnknownDevice
+from labdevices.daemon._site import SiteMembership
 from labdevices.store import (
     CheckpointSigner,
     SqliteDatabase,
@@ -128,3 +131,31 @@ async def test_a_cached_session_revoked_by_another_daemon_is_seen_at_once(
             other.revoke_session(session.id, by="admin", reason="left the lab")
         after = await store.get_session(session.id)
         assert after is not None and after.revoked_at is not None
+
+
+async def test_a_device_not_of_this_daemon_is_named_as_another_daemons_absent_or_unknown(
+    site_store: Path,
+) -> None:
+    async with SqliteStore(site_store) as store:
+        a = SiteMembership(store, "room-a", ["printer-a"], source="room-a.toml", lease_s=60)
+        b = SiteMembership(store, "room-b", ["printer-b"], source="room-b.toml", lease_s=60)
+        await a.join()
+        await b.join()
+        assert a.is_leader and not b.is_leader
+        elsewhere = await a.not_here("printer-b")
+        assert isinstance(elsewhere, UnknownDevice)
+        assert "is daemon 'room-b''s, not this daemon's ('room-a')" in elsewhere.message
+        await b.leave()
+        # room-c crashed: its lease is there, run out
+        await store.acquire_leases(["device/printer-c"], daemon="room-c", instance="c", ttl_s=0.01)
+        await asyncio.sleep(0.05)  # the lease's time passing is what is tested
+        absent = await a.not_here("printer-c")
+        assert isinstance(absent, DeviceAbsent) and "'room-c'" in absent.message
+        unknown = await a.not_here("printer-z")
+        assert isinstance(unknown, UnknownDevice)
+        assert "devices of the site: printer-a, printer-c" in unknown.message
+        assert [(d["daemon"], d["live"], d["leader"]) for d in await a.daemons()] == [  # type: ignore[index]
+            ("room-a", True, True),
+            ("room-c", False, False),
+        ]
+        await a.leave()
