@@ -181,6 +181,8 @@ async def test_a_device_name_owned_by_a_live_daemon_is_refused_at_start(
             with SqliteDatabase(site_store, readonly=True) as store:
                 # nothing was taken by the refused daemon, not even its other printer
                 assert {x.daemon for x in store.list_leases()} == {"room-a"}
+                [refusal] = [r for r in store.audit_records() if r.action == "site.refused"]
+                assert refusal.actor == "room-b" and "'printer-a'" in (refusal.reason or "")
         # once room-a stopped (its leases given up), room-b may have printer-a
         async with Daemon(b_config, lease_s=LEASE_S) as b, deadline(30):
             assert set(b.slots) == {"printer-a", "printer-b"}

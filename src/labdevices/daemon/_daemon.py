@@ -45,6 +45,7 @@ from ..store import (
 from ._auth import AuthCommands, BrokerLogin, RequestGuard
 from ._commands import CommandRouter
 from ._config import LoadedConfig, parse_mqtt_url, redact_url
+from ._errors import SiteConflict
 from ._interlocks import InterlockEngine, alarm_json
 from ._jobs import JobManager
 from ._site import DEFAULT_LEASE_S, SiteMembership
@@ -159,7 +160,13 @@ class Daemon:
             lease_s=self._lease_s,
         )
         stack.push_async_callback(self.site_member.leave)  # also when starting fails
-        await self.site_member.join()
+        try:
+            await self.site_member.join()
+        except SiteConflict as exc:
+            await self.store.audit(
+                self.daemon_id, "site.refused", f"daemon/{self.daemon_id}", reason=exc.message
+            )
+            raise
         # The session secrets come from the daemon's key (outside the database): the
         # database file alone cannot act as anyone.
         session_key = derive_key(
