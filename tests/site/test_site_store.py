@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from labdevices.bus import Request
 from labdevices.daemon._errors import DeviceAbsent, UnknownDevice
 from labdevices.daemon._site import SiteMembership
 from labdevices.store import (
@@ -158,4 +159,38 @@ async def test_a_device_not_of_this_daemon_is_named_as_another_daemons_absent_or
             ("room-a", True, True),
             ("room-c", False, False),
         ]
+        await a.leave()
+
+
+async def test_two_daemons_starting_at_once_never_both_own_a_device(site_store: Path) -> None:
+    """The race the all-or-none transaction closes: each of 30 devices is claimed by two
+    stores (two connections, two writer threads) at the same moment."""
+    with SqliteDatabase(site_store):
+        pass
+    async with SqliteStore(site_store) as one, SqliteStore(site_store) as two:
+        for i in range(30):
+            names = [f"device/p{i}", f"device/shared{i}"]
+            first, second = await asyncio.gather(
+                one.acquire_leases(names, daemon="room-a", instance=f"a{i}", ttl_s=60),
+                two.acquire_leases(names, daemon="room-b", instance=f"b{i}", ttl_s=60),
+            )
+            assert sorted([first == [], second == []]) == [False, True], (i, first, second)
+            holders = {x.daemon for x in await one.list_leases() if x.name in names}
+            assert len(holders) == 1
+
+
+async def test_a_daemon_whose_renewals_stall_stops_taking_requests_before_its_lease_runs_out(
+    site_store: Path,
+) -> None:
+    request = Request(id="r1", reply_to="labdevices/s/clients/alice/c/reply")
+    topic = "labdevices/s/printer-a/cmd/read"
+    async with SqliteStore(site_store) as store:
+        a = SiteMembership(store, "room-a", ["printer-a"], source="room-a.toml", lease_s=5)
+        await a.join()
+        assert await a.takes(topic, request)
+        lease = next(x for x in await store.list_leases() if x.name == "device/printer-a")
+        # no renewal (a stalled daemon): past lease time minus the margin, not yet run out
+        await asyncio.sleep(max(0.0, lease.expires_at - 0.8 - time.time()))
+        assert not await a.takes(topic, request)
+        assert lease.live()  # nobody else could have the device yet: no overlap
         await a.leave()
