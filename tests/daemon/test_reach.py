@@ -77,7 +77,8 @@ async def test_commands_find_a_daemon_with_an_embedded_broker_without_flags(
             # the embedded broker's port is random, and no secret is in the file
             assert announced[0].broker.startswith("mqtt://127.0.0.1:")
             assert announced[0].broker in ready and "@" not in announced[0].broker
-            assert oct(runtime_file(site).stat().st_mode & 0o777) == oct(0o600)
+            assert announced[0].path == runtime_file(site, "daemon")  # the config's name
+            assert oct(announced[0].path.stat().st_mode & 0o777) == oct(0o600)
             code, out = await _cli("login", "--user", "dave", stdin=TEST_PASSWORD + "\n", env=home)
             assert code == 0 and f"logged in as dave (operator) on site '{site}'" in out, out
             code, out = await _cli("whoami", env=home)
@@ -86,7 +87,7 @@ async def test_commands_find_a_daemon_with_an_embedded_broker_without_flags(
             tail = await stop_daemon(proc)
         assert "labdevices daemon stopped" in tail, tail
     # gone with the daemon: a command now says there is none, and how to point it at one
-    assert find_daemons() == [] and not runtime_file(site).exists()
+    assert find_daemons() == [] and not runtime_file(site, "daemon").exists()
     # a command gives up rather than hang (its budget is REACH_BUDGET_S; the bound here
     # only catches a hang, as timings belong in benchmarks/)
     code, out = await _cli("whoami", "--site", site, env=home, timeout=30)
@@ -95,7 +96,7 @@ async def test_commands_find_a_daemon_with_an_embedded_broker_without_flags(
     assert "no daemon" in out and f"{DEFAULT_BROKER} (the default" in out, out
     flat = " ".join(out.split())
     assert all(way in flat for way in THREE_WAYS), out
-    assert str(runtime_file(site)) in flat, out
+    assert str(runtime_file(site, "*")) in flat, out
 
 
 async def test_a_broker_without_a_daemon_is_named(

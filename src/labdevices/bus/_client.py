@@ -73,6 +73,9 @@ log = logging.getLogger("labdevices.bus")
 
 #: a responder: gets the validated request and the topic it came on, returns the JSON result
 Handler = Callable[[Request, str], Awaitable[JsonValue]]
+#: whether this responder takes a request (``None``: an envelope that did not parse); several
+#: responders of one site subscribe to the same topics and exactly one takes each request
+Route = Callable[[str, "Request | None"], Awaitable[bool]]
 #: a requester's signer: the envelope about to go to a topic → the envelope with its credentials
 Signer = Callable[[str, Request], Request]
 
@@ -116,6 +119,8 @@ class BusStats:
     queued_high_water: int = 0
     requests_served: int = 0
     duplicate_requests: int = 0
+    #: requests left to another responder of the site (``serve(route=...)``)
+    not_taken: int = 0
     deadline_refused: int = 0
     refused: int = 0
     malformed_replied: int = 0
@@ -451,6 +456,7 @@ class BusClient:
         handler: Handler,
         *,
         guard: RequestGuard | None = None,
+        route: Route | None = None,
         max_request_bytes: int = MAX_REQUEST_BYTES,
         max_args_bytes: int = MAX_ARGS_BYTES,
     ) -> None:
@@ -462,7 +468,8 @@ class BusClient:
         A request id seen before is not run again: its reply is sent again.
         ``LabDeviceError``s raised by the handler become error replies with their code.
         A ``guard`` admits each request first (authentication, authority, replay): what it
-        refuses never reaches the handler.
+        refuses never reaches the handler. A ``route`` decides first whether this responder
+        takes the request at all: one not taken is left alone (no guard, no reply).
 
         A persistent client should serve before entering: what its session kept
         while it was away arrives right at connect, and only reaches the handlers
@@ -474,7 +481,7 @@ class BusClient:
                 return
             task = self._tasks.create_task(
                 self._handle_request(
-                    message, handler, guard, limits=(max_request_bytes, max_args_bytes)
+                    message, handler, guard, route, limits=(max_request_bytes, max_args_bytes)
                 )
             )
             self._handlers.add(task)
@@ -586,6 +593,7 @@ class BusClient:
         message: BusMessage,
         handler: Handler,
         guard: RequestGuard | None = None,
+        route: Route | None = None,
         *,
         limits: tuple[int, int] = (MAX_REQUEST_BYTES, MAX_ARGS_BYTES),
     ) -> None:
@@ -599,7 +607,11 @@ class BusClient:
                 message.payload, max_request_bytes=limits[0], max_args_bytes=limits[1]
             )
         except MalformedRequest as exc:
-            self._refuse_malformed(message, exc)
+            if route is None or await route(message.topic, None):
+                self._refuse_malformed(message, exc)
+            return
+        if route is not None and not await route(message.topic, request):
+            self.stats.not_taken += 1
             return
         if not request.reply_to.startswith(self.topics.clients_prefix()):
             self._refuse_malformed(

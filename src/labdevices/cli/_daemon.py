@@ -80,11 +80,12 @@ async def _run_daemon(loaded: LoadedConfig) -> None:
             loop.add_signal_handler(sig, d.stop)
         # Where client commands on this machine find us without --broker (no secrets in it).
         assert d.broker_url is not None
-        runtime = write_runtime_file(d.broker_url, d.site)
+        runtime = write_runtime_file(d.broker_url, d.site, d.daemon_id)
         try:
             # One line a supervisor (or a test) can wait for.
             print(
-                f"labdevices daemon ready: site {d.site!r}, broker {redact_url(d.broker_url)}, "
+                f"labdevices daemon ready: site {d.site!r}, daemon {d.daemon_id!r}, "
+                f"broker {redact_url(d.broker_url)}, "
                 f"store {ready.config.store.path}, devices {', '.join(d.slots) or 'none'}; "
                 + (f"dashboard {d.web_url}; " if d.web_url else "")
                 + f"announced in {runtime}",
@@ -92,7 +93,7 @@ async def _run_daemon(loaded: LoadedConfig) -> None:
             )
             await d.wait_stopped()
         finally:
-            remove_runtime_file(d.site)
+            remove_runtime_file(d.site, d.daemon_id)
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
     print("labdevices daemon stopped", flush=True)

@@ -7,6 +7,7 @@ naming the file and the field (``ConfigurationError.problems``).
 from __future__ import annotations
 
 import hashlib
+import socket
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -236,6 +237,11 @@ class DaemonConfig(StrictModel):
     """A whole daemon: one site, its devices, the bus, the store and the interlocks."""
 
     site: str = Field(min_length=1)
+    daemon: str | None = Field(
+        default=None,
+        description="this daemon's name, unique among the daemons of the site (docs/site.md); "
+        "default: the config file's name without .toml, else the host name",
+    )
     simulated_lab: str | None = Field(
         default=None,
         description="simulators/ lab (name or path) whose devices `labdevices daemon` and "
@@ -254,6 +260,11 @@ class DaemonConfig(StrictModel):
     @classmethod
     def _site(cls, value: str) -> str:
         return validate_name("site", value)
+
+    @field_validator("daemon")
+    @classmethod
+    def _daemon(cls, value: str | None) -> str | None:
+        return None if value is None else validate_name("daemon", value)
 
     @field_validator("devices")
     @classmethod
@@ -286,6 +297,18 @@ class LoadedConfig:
         self.profiles = profiles
         self.source = source
         self.sha256 = sha256 or hashlib.sha256(config.model_dump_json().encode()).hexdigest()
+
+    @property
+    def daemon_id(self) -> str:
+        """The daemon's name on the site: ``daemon`` if set, else the config file's name
+        (``room-a.toml`` → ``room-a``), else the host name."""
+        if self.config.daemon is not None:
+            return self.config.daemon
+        path = Path(self.source)
+        if path.suffix == ".toml":
+            return validate_name("daemon", path.stem)
+        host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())
+        return host or "daemon"
 
     def with_addresses(self, addresses: dict[str, str]) -> LoadedConfig:
         return LoadedConfig(

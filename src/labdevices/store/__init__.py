@@ -35,6 +35,7 @@ from ._keys import (
     load_public_key,
     public_key_bytes,
 )
+from ._leases import LEADER_LEASE, LeaseRecord, device_lease
 from ._models import (
     TERMINAL_STATES,
     TRANSITIONS,
@@ -76,6 +77,7 @@ __all__ = [
     "EXIT_UNANCHORED",
     "EXIT_VERIFIED",
     "GENESIS_HASH",
+    "LEADER_LEASE",
     "MEANINGS",
     "RELEASE_MEANINGS",
     "TERMINAL_STATES",
@@ -94,6 +96,7 @@ __all__ = [
     "JobEvent",
     "JobRecord",
     "JobState",
+    "LeaseRecord",
     "PasswordRejected",
     "SampleLike",
     "SessionRecord",
@@ -116,6 +119,7 @@ __all__ = [
     "default_key_path",
     "default_witness_path",
     "derive_key",
+    "device_lease",
     "fingerprint",
     "job_content_sha256",
     "load_or_create_signing_key",

@@ -228,4 +228,25 @@ MIGRATIONS.append(
     )
 )
 
+
+# Version 4 is the retention helper's (telemetry roll-ups); the numbers are fixed across
+# branches so that a store migrated by either one is understood by the merged code.
+MIGRATIONS.append(
+    (
+        5,
+        "site leases: which daemon owns each device, and which one leads the site",
+        [
+            # Not a covered table: leases are renewed every few seconds and say who is live,
+            # not what happened; taking one is audited (``site.lease``).
+            """CREATE TABLE site_leases (
+                name TEXT PRIMARY KEY,
+                daemon TEXT NOT NULL,
+                instance TEXT NOT NULL,
+                acquired_at REAL NOT NULL,
+                expires_at REAL NOT NULL
+            )""",
+        ],
+    )
+)
+
 SCHEMA_VERSION = MIGRATIONS[-1][0]

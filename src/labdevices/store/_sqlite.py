@@ -36,6 +36,7 @@ from ._checkpoints import (
 )
 from ._errors import InvalidTransition, StoreError
 from ._identity import AuthPolicy, IdentityMethods
+from ._leases import LeaseMethods
 from ._models import (
     TERMINAL_STATES,
     TRANSITIONS,
@@ -96,7 +97,7 @@ class SignalSummary:
     mean: float | None
 
 
-class SqliteDatabase(IdentityMethods):
+class SqliteDatabase(IdentityMethods, LeaseMethods):
     """A labdevices store in one SQLite file (WAL mode).
 
     Use as a context manager. ``readonly=True`` opens an existing store without
@@ -425,12 +426,17 @@ class SqliteDatabase(IdentityMethods):
                 last = db.execute(
                     "SELECT id, size, note FROM checkpoints ORDER BY id DESC LIMIT 1"
                 ).fetchone()
+                if state == "closed" and self._others_live(db):
+                    # Another daemon of the site still writes to this store: closed it is not.
+                    state = "running"
                 if (
                     last is not None
                     and last[1] == head_seq
                     and (not force or parse_checkpoint(last[2], None).state == state)
                 ):
+                    # Anchored already (perhaps by another daemon sharing the store).
                     self._head_seq = self._anchored_seq = head_seq
+                    self._anchored_at = time.monotonic()
                     return None
                 number = 1 if last is None else last[0] + 1
                 cp = self.signer.sign(
@@ -829,16 +835,20 @@ class SqliteDatabase(IdentityMethods):
             ).fetchone()
         return None if row is None else str(row[0])
 
-    def recover_interrupted(self, *, actor: str = "daemon") -> list[JobRecord]:
+    def recover_interrupted(
+        self, *, actor: str = "daemon", printers: Iterable[str] | None = None
+    ) -> list[JobRecord]:
         """On daemon start: every job left running or paused becomes ``interrupted``, at its last
-        acknowledged line. Such jobs are never resumed silently."""
+        acknowledged line. Such jobs are never resumed silently. With ``printers``, only the
+        jobs of those printers (the starting daemon's: another daemon's job is its own)."""
+        sql = "SELECT id FROM jobs WHERE state IN ('running', 'paused')"
+        args: list[Any] = []
+        if printers is not None:
+            mine = sorted(set(printers))
+            sql += f" AND printer IN ({', '.join('?' * len(mine))})"
+            args.extend(mine)
         with self._tx(durable=True) as db:
-            ids = [
-                row[0]
-                for row in db.execute(
-                    "SELECT id FROM jobs WHERE state IN ('running', 'paused') ORDER BY id"
-                )
-            ]
+            ids = [row[0] for row in db.execute(sql + " ORDER BY id", args)]
             out = []
             for job_id in ids:
                 job = self._get_job(db, job_id, events=False)

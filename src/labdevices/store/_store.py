@@ -20,6 +20,7 @@ from ._audit import VerifyResult
 from ._checkpoints import Checkpoint, CheckpointSigner, CheckpointState
 from ._errors import StoreError
 from ._identity import AuthPolicy, SessionRecord, UserRecord, verify_password
+from ._leases import LeaseRecord
 from ._models import (
     AlarmRecord,
     AuditRecord,
@@ -101,7 +102,9 @@ class Store(Protocol):
         self, job_id: int, kind: str, payload: dict[str, Any], *, actor: str = "daemon"
     ) -> JobEvent: ...
     async def job_gcode(self, job_id: int) -> str | None: ...
-    async def recover_interrupted(self, *, actor: str = "daemon") -> list[JobRecord]: ...
+    async def recover_interrupted(
+        self, *, actor: str = "daemon", printers: Iterable[str] | None = None
+    ) -> list[JobRecord]: ...
     async def store_id(self) -> str | None: ...
     async def get_job(self, job_id: int, *, events: bool = True) -> JobRecord: ...
     async def list_jobs(
@@ -117,6 +120,20 @@ class Store(Protocol):
         content_sha256: str,
     ) -> SignatureResult: ...
     async def list_signatures(self, object: str) -> list[SignatureRecord]: ...
+
+    async def acquire_leases(
+        self,
+        names: Iterable[str],
+        *,
+        daemon: str,
+        instance: str,
+        ttl_s: float,
+        replacing: Iterable[str] = (),
+    ) -> list[LeaseRecord]: ...
+    async def release_leases(
+        self, *, instance: str, names: Iterable[str] | None = None
+    ) -> None: ...
+    async def list_leases(self) -> list[LeaseRecord]: ...
 
     async def raise_alarm(
         self,
@@ -395,8 +412,44 @@ class SqliteStore:
     async def job_gcode(self, job_id: int) -> str | None:
         return await self._run(self._db.job_gcode, job_id)
 
-    async def recover_interrupted(self, *, actor: str = "daemon") -> list[JobRecord]:
-        return await self._run(self._db.recover_interrupted, actor=actor)
+    async def recover_interrupted(
+        self, *, actor: str = "daemon", printers: Iterable[str] | None = None
+    ) -> list[JobRecord]:
+        return await self._run(
+            self._db.recover_interrupted,
+            actor=actor,
+            printers=None if printers is None else list(printers),
+        )
+
+    # -- site leases -----------------------------------------------------------
+
+    async def acquire_leases(
+        self,
+        names: Iterable[str],
+        *,
+        daemon: str,
+        instance: str,
+        ttl_s: float,
+        replacing: Iterable[str] = (),
+    ) -> list[LeaseRecord]:
+        return await self._run(
+            self._db.acquire_leases,
+            list(names),
+            daemon=daemon,
+            instance=instance,
+            ttl_s=ttl_s,
+            replacing=list(replacing),
+        )
+
+    async def release_leases(self, *, instance: str, names: Iterable[str] | None = None) -> None:
+        await self._run(
+            self._db.release_leases,
+            instance=instance,
+            names=None if names is None else list(names),
+        )
+
+    async def list_leases(self) -> list[LeaseRecord]:
+        return await self._read(self._reader_db.list_leases)
 
     async def get_job(self, job_id: int, *, events: bool = True) -> JobRecord:
         return await self._run(self._db.get_job, job_id, events=events)
