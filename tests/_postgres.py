@@ -73,8 +73,16 @@ class PostgresServer:
         server = cls(folder, _free_port(), user)
         data = folder / "data"
         server._run(
-            _bin("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-            "-E", "UTF8", "--no-sync",  # fmt: skip
+            _bin("initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
         )
         server.pg_ctl("start")
         return server

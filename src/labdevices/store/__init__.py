@@ -1,4 +1,4 @@
-"""The job, alarm, telemetry and audit store: SQLite (WAL) now, a small interface for others later.
+"""The job, alarm, telemetry and audit store: SQLite (WAL) by default, or PostgreSQL, one interface.
 
 Every job transition, alarm change, command and config load is written together
 with a record of a SHA-256 hash chain, whose head the daemon signs at checkpoints;
@@ -48,7 +48,8 @@ from ._models import (
     TelemetryPoint,
     TelemetryValue,
 )
-from ._paths import default_db_path
+from ._paths import default_db_path, is_postgres_url, redact_url
+from ._postgres import PostgresDatabase
 from ._rows import COVERED, job_content_sha256, row_sha256
 from ._signatures import (
     MEANINGS,
@@ -58,7 +59,7 @@ from ._signatures import (
     SignatureResult,
 )
 from ._sqlite import SignalSummary, SqliteDatabase, verify_audit
-from ._store import SqliteStore, Store, open_store
+from ._store import DatabaseStore, PostgresStore, SqliteStore, Store, open_database, open_store
 from ._telemetry import Deadband
 from ._verify import (
     EXIT_TAMPERED,
@@ -88,6 +89,7 @@ __all__ = [
     "CheckpointError",
     "CheckpointSigner",
     "ContentMismatch",
+    "DatabaseStore",
     "Deadband",
     "Finding",
     "InvalidTransition",
@@ -95,6 +97,8 @@ __all__ = [
     "JobRecord",
     "JobState",
     "PasswordRejected",
+    "PostgresDatabase",
+    "PostgresStore",
     "SampleLike",
     "SessionRecord",
     "Severity",
@@ -117,15 +121,18 @@ __all__ = [
     "default_witness_path",
     "derive_key",
     "fingerprint",
+    "is_postgres_url",
     "job_content_sha256",
     "load_or_create_signing_key",
     "load_public_key",
     "load_verifier",
     "mosquitto_hash",
     "mosquitto_verify",
+    "open_database",
     "open_store",
     "public_key_bytes",
     "record_hash",
+    "redact_url",
     "row_sha256",
     "validate_user_id",
     "verifier_key",

@@ -37,9 +37,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ._audit import GENESIS_HASH
-from ._paths import local_stand_in
 from ._errors import StoreError
 from ._keys import load_public_key, public_key_bytes
+from ._paths import local_stand_in
 
 __all__ = [
     "Checkpoint",

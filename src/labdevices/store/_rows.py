@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._dialect import Connection
 from ._audit import canonical_json
+from ._dialect import Connection
 
 __all__ = [
     "COVERED",

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..auth._roles import capabilities_of
 from ..errors import BadRequest, Forbidden, JobRejected, TooLarge
+from ._dialect import Connection
 from ._models import JobRecord, JobState
 from ._rows import object_of
 

@@ -23,7 +23,6 @@ from typing import Any, Self
 
 from ..errors import JobRejected, LabDeviceError
 from ._audit import GENESIS_HASH, VerifyResult, canonical_json, record_hash, verify_chain
-from ._dialect import SQLITE, Connection, Dialect
 from ._checkpoints import (
     Checkpoint,
     CheckpointError,
@@ -35,6 +34,7 @@ from ._checkpoints import (
     parse_checkpoint,
     read_witness,
 )
+from ._dialect import SQLITE, Connection, Dialect
 from ._errors import InvalidTransition, StoreError
 from ._identity import AuthPolicy, IdentityMethods
 from ._models import (
@@ -269,9 +269,7 @@ class SqliteDatabase(IdentityMethods):
 
     def _check_schema(self) -> None:
         if not self._has_table("schema_migrations"):
-            raise StoreError(
-                "not a labdevices store (no schema_migrations table)", file=self.label
-            )
+            raise StoreError("not a labdevices store (no schema_migrations table)", file=self.label)
         version = self._db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
         if version is None or version > SCHEMA_VERSION:
             raise StoreError(
@@ -428,9 +426,7 @@ class SqliteDatabase(IdentityMethods):
         witness file; None (nothing written) if the last checkpoint already covers the head
         (with ``force``: covers it and has the same ``state``). Needs a ``signer``."""
         if self.signer is None:
-            raise StoreError(
-                "no signing key: this store writes no checkpoints", file=self.label
-            )
+            raise StoreError("no signing key: this store writes no checkpoints", file=self.label)
         if state == "closed" and self.dialect.shared:
             # Another daemon may go on writing a shared store: "closed" would be a lie.
             state = "running"

@@ -31,9 +31,9 @@ from ._models import (
     Severity,
     TelemetryPoint,
 )
-from ._signatures import SignatureRecord, SignatureResult
 from ._paths import is_postgres_url
 from ._postgres import PostgresDatabase
+from ._signatures import SignatureRecord, SignatureResult
 from ._sqlite import SignalSummary, SqliteDatabase
 
 __all__ = ["DatabaseStore", "PostgresStore", "SqliteStore", "Store", "open_store"]
@@ -660,7 +660,7 @@ def open_database(
     kind, where = parse_store_url(url)
     cls = PostgresDatabase if kind == "postgresql" else SqliteDatabase
     return cls(
-        where,  # type: ignore[arg-type]
+        where,
         readonly=readonly,
         auth_policy=auth_policy,
         signer=signer,

@@ -357,7 +357,11 @@ def _check_pg_triggers(conn: Connection, report: StoreReport) -> None:
                 what = "changed (its function no longer refuses)"
             else:
                 continue
-            report.add("pg_trigger", f"trigger {name}", f"the append-only guard on {guard.table} was {what}")
+            report.add(
+                "pg_trigger",
+                f"trigger {name}",
+                f"the append-only guard on {guard.table} was {what}",
+            )
 
 
 def _check_checkpoints(
