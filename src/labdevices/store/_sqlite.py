@@ -1213,10 +1213,13 @@ def _require_text(**fields: str) -> None:
 
 
 def verify_audit(db_path: str | Path) -> VerifyResult:
-    """Prove the audit chain of the store at ``db_path`` from its first record.
+    """Prove the audit chain of the store at ``db_path`` (a file or a PostgreSQL URL) from its
+    first record.
 
     Read-only. The result names the first record that was edited, deleted or
-    reordered. A missing or unreadable file raises ``StoreError`` naming it.
+    reordered. A missing or unreadable store raises ``StoreError`` naming it.
     """
-    with SqliteDatabase(db_path, readonly=True) as db:
+    from ._store import open_database
+
+    with open_database(db_path, readonly=True) as db:
         return db.verify()
