@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,3 +194,19 @@ def signed(tmp_path: Path, db_path: Location) -> Signed:
     witness = elsewhere / "witness.jsonl"
     shutil.copy(live_witness, witness)
     return Signed(db_path, key, witness, private, live_witness)
+
+
+@pytest.fixture
+def other_db_path(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Location]:
+    """A second, separate store of the same kind as ``db_path``."""
+    if backend == "sqlite":
+        yield tmp_path / "other.db"
+        return
+    server = request.getfixturevalue("postgres_server")
+    name = server.create_database()
+    try:
+        yield server.url(name)
+    finally:
+        server.drop_database(name)
