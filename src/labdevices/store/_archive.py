@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ._checkpoints import parse_checkpoint
 from ._errors import StoreError
 from ._keys import fingerprint
+from ._paths import is_postgres_url, redact_url
 from ._rows import COVERED
 from ._sqlite import SqliteDatabase, _iso
 
@@ -59,6 +60,11 @@ def write_archive(
     The cut is the last checkpoint dated before ``before`` that verifies with ``public_key``.
     """
     tick = progress or (lambda stage, done, total: None)
+    if is_postgres_url(db_path):
+        raise StoreError(
+            "archiving a PostgreSQL store is not supported yet (only SQLite stores)",
+            file=redact_url(str(db_path)),
+        )
     src_path, out_path = Path(db_path), Path(out)
     if out_path.exists():
         raise StoreError("the archive file exists already; choose a new name", file=str(out_path))

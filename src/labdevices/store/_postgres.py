@@ -147,6 +147,7 @@ class PostgresDatabase(SqliteDatabase):
         )
         self.url = url
         self.label = redact_url(url)
+        self.location = url
 
     def _open(self) -> None:
         self._conn = connect_postgres(self.url, readonly=self.readonly)

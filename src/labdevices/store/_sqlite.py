@@ -133,6 +133,7 @@ class SqliteDatabase(IdentityMethods):
     ) -> None:
         self.path = Path(path)
         self.label = str(self.path)  # names the store in errors
+        self.location: str | Path = self.path  # what open_database/verify_store take
         self.readonly = readonly
         self.auth_policy = auth_policy or AuthPolicy()
         self._conn: Connection | None = None
