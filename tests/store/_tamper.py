@@ -85,3 +85,36 @@ def tamper(db: str | Path, *statements: str) -> None:
         for sql in statements:
             conn.execute(sql)
         conn.execute("COMMIT")
+
+
+def _admin_url(url: str) -> tuple[str, str]:
+    base, _, name = url.rpartition("/")
+    return f"{base}/postgres", name
+
+
+def save_copy(db: str | Path, tag: str) -> None:
+    """Keep a copy of the whole store as it is now (an old backup, for a rollback)."""
+    if is_postgres(db):
+        admin, name = _admin_url(str(db))
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}_{tag} TEMPLATE {name}")
+    else:
+        import shutil
+
+        shutil.copy(db, Path(db).with_name(f"{Path(db).name}.{tag}"))
+
+
+def put_back(db: str | Path, tag: str) -> None:
+    """Replace the store with the copy ``save_copy`` kept (a rollback)."""
+    if is_postgres(db):
+        admin, name = _admin_url(str(db))
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+            conn.execute(f"ALTER DATABASE {name}_{tag} RENAME TO {name}")
+    else:
+        import shutil
+
+        path = Path(db)
+        shutil.copy(path.with_name(f"{path.name}.{tag}"), path)
+        for suffix in ("-wal", "-shm"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)

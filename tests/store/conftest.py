@@ -22,6 +22,8 @@ from labdevices.store import (
     JobState,
     SqliteDatabase,
     Store,
+    default_key_path,
+    default_witness_path,
     load_or_create_signing_key,
     open_database,
     open_store,
@@ -30,6 +32,14 @@ from labdevices.store._checkpoints import CheckpointSigner
 
 #: a store's location: an SQLite file's path or a PostgreSQL URL
 Location = str | Path
+
+
+@pytest.fixture(autouse=True)
+def _own_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Default store, key and witness files (a PostgreSQL store's live in the data folder) go
+    to the test's own folder, never the user's."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.delenv("LABDEVICES_DB", raising=False)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -180,8 +190,9 @@ def write_history(db: SqliteDatabase) -> None:
 @pytest.fixture
 def signed(tmp_path: Path, db_path: Location) -> Signed:
     """A store closed by a signing daemon; the public key and a witness copy kept elsewhere."""
-    private = tmp_path / "lab.db.key"
-    live_witness = tmp_path / "lab.db.witness"
+    # where a daemon keeps them by default: beside the file, or for a URL in the data folder
+    private = default_key_path(db_path)
+    live_witness = default_witness_path(db_path)
     signer = CheckpointSigner(load_or_create_signing_key(private), "labdevices/lab1")
     with open_database(
         db_path, signer=signer, witness=live_witness, checkpoint_every_records=4
@@ -190,7 +201,7 @@ def signed(tmp_path: Path, db_path: Location) -> Signed:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     key = elsewhere / "daemon.pub"
-    shutil.copy(tmp_path / "lab.db.key.pub", key)
+    shutil.copy(private.with_name(private.name + ".pub"), key)
     witness = elsewhere / "witness.jsonl"
     shutil.copy(live_witness, witness)
     return Signed(db_path, key, witness, private, live_witness)
