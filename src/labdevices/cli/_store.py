@@ -10,6 +10,7 @@ reading the file) can sit beside ``--db``.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,20 +20,29 @@ from typing import Annotated
 
 import typer
 
-from ..store import JobRecord, StoreError, default_db_path, open_database, redact_url
+from ..store import (
+    JobRecord,
+    StoreError,
+    default_db_path,
+    is_postgres_url,
+    open_database,
+    redact_url,
+)
 from . import app, err_console
 from ._output import Table, print_json, stdout_console
 
 _DB_HELP = (
-    "the store: a file, or postgresql://user@host:port/dbname; default: $LABDEVICES_DB if "
+    "the store: a file, or postgresql://user@host:port/dbname; default: $LABDEVICES_DB (either) if "
     f"set, else labdevices/labdevices.db in the per-user data folder (here: {default_db_path()})"
 )
 DbOption = Annotated[str | None, typer.Option("--store", "--db", help=_DB_HELP, show_default=False)]
 
 
 def store_location(db: str | None) -> str | Path:
-    """``--store`` as given (a path or a URL), else the default store file."""
-    return db or default_db_path()
+    """``--store`` as given (a path or a URL), else ``$LABDEVICES_DB`` (either), else the
+    default store file."""
+    env = os.environ.get("LABDEVICES_DB")
+    return db or (env if env and is_postgres_url(env) else default_db_path())
 
 
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
