@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import labdevices.cli._proof  # noqa: F401  (registers the commands)
+import labdevices.cli._proof
 import labdevices.cli._users  # noqa: F401
 from labdevices.cli import app
 from labdevices.devices import Sample
