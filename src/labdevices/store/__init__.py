@@ -15,7 +15,7 @@ from ._checkpoints import (
     load_verifier,
     verifier_key,
 )
-from ._errors import InvalidTransition, StoreError
+from ._errors import InvalidTransition, StoreError, StoreUnavailable
 from ._identity import (
     ARGON2_PARAMETERS,
     AccountLocked,
@@ -110,6 +110,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreReport",
+    "StoreUnavailable",
     "TelemetryPoint",
     "TelemetryValue",
     "UserRecord",

@@ -19,7 +19,7 @@ from psycopg.pq import TransactionStatus
 
 from ._checkpoints import Checkpoint, CheckpointSigner
 from ._dialect import POSTGRESQL, Cursor, Dialect, pg_placeholders
-from ._errors import StoreError
+from ._errors import StoreError, StoreUnavailable
 from ._identity import AuthPolicy
 from ._paths import local_stand_in, redact_url
 from ._sqlite import SqliteDatabase
@@ -96,7 +96,9 @@ def connect_postgres(url: str, *, readonly: bool = False) -> PgConnection:
     try:
         conn = psycopg.connect(url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S)
     except psycopg.Error as exc:
-        raise StoreError(f"cannot connect: {_clean(exc, url)}", file=redact_url(url)) from None
+        raise StoreUnavailable(
+            f"cannot connect: {_clean(exc, url)}", file=redact_url(url)
+        ) from None
     if readonly:
         conn.execute("SET default_transaction_read_only = on")
     return PgConnection(conn)
@@ -176,7 +178,7 @@ class PostgresDatabase(SqliteDatabase):
         try:
             yield
         except psycopg.OperationalError as exc:
-            raise StoreError(
+            raise StoreUnavailable(
                 f"database connection failed: {_clean(exc, self.url)}", file=self.label
             ) from None
         except psycopg.Error as exc:
