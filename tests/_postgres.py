@@ -40,6 +40,7 @@ class PostgresServer:
     folder: Path
     port: int
     user: str | None  # the OS user it runs as (None: this process's)
+    fsync: bool = False  # the tests kill processes, not the machine; benchmarks turn it on
     _databases: int = 0
 
     @property
@@ -60,7 +61,7 @@ class PostgresServer:
             raise RuntimeError(f"{' '.join(argv)} failed:\n{done.stdout}{done.stderr}\n{tail}")
 
     @classmethod
-    def start(cls) -> PostgresServer:
+    def start(cls, *, fsync: bool = False) -> PostgresServer:
         folder = Path(tempfile.mkdtemp(prefix="labdevices-pg-"))
         user = None
         if os.geteuid() == 0:
@@ -70,7 +71,7 @@ class PostgresServer:
             except KeyError:
                 user, entry = "nobody", pwd.getpwnam("nobody")
             os.chown(folder, entry.pw_uid, entry.pw_gid)
-        server = cls(folder, _free_port(), user)
+        server = cls(folder, _free_port(), user, fsync)
         data = folder / "data"
         server._run(
             _bin("initdb"),
@@ -91,7 +92,7 @@ class PostgresServer:
         """start (waits until it accepts connections), stop or restart the server."""
         options = (
             f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
-            " -c max_connections=200 -c fsync=off"  # the tests kill processes, not the machine
+            f" -c max_connections=200 -c fsync={'on' if self.fsync else 'off'}"
         )
         argv = [_bin("pg_ctl"), "-D", str(self.folder / "data"), "-w", "-t", "60"]
         if action == "stop":
