@@ -127,3 +127,27 @@ async def test_server_crash_fails_the_call_clearly_and_loses_nothing_acknowledge
         assert (await store.verify()).ok
     report = verify_store(url, public_key=signer.public, witness=witness)
     assert report.problems == [] and report.exit_code == 0, report.problems
+
+
+async def test_the_daemon_keeps_telemetry_while_the_database_is_down(
+    own_server: PostgresServer,
+) -> None:
+    from labdevices.bus import BusClient, TelemetryPublisher
+    from labdevices.daemon._telemetry import TelemetryPipeline
+
+    url = own_server.url(own_server.create_database())
+    # the MQTT side is not under test: a publisher that is never started only queues
+    publisher = TelemetryPublisher(BusClient(site="s1"))
+    async with open_store(url) as store:
+        pipeline = TelemetryPipeline(publisher, store, lambda sample: True)
+        for k in range(5):
+            pipeline.add(Sample("incubator", "t", 37.0 + k / 10, "degC", t=1000.0 + k))
+        own_server.pg_ctl("stop", mode="immediate")
+        await pipeline.flush_store()  # fails, logged: the samples wait
+        assert (pipeline.stats.stored, pipeline.stats.store_errors) == (0, 1)
+        pipeline.add(Sample("incubator", "t", 38.0, "degC", t=1005.0))
+        own_server.pg_ctl("start")
+        await pipeline.flush_store()
+        assert pipeline.stats.stored == 6 and pipeline.stats.store_dropped == 0
+        stored = await store.query_telemetry("incubator")
+        assert [p.t for p in stored] == [1000.0 + k for k in range(6)]
