@@ -17,6 +17,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
+from psycopg.types.json import Json
+
 __all__ = ["POSTGRESQL", "SQLITE", "Both", "Connection", "Cursor", "Dialect", "pg_placeholders"]
 
 
@@ -94,8 +96,6 @@ class Dialect:
         """A sample's value as bound to ``telemetry.value`` (numbers, text and NULL alike)."""
         if self.name == "sqlite":
             return value
-        from psycopg.types.json import Json
-
         return None if value is None else Json(value, dumps=_json_value)
 
 
