@@ -49,7 +49,6 @@ from ._models import (
     TelemetryValue,
 )
 from ._paths import default_db_path, is_postgres_url, redact_url
-from ._postgres import PostgresDatabase
 from ._rows import COVERED, job_content_sha256, row_sha256
 from ._signatures import (
     MEANINGS,
@@ -97,7 +96,6 @@ __all__ = [
     "JobRecord",
     "JobState",
     "PasswordRejected",
-    "PostgresDatabase",
     "PostgresStore",
     "SampleLike",
     "SessionRecord",

@@ -32,7 +32,6 @@ from ._models import (
     TelemetryPoint,
 )
 from ._paths import is_postgres_url
-from ._postgres import PostgresDatabase
 from ._signatures import SignatureRecord, SignatureResult
 from ._sqlite import SignalSummary, SqliteDatabase
 
@@ -634,6 +633,8 @@ class PostgresStore(DatabaseStore):
         checkpoint_every_s: float = 10.0,
         on_checkpoint: Callable[[int, Checkpoint], None] | None = None,
     ) -> None:
+        from ._postgres import PostgresDatabase  # psycopg only where PostgreSQL is used
+
         db = PostgresDatabase(
             url,
             auth_policy=auth_policy,
@@ -658,7 +659,11 @@ def open_database(
 ) -> SqliteDatabase:
     """The synchronous store for ``url`` (the CLI's and scripts'): see ``open_store``."""
     kind, where = parse_store_url(url)
-    cls = PostgresDatabase if kind == "postgresql" else SqliteDatabase
+    cls: type[SqliteDatabase] = SqliteDatabase
+    if kind == "postgresql":
+        from ._postgres import PostgresDatabase  # psycopg only where PostgreSQL is used
+
+        cls = PostgresDatabase
     return cls(
         where,
         readonly=readonly,
