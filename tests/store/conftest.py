@@ -4,6 +4,9 @@ Every test that uses ``db_path`` (directly or through ``store``, ``filled``, ``s
 runs twice: on an SQLite file (id ``sqlite``) and on a fresh PostgreSQL database (id
 ``postgresql``, on the server of the ``postgres_server`` fixture). ``db_path`` is then the
 file's path or the database's URL, which ``open_database``/``open_store`` both take.
+Tests about the SQLite file itself (a missing or corrupt file, its WAL mode) do not use
+``db_path`` and run once; their PostgreSQL counterparts (an unreachable server, an empty
+database) are written apart.
 """
 
 from __future__ import annotations
@@ -52,13 +55,6 @@ def db_path(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Loc
     if backend == "sqlite":
         return tmp_path / "lab.db"
     return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-def sqlite_only(backend: str) -> None:
-    """For tests about the SQLite file itself (its bytes, its WAL, copying it)."""
-    if backend != "sqlite":
-        pytest.skip("about the SQLite file itself")
 
 
 @pytest.fixture
