@@ -21,6 +21,7 @@ from labdevices.store import (
     open_database,
     open_store,
     verify_audit,
+    verify_store,
 )
 from labdevices.store._dialect import POSTGRESQL, SQLITE
 from labdevices.store._schema import MIGRATIONS, SCHEMA_VERSION
@@ -329,3 +330,18 @@ def test_readonly_store_refuses_writes(filled: str | Path) -> None:
         assert len(db.list_jobs()) == 2
         with pytest.raises(StoreError, match="read-only"):
             db.audit("x", "y", "z")
+
+
+async def test_telemetry_values_of_every_kind_come_back_as_stored_and_verify(
+    store: Store, db_path: str | Path
+) -> None:
+    values = [1, 2.5, 2.0, 1e300, float("inf"), float("-inf"), "open", True, float("nan"), None]
+    samples = [Sample("inc", "v", v, "x", t=1000.0 + i) for i, v in enumerate(values)]
+    assert await store.insert_telemetry(samples) == len(values)
+    back = [p.value for p in await store.query_telemetry("inc")]
+    assert back == [1, 2.5, 2.0, 1e300, float("inf"), float("-inf"), "open", 1, None, None]
+    assert [type(v) for v in back[:3]] == [int, float, float]
+    [summary] = await store.telemetry_summary("inc")
+    assert (summary.count, summary.min, summary.max) == (10, float("-inf"), float("inf"))
+    report = verify_store(db_path, public_key=None)  # the block's digest over the stored rows
+    assert report.problems == [] and report.rows_checked["telemetry_blocks"] == 1

@@ -10,8 +10,6 @@ dialects as ``Both(sqlite=..., postgresql=...)``.
 from __future__ import annotations
 
 import functools
-import json
-import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -68,7 +66,7 @@ class Dialect:
         """``column`` where it holds a number, else NULL (telemetry values are of mixed type)."""
         if self.name == "sqlite":
             return f"CASE WHEN typeof({column}) IN ('integer', 'real') THEN {column} END"
-        # infinity is stored as 1e999 (see ``_json_value``)
+        # infinity is stored as 1e999 (see ``_postgres.json_value``)
         text = f"replace({column}::text, '1e999', 'Infinity')"
         return f"CASE WHEN json_typeof({column}) = 'number' THEN ({text})::float8 END"
 
@@ -90,33 +88,11 @@ class Dialect:
             return f"json_extract({column}, '$.{key}') = 1"
         return f"({column}::json ->> '{key}') = 'true'"
 
-    def telemetry_value(self, value: Any) -> Any:
-        """A sample's value as bound to ``telemetry.value`` (numbers, text and NULL alike)."""
-        if self.name == "sqlite":
-            return value
-        return None if value is None else _json_type()(value, dumps=_json_value)
-
 
 SQLITE = Dialect("sqlite", snapshot="BEGIN", shared=False)
 POSTGRESQL = Dialect(
     "postgresql", snapshot="BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", shared=True
 )
-
-
-@functools.cache
-def _json_type() -> Any:
-    # psycopg is imported only where PostgreSQL is used (it adds ~0.2 s to every CLI start)
-    from psycopg.types.json import Json
-
-    return Json
-
-
-def _json_value(value: Any) -> str:
-    # PostgreSQL's json type keeps the text as given, so a float comes back a float and an
-    # int an int; JSON has no infinity, but 1e999 reads back as one in Python.
-    if isinstance(value, float) and math.isinf(value):
-        return "1e999" if value > 0 else "-1e999"
-    return json.dumps(value, ensure_ascii=False)
 
 
 # -- SQLite DDL → PostgreSQL DDL ------------------------------------------------------------

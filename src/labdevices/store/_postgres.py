@@ -9,6 +9,8 @@ CLI - append to one audit chain in one total order, as SQLite's ``BEGIN IMMEDIAT
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
+from psycopg.types.json import Json
 
 from ._checkpoints import Checkpoint, CheckpointSigner
 from ._dialect import POSTGRESQL, Cursor, Dialect, pg_placeholders
@@ -113,6 +116,15 @@ def _clean(exc: BaseException, url: str) -> str:
     return text.replace(password, "***") if password else text
 
 
+def json_value(value: Any) -> str:
+    """A telemetry value as JSON text. PostgreSQL's json type keeps the text as given, so a
+    float comes back a float and an int an int; JSON has no infinity, but 1e999 reads back
+    as one in Python."""
+    if isinstance(value, float) and math.isinf(value):
+        return "1e999" if value > 0 else "-1e999"
+    return json.dumps(value, ensure_ascii=False)
+
+
 class PostgresDatabase(SqliteDatabase):
     """A labdevices store in a PostgreSQL database (``postgresql://user@host:port/dbname``).
 
@@ -201,6 +213,15 @@ class PostgresDatabase(SqliteDatabase):
                 conn.execute("ROLLBACK")
             except psycopg.Error:
                 conn.close()  # made again by the next call
+
+    def _insert_samples(self, db: Any, block: int, rows: list[tuple[Any, ...]]) -> None:
+        # COPY: one stream instead of a statement per row
+        with db.conn.cursor().copy(
+            "COPY telemetry (device, signal, t, value, unit, quality, block) FROM STDIN"
+        ) as copy:
+            for device, signal, t, value, unit, quality in rows:
+                stored = None if value is None else Json(value, dumps=json_value)
+                copy.write_row((device, signal, t, stored, unit, quality, block))
 
     def _has_table(self, name: str) -> bool:
         row = self._db.execute(

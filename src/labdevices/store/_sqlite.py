@@ -1079,14 +1079,7 @@ class SqliteDatabase(IdentityMethods):
                 (len(rows), min(times), max(times), telemetry_digest(rows)),
             )
             block = int(cur.fetchone()[0])
-            value = self.dialect.telemetry_value
-            db.executemany(
-                "INSERT INTO telemetry (device, signal, t, value, unit, quality, block)"
-                f" VALUES (?, ?, ?, ?, ?, ?, {block})",
-                [(d, s, t, value(v), u, q) for d, s, t, v, u, q in rows]
-                if self.dialect.shared
-                else rows,
-            )
+            self._insert_samples(db, block, rows)
             self._append_audit(
                 db,
                 t=now,
@@ -1099,6 +1092,14 @@ class SqliteDatabase(IdentityMethods):
                 row=("telemetry_blocks", block),
             )
         return len(rows)
+
+    def _insert_samples(self, db: Connection, block: int, rows: list[tuple[Any, ...]]) -> None:
+        """The rows of one telemetry block (device, signal, t, value, unit, quality)."""
+        db.executemany(
+            "INSERT INTO telemetry (device, signal, t, value, unit, quality, block)"
+            f" VALUES (?, ?, ?, ?, ?, ?, {block})",
+            rows,
+        )
 
     def query_telemetry(
         self,
