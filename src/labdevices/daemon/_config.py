@@ -101,9 +101,15 @@ class BusConfig(StrictModel):
 
 
 class StoreConfig(StrictModel):
-    """The SQLite store file (relative paths are relative to the config file)."""
+    """The store: an SQLite file (``path``, relative to the config file) or a PostgreSQL
+    database (``url``), where several daemons of one site may share one store."""
 
     path: Path = Path("labdevices.db")
+    url: str | None = Field(
+        default=None,
+        description="postgresql://user@host:port/dbname instead of the SQLite file (keep the "
+        "password in ~/.pgpass or $PGPASSWORD); daemons sharing it share one key_file",
+    )
     max_interval_s: float = Field(
         default=60.0, gt=0, description="store a flat signal at least this often"
     )
@@ -114,11 +120,13 @@ class StoreConfig(StrictModel):
     key_file: Path | None = Field(
         default=None,
         description="the daemon's Ed25519 private key (mode 0600, created at first start); "
-        "default: <path>.key beside the store",
+        "default: <path>.key beside the store, or for a url "
+        "<data folder>/labdevices/postgresql-HOST-PORT-DBNAME.key",
     )
     witness_file: Path | None = Field(
         default=None,
-        description="where each signed checkpoint is also appended; default: <path>.witness",
+        description="where each signed checkpoint is also appended; default: <path>.witness "
+        "(for a url: beside the default key)",
     )
     checkpoint_every_records: int = Field(
         default=256, ge=1, description="sign a checkpoint after this many audit records"
@@ -126,6 +134,18 @@ class StoreConfig(StrictModel):
     checkpoint_every_s: float = Field(
         default=10.0, gt=0, description="and at least this often while records come in"
     )
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql://user@host:port/dbname URL")
+        return url
+
+    @property
+    def location(self) -> str | Path:
+        """What ``open_store`` takes: the URL if set, else the file's path."""
+        return self.url if self.url is not None else self.path
 
 
 class AuthConfig(StrictModel):

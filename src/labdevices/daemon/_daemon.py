@@ -15,7 +15,6 @@ import ssl
 import time
 from collections.abc import Coroutine
 from contextlib import AsyncExitStack
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -170,7 +169,7 @@ class Daemon:
         # The session secrets come from the daemon's key (outside the database): the
         # database file alone cannot act as anyone.
         session_key = derive_key(
-            load_or_create_signing_key(cfg.store.key_file or default_key_path(cfg.store.path)),
+            load_or_create_signing_key(cfg.store.key_file or default_key_path(cfg.store.location)),
             SESSION_PURPOSE,
         )
         host, port, tls, user, password = await self._broker(stack, session_key)
@@ -305,7 +304,7 @@ class Daemon:
         assert cfg is not None
         hub = LiveHub()
         sessions = WebSessions(self.store, session_key, idle_s=cfg.idle_minutes * 60.0)
-        path = Path(self.config.store.path)
+        path = self.config.store.location
         backend = WebBackend(
             self.store,
             self.bus.topics,
@@ -353,9 +352,9 @@ class Daemon:
     def _open_store(self) -> Store:
         """The store with the daemon's signing key (created at first start, outside the database)."""
         cfg = self.config.store
-        key = load_or_create_signing_key(cfg.key_file or default_key_path(cfg.path))
+        key = load_or_create_signing_key(cfg.key_file or default_key_path(cfg.location))
         return open_store(
-            cfg.path,
+            cfg.location,
             auth_policy=self.config.auth.policy(),
             signer=CheckpointSigner(key, f"labdevices/{self.site}"),
             witness=cfg.witness_file,

@@ -79,7 +79,7 @@ class WebBackend:
     #: ``jobs/submit`` (the job manager's handler, as the bus serves it)
     submit: Callable[[Request, str], Awaitable[JsonValue]]
     #: the SQLite store's file, for the batch record PDF (None: not offered)
-    db_path: Path | None = None
+    db_path: str | Path | None = None
     #: the newest signed checkpoint of the audit chain: (number, note)
     checkpoint: Callable[[], tuple[int, str] | None] = lambda: None
 
@@ -292,11 +292,11 @@ def _seconds(value: JsonValue, default: float) -> float:
     return float(value) if isinstance(value, int | float) else default
 
 
-def _render_pdf(db_path: Path, job_id: int) -> bytes:
+def _render_pdf(db_path: str | Path, job_id: int) -> bytes:
     from ..record import collect_record, render_pdf
-    from ..store import SqliteDatabase
+    from ..store import open_database
 
-    with SqliteDatabase(db_path, readonly=True) as db:
+    with open_database(db_path, readonly=True) as db:
         record = collect_record(db, job_id)
     return render_pdf(record)
 
