@@ -30,6 +30,7 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	sh scripts/ensure-mosquitto.sh
+	sh scripts/ensure-postgresql.sh
 	sh scripts/ensure-poppler.sh
 	sh scripts/ensure-chromium.sh
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from hypothesis import settings
 
+from ._postgres import PostgresServer
+
 # CI explores the same examples every run (a red build must be reproducible);
 # developers' runs explore new ones.
 settings.register_profile("ci", derandomize=True, print_blob=True)
@@ -56,3 +58,23 @@ async def _no_leaked_tasks() -> AsyncIterator[None]:
     for t in leftover:
         t.cancel()
     assert not leftover, f"test left tasks running: {[t.get_name() for t in leftover]}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the whole run (see tests/_postgres.py)."""
+    server = PostgresServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database on the test server, dropped afterwards."""
+    name = postgres_server.create_database()
+    try:
+        yield postgres_server.url(name)
+    finally:
+        postgres_server.drop_database(name)

@@ -136,15 +136,15 @@ async def test_a_request_lost_with_the_responders_broker_is_sent_again_when_it_r
 ) -> None:
     primary, standby = bridged_brokers.primary, bridged_brokers.standby
     runs: Counter[str] = Counter()
-    status = Topics(site).daemon_status()
+    status = Topics(site).daemon_status("d1")
     async with (
         CuttableLink(primary.host, primary.port) as to_primary,
         CuttableLink(standby.host, standby.port) as to_standby,
         # (an attempt through a link that refuses can wait close_timeout_s for its CONNACK)
         bus_on(to_primary, site, to_standby, status_topic=status, close_timeout_s=1.0) as server,
         # The client stays on the standby all along: only the responder's status tells it.
-        bus_on(standby, site, responder_status=status) as client,
-        client.subscribe(status) as statuses,
+        bus_on(standby, site, responder_status=Topics(site).daemon_status()) as client,
+        client.subscribe(Topics(site).daemon_status()) as statuses,
     ):
 
         async def work(request: Request, topic: str) -> JsonValue:

@@ -72,7 +72,7 @@ async def test_last_will_marks_the_daemon_offline_when_its_connection_dies(
     make_bus: Any, link: CuttableLink, site: str
 ) -> None:
     observer = await make_bus("observer")
-    status = observer.topics.daemon_status()
+    status = observer.topics.daemon_status("room-a")
     daemon = BusClient(
         link.host,
         link.port,
@@ -256,7 +256,7 @@ async def test_heartbeats_say_when_the_client_was_last_alive_and_the_will_claims
     make_bus: Any, link: CuttableLink, site: str
 ) -> None:
     observer = await make_bus("observer")
-    status = observer.topics.daemon_status()
+    status = observer.topics.daemon_status("room-a")
     daemon = BusClient(
         link.host,
         link.port,

@@ -18,7 +18,8 @@ def test_builders_follow_the_layout() -> None:
     assert T.job_submit() == "labdevices/lab1/jobs/submit"
     assert T.job_progress("j7") == "labdevices/lab1/jobs/j7/progress"
     assert T.job_state("j7") == "labdevices/lab1/jobs/j7/state"
-    assert T.daemon_status() == "labdevices/lab1/daemon/status"
+    assert T.daemon_status("room-a") == "labdevices/lab1/daemon/status/room-a"
+    assert T.daemon_status() == "labdevices/lab1/daemon/status/+"
     assert T.reply_inbox("cli-1") == "labdevices/lab1/clients/cli-1/reply"
     assert T.commands() == "labdevices/lab1/+/cmd/+"
     assert T.commands("p1") == "labdevices/lab1/p1/cmd/+"
@@ -34,7 +35,7 @@ def test_builders_follow_the_layout() -> None:
         (T.job_submit(), TopicInfo("lab1", "job_submit")),
         (T.job_progress("j7"), TopicInfo("lab1", "job_progress", job_id="j7")),
         (T.job_state("j7"), TopicInfo("lab1", "job_state", job_id="j7")),
-        (T.daemon_status(), TopicInfo("lab1", "daemon_status")),
+        (T.daemon_status("room-a"), TopicInfo("lab1", "daemon_status", name="room-a")),
         (T.reply_inbox("c"), TopicInfo("lab1", "reply", client_id="c")),
     ],
 )

@@ -111,7 +111,7 @@ async def test_the_traffic_of_a_run_fits_the_document(
                 await _exercise(mqtt_broker.url, site, olga, d)
             # the last messages (replies, final states) reach the sniffer before it stops
             await sniffer.flush(10)
-            async with sniffer.subscribe(f"labdevices/{site}/daemon/status") as status:
+            async with sniffer.subscribe(f"labdevices/{site}/daemon/status/+") as status:
                 async for message in status:
                     if json.loads(message.payload).get("online") is False:
                         break

@@ -116,6 +116,40 @@ async def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert (records / "batch-record-DEMO-0001-job1.json").exists()
 
 
+async def test_demo_runs_on_postgresql_and_audit_verify_proves_it(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """`labdevices demo --store postgresql://…`, then `labdevices audit verify --store URL` with
+    the key and witness the daemon kept (by default in the data folder, named after the URL)."""
+    data = {"XDG_DATA_HOME": str(tmp_path / "data")}
+    code, out = await _cli(
+        "demo", "--layers", "2", "--store", postgres_url,
+        "--record-dir", str(tmp_path / "records"), timeout=120, env=data,
+    )  # fmt: skip
+    assert code == 0, out
+    assert "completed" in out and "DEMO-0001" in out
+    assert f"store {postgres_url}" in out
+    assert "verified —" in out and "witnessed" in out and "not yet anchored" not in out
+    assert (tmp_path / "records" / "batch-record-DEMO-0001-job1.pdf").exists()
+    keys = sorted(p.name for p in (tmp_path / "data" / "labdevices").iterdir())
+    stem = keys[0].removesuffix(".key")
+    assert stem.startswith("postgresql-127.0.0.1-")
+    assert keys == [f"{stem}.key", f"{stem}.key.pub", f"{stem}.witness"]
+    # an inspector: the public key and the witness copied elsewhere, the store by its URL
+    code, out = await _cli(
+        "audit", "verify", "--store", postgres_url,
+        "--key", str(tmp_path / "data" / "labdevices" / f"{stem}.key.pub"),
+        "--witness", str(tmp_path / "data" / "labdevices" / f"{stem}.witness"),
+    )  # fmt: skip
+    assert code == 0, out
+    assert f"{postgres_url}: verified" in out
+    # and jobs / users read the same store by its URL
+    code, out = await _cli("jobs", "--store", postgres_url)
+    assert code == 0 and "DEMO-0001" in out, out
+    code, out = await _cli("users", "list", "--store", postgres_url)
+    assert code == 0 and "Olivia Operator" in out, out
+
+
 async def test_sign_shows_what_is_signed_and_asks_for_the_password(
     mqtt_broker: MosquittoBroker, site: str, tmp_path: Path
 ) -> None:

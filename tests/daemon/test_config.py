@@ -20,6 +20,18 @@ def test_the_demo_config_loads() -> None:
     assert len(loaded.sha256) == 64
 
 
+def test_the_postgresql_site_config_loads_and_a_bad_store_url_is_named(tmp_path: Path) -> None:
+    loaded = load_config(ROOT / "config" / "site-postgresql.toml")
+    store = loaded.config.store
+    assert store.location == "postgresql://labdevices@127.0.0.1:5432/labdevices"
+    assert store.key_file == ROOT / "config" / "site1.key"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('site = "s"\n[store]\nurl = "mysql://db/lab"\n')
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(bad)
+    assert any("store.url" in p and "postgresql://" in p for p in caught.value.problems)
+
+
 def test_a_bad_config_lists_every_problem(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -78,7 +77,8 @@ async def test_commands_find_a_daemon_with_an_embedded_broker_without_flags(
             # the embedded broker's port is random, and no secret is in the file
             assert announced[0].broker.startswith("mqtt://127.0.0.1:")
             assert announced[0].broker in ready and "@" not in announced[0].broker
-            assert oct(runtime_file(site).stat().st_mode & 0o777) == oct(0o600)
+            assert announced[0].path == runtime_file(site, "daemon")  # the config's name
+            assert oct(announced[0].path.stat().st_mode & 0o777) == oct(0o600)
             code, out = await _cli("login", "--user", "dave", stdin=TEST_PASSWORD + "\n", env=home)
             assert code == 0 and f"logged in as dave (operator) on site '{site}'" in out, out
             code, out = await _cli("whoami", env=home)
@@ -87,34 +87,37 @@ async def test_commands_find_a_daemon_with_an_embedded_broker_without_flags(
             tail = await stop_daemon(proc)
         assert "labdevices daemon stopped" in tail, tail
     # gone with the daemon: a command now says there is none, and how to point it at one
-    assert find_daemons() == [] and not runtime_file(site).exists()
-    started = time.monotonic()
-    code, out = await _cli("whoami", "--site", site, env=home)
-    elapsed = time.monotonic() - started
+    assert find_daemons() == [] and not runtime_file(site, "daemon").exists()
+    # a command gives up rather than hang (its budget is REACH_BUDGET_S; the bound here
+    # only catches a hang, as timings belong in benchmarks/)
+    code, out = await _cli("whoami", "--site", site, env=home, timeout=30)
     assert code == 2, out
     # (whether something listens on the default port of this machine or not)
     assert "no daemon" in out and f"{DEFAULT_BROKER} (the default" in out, out
     flat = " ".join(out.split())
     assert all(way in flat for way in THREE_WAYS), out
-    assert str(runtime_file(site)) in flat, out
-    assert elapsed < 5.0, f"{elapsed:.1f} s"
+    assert str(runtime_file(site, "*")) in flat, out
 
 
-async def test_a_broker_without_a_daemon_is_named_within_5_s(
+async def test_a_broker_without_a_daemon_is_named(
     mqtt_broker: MosquittoBroker, site: str, tmp_path: Path
 ) -> None:
     session = tmp_path / "session.json"
     issue_session(tmp_path / "lab.db", "dave", site=site).save(session)
-    started = time.monotonic()
     code, out = await _cli(
-        "alarms", "--broker", mqtt_broker.url, "--site", site, "--session-file", str(session)
+        "alarms",
+        "--broker",
+        mqtt_broker.url,
+        "--site",
+        site,
+        "--session-file",
+        str(session),
+        timeout=30,
     )
-    elapsed = time.monotonic() - started
     flat = " ".join(out.split())
     assert code == 2, out
     assert f"no daemon of site '{site}' at {mqtt_broker.url} (from --broker)" in flat, out
     assert all(way in flat for way in THREE_WAYS), out
-    assert elapsed < 5.0, f"{elapsed:.1f} s"
 
 
 async def test_the_broker_comes_from_the_flag_then_the_environment_then_the_runtime_file(

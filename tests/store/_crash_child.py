@@ -1,6 +1,7 @@
 """Child process for the crash test: writes jobs and audit records forever, reporting each commit.
 
-With a key file as second argument it signs checkpoints as the daemon does. Every line on
+Arguments: the store (file or URL), its witness file, and optionally a key file: with one it
+signs checkpoints as the daemon does. Every line on
 stdout is JSON, printed only after the write it describes has
 returned, i.e. was committed. The parent SIGKILLs this process at some point.
 """
@@ -11,18 +12,18 @@ import asyncio
 import json
 import sys
 
-from labdevices.store import CheckpointSigner, SqliteStore, load_or_create_signing_key
+from labdevices.store import CheckpointSigner, load_or_create_signing_key, open_store
 
 
 def report(**fields: object) -> None:
     print(json.dumps(fields), flush=True)
 
 
-async def main(db: str, key: str | None) -> None:
+async def main(db: str, witness: str, key: str | None) -> None:
     signer = None
     if key is not None:  # as the daemon: signed checkpoints every 8 records, and a witness file
         signer = CheckpointSigner(load_or_create_signing_key(key), "labdevices/crash")
-    async with SqliteStore(db, signer=signer, checkpoint_every_records=8) as store:
+    async with open_store(db, signer=signer, witness=witness, checkpoint_every_records=8) as store:
         report(kind="ready")
         i = 0
         while True:
@@ -56,4 +57,4 @@ class _Point:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None))

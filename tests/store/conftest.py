@@ -1,36 +1,72 @@
-"""Fixtures for the store tests: a fresh store file with a mix of audited history."""
+"""Fixtures for the store tests: a fresh store with a mix of audited history.
+
+Every test that uses ``db_path`` (directly or through ``store``, ``filled``, ``signed``)
+runs twice: on an SQLite file (id ``sqlite``) and on a fresh PostgreSQL database (id
+``postgresql``, on the server of the ``postgres_server`` fixture). ``db_path`` is then the
+file's path or the database's URL, which ``open_database``/``open_store`` both take.
+Tests about the SQLite file itself (a missing or corrupt file, its WAL mode) do not use
+``db_path`` and run once; their PostgreSQL counterparts (an unreachable server, an empty
+database) are written apart.
+"""
 
 from __future__ import annotations
 
 import json
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from labdevices.devices import Sample
-from labdevices.store import JobState, SqliteDatabase, SqliteStore, load_or_create_signing_key
+from labdevices.store import (
+    JobState,
+    SqliteDatabase,
+    Store,
+    default_key_path,
+    default_witness_path,
+    load_or_create_signing_key,
+    open_database,
+    open_store,
+)
 from labdevices.store._checkpoints import CheckpointSigner
 
+#: a store's location: an SQLite file's path or a PostgreSQL URL
+Location = str | Path
+
+
+@pytest.fixture(autouse=True)
+def _own_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Default store, key and witness files (a PostgreSQL store's live in the data folder) go
+    to the test's own folder, never the user's."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.delenv("LABDEVICES_DB", raising=False)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "lab.db"
+def db_path(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Location:
+    if backend == "sqlite":
+        return tmp_path / "lab.db"
+    return str(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(db_path) as s:
+async def store(db_path: Location) -> AsyncIterator[Store]:
+    async with open_store(db_path) as s:
         yield s
 
 
 @pytest.fixture
-def filled(db_path: Path) -> Path:
+def filled(db_path: Location) -> Location:
     """A store with 12 audit records: jobs through their states, an alarm, commands, a config load."""
-    with SqliteDatabase(db_path) as db:
+    with open_database(db_path) as db:
         db.record_config_load("config/demo.toml", "ab" * 32)  # 1
         job = db.create_job(  # 2
             "printer1",
@@ -61,10 +97,15 @@ def filled(db_path: Path) -> Path:
 class Signed:
     """A store written by a signing daemon, its public key and a witness's copy, both kept apart."""
 
-    db: Path
+    db: Location
     key: Path
     witness: Path
     private: Path
+    #: the daemon's own witness file (``witness`` is a copy kept elsewhere)
+    live_witness: Path
+
+    def open(self, signer: CheckpointSigner | None = None) -> SqliteDatabase:
+        return open_database(self.db, signer=signer, witness=self.live_witness)
 
 
 def write_history(db: SqliteDatabase) -> None:
@@ -115,10 +156,10 @@ def write_history(db: SqliteDatabase) -> None:
     with db._tx(durable=True) as c:
         cur = c.execute(
             "INSERT INTO signatures (object, user_id, full_name, meaning, comment, time,"
-            " content_sha256) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " content_sha256) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
             ("job/1", "carol", "Carol C", "released", "ok", "2026-11-26T10:00:00Z", "ab" * 32),
         )
-        sid = int(cur.lastrowid or 0)
+        sid = int(cur.fetchone()[0])
         db._append_audit(
             c,
             t=now,
@@ -143,17 +184,36 @@ def write_history(db: SqliteDatabase) -> None:
 
 
 @pytest.fixture
-def signed(tmp_path: Path) -> Signed:
+def signed(tmp_path: Path, db_path: Location) -> Signed:
     """A store closed by a signing daemon; the public key and a witness copy kept elsewhere."""
-    db_path = tmp_path / "lab.db"
-    private = tmp_path / "lab.db.key"
+    # where a daemon keeps them by default: beside the file, or for a URL in the data folder
+    private = default_key_path(db_path)
+    live_witness = default_witness_path(db_path)
     signer = CheckpointSigner(load_or_create_signing_key(private), "labdevices/lab1")
-    with SqliteDatabase(db_path, signer=signer, checkpoint_every_records=4) as db:
+    with open_database(
+        db_path, signer=signer, witness=live_witness, checkpoint_every_records=4
+    ) as db:
         write_history(db)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     key = elsewhere / "daemon.pub"
-    shutil.copy(tmp_path / "lab.db.key.pub", key)
+    shutil.copy(private.with_name(private.name + ".pub"), key)
     witness = elsewhere / "witness.jsonl"
-    shutil.copy(tmp_path / "lab.db.witness", witness)
-    return Signed(db_path, key, witness, private)
+    shutil.copy(live_witness, witness)
+    return Signed(db_path, key, witness, private, live_witness)
+
+
+@pytest.fixture
+def other_db_path(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Location]:
+    """A second, separate store of the same kind as ``db_path``."""
+    if backend == "sqlite":
+        yield tmp_path / "other.db"
+        return
+    server = request.getfixturevalue("postgres_server")
+    name = server.create_database()
+    try:
+        yield server.url(name)
+    finally:
+        server.drop_database(name)

@@ -1,6 +1,8 @@
-"""Deliberate attacks on the store file, as someone with write access to it (but not the daemon's
-private key, nor the witness kept elsewhere) would make them: plain sqlite3, hashes recomputed
-with hashlib so that every forgery is "valid" where the attack says so, no labdevices code.
+"""Deliberate attacks on the store, as someone with write access to it (but not the daemon's
+private key, nor the witness kept elsewhere) would make them: plain sqlite3 on the file, or
+psql-like SQL as a PostgreSQL superuser (triggers off for the session, or dropped), hashes
+recomputed with hashlib so that every forgery is "valid" where the attack says so, no
+labdevices code.
 
 Each attack must make ``labdevices audit verify --key PUB --witness FILE`` exit 1 naming the
 table and row; the untouched store verifies (exit 0).
@@ -12,7 +14,8 @@ import hashlib
 import json
 import shutil
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +25,13 @@ from typer.testing import CliRunner
 import labdevices.cli._proof  # noqa: F401  (registers the commands)
 from labdevices.cli import app
 
-from .conftest import Signed
+from ._tamper import GUARDS, is_postgres, put_back, raw, save_copy
+from .conftest import Location, Signed
 
 runner = CliRunner()
 GENESIS = "0" * 64
-TRIGGERS = (
-    "audit_no_update",
-    "audit_no_delete",
-    "signatures_no_update",
-    "signatures_no_delete",
-    "checkpoints_no_update",
-    "checkpoints_no_delete",
-    "users_no_delete",
-)
+#: a plain connection: ``sqlite3.Connection`` or the psycopg one of ``_tamper.raw``
+Conn = Any
 
 
 # -- the attacker's tools: the published formats, re-implemented ---------------------------
@@ -57,15 +54,14 @@ def row_hash(table: str, row: dict[str, Any]) -> str:
     return hashlib.sha256(canon({"table": table, "row": body}).encode()).hexdigest()
 
 
-def connect(db: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(db, isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    for trigger in TRIGGERS:  # the guards stop accidents, not someone with the file
-        conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
-    return conn
+@contextmanager
+def connect(db: Location) -> Iterator[Conn]:
+    # the guards stop accidents, not someone with the file or a superuser's psql
+    with raw(db, guards_off=GUARDS) as conn:
+        yield conn
 
 
-def rechain(conn: sqlite3.Connection) -> None:
+def rechain(conn: Conn) -> None:
     """Renumber the records 1..n and recompute every hash and the head: a self-consistent chain."""
     rows = [dict(r) for r in conn.execute("SELECT * FROM audit ORDER BY seq")]
     conn.execute("DELETE FROM audit")
@@ -80,8 +76,11 @@ def rechain(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE audit_head SET seq = ?, hash = ?", (len(rows), prev))
 
 
-def restore_triggers(db: Path, source: Path) -> None:
-    """Put the dropped guards back (copied from an untouched store), so only the data differs."""
+def restore_triggers(db: Location, source: Path) -> None:
+    """Put the dropped guards back (copied from an untouched store), so only the data differs.
+    (PostgreSQL: they were only off for the attacker's session.)"""
+    if is_postgres(db):
+        return
     src = sqlite3.connect(source)
     sqls = [r[0] for r in src.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger'")]
     src.close()
@@ -114,32 +113,32 @@ def verify(s: Signed, *extra: str) -> tuple[int, str]:
 # -- the attacks ----------------------------------------------------------------------------
 
 
-def edit_and_rechain(conn: sqlite3.Connection) -> None:
+def edit_and_rechain(conn: Conn) -> None:
     conn.execute(
         "UPDATE audit SET actor = 'mallory' WHERE action = 'job.create' AND object = 'job/1'"
     )
     rechain(conn)
 
 
-def delete_middle_and_rechain(conn: sqlite3.Connection) -> None:
+def delete_middle_and_rechain(conn: Conn) -> None:
     conn.execute("DELETE FROM audit WHERE action = 'alarm.acknowledge'")
     rechain(conn)
 
 
-def cut_tail(conn: sqlite3.Connection) -> None:
+def cut_tail(conn: Conn) -> None:
     last = conn.execute("SELECT MAX(seq) FROM audit").fetchone()[0]
     conn.execute("DELETE FROM audit WHERE seq > ?", (last - 3,))
     row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     conn.execute("UPDATE audit_head SET seq = ?, hash = ?", (row[0], row[1]))
 
 
-def cut_tail_and_checkpoints(conn: sqlite3.Connection) -> None:
+def cut_tail_and_checkpoints(conn: Conn) -> None:
     cut_tail(conn)
     size = conn.execute("SELECT seq FROM audit_head").fetchone()[0]
     conn.execute("DELETE FROM checkpoints WHERE size > ?", (size,))
 
 
-def wipe(conn: sqlite3.Connection) -> None:
+def wipe(conn: Conn) -> None:
     for table in (
         "audit",
         "checkpoints",
@@ -157,7 +156,7 @@ def wipe(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE audit_head SET seq = 0, hash = ?", (GENESIS,))
 
 
-def forge_approval(conn: sqlite3.Connection) -> None:
+def forge_approval(conn: Conn) -> None:
     head = conn.execute("SELECT seq, hash FROM audit_head").fetchone()
     r = {
         "seq": head[0] + 1,
@@ -177,13 +176,13 @@ def forge_approval(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE audit_head SET seq = ?, hash = ?", (r["seq"], r["hash"]))
 
 
-def job_completed(conn: sqlite3.Connection) -> None:
+def job_completed(conn: Conn) -> None:
     conn.execute(
         "UPDATE jobs SET state = 'completed', error = NULL, patient_id = 'P-99' WHERE id = 2"
     )
 
 
-def job_completed_rechained(conn: sqlite3.Connection) -> None:
+def job_completed_rechained(conn: Conn) -> None:
     """The job edited AND its last audit record's row hash made to match, chain recomputed."""
     job_completed(conn)
     row = dict(conn.execute("SELECT * FROM jobs WHERE id = 2").fetchone())
@@ -194,11 +193,11 @@ def job_completed_rechained(conn: sqlite3.Connection) -> None:
     rechain(conn)
 
 
-def telemetry_overwritten(conn: sqlite3.Connection) -> None:
-    conn.execute("UPDATE telemetry SET value = 21.5 WHERE block = 2")
+def telemetry_overwritten(conn: Conn) -> None:
+    conn.execute("UPDATE telemetry SET value = '21.5' WHERE block = 2")
 
 
-def telemetry_block_recomputed(conn: sqlite3.Connection) -> None:
+def telemetry_block_recomputed(conn: Conn) -> None:
     telemetry_overwritten(conn)
     h = hashlib.sha256()
     for r in conn.execute(
@@ -208,73 +207,77 @@ def telemetry_block_recomputed(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE telemetry_blocks SET sha256 = ? WHERE id = 2", (h.hexdigest(),))
 
 
-def events_deleted(conn: sqlite3.Connection) -> None:
+def events_deleted(conn: Conn) -> None:
     conn.execute("DELETE FROM job_events WHERE job_id = 2 AND kind = 'note'")
 
 
-def triggers_dropped(conn: sqlite3.Connection) -> None:
-    pass  # connect() already dropped them
+def triggers_dropped(conn: Conn) -> None:
+    if isinstance(conn, sqlite3.Connection):
+        return  # connect() already dropped them
+    for guard in GUARDS:
+        table = guard.split("_no_")[0]
+        conn.execute(f"DROP TRIGGER {guard} ON {table}")
 
 
-def alarm_edited(conn: sqlite3.Connection) -> None:
+def alarm_edited(conn: Conn) -> None:
     conn.execute("UPDATE alarms SET acknowledged_by = 'mallory' WHERE id = 1")
 
 
-def user_promoted(conn: sqlite3.Connection) -> None:
+def user_promoted(conn: Conn) -> None:
     conn.execute("UPDATE users SET roles = '[\"admin\"]' WHERE id = 'alice'")
 
 
-def user_inserted(conn: sqlite3.Connection) -> None:
+def user_inserted(conn: Conn) -> None:
     conn.execute(
         "INSERT INTO users (id, full_name, roles, created_at) VALUES ('mallory', 'M', '[\"admin\"]', 0)"
     )
 
 
-def signature_edited(conn: sqlite3.Connection) -> None:
+def signature_edited(conn: Conn) -> None:
     conn.execute("UPDATE signatures SET meaning = 'rejected' WHERE id = 1")
 
 
-def signature_deleted(conn: sqlite3.Connection) -> None:
+def signature_deleted(conn: Conn) -> None:
     conn.execute("DELETE FROM signatures WHERE id = 1")
 
 
-def block_deleted(conn: sqlite3.Connection) -> None:
+def block_deleted(conn: Conn) -> None:
     conn.execute("DELETE FROM telemetry WHERE block = 3")
     conn.execute("DELETE FROM telemetry_blocks WHERE id = 3")
 
 
-def gcode_edited(conn: sqlite3.Connection) -> None:
+def gcode_edited(conn: Conn) -> None:
     conn.execute("UPDATE job_gcode SET gcode = 'G28\nG1 X99\nM400\n' WHERE job_id = 1")
 
 
-def gcode_deleted(conn: sqlite3.Connection) -> None:
+def gcode_deleted(conn: Conn) -> None:
     conn.execute("DELETE FROM job_gcode WHERE job_id = 1")
 
 
-def job_deleted(conn: sqlite3.Connection) -> None:
+def job_deleted(conn: Conn) -> None:
     conn.execute("DELETE FROM job_events WHERE job_id = 1")
     conn.execute("DELETE FROM job_gcode WHERE job_id = 1")
     conn.execute("DELETE FROM jobs WHERE id = 1")
 
 
-def job_inserted(conn: sqlite3.Connection) -> None:
+def job_inserted(conn: Conn) -> None:
     conn.execute(
         "INSERT INTO jobs (printer, state, created_at, batch_id) VALUES ('printer1', 'completed', 0, 'B-X')"
     )
 
 
-def checkpoint_edited(conn: sqlite3.Connection) -> None:
+def checkpoint_edited(conn: Conn) -> None:
     note = conn.execute("SELECT note FROM checkpoints WHERE id = 3").fetchone()[0]
     lines = note.split("\n")
     lines[1] = str(int(lines[1]) - 1)
     conn.execute("UPDATE checkpoints SET note = ? WHERE id = 3", ("\n".join(lines),))
 
 
-def head_deleted(conn: sqlite3.Connection) -> None:
+def head_deleted(conn: Conn) -> None:
     conn.execute("DELETE FROM audit_head")
 
 
-ATTACKS: list[tuple[str, Callable[[sqlite3.Connection], None], bool, list[str]]] = [
+ATTACKS: list[tuple[str, Callable[[Conn], None], bool, list[str]]] = [
     # (name, attack, put the triggers back afterwards, what the report must name)
     (
         "edit a record, recompute every later hash and audit_head",
@@ -331,7 +334,7 @@ ATTACKS: list[tuple[str, Callable[[sqlite3.Connection], None], bool, list[str]]]
         "the append-only triggers dropped",
         triggers_dropped,
         False,
-        ["sqlite_master trigger audit_no_update", "sqlite_master trigger checkpoints_no_delete"],
+        ["{guards} trigger audit_no_update", "{guards} trigger checkpoints_no_delete"],
     ),
     ("an alarm's acknowledgement rewritten", alarm_edited, True, ["alarms row 1: changed"]),
     ("a user given the admin role", user_promoted, True, ["users row alice: changed"]),
@@ -367,25 +370,29 @@ def test_untouched_store_verifies(signed: Signed) -> None:
 def test_attack_is_reported(
     signed: Signed,
     tmp_path: Path,
-    attack: Callable[[sqlite3.Connection], None],
+    attack: Callable[[Conn], None],
     restore: bool,
     expected: list[str],
 ) -> None:
-    pristine = tmp_path / "pristine.db"
-    shutil.copy(signed.db, pristine)
-    conn = connect(signed.db)
-    try:
+    save_copy(signed.db, "pristine")
+    with connect(signed.db) as conn:
         conn.execute("BEGIN")
         attack(conn)
         conn.execute("COMMIT")
-    finally:
-        conn.close()
     if restore:
-        restore_triggers(signed.db, pristine)
+        restore_triggers(signed.db, Path(f"{signed.db}.pristine"))
     code, out = verify(signed)
+    if attack is forge_approval and is_postgres(signed.db):
+        # A shared store has no "closed" checkpoint (another daemon may still write): a
+        # record appended at the end is only "not yet anchored" until a checkpoint signs it.
+        assert code == 3, out
+        assert "not yet anchored: 1 records" in out
+        return
     assert code == 1, out
     assert "TAMPERED" in out
+    guards = "pg_trigger" if is_postgres(signed.db) else "sqlite_master"
     for text in expected:
+        text = text.format(guards=guards)
         assert text in out, f"{text!r} not in:\n{out}"
 
 
@@ -393,17 +400,14 @@ def test_rollback_to_an_older_consistent_copy_is_caught_by_the_witness(
     signed: Signed, tmp_path: Path
 ) -> None:
     """A copy of the store taken earlier (consistent with an older checkpoint) put back."""
-    old = tmp_path / "old.db"
-    shutil.copy(signed.db, old)
-    from labdevices.store import CheckpointSigner, SqliteDatabase, load_or_create_signing_key
+    save_copy(signed.db, "old")
+    from labdevices.store import CheckpointSigner, load_or_create_signing_key
 
     signer = CheckpointSigner(load_or_create_signing_key(signed.private), "labdevices/lab1")
-    with SqliteDatabase(signed.db, signer=signer) as db:
+    with signed.open(signer) as db:
         db.audit("alice", "setpoint.write", "device/incubator1/temperature", old=36.5, new=37.0)
-    shutil.copy(signed.db.with_name("lab.db.witness"), signed.witness)  # the witness kept up
-    shutil.copy(old, signed.db)
-    for suffix in ("-wal", "-shm"):
-        signed.db.with_name(signed.db.name + suffix).unlink(missing_ok=True)
+    shutil.copy(signed.live_witness, signed.witness)  # the witness kept up
+    put_back(signed.db, "old")
     code, out = verify(signed)
     assert code == 1, out
     assert "the witness holds checkpoint" in out
@@ -426,17 +430,17 @@ def test_rollback_to_an_older_consistent_copy_is_caught_by_the_witness(
 
 def test_a_forged_key_is_refused(signed: Signed, tmp_path: Path) -> None:
     """Checkpoints re-signed with another key (the attacker's) do not verify with the real one."""
-    from labdevices.store import CheckpointSigner, SqliteDatabase, load_or_create_signing_key
+    from labdevices.store import CheckpointSigner, load_or_create_signing_key
 
-    conn = connect(signed.db)
-    conn.execute("DELETE FROM checkpoints")
-    conn.close()
-    restore_triggers(signed.db, signed.db)
+    save_copy(signed.db, "pristine")
+    with connect(signed.db) as conn:
+        conn.execute("DELETE FROM checkpoints")
+    restore_triggers(signed.db, Path(f"{signed.db}.pristine"))
     mallory = CheckpointSigner(
         load_or_create_signing_key(tmp_path / "mallory.key"), "labdevices/lab1"
     )
-    signed.db.with_name("lab.db.witness").unlink()
-    with SqliteDatabase(signed.db, signer=mallory) as db:
+    signed.live_witness.unlink()
+    with signed.open(mallory) as db:
         db.audit("mallory", "job.approve", "job/2")
     code, out = verify(signed)
     assert code == 1, out
@@ -444,14 +448,12 @@ def test_a_forged_key_is_refused(signed: Signed, tmp_path: Path) -> None:
 
 
 def test_every_problem_is_listed_not_only_the_first(signed: Signed, tmp_path: Path) -> None:
-    pristine = tmp_path / "pristine.db"
-    shutil.copy(signed.db, pristine)
-    conn = connect(signed.db)
-    alarm_edited(conn)
-    user_promoted(conn)
-    telemetry_overwritten(conn)
-    conn.close()
-    restore_triggers(signed.db, pristine)
+    save_copy(signed.db, "pristine")
+    with connect(signed.db) as conn:
+        alarm_edited(conn)
+        user_promoted(conn)
+        telemetry_overwritten(conn)
+    restore_triggers(signed.db, Path(f"{signed.db}.pristine"))
     code, out = verify(signed, "--json")
     assert code == 1
     report = json.loads(out)

@@ -18,16 +18,17 @@ from labdevices.store import (
     CheckpointError,
     CheckpointSigner,
     JobState,
-    SqliteDatabase,
     StoreError,
     WitnessLog,
     load_or_create_signing_key,
+    open_database,
     public_key_bytes,
     verify_store,
 )
 from labdevices.store._checkpoints import parse_checkpoint, parse_verifier_key, read_witness
 
-from .conftest import Signed
+from ._tamper import is_postgres, put_back, save_copy
+from .conftest import Location, Signed
 
 runner = CliRunner()
 
@@ -69,10 +70,12 @@ def test_a_changed_note_or_another_key_does_not_verify(tmp_path: Path) -> None:
         parse_checkpoint(cp.note, other)
 
 
-def test_store_checkpoints_at_open_every_n_records_on_demand_and_at_close(tmp_path: Path) -> None:
+def test_store_checkpoints_at_open_every_n_records_on_demand_and_at_close(
+    tmp_path: Path, db_path: Location
+) -> None:
     signer = _signer(tmp_path)
-    db_path = tmp_path / "lab.db"
-    with SqliteDatabase(db_path, signer=signer, checkpoint_every_records=5) as db:
+    witness = tmp_path / "lab.witness"
+    with open_database(db_path, signer=signer, witness=witness, checkpoint_every_records=5) as db:
         for i in range(12):
             db.audit("alice", "setpoint.write", "device/x/t", new=i)
         job = db.create_job("p1", actor="alice")
@@ -81,25 +84,26 @@ def test_store_checkpoints_at_open_every_n_records_on_demand_and_at_close(tmp_pa
         assert db.checkpoint() is None  # nothing new
         sizes = [(cp.size, cp.state) for _, cp in db.checkpoints()]
     assert sizes == [(0, "open"), (5, "running"), (10, "running"), (14, "running")]
-    with SqliteDatabase(db_path, readonly=True) as db:
+    with open_database(db_path, readonly=True) as db:
         cps = db.checkpoints()
-    assert [(cp.size, cp.state) for _, cp in cps][-1] == (14, "closed")
+    # another daemon may go on writing a shared (PostgreSQL) store: never "closed" there
+    closing = "running" if is_postgres(db_path) else "closed"
+    assert [(cp.size, cp.state) for _, cp in cps][-1] == (14, closing)
     # every one in the witness file, in order, linked
-    witnessed = list(read_witness(db_path.with_name("lab.db.witness")))
+    witnessed = list(read_witness(witness))
     assert [n for n, _ in witnessed] == [n for n, _ in cps]
     assert all(note == cp.note for (_, note), (_, cp) in zip(witnessed, cps, strict=True))
     for (_, a), (_, b) in itertools.pairwise(cps):
         assert b.prev == a.sha256
-    report = verify_store(
-        db_path, public_key=signer.public, witness=db_path.with_name("lab.db.witness")
-    )
+    report = verify_store(db_path, public_key=signer.public, witness=witness)
     assert report.exit_code == 0 and report.anchored_seq == 14, report.problems
 
 
-def test_unanchored_tail_is_reported_apart_from_tampering(tmp_path: Path) -> None:
+def test_unanchored_tail_is_reported_apart_from_tampering(
+    tmp_path: Path, db_path: Location
+) -> None:
     signer = _signer(tmp_path)
-    db_path = tmp_path / "lab.db"
-    db = SqliteDatabase(
+    db = open_database(
         db_path, signer=signer, checkpoint_every_records=100, checkpoint_every_s=3600
     )
     db.open()
@@ -109,7 +113,7 @@ def test_unanchored_tail_is_reported_apart_from_tampering(tmp_path: Path) -> Non
         report = verify_store(db_path, public_key=signer.public)
         assert (report.exit_code, report.unanchored, report.problems) == (3, 3, [])
         result = runner.invoke(
-            app, ["audit", "verify", "--db", str(db_path), "--key", signer.verifier_key]
+            app, ["audit", "verify", "--store", str(db_path), "--key", signer.verifier_key]
         )
         assert result.exit_code == 3, result.output
         assert "not yet anchored: 3 records" in result.output
@@ -118,26 +122,24 @@ def test_unanchored_tail_is_reported_apart_from_tampering(tmp_path: Path) -> Non
     assert verify_store(db_path, public_key=signer.public).exit_code == 0
 
 
-def test_a_store_behind_its_witness_refuses_to_open(tmp_path: Path) -> None:
+def test_a_store_behind_its_witness_refuses_to_open(tmp_path: Path, db_path: Location) -> None:
     """A daemon restarted on a rolled-back store (an older copy put back) does not sign it."""
     signer = _signer(tmp_path)
-    db_path = tmp_path / "lab.db"
-    with SqliteDatabase(db_path, signer=signer) as db:
+    with open_database(db_path, signer=signer) as db:
         db.audit("alice", "note", "x")
-    shutil.copy(db_path, tmp_path / "old.db")
-    with SqliteDatabase(db_path, signer=signer) as db:
+    save_copy(db_path, "old")
+    with open_database(db_path, signer=signer) as db:
         db.audit("alice", "note", "y")
-    shutil.copy(tmp_path / "old.db", db_path)
+    put_back(db_path, "old")
     with pytest.raises(StoreError, match="rolled back"):
-        SqliteDatabase(db_path, signer=signer).open()
+        open_database(db_path, signer=signer).open()
 
 
-def test_a_store_signed_by_another_key_refuses_to_open(tmp_path: Path) -> None:
-    db_path = tmp_path / "lab.db"
-    with SqliteDatabase(db_path, signer=_signer(tmp_path, "a")) as db:
+def test_a_store_signed_by_another_key_refuses_to_open(tmp_path: Path, db_path: Location) -> None:
+    with open_database(db_path, signer=_signer(tmp_path, "a")) as db:
         db.audit("alice", "note", "x")
     with pytest.raises(StoreError, match="not signed by this daemon's key"):
-        SqliteDatabase(db_path, signer=_signer(tmp_path, "b")).open()
+        open_database(db_path, signer=_signer(tmp_path, "b")).open()
 
 
 def test_witness_log_accepts_extensions_and_refuses_forks_and_rollbacks(tmp_path: Path) -> None:
@@ -179,7 +181,7 @@ def test_witness_file_torn_last_line_is_ignored(tmp_path: Path) -> None:
 
 
 def test_keys_show_prints_the_fingerprint_and_verifier_key(signed: Signed) -> None:
-    result = runner.invoke(app, ["keys", "show", "--db", str(signed.db)])
+    result = runner.invoke(app, ["keys", "show", "--store", str(signed.db)])
     assert result.exit_code == 0, result.output
     assert "fingerprint  SHA256:" in result.output
     vkey = result.output.split("verifier key ")[1].split()[0]
@@ -204,7 +206,7 @@ def test_keys_show_prints_the_fingerprint_and_verifier_key(signed: Signed) -> No
 def test_archive_is_self_verifying_and_leaves_the_store_whole(
     signed: Signed, tmp_path: Path
 ) -> None:
-    with SqliteDatabase(signed.db, readonly=True) as db:
+    with open_database(signed.db, readonly=True) as db:
         before_count = len(db.audit_records())
         last_time = db.checkpoints()[-1][1].time
     out = tmp_path / "2026.archive"
@@ -224,9 +226,10 @@ def test_archive_is_self_verifying_and_leaves_the_store_whole(
     )
     assert result.exit_code == 0, result.output
     assert f"{before_count} audit records" in result.output
-    with SqliteDatabase(signed.db, readonly=True) as db:
+    with open_database(signed.db, readonly=True) as db:
         assert len(db.audit_records()) == before_count  # nothing deleted
-    shutil.move(signed.db, tmp_path / "elsewhere.db")  # the archive stands alone
+    if isinstance(signed.db, Path):
+        shutil.move(signed.db, tmp_path / "elsewhere.db")  # the archive stands alone
     ok = runner.invoke(app, ["audit", "verify", "--archive", str(out), "--key", str(signed.key)])
     assert ok.exit_code == 0, ok.output
     assert last_time < "2100"
@@ -241,10 +244,11 @@ def test_archive_is_self_verifying_and_leaves_the_store_whole(
     assert bad.exit_code == 1 and "jobs row 1: changed" in bad.output
 
 
-def test_archive_cut_leaves_later_changes_for_a_later_archive(tmp_path: Path) -> None:
+def test_archive_cut_leaves_later_changes_for_a_later_archive(
+    tmp_path: Path, db_path: Location
+) -> None:
     signer = _signer(tmp_path)
-    db_path = tmp_path / "lab.db"
-    with SqliteDatabase(db_path, signer=signer) as db:
+    with open_database(db_path, signer=signer, witness=tmp_path / "w") as db:
         early = db.create_job("p1", actor="alice")
         db.checkpoint()
         cut = db.checkpoints()[-1][1].time
@@ -264,8 +268,9 @@ def test_verify_takes_store_key_and_witness_from_the_daemon_config(
     signed: Signed, tmp_path: Path
 ) -> None:
     config = tmp_path / "daemon.toml"
+    where = f'url = "{signed.db}"' if is_postgres(signed.db) else 'path = "lab.db"'
     config.write_text(
-        'site = "lab1"\n[store]\npath = "lab.db"\nwitness_file = "elsewhere/witness.jsonl"\n'
+        f'site = "lab1"\n[store]\n{where}\nwitness_file = "elsewhere/witness.jsonl"\n'
     )
     result = runner.invoke(app, ["audit", "verify", "--config", str(config)])
     assert result.exit_code == 0, result.output

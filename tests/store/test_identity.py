@@ -1,11 +1,11 @@
-"""Users, passwords, lock-out, ageing and sessions in the store (a real SQLite file)."""
+"""Users, passwords, lock-out, ageing and sessions in the store (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,17 +18,20 @@ from labdevices.store import (
     AuthPolicy,
     PasswordRejected,
     SqliteDatabase,
-    SqliteStore,
     mosquitto_hash,
     mosquitto_verify,
+    open_database,
+    open_store,
 )
+
+from ._tamper import RAW_ERRORS
 
 PW = "correct horse battery"
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> SqliteDatabase:
-    with SqliteDatabase(tmp_path / "lab.db") as database:
+def db(db_path: str | Path) -> Iterator[SqliteDatabase]:
+    with open_database(db_path) as database:
         database.add_user(
             "admin", "Ada Admin", ["admin"], by="system-setup", reason="first admin", password=PW
         )
@@ -56,7 +59,7 @@ def test_add_user_is_audited_with_who_and_why_and_ids_are_never_reused(db: Sqlit
     db.deactivate_user("alice", by="admin", reason="left the lab")
     with pytest.raises(BadRequest, match="never reused"):
         db.add_user("alice", "Alice Again", ["viewer"], by="admin", reason="rehire")
-    with pytest.raises(sqlite3.IntegrityError, match="deactivated, never deleted"):
+    with pytest.raises(RAW_ERRORS, match="deactivated, never deleted"):
         db._db.execute("DELETE FROM users WHERE id = 'alice'")
 
 
@@ -140,10 +143,10 @@ def test_wrong_unknown_and_deactivated_are_refused_alike_and_audited(db: SqliteD
 
 
 def test_lockout_after_n_failures_raises_an_alarm_and_refuses_even_the_right_password(
-    tmp_path: Path,
+    db_path: str | Path,
 ) -> None:
     policy = AuthPolicy(lockout_threshold=3, lockout_minutes=10)
-    with SqliteDatabase(tmp_path / "lab.db", auth_policy=policy) as db:
+    with open_database(db_path, auth_policy=policy) as db:
         db.add_user("dave", "Dave", ["operator"], by="admin", reason="r", password=PW)
         for _ in range(2):
             with pytest.raises(Unauthenticated):
@@ -173,9 +176,9 @@ def test_success_resets_the_failure_count(db: SqliteDatabase) -> None:
     assert db.check_password("admin", PW).failed_logins == 0
 
 
-def test_passwords_age_but_service_accounts_do_not(tmp_path: Path) -> None:
+def test_passwords_age_but_service_accounts_do_not(db_path: str | Path) -> None:
     policy = AuthPolicy(max_age_days=90)
-    with SqliteDatabase(tmp_path / "lab.db", auth_policy=policy) as db:
+    with open_database(db_path, auth_policy=policy) as db:
         db.add_user("erin", "Erin", ["operator"], by="admin", reason="r", password=PW)
         db.add_user(
             "ci-bot", "CI pipeline", ["operator"], by="admin", reason="r", password=PW, service=True
@@ -224,7 +227,16 @@ def test_sessions_expire_and_are_revoked_by_logout_deactivation_and_reset(
 
 def test_the_database_holds_no_session_secret(db: SqliteDatabase) -> None:
     _, session = db.login("admin", PW)
-    cols = [r[1] for r in db._db.execute("PRAGMA table_info(sessions)")]
+    if db.dialect.shared:
+        cols = [
+            r[0]
+            for r in db._db.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'sessions'"
+                " AND table_schema = current_schema() ORDER BY ordinal_position"
+            )
+        ]
+    else:
+        cols = [r[1] for r in db._db.execute("PRAGMA table_info(sessions)")]
     assert cols == ["id", "user_id", "created_at", "expires_at", "revoked_at"]
     assert session.id
 
@@ -244,8 +256,8 @@ def test_mosquitto_hash_is_accepted_by_mosquitto_passwd_format(tmp_path: Path) -
     assert mosquitto_verify(theirs, PW)
 
 
-async def test_async_store_wraps_the_identity_api(tmp_path: Path) -> None:
-    async with SqliteStore(tmp_path / "lab.db") as store:
+async def test_async_store_wraps_the_identity_api(db_path: str | Path) -> None:
+    async with open_store(db_path) as store:
         await store.add_user(
             "gina", "Gina", ["supervisor"], by="system-setup", reason="r", password=PW
         )

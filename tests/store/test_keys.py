@@ -52,3 +52,16 @@ def test_derived_keys_differ_by_purpose_and_key(tmp_path: Path) -> None:
     assert derive_key(a, "session") == derive_key(a, "session")
     assert derive_key(a, "session") != derive_key(a, "broker")
     assert derive_key(a, "session") != derive_key(b, "session")
+
+
+def test_a_postgresql_store_s_key_and_witness_default_to_the_data_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from labdevices.store import default_witness_path
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    monkeypatch.delenv("LABDEVICES_DB", raising=False)
+    url = "postgresql://lab:pw@db.example:5433/site1"
+    assert default_key_path(url) == tmp_path / "labdevices" / "postgresql-db.example-5433-site1.key"
+    assert default_witness_path(url).name == "postgresql-db.example-5433-site1.witness"
+    assert default_key_path("postgresql:///site1").name == "postgresql-local-5432-site1.key"

@@ -4,7 +4,6 @@ never changed; release and rejection of held jobs under the two-person rule."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,14 +15,17 @@ from labdevices.store import (
     JobRecord,
     JobState,
     SqliteDatabase,
+    open_database,
     row_sha256,
     verify_audit,
 )
 
+from ._tamper import RAW_ERRORS, raw
+
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[SqliteDatabase]:
-    with SqliteDatabase(tmp_path / "lab.db") as store:
+def db(db_path: str | Path) -> Iterator[SqliteDatabase]:
+    with open_database(db_path) as store:
         yield _with_users(store)
 
 
@@ -45,7 +47,7 @@ def held_job(db: SqliteDatabase, actor: str = "olivia") -> JobRecord:
 
 
 def test_a_signature_is_written_with_its_audit_record_and_cannot_change(
-    db: SqliteDatabase,
+    db: SqliteDatabase, db_path: str | Path
 ) -> None:
     job = held_job(db)
     assert job.state is JobState.HELD and job.content_sha256
@@ -60,20 +62,19 @@ def test_a_signature_is_written_with_its_audit_record_and_cannot_change(
     assert result.job is not None and result.job.state is JobState.QUEUED
     [rec] = db.audit_records(object=f"signature/{sig.id}")
     assert rec.action == "record.sign" and rec.actor == "sam" and rec.reason == "ok"
-    raw = db._db.execute("SELECT * FROM signatures WHERE id = ?", (sig.id,))
-    row = dict(zip([d[0] for d in raw.description], raw.fetchone(), strict=True))
+    cur = db._db.execute("SELECT * FROM signatures WHERE id = ?", (sig.id,))
+    row = dict(zip([d[0] for d in cur.description], cur.fetchone(), strict=True))
     assert rec.row_sha256 == row_sha256("signatures", row)
     assert json.loads(rec.new or "{}")["content_sha256"] == job.content_sha256
     assert db.list_signatures(f"job/{job.id}") == [sig]
     assert [e.kind for e in db.get_job(job.id).events] == ["created", "signature", "state"]
-    path = db.path
     db.close()
-    with sqlite3.connect(path) as raw_db:
-        with pytest.raises(sqlite3.IntegrityError, match="signatures cannot change"):
+    with raw(db_path) as raw_db:
+        with pytest.raises(RAW_ERRORS, match="signatures cannot change"):
             raw_db.execute("UPDATE signatures SET meaning = 'rejected'")
-        with pytest.raises(sqlite3.IntegrityError, match="signatures cannot be deleted"):
+        with pytest.raises(RAW_ERRORS, match="signatures cannot be deleted"):
             raw_db.execute("DELETE FROM signatures")
-    assert verify_audit(path).ok
+    assert verify_audit(db_path).ok
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -12,18 +11,18 @@ from labdevices.devices import Sample
 from labdevices.store import (
     GENESIS_HASH,
     JobState,
-    SqliteStore,
+    Store,
     StoreError,
     canonical_json,
     record_hash,
     verify_audit,
 )
 
-from ._tamper import tamper
+from ._tamper import RAW_ERRORS, is_postgres, raw, tamper
 
 
 async def test_chain_verifies_after_many_mixed_operations(
-    store: SqliteStore, db_path: Path
+    store: Store, db_path: str | Path
 ) -> None:
     expected = 0
     await store.record_config_load("config/demo.toml", "cd" * 32)
@@ -84,14 +83,14 @@ def test_record_hash_covers_every_field_and_the_previous_hash() -> None:
         canonical_json({"v": float("nan")})
 
 
-def test_intact_store_verifies(filled: Path) -> None:
+def test_intact_store_verifies(filled: str | Path) -> None:
     result = verify_audit(filled)
     assert result.ok
     assert result.records == 12
     assert result.first_bad_seq is None
 
 
-def test_edited_record_is_named(filled: Path) -> None:
+def test_edited_record_is_named(filled: str | Path) -> None:
     tamper(filled, "UPDATE audit SET new_value = '36.0' WHERE seq = 10")
     result = verify_audit(filled)
     assert not result.ok
@@ -101,34 +100,34 @@ def test_edited_record_is_named(filled: Path) -> None:
     assert result.head_seq == 9  # records 1-9 still proven
 
 
-def test_edit_of_a_job_row_actor_is_named(filled: Path) -> None:
+def test_edit_of_a_job_row_actor_is_named(filled: str | Path) -> None:
     tamper(filled, "UPDATE audit SET actor = 'mallory' WHERE seq = 4")
     result = verify_audit(filled)
     assert (result.ok, result.first_bad_seq, result.problem) == (False, 4, "edited")
 
 
-def test_deleted_record_is_named(filled: Path) -> None:
+def test_deleted_record_is_named(filled: str | Path) -> None:
     tamper(filled, "DELETE FROM audit WHERE seq = 7")
     result = verify_audit(filled)
     assert (result.ok, result.first_bad_seq, result.problem) == (False, 7, "deleted")
     assert "record 7 deleted" in result.message
 
 
-def test_several_deleted_records_are_named(filled: Path) -> None:
+def test_several_deleted_records_are_named(filled: str | Path) -> None:
     tamper(filled, "DELETE FROM audit WHERE seq BETWEEN 3 AND 5")
     result = verify_audit(filled)
     assert (result.first_bad_seq, result.problem) == (3, "deleted")
     assert "records 3–5 deleted" in result.message
 
 
-def test_records_cut_from_the_end_are_named(filled: Path) -> None:
+def test_records_cut_from_the_end_are_named(filled: str | Path) -> None:
     tamper(filled, "DELETE FROM audit WHERE seq >= 11")
     result = verify_audit(filled)
     assert (result.ok, result.first_bad_seq, result.problem) == (False, 11, "truncated")
     assert "records 11–12 deleted from the end" in result.message
 
 
-def test_reordered_records_are_named(filled: Path) -> None:
+def test_reordered_records_are_named(filled: str | Path) -> None:
     # Swap two records' contents, keeping seq in place: what reordering rows looks like.
     cols = "time, actor, action, object, old_value, new_value, reason, prev_hash, hash, row_sha256"
     tamper(
@@ -143,7 +142,7 @@ def test_reordered_records_are_named(filled: Path) -> None:
     assert "holds the content of record 6" in result.message
 
 
-def test_renumbered_records_are_named_reordered(filled: Path) -> None:
+def test_renumbered_records_are_named_reordered(filled: str | Path) -> None:
     tamper(
         filled,
         "UPDATE audit SET seq = 100 WHERE seq = 8",
@@ -155,12 +154,12 @@ def test_renumbered_records_are_named_reordered(filled: Path) -> None:
     assert "holds the content of record 9" in result.message
 
 
-def test_rewritten_record_with_recomputed_hash_breaks_the_next_link(filled: Path) -> None:
-    conn = sqlite3.connect(filled)
-    row = conn.execute(
-        "SELECT seq, time, actor, action, object, old_value, reason, prev_hash FROM audit WHERE seq = 10"
-    ).fetchone()
-    conn.close()
+def test_rewritten_record_with_recomputed_hash_breaks_the_next_link(filled: str | Path) -> None:
+    with raw(filled) as conn:
+        row = conn.execute(
+            "SELECT seq, time, actor, action, object, old_value, reason, prev_hash FROM audit"
+            " WHERE seq = 10"
+        ).fetchone()
     seq, t, actor, action, obj, old, reason, prev = row
     forged = record_hash(
         seq=seq,
@@ -179,12 +178,12 @@ def test_rewritten_record_with_recomputed_hash_breaks_the_next_link(filled: Path
     assert "record 10 rewritten" in result.message
 
 
-def test_forged_last_record_is_caught_by_the_head(filled: Path) -> None:
-    conn = sqlite3.connect(filled)
-    row = conn.execute(
-        "SELECT seq, time, actor, action, object, old_value, reason, prev_hash FROM audit WHERE seq = 12"
-    ).fetchone()
-    conn.close()
+def test_forged_last_record_is_caught_by_the_head(filled: str | Path) -> None:
+    with raw(filled) as conn:
+        row = conn.execute(
+            "SELECT seq, time, actor, action, object, old_value, reason, prev_hash FROM audit"
+            " WHERE seq = 12"
+        ).fetchone()
     seq, t, _actor, action, obj, old, reason, prev = row
     forged = record_hash(
         seq=seq,
@@ -205,13 +204,15 @@ def test_forged_last_record_is_caught_by_the_head(filled: Path) -> None:
     assert (result.ok, result.first_bad_seq, result.problem) == (False, 12, "edited")
 
 
-def test_audit_rows_are_append_only_through_sql(filled: Path) -> None:
-    conn = sqlite3.connect(filled)
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        conn.execute("UPDATE audit SET actor = 'x' WHERE seq = 1")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        conn.execute("DELETE FROM audit WHERE seq = 1")
-    conn.close()
+def test_audit_rows_are_append_only_through_sql(filled: str | Path) -> None:
+    with raw(filled) as conn:
+        with pytest.raises(RAW_ERRORS, match="append-only"):
+            conn.execute("UPDATE audit SET actor = 'x' WHERE seq = 1")
+        with pytest.raises(RAW_ERRORS, match="append-only"):
+            conn.execute("DELETE FROM audit WHERE seq = 1")
+        if is_postgres(filled):
+            with pytest.raises(RAW_ERRORS, match="append-only"):
+                conn.execute("TRUNCATE audit")
     assert verify_audit(filled).ok
 
 
@@ -230,16 +231,30 @@ def test_verify_names_a_missing_or_corrupt_file(tmp_path: Path) -> None:
         verify_audit(empty)
 
 
-async def test_a_failing_audit_append_writes_nothing(store: SqliteStore, db_path: Path) -> None:
+def test_verify_names_an_empty_postgresql_database(postgres_url: str) -> None:
+    with pytest.raises(StoreError, match=r"/lab\w+: not a labdevices store"):
+        verify_audit(postgres_url)
+
+
+async def test_a_failing_audit_append_writes_nothing(store: Store, db_path: str | Path) -> None:
     job = await store.create_job("printer1", actor="alice")
     # A guard the test adds: the audit insert of the transition fails inside the transaction.
-    conn = sqlite3.connect(db_path)
-    conn.execute(
-        "CREATE TRIGGER fail_transition BEFORE INSERT ON audit WHEN NEW.action = 'job.transition'"
-        " BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
-    )
-    conn.commit()
-    conn.close()
+    with raw(db_path) as conn:
+        if is_postgres(db_path):
+            conn.execute(
+                "CREATE FUNCTION fail() RETURNS trigger LANGUAGE plpgsql AS"
+                " $$ BEGIN RAISE EXCEPTION 'disk says no'; END $$"
+            )
+            conn.execute(
+                "CREATE TRIGGER fail_transition BEFORE INSERT ON audit FOR EACH ROW"
+                " WHEN (NEW.action = 'job.transition') EXECUTE FUNCTION fail()"
+            )
+        else:
+            conn.execute(
+                "CREATE TRIGGER fail_transition BEFORE INSERT ON audit"
+                " WHEN NEW.action = 'job.transition'"
+                " BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+            )
     with pytest.raises(StoreError, match="disk says no"):
         await store.transition_job(job.id, "running", actor="daemon")
     after = await store.get_job(job.id)

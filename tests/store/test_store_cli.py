@@ -1,4 +1,5 @@
-"""``labdevices audit verify`` and ``labdevices jobs [show ID]`` against real store files."""
+"""``labdevices audit verify`` and ``labdevices jobs [show ID]`` against real stores (SQLite files
+and PostgreSQL databases, ``--store`` taking either; ``--db`` is its older name)."""
 
 from __future__ import annotations
 
@@ -9,25 +10,26 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import labdevices.cli._proof  # noqa: F401  (registers the commands)
+import labdevices.cli._proof
+import labdevices.cli._users  # noqa: F401
 from labdevices.cli import app
 from labdevices.devices import Sample
-from labdevices.store import SqliteDatabase
+from labdevices.store import open_database
 
 from ._tamper import tamper
 
 runner = CliRunner()
 
 
-def test_audit_verify_intact_but_unsigned(filled: Path) -> None:
+def test_audit_verify_intact_but_unsigned(filled: str | Path) -> None:
     """A store written without a signing key verifies as a chain, but nothing is anchored (exit 3)."""
-    result = runner.invoke(app, ["audit", "verify", "--db", str(filled)])
+    result = runner.invoke(app, ["audit", "verify", "--store", str(filled)])
     assert result.exit_code == 3, result.output
     assert "verified — 12 audit records" in result.output
     assert "not yet anchored: 12 records" in result.output
 
 
-def test_audit_verify_names_the_edited_record(filled: Path) -> None:
+def test_audit_verify_names_the_edited_record(filled: str | Path) -> None:
     tamper(filled, "UPDATE audit SET reason = 'nothing to see' WHERE seq = 4")
     result = runner.invoke(app, ["audit", "verify", "--db", str(filled)])
     assert result.exit_code == 1
@@ -35,7 +37,7 @@ def test_audit_verify_names_the_edited_record(filled: Path) -> None:
 
 
 def test_audit_verify_uses_the_environment_default(
-    filled: Path, monkeypatch: pytest.MonkeyPatch
+    filled: str | Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LABDEVICES_DB", str(filled))
     result = runner.invoke(app, ["audit", "verify"])
@@ -43,8 +45,8 @@ def test_audit_verify_uses_the_environment_default(
     assert str(filled) in result.output
 
 
-def test_jobs_lists_the_store(filled: Path) -> None:
-    result = runner.invoke(app, ["jobs", "--db", str(filled)], env={"COLUMNS": "160"})
+def test_jobs_lists_the_store(filled: str | Path) -> None:
+    result = runner.invoke(app, ["jobs", "--store", str(filled)], env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
     assert "printer1" in result.output
     assert "printer2" in result.output
@@ -52,8 +54,8 @@ def test_jobs_lists_the_store(filled: Path) -> None:
     assert "completed" in result.output
 
 
-def test_jobs_show_prints_the_job_record(filled: Path) -> None:
-    with SqliteDatabase(filled) as db:
+def test_jobs_show_prints_the_job_record(filled: str | Path) -> None:
+    with open_database(filled) as db:
         started = db.get_job(1).started_at or 0.0
         db.insert_telemetry(
             [
@@ -61,7 +63,9 @@ def test_jobs_show_prints_the_job_record(filled: Path) -> None:
                 for i in range(3)
             ]
         )
-    result = runner.invoke(app, ["jobs", "show", "1", "--db", str(filled)], env={"COLUMNS": "200"})
+    result = runner.invoke(
+        app, ["jobs", "show", "1", "--store", str(filled)], env={"COLUMNS": "200"}
+    )
     assert result.exit_code == 0, result.output
     out = result.output
     for text in (
@@ -79,14 +83,14 @@ def test_jobs_show_prints_the_job_record(filled: Path) -> None:
         "21",
     ):
         assert text in out, text
-    # the group's --db reaches the subcommand too
+    # the group's --store (here by its older name --db) reaches the subcommand too
     again = runner.invoke(app, ["jobs", "--db", str(filled), "show", "2"], env={"COLUMNS": "200"})
     assert again.exit_code == 0, again.output
     assert "printer2" in again.output
     assert "no telemetry stored for printer2" in again.output
 
 
-def test_jobs_show_unknown_id(filled: Path) -> None:
+def test_jobs_show_unknown_id(filled: str | Path) -> None:
     result = runner.invoke(app, ["jobs", "show", "99", "--db", str(filled)])
     assert result.exit_code == 2
     assert "no job with id 99" in result.output
@@ -123,3 +127,18 @@ def test_cli_entry_point_reports_a_missing_store_without_traceback(tmp_path: Pat
     assert proc.returncode == 2
     assert "absent.db: no store here (file not found)" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("args", [["audit", "verify"], ["jobs"], ["users", "list"]])
+def test_unreachable_or_empty_postgresql_store_is_named_without_password(
+    postgres_url: str, args: list[str]
+) -> None:
+    unreachable = "postgresql://lab:s3cret@127.0.0.1:1/site"
+    result = runner.invoke(app, [*args, "--store", unreachable])
+    assert result.exit_code == 2, result.output
+    assert "postgresql://lab:***@127.0.0.1:1/site: cannot connect" in result.output
+    assert "s3cret" not in result.output
+    if args != ["users", "list"]:  # users list opens the store to write (it creates it)
+        empty = runner.invoke(app, [*args, "--store", postgres_url])
+        assert empty.exit_code == 2, empty.output
+        assert "not a labdevices store" in empty.output

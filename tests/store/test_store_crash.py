@@ -1,4 +1,5 @@
-"""A process SIGKILLed mid-write leaves a store that opens, verifies, and holds every commit it reported."""
+"""A process SIGKILLed mid-write leaves a store that opens, verifies, and holds every commit it reported
+(an SQLite file, or a PostgreSQL database whose client was killed)."""
 
 from __future__ import annotations
 
@@ -15,23 +16,25 @@ import pytest
 from labdevices.store import (
     CheckpointSigner,
     JobState,
-    SqliteDatabase,
-    SqliteStore,
     load_or_create_signing_key,
     load_public_key,
+    open_database,
+    open_store,
     verify_audit,
     verify_store,
 )
+
+from .conftest import Location
 
 CHILD = Path(__file__).with_name("_crash_child.py")
 
 
 def _run_and_kill(
-    db: Path, kill_after_audits: int, key: Path | None = None
+    db: Location, witness: Path, kill_after_audits: int, key: Path | None = None
 ) -> list[dict[str, Any]]:
     """Start the writer, SIGKILL it once it reported ``kill_after_audits`` audit commits."""
     proc = subprocess.Popen(
-        [sys.executable, str(CHILD), str(db), *([str(key)] if key else [])],
+        [sys.executable, str(CHILD), str(db), str(witness), *([str(key)] if key else [])],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -60,15 +63,15 @@ def _run_and_kill(
 
 @pytest.mark.parametrize("kill_after_audits", [5, 40])
 async def test_sigkill_mid_write_loses_nothing_reported(
-    tmp_path: Path, kill_after_audits: int
+    tmp_path: Path, db_path: Location, kill_after_audits: int
 ) -> None:
-    db = tmp_path / "crash.db"
-    reports = _run_and_kill(db, kill_after_audits)
+    db = db_path
+    reports = _run_and_kill(db, tmp_path / "crash.witness", kill_after_audits)
 
     result = verify_audit(db)
     assert result.ok, result.message
 
-    async with SqliteStore(db) as store:
+    async with open_store(db) as store:
         records = {r.seq: r.hash for r in await store.audit_records()}
         for rep in reports:
             if rep["kind"] == "audit":
@@ -99,14 +102,14 @@ async def test_sigkill_mid_write_loses_nothing_reported(
 
 @pytest.mark.parametrize("kill_after_audits", [3, 30])
 def test_sigkill_mid_write_keeps_chain_and_checkpoints_verifiable(
-    tmp_path: Path, kill_after_audits: int
+    tmp_path: Path, db_path: Location, kill_after_audits: int
 ) -> None:
     """Killed while writing and signing: the chain and every checkpoint verify against the key
     and the witness file; only the tail after the last checkpoint is unanchored (exit 3), and a
     restarted writer anchors it."""
-    db, key = tmp_path / "crash.db", tmp_path / "crash.key"
+    db, key = db_path, tmp_path / "crash.key"
     witness = tmp_path / "crash.db.witness"
-    reports = _run_and_kill(db, kill_after_audits, key)
+    reports = _run_and_kill(db, witness, kill_after_audits, key)
     public = load_public_key(tmp_path / "crash.key.pub")
 
     report = verify_store(db, public_key=public, witness=witness)
@@ -117,7 +120,7 @@ def test_sigkill_mid_write_keeps_chain_and_checkpoints_verifiable(
     assert report.head_seq >= last_audit
 
     signer = CheckpointSigner(load_or_create_signing_key(key), "labdevices/crash")
-    with SqliteDatabase(db, signer=signer) as store:  # the daemon restarts on it
+    with open_database(db, signer=signer, witness=witness) as store:  # the daemon restarts on it
         store.recover_interrupted()
     after = verify_store(db, public_key=public, witness=witness)
     assert after.exit_code == 0, after.problems

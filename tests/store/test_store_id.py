@@ -2,55 +2,57 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from labdevices.store import SqliteDatabase, SqliteStore, StoreError
+from labdevices.store import StoreError, open_database, open_store
+from labdevices.store._dialect import POSTGRESQL, SQLITE
 from labdevices.store._schema import MIGRATIONS
 
+from ._tamper import RAW_ERRORS, is_postgres, raw
 
-async def test_a_store_keeps_its_id_and_another_store_has_another(tmp_path: Path) -> None:
-    async with SqliteStore(tmp_path / "a.db") as a:
+
+async def test_a_store_keeps_its_id_and_another_store_has_another(
+    db_path: str | Path, other_db_path: str | Path
+) -> None:
+    async with open_store(db_path) as a:
         first = await a.store_id()
-    async with SqliteStore(tmp_path / "a.db") as again, SqliteStore(tmp_path / "b.db") as b:
+    async with open_store(db_path) as again, open_store(other_db_path) as b:
         assert await again.store_id() == first
         other = await b.store_id()
     assert first is not None and len(first) == 32 and int(first, 16) >= 0
     assert other is not None and other != first
-    with SqliteDatabase(tmp_path / "a.db", readonly=True) as ro:
+    with open_database(db_path, readonly=True) as ro:
         assert ro.store_id == first
-    conn = sqlite3.connect(tmp_path / "a.db")
-    with pytest.raises(sqlite3.DatabaseError, match="the store id never changes"):
+    with raw(db_path) as conn, pytest.raises(RAW_ERRORS, match="the store id never changes"):
         conn.execute("UPDATE store_meta SET value = 'x' WHERE key = 'store_id'")
-    conn.close()
 
 
 def test_a_version_2_store_gets_an_id_when_migrated_and_reads_as_none_before(
-    tmp_path: Path,
+    db_path: str | Path,
 ) -> None:
-    db = tmp_path / "v2.db"
-    conn = sqlite3.connect(db, isolation_level=None)
-    conn.execute(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL,"
-        " applied_at TEXT NOT NULL)"
-    )
-    for version, _, statements in MIGRATIONS[:2]:
-        for statement in statements:
-            conn.execute(statement)
-        conn.execute("INSERT INTO schema_migrations VALUES (?, 'v', 'x')", (version,))
-    conn.close()
-    with SqliteDatabase(db, readonly=True) as ro:
+    dialect = POSTGRESQL if is_postgres(db_path) else SQLITE
+    with raw(db_path) as conn:
+        conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
+            " description TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        for version, _, statements in MIGRATIONS[:2]:
+            for statement in statements:
+                if sql := dialect.ddl(statement):
+                    conn.execute(sql)
+            conn.execute("INSERT INTO schema_migrations VALUES (?, 'v', 'x')", (version,))
+    with open_database(db_path, readonly=True) as ro:
         assert ro.store_id is None
-    with SqliteDatabase(db) as store:
+    with open_database(db_path) as store:
         made = store.store_id
         assert made is not None
         assert store.verify().ok
-    with SqliteDatabase(db) as store:
+    with open_database(db_path) as store:
         assert store.store_id == made
 
 
-def test_a_closed_store_has_no_id_to_give(tmp_path: Path) -> None:
+def test_a_closed_store_has_no_id_to_give(db_path: str | Path) -> None:
     with pytest.raises(StoreError, match="not open"):
-        _ = SqliteDatabase(tmp_path / "x.db").store_id
+        _ = open_database(db_path).store_id

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 
@@ -14,17 +13,23 @@ from labdevices.store import (
     Deadband,
     InvalidTransition,
     JobState,
-    SqliteDatabase,
+    PostgresStore,
     SqliteStore,
+    Store,
     StoreError,
     TelemetryPoint,
+    open_database,
     open_store,
     verify_audit,
+    verify_store,
 )
+from labdevices.store._dialect import POSTGRESQL, SQLITE
 from labdevices.store._schema import MIGRATIONS, SCHEMA_VERSION
 
+from ._tamper import is_postgres, raw
 
-async def test_job_lifecycle_is_recorded_and_audited(store: SqliteStore) -> None:
+
+async def test_job_lifecycle_is_recorded_and_audited(store: Store) -> None:
     job = await store.create_job(
         "printer1",
         actor="alice",
@@ -75,7 +80,7 @@ async def test_job_lifecycle_is_recorded_and_audited(store: SqliteStore) -> None
     assert [j.id for j in await store.list_jobs(state="completed")] == [job.id]
 
 
-async def test_invalid_transitions_are_rejected_and_change_nothing(store: SqliteStore) -> None:
+async def test_invalid_transitions_are_rejected_and_change_nothing(store: Store) -> None:
     job = await store.create_job("printer1", actor="alice")
     with pytest.raises(
         InvalidTransition, match=r"job 1: cannot go from 'queued' to 'paused'"
@@ -96,7 +101,7 @@ async def test_invalid_transitions_are_rejected_and_change_nothing(store: Sqlite
     assert (await store.verify()).records == 3
 
 
-async def test_bad_job_input_gets_clear_errors(store: SqliteStore) -> None:
+async def test_bad_job_input_gets_clear_errors(store: Store) -> None:
     with pytest.raises(StoreError, match="no job with id 42"):
         await store.get_job(42)
     with pytest.raises(StoreError, match="no job with id 42"):
@@ -121,8 +126,8 @@ async def test_bad_job_input_gets_clear_errors(store: SqliteStore) -> None:
     assert (await store.verify()).records == 3
 
 
-async def test_startup_recovery_marks_running_jobs_interrupted(db_path: Path) -> None:
-    async with SqliteStore(db_path) as store:
+async def test_startup_recovery_marks_running_jobs_interrupted(db_path: str | Path) -> None:
+    async with open_store(db_path) as store:
         running = await store.create_job("p1", actor="alice", lines_total=1000)
         await store.transition_job(running.id, "running", actor="daemon")
         await store.record_progress(running.id, 417)
@@ -135,7 +140,7 @@ async def test_startup_recovery_marks_running_jobs_interrupted(db_path: Path) ->
         await store.transition_job(done.id, "running", actor="daemon")
         await store.transition_job(done.id, "completed", actor="daemon")
     # the daemon "comes back"
-    async with SqliteStore(db_path) as store:
+    async with open_store(db_path) as store:
         recovered = await store.recover_interrupted()
         assert [(j.id, j.state, j.last_ack_line) for j in recovered] == [
             (running.id, JobState.INTERRUPTED, 417),
@@ -152,7 +157,7 @@ async def test_startup_recovery_marks_running_jobs_interrupted(db_path: Path) ->
     assert verify_audit(db_path).ok
 
 
-async def test_alarms_raise_acknowledge_clear_are_audited(store: SqliteStore) -> None:
+async def test_alarms_raise_acknowledge_clear_are_audited(store: Store) -> None:
     alarm = await store.raise_alarm("printer1", "head_overheat", "critical", reason="T 41 C > 40 C")
     assert [a.id for a in await store.list_alarms(active_only=True)] == [alarm.id]
     acked = await store.acknowledge_alarm(alarm.id, user="carol", reason="cooling down")
@@ -177,7 +182,7 @@ async def test_alarms_raise_acknowledge_clear_are_audited(store: SqliteStore) ->
     ]
 
 
-async def test_config_load_and_commands_are_audited(store: SqliteStore) -> None:
+async def test_config_load_and_commands_are_audited(store: Store) -> None:
     rec = await store.record_config_load(Path("config/demo.toml"), "12" * 32, actor="daemon")
     assert (rec.action, rec.object, rec.new) == (
         "config.load",
@@ -190,7 +195,7 @@ async def test_config_load_and_commands_are_audited(store: SqliteStore) -> None:
     assert (cmd.seq, cmd.prev_hash, cmd.old, cmd.new) == (2, rec.hash, "5.0", "5.5")
 
 
-async def test_telemetry_batches_and_range_queries(store: SqliteStore) -> None:
+async def test_telemetry_batches_and_range_queries(store: Store) -> None:
     batch = [Sample("inc1", "temperature", 36.0 + i / 100, "degC", t=100.0 + i) for i in range(100)]
     batch += [Sample("inc1", "door", i % 2 == 0, "", t=100.0 + i) for i in range(10)]
     batch.append(Sample("inc1", "mode", "auto", "", t=150.0, quality="stale"))
@@ -240,8 +245,8 @@ def test_deadband_keeps_changes_and_heartbeats() -> None:
         Deadband(-1.0)
 
 
-async def test_store_lifecycle_joins_its_thread_and_refuses_reentry(db_path: Path) -> None:
-    store = SqliteStore(db_path)
+async def test_store_lifecycle_joins_its_thread_and_refuses_reentry(db_path: str | Path) -> None:
+    store = open_store(db_path)
     before = {t.name for t in threading.enumerate()}
     async with store:
         await store.list_jobs()
@@ -261,43 +266,57 @@ async def test_store_that_cannot_open_cleans_up(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=r"junk\.db: not a labdevices store"):
         async with SqliteStore(junk):
             pass
-    with pytest.raises(StoreError, match="PostgreSQL stores are not implemented"):
-        open_store("postgresql://lab/site")
+    assert isinstance(open_store("postgresql://lab@db.example/site"), PostgresStore)
     assert isinstance(open_store(f"sqlite:///{tmp_path}/x.db"), SqliteStore)
+    with pytest.raises(StoreError, match="unknown store URL scheme"):
+        open_store("mysql://lab/site")
 
 
-def test_schema_is_versioned_wal_and_migrated_once(db_path: Path) -> None:
-    with SqliteDatabase(db_path) as db:
+async def test_an_unreachable_postgresql_store_is_named_without_its_password() -> None:
+    url = "postgresql://lab:s3cret@127.0.0.1:1/site"
+    with pytest.raises(StoreError) as caught:
+        async with open_store(url):
+            pass
+    message = str(caught.value)
+    assert "postgresql://lab:***@127.0.0.1:1/site" in message and "cannot connect" in message
+    assert "s3cret" not in message
+
+
+def test_schema_is_versioned_wal_and_migrated_once(db_path: str | Path) -> None:
+    with open_database(db_path) as db:
         assert db.schema_version == SCHEMA_VERSION
-    with SqliteDatabase(db_path) as db:
+    with open_database(db_path) as db:
         assert db.schema_version == SCHEMA_VERSION
-    conn = sqlite3.connect(db_path)
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == SCHEMA_VERSION
-    conn.execute("INSERT INTO schema_migrations VALUES (99, 'from the future', 'x')")
-    conn.commit()
-    conn.close()
+    with raw(db_path) as conn:
+        if not is_postgres(db_path):
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        count = conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0]
+        assert count == len(MIGRATIONS)
+        conn.execute("INSERT INTO schema_migrations VALUES (99, 'from the future', 'x')")
     with pytest.raises(StoreError, match="schema version 99 is newer than this labdevices"):
-        SqliteDatabase(db_path).open()
+        open_database(db_path).open()
     with pytest.raises(StoreError, match="schema version 99"):
         verify_audit(db_path)
 
 
-def test_a_version_1_store_is_migrated_with_its_jobs_and_chain(db_path: Path) -> None:
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    conn.execute(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL,"
-        " applied_at TEXT NOT NULL)"
-    )
-    for statement in MIGRATIONS[0][2]:
-        conn.execute(statement)
-    conn.execute("INSERT INTO schema_migrations VALUES (1, 'v1', '2026-01-01T00:00:00Z')")
-    conn.execute(
-        "INSERT INTO jobs (printer, state, lines_total, created_at) VALUES ('p1', 'completed', 3, 1.0)"
-    )
-    conn.execute("INSERT INTO job_events (job_id, t, kind, payload) VALUES (1, 1.0, 'note', '{}')")
-    conn.close()
-    with SqliteDatabase(db_path) as db:
+def test_a_version_1_store_is_migrated_with_its_jobs_and_chain(db_path: str | Path) -> None:
+    dialect = POSTGRESQL if is_postgres(db_path) else SQLITE
+    with raw(db_path) as conn:
+        conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL,"
+            " applied_at TEXT NOT NULL)"
+        )
+        for statement in MIGRATIONS[0][2]:
+            conn.execute(dialect.ddl(statement))
+        conn.execute("INSERT INTO schema_migrations VALUES (1, 'v1', '2026-01-01T00:00:00Z')")
+        conn.execute(
+            "INSERT INTO jobs (printer, state, lines_total, created_at)"
+            " VALUES ('p1', 'completed', 3, 1.0)"
+        )
+        conn.execute(
+            "INSERT INTO job_events (job_id, t, kind, payload) VALUES (1, 1.0, 'note', '{}')"
+        )
+    with open_database(db_path) as db:
         assert db.schema_version == SCHEMA_VERSION
         job = db.get_job(1)
         assert (job.printer, job.state, len(job.events)) == ("p1", JobState.COMPLETED, 1)
@@ -306,8 +325,23 @@ def test_a_version_1_store_is_migrated_with_its_jobs_and_chain(db_path: Path) ->
         assert db.job_gcode(2) == "G1 X1\n"
 
 
-def test_readonly_store_refuses_writes(filled: Path) -> None:
-    with SqliteDatabase(filled, readonly=True) as db:
+def test_readonly_store_refuses_writes(filled: str | Path) -> None:
+    with open_database(filled, readonly=True) as db:
         assert len(db.list_jobs()) == 2
         with pytest.raises(StoreError, match="read-only"):
             db.audit("x", "y", "z")
+
+
+async def test_telemetry_values_of_every_kind_come_back_as_stored_and_verify(
+    store: Store, db_path: str | Path
+) -> None:
+    values = [1, 2.5, 2.0, 1e300, float("inf"), float("-inf"), "open", True, float("nan"), None]
+    samples = [Sample("inc", "v", v, "x", t=1000.0 + i) for i, v in enumerate(values)]
+    assert await store.insert_telemetry(samples) == len(values)
+    back = [p.value for p in await store.query_telemetry("inc")]
+    assert back == [1, 2.5, 2.0, 1e300, float("inf"), float("-inf"), "open", 1, None, None]
+    assert [type(v) for v in back[:3]] == [int, float, float]
+    [summary] = await store.telemetry_summary("inc")
+    assert (summary.count, summary.min, summary.max) == (10, float("-inf"), float("inf"))
+    report = verify_store(db_path, public_key=None)  # the block's digest over the stored rows
+    assert report.problems == [] and report.rows_checked["telemetry_blocks"] == 1

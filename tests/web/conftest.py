@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
+from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Page, async_playwright
 
 from labdevices.daemon import (
@@ -146,3 +148,37 @@ async def log_in(browser: Browser, lab: WebLab, user: str) -> Page:
     await page.get_by_role("button", name="Log in").click()
     await page.wait_for_url(lab.url)
     return page
+
+
+async def http_login(http: httpx.AsyncClient, user: str) -> httpx.Response:
+    """Log ``user`` in as a browser does: the form (its CSRF token and cookie), then the POST."""
+    form = await http.get("/login")
+    csrf = form.text.split('name="csrf" value="')[1].split('"')[0]
+    return await http.post("/login", data={"user": user, "password": TEST_PASSWORD, "csrf": csrf})
+
+
+async def check_page(page: Page, name: str, *, full_page: bool = False) -> None:
+    """The page as it is now, in this Chromium: no serious or critical violation found by
+    axe-core (the copy the axe-playwright-python package ships; WCAG 2 A/AA rules, colour
+    contrast included), nothing wider than the bench tablet's 1024 px, and its screenshot."""
+    results = await Axe().run(
+        page,
+        options={
+            "resultTypes": ["violations"],
+            "runOnly": {
+                "type": "tag",
+                "values": ["wcag2a", "wcag2aa", "wcag21aa", "best-practice"],
+            },
+        },
+    )
+    bad = [
+        f"{v['id']} ({v['impact']}): {v['help']} at "
+        + ", ".join(str(n["target"]) for n in v["nodes"][:3])
+        for v in results.response["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert not bad, f"{name}: " + "; ".join(bad)
+    assert page.viewport_size == {"width": 1024, "height": 768}
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 1024, f"{name}: {width} px wide, wider than the 1024 px tablet"
+    await page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=full_page)

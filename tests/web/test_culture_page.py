@@ -17,7 +17,7 @@ from labdevices.sim.lab import SimulatedLab
 from labdevices.testing._auth import TEST_PASSWORD, add_test_user
 from labdevices.testing._mqtt import MosquittoBroker
 
-from .conftest import SCREENSHOTS, USERS, WebLab, log_in
+from .conftest import USERS, WebLab, check_page, log_in
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPERATURE = 'tr[data-signal="incubator/chamber_temperature"]'
@@ -73,7 +73,7 @@ async def test_charts_limits_and_a_setpoint_change_with_a_reason(
     await setpoint.get_by_label("Reason").fill("protocol step 3")
     await setpoint.get_by_role("button", name="Set").click()
     await expect(page).to_have_url(f"{lab.url}culture?window=300")
-    await page.screenshot(path=SCREENSHOTS / "culture.png")
+    await check_page(page, "culture")
 
     # beyond the limits: the server refuses (the browser's own check is bypassed here)
     status, body = await page.evaluate(

@@ -32,7 +32,7 @@ _USER_READ = (
     "labdevices/+/+/alarm",
     "labdevices/+/jobs/+/progress",
     "labdevices/+/jobs/+/state",
-    "labdevices/+/daemon/status",
+    "labdevices/+/daemon/status/+",
     "labdevices/+/audit/checkpoint",
 )
 

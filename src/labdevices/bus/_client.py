@@ -73,6 +73,9 @@ log = logging.getLogger("labdevices.bus")
 
 #: a responder: gets the validated request and the topic it came on, returns the JSON result
 Handler = Callable[[Request, str], Awaitable[JsonValue]]
+#: whether this responder takes a request (``None``: an envelope that did not parse); several
+#: responders of one site subscribe to the same topics and exactly one takes each request
+Route = Callable[[str, "Request | None"], Awaitable[bool]]
 #: a requester's signer: the envelope about to go to a topic → the envelope with its credentials
 Signer = Callable[[str, Request], Request]
 
@@ -116,6 +119,8 @@ class BusStats:
     queued_high_water: int = 0
     requests_served: int = 0
     duplicate_requests: int = 0
+    #: requests left to another responder of the site (``serve(route=...)``)
+    not_taken: int = 0
     deadline_refused: int = 0
     refused: int = 0
     malformed_replied: int = 0
@@ -279,8 +284,8 @@ class BusClient:
         self._heartbeat_s = heartbeat_s
         self._connected_at: float | None = None
         self._instance = uuid.uuid4().hex
-        #: (instance, connected_at) of the responder's last online status
-        self._responder: tuple[object, object] | None = None
+        #: (instance, connected_at) of each responder's last online status, by status topic
+        self._responders: dict[str, tuple[object, object]] = {}
         #: the latest retained message per topic, published again at each reconnect; the
         #: ``retained_limit`` most recently published topics (device states and the daemon's
         #: status stay fresh, the states of long-finished jobs go first)
@@ -482,6 +487,7 @@ class BusClient:
         handler: Handler,
         *,
         guard: RequestGuard | None = None,
+        route: Route | None = None,
         max_request_bytes: int = MAX_REQUEST_BYTES,
         max_args_bytes: int = MAX_ARGS_BYTES,
     ) -> None:
@@ -493,7 +499,8 @@ class BusClient:
         A request id seen before is not run again: its reply is sent again.
         ``LabDeviceError``s raised by the handler become error replies with their code.
         A ``guard`` admits each request first (authentication, authority, replay): what it
-        refuses never reaches the handler.
+        refuses never reaches the handler. A ``route`` decides first whether this responder
+        takes the request at all: one not taken is left alone (no guard, no reply).
 
         A persistent client should serve before entering: what its session kept
         while it was away arrives right at connect, and only reaches the handlers
@@ -505,7 +512,7 @@ class BusClient:
                 return
             task = self._tasks.create_task(
                 self._handle_request(
-                    message, handler, guard, limits=(max_request_bytes, max_args_bytes)
+                    message, handler, guard, route, limits=(max_request_bytes, max_args_bytes)
                 )
             )
             self._handlers.add(task)
@@ -623,6 +630,7 @@ class BusClient:
         message: BusMessage,
         handler: Handler,
         guard: RequestGuard | None = None,
+        route: Route | None = None,
         *,
         limits: tuple[int, int] = (MAX_REQUEST_BYTES, MAX_ARGS_BYTES),
     ) -> None:
@@ -636,7 +644,11 @@ class BusClient:
                 message.payload, max_request_bytes=limits[0], max_args_bytes=limits[1]
             )
         except MalformedRequest as exc:
-            self._refuse_malformed(message, exc)
+            if route is None or await route(message.topic, None):
+                self._refuse_malformed(message, exc)
+            return
+        if route is not None and not await route(message.topic, request):
+            self.stats.not_taken += 1
             return
         if not request.reply_to.startswith(self.topics.clients_prefix()):
             self._refuse_malformed(
@@ -757,11 +769,14 @@ class BusClient:
         if not isinstance(status, dict) or status.get("online") is not True:
             return
         seen = (status.get("instance"), status.get("connected_at"))
-        before, self._responder = self._responder, seen
+        before = self._responders.get(message.topic)
+        if before is None and len(self._responders) >= self._remember_requests:
+            return  # a flood of made-up status topics is not remembered
+        self._responders[message.topic] = seen
         # The same responder on a new connection. (Not a restarted one: it would not know
         # the copies of what it ran before, so they are not sent to it.)
-        same = before is not None and seen[0] is not None and before[0] == seen[0]
-        if same and before is not None and before[1] != seen[1]:
+        reconnected = before is not None and seen[0] == before[0] and seen[1] != before[1]
+        if reconnected and seen[0] is not None:
             self._resend_unanswered()
 
     def _requeue_retained(self) -> None:

@@ -111,7 +111,7 @@ class Topics:
     labdevices/{site}/jobs/submit             print job request
     labdevices/{site}/jobs/{id}/progress      job progress events
     labdevices/{site}/jobs/{id}/state         job state (retained)
-    labdevices/{site}/daemon/status           the daemon's status, its last will marks it offline
+    labdevices/{site}/daemon/status/{daemon}  each daemon's status, its last will marks it offline
     labdevices/{site}/audit/checkpoint        the latest signed audit checkpoint (retained)
     labdevices/{site}/clients/{id}/reply      a client's reply inbox
     labdevices/{site}/clients/{user}/{id}/reply   ... of a logged-in user
@@ -146,8 +146,11 @@ class Topics:
     def job_state(self, job_id: str) -> str:
         return f"{self.root}/jobs/{validate_name('job', job_id)}/state"
 
-    def daemon_status(self) -> str:
-        return f"{self.root}/daemon/status"
+    def daemon_status(self, daemon: str = "+") -> str:
+        """One daemon's status topic, or (``"+"``) the filter of every daemon's of the site."""
+        if daemon != "+":
+            validate_name("daemon", daemon)
+        return f"{self.root}/daemon/status/{daemon}"
 
     def audit_checkpoint(self) -> str:
         """Each signed checkpoint of the audit chain, retained, for witnesses to copy."""
@@ -224,8 +227,8 @@ def parse_topic(topic: str) -> TopicInfo:
             return TopicInfo(site, "job_progress", job_id=job_id)
         case ["jobs", job_id, "state"]:
             return TopicInfo(site, "job_state", job_id=job_id)
-        case ["daemon", "status"]:
-            return TopicInfo(site, "daemon_status")
+        case ["daemon", "status", daemon]:
+            return TopicInfo(site, "daemon_status", name=daemon)
         case ["audit", "checkpoint"]:
             return TopicInfo(site, "audit_checkpoint")
         case ["clients", client_id, "reply"]:

@@ -17,9 +17,10 @@ from typing import Annotated
 import typer
 
 from ..auth import DEFAULT_DAEMON_ACCOUNT, BrokerRules
-from ..store import SqliteDatabase, default_db_path, mosquitto_hash
+from ..store import mosquitto_hash, open_database
 from . import app
 from ._output import stdout_console
+from ._store import DbOption, store_location
 
 __all__ = ["write_broker_config"]
 
@@ -34,14 +35,14 @@ def _write(path: Path, text: str, mode: int) -> None:
 
 
 def write_broker_config(
-    db: Path, out: Path, daemon: str = DEFAULT_DAEMON_ACCOUNT
+    db: str | Path, out: Path, daemon: str = DEFAULT_DAEMON_ACCOUNT
 ) -> dict[str, Path]:
     """Write ``passwd``, ``acl``, ``daemon-password`` (0600) and ``mosquitto.conf`` into ``out``.
 
     The daemon's password is new on every run (only its hash goes into ``passwd``).
     Deactivated users and users without a password get no broker account.
     """
-    with SqliteDatabase(db) as store:
+    with open_database(db) as store:
         users = store.broker_credentials()
         if store.find_user(daemon) is not None:
             raise typer.BadParameter(f"{daemon!r} is a user id; choose another --daemon-user")
@@ -78,13 +79,13 @@ def write_broker_config(
 @app.command("broker-config")
 def broker_config(
     out: Annotated[Path, typer.Option("-o", "--out", help="folder to write the files into")],
-    db: Annotated[Path | None, typer.Option("--db", help="store file")] = None,
+    db: DbOption = None,
     daemon_user: Annotated[
         str, typer.Option("--daemon-user", help="the daemon's broker account")
     ] = DEFAULT_DAEMON_ACCOUNT,
 ) -> None:
     """Write Mosquitto's password file and ACL from the user registry (only the daemon speaks)."""
-    files = write_broker_config(db or default_db_path(), out, daemon_user)
+    files = write_broker_config(store_location(db), out, daemon_user)
     console = stdout_console()
     console.print(f"wrote {', '.join(str(p) for p in files.values())}", highlight=False)
     console.print("daemon config:", highlight=False)

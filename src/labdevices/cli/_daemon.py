@@ -80,19 +80,21 @@ async def _run_daemon(loaded: LoadedConfig) -> None:
             loop.add_signal_handler(sig, d.stop)
         # Where client commands on this machine find us without --broker (no secrets in it).
         assert d.broker_url is not None
-        runtime = write_runtime_file(d.broker_url, d.site)
+        runtime = write_runtime_file(d.broker_url, d.site, d.daemon_id)
         try:
             # One line a supervisor (or a test) can wait for.
             print(
-                f"labdevices daemon ready: site {d.site!r}, broker {redact_url(d.broker_url)}, "
-                f"store {ready.config.store.path}, devices {', '.join(d.slots) or 'none'}; "
+                f"labdevices daemon ready: site {d.site!r}, daemon {d.daemon_id!r}, "
+                f"broker {redact_url(d.broker_url)}, "
+                f"store {redact_url(str(ready.config.store.location))}, "
+                f"devices {', '.join(d.slots) or 'none'}; "
                 + (f"dashboard {d.web_url}; " if d.web_url else "")
                 + f"announced in {runtime}",
                 flush=True,
             )
             await d.wait_stopped()
         finally:
-            remove_runtime_file(d.site)
+            remove_runtime_file(d.site, d.daemon_id)
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
     print("labdevices daemon stopped", flush=True)
@@ -308,8 +310,13 @@ DEMO_JOB: dict[str, Any] = {
 @app.command("demo")
 def demo(
     db: Annotated[
-        Path | None,
-        typer.Option(help="store file to keep (default: a temporary one, removed afterwards)"),
+        str | None,
+        typer.Option(
+            "--store",
+            "--db",
+            help="store to keep: a file or postgresql://user@host:port/dbname (default: a "
+            "temporary file, removed afterwards)",
+        ),
     ] = None,
     layers: Annotated[int, typer.Option(min=1, max=50, help="scaffold layers")] = 4,
     config: Annotated[
@@ -321,19 +328,26 @@ def demo(
         typer.Option(help="folder for the batch record (PDF and its JSON electronic copy)"),
     ] = Path("."),
 ) -> None:
-    """Simulated lab + daemon (embedded broker, SQLite) in GMP mode: an operator submits a
+    """Simulated lab + daemon (embedded broker, SQLite or PostgreSQL) in GMP mode: an operator submits a
     planned scaffold print, a supervisor releases it with an electronic signature, it runs,
     and the batch record (PDF + JSON) is written."""
     from .._resources import data_dir
     from ..daemon import load_config
-    from ..store import default_key_path, default_witness_path, load_public_key, verify_store
+    from ..store import (
+        default_key_path,
+        default_witness_path,
+        is_postgres_url,
+        load_public_key,
+        verify_store,
+    )
     from ._proof import _print_report
     from ._record import write_record
 
     loaded = load_config(config or data_dir("config") / "demo.toml", overrides={"bus": {}})
     with tempfile.TemporaryDirectory(prefix="labdevices-demo-") as tmp:
-        path = db or Path(tmp) / "labdevices-demo.db"
-        store = loaded.config.store.model_copy(update={"path": path})
+        path: str | Path = db or Path(tmp) / "labdevices-demo.db"
+        where = {"url": path} if is_postgres_url(path) else {"path": Path(path), "url": None}
+        store = loaded.config.store.model_copy(update=where)
         # GMP mode on every printer: jobs wait, held, for a supervisor's release signature
         devices = {
             name: dev.model_copy(update={"require_release": True})
@@ -403,7 +417,7 @@ async def _demo(loaded: LoadedConfig, job: dict[str, Any], passwords: dict[str, 
         assert d.broker_url is not None
         console.print(
             f"[bold]daemon[/] for site {d.site!r} on {redact_url(d.broker_url)} (embedded broker), "
-            f"store {ready.config.store.path}"
+            f"store {redact_url(str(ready.config.store.location))}"
         )
         if d.web_url:
             console.print(f"[bold]dashboard[/] on {d.web_url} (log in as a demo user)")

@@ -71,9 +71,11 @@ def status_json(status: SiteStatus) -> dict[str, Any]:
     """``labdevices status --json``: field names are part of the CLI's contract."""
     return {
         "site": status.site,
+        "daemons": [asdict(d) for d in status.daemons],
         "devices": [
             {
                 "device": d.info.name,
+                "daemon": d.info.daemon,
                 "state": d.info.state,
                 "profile": d.info.profile,
                 "driver": d.info.driver,
@@ -90,17 +92,26 @@ def status_json(status: SiteStatus) -> dict[str, Any]:
 def _print_status(status: SiteStatus) -> None:
     console = stdout_console()
     now = time.time()
-    devices = table(
-        "device", "state", "signal", "value", "unit", "age", title=f"site {status.site!r}"
-    )
+    several = len(status.daemons) > 1
+    if several:  # a site of several daemons: who runs what
+        daemons = table("daemon", "state", "devices", title=f"daemons of site {status.site!r}")
+        for one in status.daemons:
+            state = ("live" if one.live else "stopped") + (", leader" if one.leader else "")
+            daemons.add_row(one.daemon, state, ", ".join(one.devices))
+        console.print(daemons)
+    columns = ["device", "state", "signal", "value", "unit", "age"]
+    if several:
+        columns.insert(1, "daemon")
+    devices = table(*columns, title=f"site {status.site!r}")
     for d in status.devices:
         state = d.info.state + (f" ({d.info.error})" if d.info.error else "")
+        first = [d.info.name, *([d.info.daemon or ""] if several else []), state]
+        blank = [""] * len(first)
         if not d.values:
-            devices.add_row(d.info.name, state, "—", "—", "", "")
+            devices.add_row(*first, "—", "—", "", "")
         for i, (name, r) in enumerate(sorted(d.values.items())):
             devices.add_row(
-                d.info.name if i == 0 else "",
-                state if i == 0 else "",
+                *(first if i == 0 else blank),
                 name,
                 _value(r.value),
                 r.unit,

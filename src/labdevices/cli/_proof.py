@@ -26,7 +26,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from ..store import StoreError, default_db_path, default_key_path, fingerprint
+from ..store import StoreError, default_key_path, fingerprint, is_postgres_url, open_database
 from ..store._checkpoints import (
     CheckpointError,
     WitnessLog,
@@ -39,7 +39,7 @@ from ..store._keys import public_key_bytes
 from ..store._verify import StoreReport, verify_store
 from . import app, err_console
 from ._output import stdout_console
-from ._store import DbOption, audit_app
+from ._store import DbOption, audit_app, store_location
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -67,7 +67,7 @@ def _errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
-def _public_key(key: str | None, db: Path, notes: list[str]) -> Ed25519PublicKey | None:
+def _public_key(key: str | None, db: str | Path, notes: list[str]) -> Ed25519PublicKey | None:
     if key is not None:
         return load_verifier(key)
     beside = default_key_path(db)
@@ -141,14 +141,14 @@ def audit_verify(
         from ..daemon import load_config
 
         store = load_config(config).config.store
-        db = db or store.path
+        db = db or str(store.location)
         if key is None:
-            private = store.key_file or default_key_path(store.path)
+            private = store.key_file or default_key_path(store.location)
             key = str(private.with_name(private.name + ".pub"))
         witness = witness or store.witness_file
-    path = archive or db or default_db_path()
+    path = archive or store_location(db)
     with _errors():
-        public = _public_key(key, db or default_db_path() if archive is None else path, notes)
+        public = _public_key(key, store_location(db) if archive is None else path, notes)
         if witness is None and archive is None:
             beside = default_witness_path(path)
             if beside.exists():
@@ -222,7 +222,7 @@ def keys_show(
     """Print the daemon's public key and its fingerprint, for the validation file."""
     import base64
 
-    path = db or default_db_path()
+    path = store_location(db)
     with _errors():
         if key is None:
             beside = default_key_path(path)
@@ -242,12 +242,10 @@ def keys_show(
         console.print(f"verifier key {verifier_key(name, public)}", highlight=False, soft_wrap=True)
 
 
-def _origin(db: Path) -> str | None:
-    from ..store import SqliteDatabase
-
-    if not db.is_file():
+def _origin(db: str | Path) -> str | None:
+    if not is_postgres_url(db) and not Path(db).is_file():
         return None
-    with SqliteDatabase(db, readonly=True) as store:
+    with open_database(db, readonly=True) as store:
         cps = store.checkpoints()
     return cps[-1][1].origin if cps else None
 
@@ -369,7 +367,7 @@ def archive(
     from the store."""
     from ..store._archive import write_archive
 
-    path = db or default_db_path()
+    path = store_location(db)
     cut = _parse_date(before)
     notes: list[str] = []
     with _errors():

@@ -107,7 +107,7 @@ def _ways(site: str) -> str:
 
     return (
         "point the command at a daemon in one of three ways: start `labdevices daemon -c CONFIG` "
-        f"on this machine (it announces itself in {runtime_file(site)}), "
+        f"on this machine (it announces itself in {runtime_file(site, '*')}), "
         "set LABDEVICES_BROKER=mqtt://HOST:PORT, or pass --broker mqtt://HOST:PORT "
         "(the URL is in the daemon's ready line)"
     )
@@ -126,8 +126,8 @@ def resolve_target(broker: str | None, site: str | None) -> Target:
             site = same[0].site if len(same) == 1 else DEFAULT_SITE
         return Target(broker, site, source)
     running = find_daemons(site)
-    if site is None and len(running) > 1:
-        sites = ", ".join(sorted(d.site for d in running))
+    if site is None and len({d.site for d in running}) > 1:
+        sites = ", ".join(sorted({d.site for d in running}))
         raise DaemonNotFound(
             f"daemons of several sites are running ({sites}): choose one with --site "
             "(or LABDEVICES_SITE)"

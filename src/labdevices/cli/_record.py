@@ -7,14 +7,14 @@ from typing import Annotated
 
 import typer
 
-from ..store import SqliteDatabase, default_db_path
+from ..store import open_database
 from . import app
 from ._output import stdout_console
-from ._store import DbOption, _store_errors
+from ._store import DbOption, _store_errors, store_location
 
 
 def write_record(
-    db: Path,
+    db: str | Path,
     job_id: int,
     out: Path,
     fmt: str,
@@ -25,7 +25,7 @@ def write_record(
     """Render job ``job_id`` of the store ``db`` to ``out`` as ``pdf``, ``html`` or ``json``."""
     from ..record import collect_record, render_html, render_json, render_pdf
 
-    with SqliteDatabase(db, readonly=True) as store:
+    with open_database(db, readonly=True) as store:
         record = collect_record(store, job_id, key=key, witness=witness)
     render = {"pdf": render_pdf, "html": render_html, "json": render_json}[fmt]
     data = render(record)
@@ -69,7 +69,7 @@ def record(
         fmt = suffix if suffix in ("html", "json") else "pdf"
     out = output or Path(f"batch-record-job{job_id}.{fmt}")
     with _store_errors():
-        written = write_record(db or default_db_path(), job_id, out, fmt, key=key, witness=witness)
+        written = write_record(store_location(db), job_id, out, fmt, key=key, witness=witness)
     stdout_console().print(
         f"batch record of job {job_id} ({fmt.upper()}): {written}", highlight=False
     )

@@ -1,5 +1,5 @@
 """The ``audit`` group (its commands are in ``_proof.py``) and ``labdevices jobs [show ID]``: read
-the store file directly.
+the store (file or PostgreSQL database) directly.
 
 The store is opened read-only, so these commands are safe beside a running
 daemon. The ``jobs`` group keeps its options on the group callback and on each
@@ -10,6 +10,7 @@ reading the file) can sit beside ``--db``.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,15 +20,30 @@ from typing import Annotated
 
 import typer
 
-from ..store import JobRecord, SqliteDatabase, StoreError, default_db_path
+from ..store import (
+    JobRecord,
+    StoreError,
+    default_db_path,
+    is_postgres_url,
+    open_database,
+    redact_url,
+)
 from . import app, err_console
 from ._output import Table, print_json, stdout_console
 
 _DB_HELP = (
-    "store file; default: $LABDEVICES_DB if set, else labdevices/labdevices.db in the "
-    f"per-user data folder (here: {default_db_path()})"
+    "the store: a file, or postgresql://user@host:port/dbname; default: $LABDEVICES_DB (either) if "
+    f"set, else labdevices/labdevices.db in the per-user data folder (here: {default_db_path()})"
 )
-DbOption = Annotated[Path | None, typer.Option("--db", help=_DB_HELP, show_default=False)]
+DbOption = Annotated[str | None, typer.Option("--store", "--db", help=_DB_HELP, show_default=False)]
+
+
+def store_location(db: str | None) -> str | Path:
+    """``--store`` as given (a path or a URL), else ``$LABDEVICES_DB`` (either), else the
+    default store file."""
+    env = os.environ.get("LABDEVICES_DB")
+    return db or (env if env and is_postgres_url(env) else default_db_path())
+
 
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Print jobs recorded in the store.")
@@ -62,8 +78,8 @@ def jobs(
     ctx.obj = db
     if ctx.invoked_subcommand is not None:
         return
-    path = db or default_db_path()
-    with _store_errors(), SqliteDatabase(path, readonly=True) as store:
+    path = store_location(db)
+    with _store_errors(), open_database(path, readonly=True) as store:
         records = store.list_jobs(limit=limit)
     if as_json:
         print_json(
@@ -98,7 +114,7 @@ def jobs(
         )
     console = stdout_console()
     if not records:
-        console.print(f"no jobs in {path}", highlight=False, soft_wrap=True)
+        console.print(f"no jobs in {redact_url(str(path))}", highlight=False, soft_wrap=True)
         return
     console.print(table)
 
@@ -120,9 +136,9 @@ def jobs_show(
     db: DbOption = None,
 ) -> None:
     """Print one job's record: batch and patient, bioinks, G-code hash, state history, telemetry."""
-    parent_db = ctx.obj if isinstance(ctx.obj, Path) else None
-    path = db or parent_db or default_db_path()
-    with _store_errors(), SqliteDatabase(path, readonly=True) as store:
+    parent_db = ctx.obj if isinstance(ctx.obj, str) else None
+    path = store_location(db or parent_db)
+    with _store_errors(), open_database(path, readonly=True) as store:
         job = store.get_job(job_id)
         history = store.audit_records(object=f"job/{job_id}")
         signatures = store.list_signatures(f"job/{job_id}")

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..errors import Forbidden, LabDeviceError
-from ..store import SqliteDatabase, StoreError, default_db_path
+from ..store import SqliteDatabase, StoreError, open_database
 from . import app, err_console
 from ._output import Table, stdout_console
 from ._reach import (
@@ -39,6 +39,7 @@ from ._reach import (
     reach,
     resolve_target,
 )
+from ._store import DbOption, store_location
 
 if TYPE_CHECKING:
     from ..client import LabClient
@@ -58,16 +59,12 @@ users_app = typer.Typer(
 )
 app.add_typer(users_app, name="users")
 
-DbOption = Annotated[
-    Path | None,
-    typer.Option("--db", help=f"store file (default: $LABDEVICES_DB or {default_db_path()})"),
-]
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
         "-c",
         "--config",
-        help="daemon config: its [store] path and [auth] password policy (instead of --db)",
+        help="daemon config: its [store] and [auth] password policy (instead of --store)",
     ),
 ]
 ByOption = Annotated[
@@ -125,15 +122,17 @@ def _admin(db: SqliteDatabase, by: str | None, *, target: str | None = None) -> 
     return by
 
 
-def _open(db: Path | None, config: Path | None) -> SqliteDatabase:
+def _open(db: str | None, config: Path | None) -> SqliteDatabase:
     """The store, with the daemon config's password policy when a config is given (else the
     defaults: a site that changes [auth] passes its config, so that both apply the same)."""
     if config is None:
-        return SqliteDatabase(db or default_db_path())
+        return open_database(store_location(db))
     from ..daemon import load_config
 
     loaded = load_config(config)
-    return SqliteDatabase(db or loaded.config.store.path, auth_policy=loaded.config.auth.policy())
+    return open_database(
+        db or loaded.config.store.location, auth_policy=loaded.config.auth.policy()
+    )
 
 
 def _when(t: float | None) -> str:
@@ -393,7 +392,7 @@ def create_demo_users(db_path: str | Path) -> dict[str, str]:
     passwords are then reset to new random ones, audited).
     """
     passwords: dict[str, str] = {}
-    with SqliteDatabase(db_path) as store:
+    with open_database(db_path) as store:
         for user, (name, roles) in DEMO_USERS.items():
             password = secrets.token_urlsafe(18)
             if store.find_user(user) is None:

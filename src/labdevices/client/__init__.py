@@ -3,6 +3,7 @@
 from ._client import (
     TERMINAL_JOB_STATES,
     AlarmInfo,
+    DaemonInfo,
     DeviceInfo,
     DeviceState,
     DeviceStatus,
@@ -19,6 +20,7 @@ from ._session import Session, default_session_path
 __all__ = [
     "TERMINAL_JOB_STATES",
     "AlarmInfo",
+    "DaemonInfo",
     "DeviceInfo",
     "DeviceState",
     "DeviceStatus",

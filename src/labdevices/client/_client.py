@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -29,6 +30,7 @@ from ._session import Session, is_loopback, refuse_clear_password
 __all__ = [
     "TERMINAL_JOB_STATES",
     "AlarmInfo",
+    "DaemonInfo",
     "DeviceInfo",
     "DeviceState",
     "DeviceStatus",
@@ -40,6 +42,8 @@ __all__ = [
     "SignatureInfo",
     "SiteStatus",
 ]
+
+log = logging.getLogger("labdevices.client")
 
 TERMINAL_JOB_STATES = frozenset({"completed", "failed", "cancelled", "interrupted"})
 
@@ -72,6 +76,8 @@ class DeviceInfo:
     driver: str
     error: str | None
     signals: dict[str, SignalInfo]
+    #: the daemon of the site that owns the device
+    daemon: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,11 +98,14 @@ class DeviceState:
     driver: str | None = None
     daemon_online: bool = True
     since: float | None = None
+    #: the daemon of the site that owns the device
+    daemon: str | None = None
 
     @classmethod
     def from_json(cls, data: Any) -> DeviceState:
         if not isinstance(data, dict) or not isinstance(data.get("device"), str):
             raise ProtocolError(f"a device state must be an object with a device, got {data!r}")
+        daemon = data.get("daemon")
         return cls(
             data["device"],
             str(data.get("state")),
@@ -104,7 +113,33 @@ class DeviceState:
             data.get("error"),
             data.get("profile"),
             data.get("driver"),
+            daemon=daemon if isinstance(daemon, str) else None,
         )
+
+
+@dataclass
+class _DaemonLiveness:
+    """What a client knows of one daemon from its retained status."""
+
+    online: bool | None = None
+    #: the last time it was known alive, while it is offline
+    since: float | None = None
+    #: (connected_at, t) of its last heartbeat
+    alive: tuple[Any, float] | None = None
+
+    def update(self, status: dict[str, Any]) -> bool:
+        """Take a status message in; whether online/offline changed."""
+        was, self.online = self.online, bool(status.get("online"))
+        connected_at, t = status.get("connected_at"), status.get("t")
+        if self.online:
+            self.alive = (connected_at, t) if isinstance(t, int | float) else self.alive
+        elif isinstance(t, int | float):
+            self.since = t  # a goodbye knows its own time
+        elif self.alive is not None and self.alive[0] == connected_at:
+            self.since = self.alive[1]  # the last heartbeat seen of the lost connection
+        else:
+            self.since = connected_at if isinstance(connected_at, int | float) else None
+        return self.online != was
 
 
 @dataclass(frozen=True)
@@ -225,13 +260,25 @@ class DeviceStatus:
 
 
 @dataclass(frozen=True)
+class DaemonInfo:
+    """A daemon of the site, as its leases in the store say: ``live`` while it renews them."""
+
+    daemon: str
+    live: bool
+    leader: bool
+    devices: list[str]
+
+
+@dataclass(frozen=True)
 class SiteStatus:
-    """The site at a glance: devices with last values, active alarms, jobs not yet ended."""
+    """The site at a glance: its daemons, every device of its live daemons with last values,
+    active alarms, jobs not yet ended."""
 
     site: str
     devices: list[DeviceStatus]
     alarms: list[AlarmInfo]
     jobs: list[JobInfo]
+    daemons: list[DaemonInfo] = field(default_factory=list)
 
 
 def _reading(data: Any) -> Reading:
@@ -265,6 +312,7 @@ def _event(message: BusMessage) -> JobEvent:
 def _device_info(d: Any) -> DeviceInfo:
     if not isinstance(d, dict):
         raise ProtocolError(f"a device must be an object, got {d!r}")
+    daemon = d.get("daemon")
     return DeviceInfo(
         d["device"],
         d["state"],
@@ -272,6 +320,7 @@ def _device_info(d: Any) -> DeviceInfo:
         d["driver"],
         d.get("error"),
         {k: SignalInfo(**v) for k, v in d.get("signals", {}).items()},
+        daemon if isinstance(daemon, str) else None,
     )
 
 
@@ -420,8 +469,10 @@ class LabClient:
         await self._bus.__aexit__(None, None, None)
 
     async def daemon_status(self, timeout: float = 5.0) -> dict[str, Any] | None:
-        """The daemon's retained status on this site (``{"online": bool, ...}``), or None when
-        no daemon has announced itself on this broker within ``timeout`` s."""
+        """The retained status of a daemon of this site (``{"online": bool, "daemon": name,
+        ...}``): the first online one, else (after ``timeout`` s) the last offline one seen,
+        or None when no daemon has announced itself on this broker."""
+        offline: dict[str, Any] | None = None
         try:
             async with (
                 asyncio.timeout(timeout),
@@ -430,10 +481,12 @@ class LabClient:
                 async for message in sub:
                     data = message.json()
                     if isinstance(data, dict):
-                        return data
+                        if data.get("online"):
+                            return data
+                        offline = data
         except TimeoutError:
-            return None
-        return None
+            return offline
+        return offline
 
     # -- identity -----------------------------------------------------------------------------
 
@@ -493,77 +546,72 @@ class LabClient:
     # -- devices and signals ------------------------------------------------------------------
 
     async def devices(self) -> list[DeviceInfo]:
-        result: Any = await self._daemon("devices")
-        assert isinstance(result, list)
-        return [
-            DeviceInfo(
-                d["device"],
-                d["state"],
-                d["profile"],
-                d["driver"],
-                d.get("error"),
-                {k: SignalInfo(**v) for k, v in d.get("signals", {}).items()},
-            )
-            for d in result
-            if isinstance(d, dict)
+        """Every device of the site: each live daemon's (``devices`` asked of each one)."""
+        site = await self._status()
+        names: list[str | None] = [
+            str(d["daemon"])
+            for d in site.get("daemons") or []
+            if isinstance(d, dict) and d.get("live")
         ]
+        answers = await self._per_daemon("devices", names or [None])
+        return [_device_info(d) for answer in answers for d in answer if isinstance(d, dict)]
 
     @contextlib.asynccontextmanager
     async def device_states(self, device: str = "+") -> AsyncIterator[AsyncIterator[DeviceState]]:
         """States of one device (or all) as the daemon publishes them, retained ones first.
 
-        While the daemon's status says it is offline (its last will, or its goodbye), every
-        device known here is reported ``unknown`` (``daemon_online`` False, ``since`` the last
-        time the daemon was known alive), and so is any state arriving meanwhile; when it is
-        back, the states it publishes are reported again. Nothing is reported before the
+        While the status of a device's daemon (the one the state names; a site may have
+        several) says it is offline (its last will, or its goodbye), the device is reported
+        ``unknown`` (``daemon_online`` False, ``since`` the last time that daemon was known
+        alive), and so is any state of it arriving meanwhile; when the daemon is back, the
+        states it publishes are reported again. Nothing is reported of a device before its
         daemon's status is known.
         """
-        status_topic = self.topics.daemon_status()
+        status_filter = self.topics.daemon_status()
+        status_prefix = status_filter.removesuffix("+")
         topic = self.topics.all_states() if device == "+" else self.topics.state(device)
-        async with self._bus.subscribe([status_topic, topic], maxsize=10_000) as sub:
+        async with self._bus.subscribe([status_filter, topic], maxsize=10_000) as sub:
 
             async def states() -> AsyncIterator[DeviceState]:
                 last: dict[str, DeviceState] = {}
-                online: bool | None = None
-                since: float | None = None
-                alive: tuple[float | None, float] | None = None  # (connected_at, heartbeat t)
+                daemons: dict[str, _DaemonLiveness] = {}
 
-                def shown(state: DeviceState) -> DeviceState:
-                    if online:
+                def liveness(state: DeviceState) -> _DaemonLiveness | None:
+                    if state.daemon is not None:
+                        return daemons.get(state.daemon)
+                    # a daemon that does not name itself in its states: the site's only one
+                    return next(iter(daemons.values())) if len(daemons) == 1 else None
+
+                def shown(state: DeviceState, of: _DaemonLiveness) -> DeviceState:
+                    if of.online:
                         return state
                     return dataclasses.replace(
-                        state, state="unknown", daemon_online=False, since=since
+                        state, state="unknown", daemon_online=False, since=of.since
                     )
 
                 async for message in sub:
-                    if message.topic == status_topic:
+                    if message.topic.startswith(status_prefix):
                         try:
                             status = message.json()
                         except LabDeviceError:
                             continue
                         if not isinstance(status, dict):
                             continue
-                        was, online = online, bool(status.get("online"))
-                        connected_at, t = status.get("connected_at"), status.get("t")
-                        if online:
-                            alive = (connected_at, t) if isinstance(t, int | float) else alive
-                        elif isinstance(t, int | float):
-                            since = t  # a goodbye knows its own time
-                        elif alive is not None and alive[0] == connected_at:
-                            since = alive[1]  # the last heartbeat seen of the lost connection
-                        else:
-                            since = connected_at if isinstance(connected_at, int | float) else None
-                        if online != was:
+                        name = message.topic.removeprefix(status_prefix)
+                        one = daemons.setdefault(name, _DaemonLiveness())
+                        if one.update(status):
                             for state in list(last.values()):
-                                yield shown(state)
+                                if liveness(state) is one:
+                                    yield shown(state, one)
                         continue
                     try:
                         state = DeviceState.from_json(message.json())
                     except LabDeviceError:
                         continue
                     last[state.device] = state
-                    if online is not None:
-                        yield shown(state)
+                    of = liveness(state)
+                    if of is not None:
+                        yield shown(state, of)
 
             yield states()
 
@@ -675,8 +723,9 @@ class LabClient:
         last_seq = 0
         known = status_topic is None
         held: list[JobEvent] = []
+        status_prefix = None if status_topic is None else status_topic.removesuffix("+")
         async for message in sub:
-            if message.topic == status_topic:
+            if status_prefix is not None and message.topic.startswith(status_prefix):
                 with contextlib.suppress(LabDeviceError):
                     status = message.json()
                     if isinstance(status, dict):
@@ -769,10 +818,23 @@ class LabClient:
         await self._device(printer, "estop", reason=reason)
 
     async def status(self) -> SiteStatus:
-        """Every device with its state and last values, the active alarms, the running jobs."""
-        result: Any = await self._daemon("status")
-        if not isinstance(result, dict):
-            raise ProtocolError(f"a status must be an object, got {result!r}")
+        """The whole site: its daemons, every device of each live daemon with its state and
+        last values, the active alarms, the jobs not yet ended.
+
+        The site's leader answers with the daemons, alarms and jobs (one store) and its own
+        devices; each other live daemon is asked for its devices (``status`` with ``daemon``).
+        """
+        result = await self._status()
+        answered = result.get("daemon")
+        daemons = [
+            DaemonInfo(str(d["daemon"]), bool(d["live"]), bool(d["leader"]), list(d["devices"]))
+            for d in result.get("daemons") or []
+            if isinstance(d, dict)
+        ]
+        devices = list(result["devices"])
+        others = [d.daemon for d in daemons if d.live and d.daemon != answered]
+        for one in await self._per_daemon("status", others):
+            devices.extend(one["devices"])
         return SiteStatus(
             str(result["site"]),
             [
@@ -780,11 +842,34 @@ class LabClient:
                     _device_info(d),
                     {k: _reading(v) for k, v in (d.get("values") or {}).items()},
                 )
-                for d in result["devices"]
+                for d in devices
             ],
             [AlarmInfo.from_json(a) for a in result["alarms"]],
             [JobInfo.from_json(j) for j in result["jobs"]],
+            daemons,
         )
+
+    async def _per_daemon(self, command: str, daemons: Sequence[str | None]) -> list[Any]:
+        """``command`` asked of each daemon (None: the leader) at once; the answers of those
+        that answered (one stopped meanwhile is left out, and logged)."""
+        answers = await asyncio.gather(
+            *(self._daemon(command, daemon=name) for name in daemons), return_exceptions=True
+        )
+        out = []
+        for name, answer in zip(daemons, answers, strict=True):
+            if isinstance(answer, LabDeviceError):
+                log.warning("daemon %r of site %r did not answer: %s", name, self.site, answer)
+                continue
+            if isinstance(answer, BaseException):
+                raise answer
+            out.append(answer)
+        return out
+
+    async def _status(self, daemon: str | None = None) -> dict[str, Any]:
+        result: Any = await self._daemon("status", daemon=daemon)
+        if not isinstance(result, dict):
+            raise ProtocolError(f"a status must be an object, got {result!r}")
+        return result
 
     async def clear_fault(self, device: str, *, reason: str) -> DeviceInfo:
         """Bring a device out of ``fault`` (a supervisor's; audited with ``reason``): the daemon

@@ -41,6 +41,13 @@ class NoArgs(_Args):
     """No arguments."""
 
 
+class SiteArgs(_Args):
+    daemon: str | None = Field(
+        default=None,
+        description="the daemon of the site to answer, about itself (default: the site's leader)",
+    )
+
+
 class ReadArgs(_Args):
     signal: str = Field(description="a signal of the device's profile")
 
@@ -120,6 +127,7 @@ class DeviceState(_Published):
     """Retained; the daemon's last will marks its devices offline."""
 
     device: str
+    daemon: str = Field(description="the daemon of the site that owns the device")
     state: Literal["offline", "connecting", "idle", "busy", "paused", "fault"]
     profile: str
     driver: str
@@ -185,10 +193,12 @@ class JobState(_Published):
 
 
 class DaemonStatus(_Published):
-    """Retained; the daemon's last will sets ``online`` false."""
+    """Retained, one per daemon of the site; its last will sets ``online`` false."""
 
     online: bool
     client_id: str
+    daemon: str = Field(description="the daemon's name on the site (config `daemon`)")
+    store_id: str | None = Field(default=None, description="the store the daemon writes to")
     t: float
 
 
@@ -256,12 +266,20 @@ COMMANDS: tuple[Command, ...] = (
         ClearFaultArgs,
         {"reason": "nozzle cleared, checked"},
     ),
-    Command("daemon", "devices", "Every device with state, profile, signals.", NoArgs, {}),
+    Command(
+        "daemon",
+        "devices",
+        "A daemon's devices with state, profile, signals (`daemon`: which one).",
+        SiteArgs,
+        {"daemon": "room-a"},
+    ),
     Command(
         "daemon",
         "status",
-        "The site at a glance: devices with last values, active alarms, running jobs.",
-        NoArgs,
+        "The site at a glance: its daemons (live or not, which leads, their devices), the "
+        "answering daemon's devices with last values (`daemon`: which one), the site's "
+        "active alarms and jobs not ended.",
+        SiteArgs,
         {},
     ),
     Command("daemon", "alarms", "The site's alarms.", AlarmsArgs, {"active_only": True}),
@@ -308,7 +326,7 @@ MESSAGES: dict[str, tuple[str, type[BaseModel], bool]] = {
     "alarm": ("labdevices/{site}/{device}/alarm", AlarmEvent, False),
     "jobProgress": ("labdevices/{site}/jobs/{job_id}/progress", JobProgress, False),
     "jobState": ("labdevices/{site}/jobs/{job_id}/state", JobState, True),
-    "daemonStatus": ("labdevices/{site}/daemon/status", DaemonStatus, True),
+    "daemonStatus": ("labdevices/{site}/daemon/status/{daemon}", DaemonStatus, True),
     "auditCheckpoint": ("labdevices/{site}/audit/checkpoint", Checkpoint, True),
 }
 
@@ -358,7 +376,8 @@ def asyncapi_document(version: str) -> dict[str, Any]:
     messages: dict[str, Any] = {}
     params_of = {
         "site": {"description": "the site (a config's `site`)"},
-        "device": {"description": "a device name of the daemon's config"},
+        "device": {"description": "a device name (unique on the site)"},
+        "daemon": {"description": "a daemon's name on the site (its config's `daemon`)"},
         "job_id": {"description": "a job id"},
         "client": {"description": "the requesting client's id (its inbox)"},
         "user": {"description": "the user the client acts for"},
@@ -490,7 +509,11 @@ def asyncapi_document(version: str) -> dict[str, Any]:
                 "usable reply topic gets a `malformed_request` (or `too_large`) error reply; "
                 "one without is dropped, counted and logged. Limits: a request "
                 f"{MAX_REQUEST_BYTES} bytes, its args {MAX_ARGS_BYTES} bytes, a job "
-                f"submission {MAX_JOB_REQUEST_BYTES} bytes."
+                f"submission {MAX_JOB_REQUEST_BYTES} bytes. A site may have several "
+                "daemons (one broker, one store; docs/site.md): each request is executed and "
+                "answered by exactly one of them — a device's (`{device}/cmd/…`, `jobs/submit` "
+                "with its `printer`, `sign` of a job on it) by the daemon owning the device, "
+                "every other by the site's leader."
             ),
             "x-error-codes": codes,
         },

@@ -32,6 +32,7 @@ from ._audited import as_audited
 from ._errors import NotInFault, UnknownAlarm, UnknownDevice, UnknownJob, UnknownSignal
 from ._interlocks import alarm_json
 from ._jobs import JobManager, job_json, signature_json
+from ._site import SiteMembership
 from ._supervisor import DeviceSlot
 
 __all__ = ["CommandRouter", "daemon_command_topic"]
@@ -111,8 +112,12 @@ class CommandRouter:
         store: Store,
         bus: BusClient,
         latest: dict[tuple[str, str], Sample],
+        *,
+        site: SiteMembership | None = None,
     ) -> None:
         self.slots = slots
+        #: this daemon's place on a site of several (which daemon has which device)
+        self.site = site
         self.latest = latest
         self.jobs = jobs
         self.store = store
@@ -148,6 +153,8 @@ class CommandRouter:
             return await self.handle_daemon(request, topic)
         try:
             slot = self.slots.get(device)
+            if slot is None and self.site is not None:
+                raise await self.site.not_here(device)
             if slot is None:
                 known = ", ".join(sorted(self.slots)) or "none"
                 raise UnknownDevice(f"unknown device {device!r} (devices: {known})", device=device)
@@ -272,7 +279,7 @@ class CommandRouter:
         return value
 
     async def _describe(self, slot: DeviceSlot, request: Request) -> JsonValue:
-        return slot.describe()
+        return self._describe_slot(slot)
 
     def _printer(self, slot: DeviceSlot) -> None:
         if not slot.is_printer:
@@ -352,15 +359,32 @@ class CommandRouter:
 
     # -- daemon commands -----------------------------------------------------------------------
 
+    async def _for_daemon(self, request: Request) -> None:
+        """``args.daemon`` of ``status``/``devices``: this daemon, else the leader answering
+        for one that is not running."""
+        daemon = _text(request.args, "daemon", None, required=False)
+        if daemon is not None and self.site is not None and daemon != self.site.daemon:
+            raise await self.site.not_running(daemon)
+
+    def _describe_slot(self, slot: DeviceSlot) -> dict[str, JsonValue]:
+        item = slot.describe()
+        if self.site is not None:
+            item["daemon"] = self.site.daemon
+        return item
+
     async def _devices(self, request: Request) -> JsonValue:
-        return [slot.describe() for slot in self.slots.values()]
+        """This daemon's devices (on a site of several: ask each one, ``args.daemon``)."""
+        await self._for_daemon(request)
+        return [self._describe_slot(slot) for slot in self.slots.values()]
 
     async def _status(self, request: Request) -> JsonValue:
-        """The site at a glance: every device with its state and last values, the active
-        alarms, the jobs not yet ended."""
+        """The site at a glance: its daemons, this daemon's devices with their state and last
+        values (another daemon's: ask it, ``args.daemon``), the active alarms and the jobs not
+        yet ended of the whole site (one store)."""
+        await self._for_daemon(request)
         devices: list[JsonValue] = []
         for slot in self.slots.values():
-            item = slot.describe()
+            item = self._describe_slot(slot)
             item["values"] = {
                 signal: sample_json(sample)
                 for (device, signal), sample in sorted(self.latest.items())
@@ -376,6 +400,8 @@ class CommandRouter:
                 jobs.append(item)
         return {
             "site": self.bus.topics.site,
+            "daemon": self.site.daemon if self.site is not None else None,
+            "daemons": await self.site.daemons() if self.site is not None else [],
             "devices": devices,
             "alarms": [alarm_json(a) for a in alarms],
             "jobs": jobs,
@@ -440,6 +466,13 @@ class CommandRouter:
                 f"the user id entered ({user!r}) is not the user signed in ({request.actor!r}): "
                 "only the person signed in can sign"
             )
+        if self.site is not None:  # the leader signs only where the printer's daemon is gone
+            try:
+                printer = (await self.store.get_job(job_id, events=False)).printer
+            except StoreError:
+                printer = None
+            if printer is not None and printer not in self.slots:
+                raise await self.site.not_here(printer)
         await self.store.check_password(user, password)  # wrong: Unauthenticated, audited
         try:
             result = await self.store.add_signature(

@@ -7,6 +7,7 @@ naming the file and the field (``ConfigurationError.problems``).
 from __future__ import annotations
 
 import hashlib
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,9 +110,15 @@ class BusConfig(StrictModel):
 
 
 class StoreConfig(StrictModel):
-    """The SQLite store file (relative paths are relative to the config file)."""
+    """The store: an SQLite file (``path``, relative to the config file) or a PostgreSQL
+    database (``url``), where several daemons of one site may share one store."""
 
     path: Path = Path("labdevices.db")
+    url: str | None = Field(
+        default=None,
+        description="postgresql://user@host:port/dbname instead of the SQLite file (keep the "
+        "password in ~/.pgpass or $PGPASSWORD); daemons sharing it share one key_file",
+    )
     max_interval_s: float = Field(
         default=60.0, gt=0, description="store a flat signal at least this often"
     )
@@ -122,11 +129,13 @@ class StoreConfig(StrictModel):
     key_file: Path | None = Field(
         default=None,
         description="the daemon's Ed25519 private key (mode 0600, created at first start); "
-        "default: <path>.key beside the store",
+        "default: <path>.key beside the store, or for a url "
+        "<data folder>/labdevices/postgresql-HOST-PORT-DBNAME.key",
     )
     witness_file: Path | None = Field(
         default=None,
-        description="where each signed checkpoint is also appended; default: <path>.witness",
+        description="where each signed checkpoint is also appended; default: <path>.witness "
+        "(for a url: beside the default key)",
     )
     checkpoint_every_records: int = Field(
         default=256, ge=1, description="sign a checkpoint after this many audit records"
@@ -134,6 +143,18 @@ class StoreConfig(StrictModel):
     checkpoint_every_s: float = Field(
         default=10.0, gt=0, description="and at least this often while records come in"
     )
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql://user@host:port/dbname URL")
+        return url
+
+    @property
+    def location(self) -> str | Path:
+        """What ``open_store`` takes: the URL if set, else the file's path."""
+        return self.url if self.url is not None else self.path
 
 
 class AuthConfig(StrictModel):
@@ -245,6 +266,11 @@ class DaemonConfig(StrictModel):
     """A whole daemon: one site, its devices, the bus, the store and the interlocks."""
 
     site: str = Field(min_length=1)
+    daemon: str | None = Field(
+        default=None,
+        description="this daemon's name, unique among the daemons of the site (docs/site.md); "
+        "default: the config file's name without .toml, else the host name",
+    )
     simulated_lab: str | None = Field(
         default=None,
         description="simulators/ lab (name or path) whose devices `labdevices daemon` and "
@@ -263,6 +289,11 @@ class DaemonConfig(StrictModel):
     @classmethod
     def _site(cls, value: str) -> str:
         return validate_name("site", value)
+
+    @field_validator("daemon")
+    @classmethod
+    def _daemon(cls, value: str | None) -> str | None:
+        return None if value is None else validate_name("daemon", value)
 
     @field_validator("devices")
     @classmethod
@@ -295,6 +326,18 @@ class LoadedConfig:
         self.profiles = profiles
         self.source = source
         self.sha256 = sha256 or hashlib.sha256(config.model_dump_json().encode()).hexdigest()
+
+    @property
+    def daemon_id(self) -> str:
+        """The daemon's name on the site: ``daemon`` if set, else the config file's name
+        (``room-a.toml`` → ``room-a``), else the host name."""
+        if self.config.daemon is not None:
+            return self.config.daemon
+        path = Path(self.source)
+        if path.suffix == ".toml":
+            return validate_name("daemon", path.stem)
+        host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())
+        return host or "daemon"
 
     def with_addresses(self, addresses: dict[str, str]) -> LoadedConfig:
         return LoadedConfig(

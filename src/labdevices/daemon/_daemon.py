@@ -15,7 +15,6 @@ import ssl
 import time
 from collections.abc import Coroutine
 from contextlib import AsyncExitStack
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -51,8 +50,10 @@ from ._config import (
     redact_url,
     split_broker_urls,
 )
+from ._errors import SiteConflict
 from ._interlocks import InterlockEngine, alarm_json
 from ._jobs import JobManager
+from ._site import DEFAULT_LEASE_S, SiteMembership
 from ._supervisor import DeviceSlot, Supervisor
 from ._telemetry import TelemetryPipeline
 
@@ -81,10 +82,14 @@ class Daemon:
         telemetry_linger_s: float = 0.002,
         wait_for_broker_s: float = 10.0,
         heartbeat_s: float = 10.0,
+        lease_s: float = DEFAULT_LEASE_S,
     ) -> None:
         self.loaded = loaded
         self.config = loaded.config
         self.site = self.config.site
+        #: this daemon's name among the daemons of its site
+        self.daemon_id = loaded.daemon_id
+        self._lease_s = lease_s
         self.broker_url: str | None = None
         self.slots = {
             name: DeviceSlot(name, dev, loaded.profiles[name])
@@ -108,13 +113,17 @@ class Daemon:
         self.jobs: JobManager
         self.interlocks: InterlockEngine
         self.router: CommandRouter
+        self.site_member: SiteMembership
         #: the dashboard, when ``[web]`` is configured
         self.web: WebServer | None = None
         #: the number and signed note of the newest checkpoint of the audit chain
         self.last_checkpoint: tuple[int, str] | None = None
 
     def __repr__(self) -> str:
-        return f"Daemon(site={self.site!r}, {len(self.slots)} devices, {self._state})"
+        return (
+            f"Daemon(site={self.site!r}, daemon={self.daemon_id!r}, {len(self.slots)} devices, "
+            f"{self._state})"
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -147,10 +156,26 @@ class Daemon:
         self.store = await stack.enter_async_context(self._open_store())
         await self.store.record_config_load(self.loaded.source, self.loaded.sha256)
         self.store_id = await self.store.store_id()
+        # Before anything else acts: the devices must be this daemon's on the site.
+        self.site_member = SiteMembership(
+            self.store,
+            self.daemon_id,
+            self.slots,
+            source=self.loaded.source,
+            lease_s=self._lease_s,
+        )
+        stack.push_async_callback(self.site_member.leave)  # also when starting fails
+        try:
+            await self.site_member.join()
+        except SiteConflict as exc:
+            await self.store.audit(
+                self.daemon_id, "site.refused", f"daemon/{self.daemon_id}", reason=exc.message
+            )
+            raise
         # The session secrets come from the daemon's key (outside the database): the
         # database file alone cannot act as anyone.
         session_key = derive_key(
-            load_or_create_signing_key(cfg.store.key_file or default_key_path(cfg.store.path)),
+            load_or_create_signing_key(cfg.store.key_file or default_key_path(cfg.store.location)),
             SESSION_PURPOSE,
         )
         brokers = await self._broker(stack, session_key)
@@ -162,15 +187,15 @@ class Daemon:
             port,
             failover=failover,
             site=cfg.site,
-            client_id=cfg.bus.client_id or f"labdevices-daemon-{cfg.site}",
+            client_id=cfg.bus.client_id or f"labdevices-daemon-{cfg.site}-{self.daemon_id}",
             username=cfg.bus.username or user,
             password=self._broker_password() or password,
             tls_context=tls_context,
             protocol=cfg.bus.protocol,
             # Its last will marks us offline, and with us every device state (clients show
             # them ``unknown``); the heartbeat says when we were last alive.
-            status_topic=Topics(cfg.site).daemon_status(),
-            status_extra={"store_id": self.store_id},
+            status_topic=Topics(cfg.site).daemon_status(self.daemon_id),
+            status_extra={"store_id": self.store_id, "daemon": self.daemon_id},
             heartbeat_s=self._heartbeat_s,
             reconnect_max_s=2.0,
         )
@@ -185,8 +210,17 @@ class Daemon:
             self._accept,
             flush_interval_s=cfg.store.flush_interval_s,
         )
-        self.jobs = JobManager(self.slots, self.store, bus, self.spawn, store_id=self.store_id)
-        self.router = CommandRouter(self.slots, self.jobs, self.store, bus, self.pipeline.latest)
+        self.jobs = JobManager(
+            self.slots,
+            self.store,
+            bus,
+            self.spawn,
+            store_id=self.store_id,
+            site=self.site_member,
+        )
+        self.router = CommandRouter(
+            self.slots, self.jobs, self.store, bus, self.pipeline.latest, site=self.site_member
+        )
         auth_commands = AuthCommands(self.store, bus, session_key, self._publish_alarm)
         self.router.daemon_commands.update(auth_commands.commands())
         self.guard: RequestGuard | None = None
@@ -227,11 +261,17 @@ class Daemon:
         await stack.enter_async_context(bus)
         # Subscribed before the bus's first connection can start (no await in between), so
         # the first session subscribes them all.
-        await bus.serve(bus.topics.commands(), self.router.handle_device, guard=self.guard)
+        # Every daemon of the site hears every request; the site membership decides which
+        # one takes each (docs/site.md), before the guard.
+        route = self.site_member.takes
+        await bus.serve(
+            bus.topics.commands(), self.router.handle_device, guard=self.guard, route=route
+        )
         await bus.serve(  # a submission carries its G-code: a larger allowance
             bus.topics.job_submit(),
             self.jobs.submit,
             guard=self.guard,
+            route=route,
             max_request_bytes=MAX_JOB_REQUEST_BYTES,
             max_args_bytes=MAX_JOB_REQUEST_BYTES,
         )
@@ -251,6 +291,7 @@ class Daemon:
             self.spawn(supervisor.run(slot), f"device {slot.name}")
         self.spawn(self.pipeline.run_store_writer(), "telemetry store writer")
         self.spawn(self._checkpoint_loop(), "audit checkpoints")
+        self.spawn(self.site_member.run(), "site leases")
         self.spawn(self.jobs.clear_foreign_states(), "clear other stores' job states")
         self.jobs.start()
         if cfg.web is not None:
@@ -272,7 +313,7 @@ class Daemon:
         assert cfg is not None
         hub = LiveHub()
         sessions = WebSessions(self.store, session_key, idle_s=cfg.idle_minutes * 60.0)
-        path = Path(self.config.store.path)
+        path = self.config.store.location
         backend = WebBackend(
             self.store,
             self.bus.topics,
@@ -320,9 +361,9 @@ class Daemon:
     def _open_store(self) -> Store:
         """The store with the daemon's signing key (created at first start, outside the database)."""
         cfg = self.config.store
-        key = load_or_create_signing_key(cfg.key_file or default_key_path(cfg.path))
+        key = load_or_create_signing_key(cfg.key_file or default_key_path(cfg.location))
         return open_store(
-            cfg.path,
+            cfg.location,
             auth_policy=self.config.auth.policy(),
             signer=CheckpointSigner(key, f"labdevices/{self.site}"),
             witness=cfg.witness_file,
@@ -437,7 +478,10 @@ class Daemon:
         """After devices closed: the last telemetry to the store, every device offline on the bus."""
         with contextlib.suppress(Exception):
             await self.pipeline.flush_store()
+        with contextlib.suppress(Exception):  # the devices are closed: nothing of ours to serve
+            await self.site_member.leave()
         with contextlib.suppress(Exception):  # signed and published while the bus is still up
+            # ("closed" only if no other daemon of the site still writes to the store)
             await self.store.checkpoint(state="closed", force=True)
         for slot in self.slots.values():
             if slot.state != "offline":
@@ -485,6 +529,7 @@ class Daemon:
     def _publish_state(self, slot: DeviceSlot) -> None:
         payload: dict[str, JsonValue] = {
             "device": slot.name,
+            "daemon": self.daemon_id,
             "state": slot.state,
             "profile": slot.profile.name,
             "driver": slot.profile.driver,

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from ..errors import LabDeviceError
+from ..errors import ConfigurationError, LabDeviceError
 
-__all__ = ["NotInFault", "UnknownAlarm", "UnknownDevice", "UnknownJob", "UnknownSignal"]
+__all__ = [
+    "DeviceAbsent",
+    "NotInFault",
+    "SiteConflict",
+    "UnknownAlarm",
+    "UnknownDevice",
+    "UnknownJob",
+    "UnknownSignal",
+]
 
 
 class UnknownDevice(LabDeviceError):
@@ -35,3 +43,15 @@ class NotInFault(LabDeviceError):
     """``clear_fault`` on a device that is not in fault (nothing is done)."""
 
     code = "not_in_fault"
+
+
+class SiteConflict(ConfigurationError):
+    """A daemon cannot join its site: a device it would own is owned by another live daemon."""
+
+    code = "site_conflict"
+
+
+class DeviceAbsent(LabDeviceError):
+    """A request names a device of the site whose daemon is not running (its lease ran out)."""
+
+    code = "device_absent"

@@ -49,6 +49,7 @@ from ..store import (
 )
 from ._audited import as_audited
 from ._errors import UnknownDevice, UnknownJob
+from ._site import SiteMembership
 from ._supervisor import DeviceSlot
 
 __all__ = ["ActiveJob", "JobManager", "job_json"]
@@ -143,9 +144,12 @@ class JobManager:
         spawn: Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]],
         *,
         store_id: str | None = None,
+        site: SiteMembership | None = None,
     ) -> None:
         self.slots = slots
         self.store_id = store_id
+        #: this daemon's place on a site of several (which daemon has which printer)
+        self._site = site
         self.printers = {name: s for name, s in slots.items() if s.is_printer}
         self.jobs: dict[int, ActiveJob] = {}
         self._store = store
@@ -167,8 +171,13 @@ class JobManager:
 
         Held jobs (awaiting a release signature) are taken up again, their ``seq`` continued.
         """
-        interrupted = await self._store.recover_interrupted(actor="daemon")
-        stale = await self._store.list_jobs(state=JobState.QUEUED, limit=10_000)
+        # Only this daemon's printers: the jobs of the site's other daemons are theirs.
+        interrupted = await self._store.recover_interrupted(actor="daemon", printers=self.printers)
+        stale = [
+            job
+            for job in await self._store.list_jobs(state=JobState.QUEUED, limit=10_000)
+            if job.printer in self.printers
+        ]
         cancelled = [
             await self._store.transition_job(
                 job.id,
@@ -185,6 +194,8 @@ class JobManager:
                 retain=True,
             )
         for record in await self._store.list_jobs(state=JobState.HELD, limit=10_000):
+            if record.printer not in self.printers:
+                continue
             job = ActiveJob(record.id, record.printer, [], record)
             job.seq = await self._stored_seq(record.id)
             self.jobs[job.id] = job
@@ -249,12 +260,16 @@ class JobManager:
         args = request.args
         printer = _str(args, "printer")
         if printer is None:
+            if self._site is not None and len(await self._site.live_daemons()) > 1:
+                raise JobRejected("args.printer is required: the site has several daemons")
             if len(self.printers) != 1:
                 raise JobRejected(
                     f"args.printer is required (printers: {', '.join(sorted(self.printers)) or 'none'})"
                 )
             printer = next(iter(self.printers))
         if printer not in self.printers:
+            if printer not in self.slots and self._site is not None:
+                raise await self._site.not_here(printer)
             known = ", ".join(sorted(self.printers)) or "none"
             kind = "not a printer" if printer in self.slots else "unknown device"
             raise UnknownDevice(f"{kind} {printer!r} (printers: {known})", device=printer)

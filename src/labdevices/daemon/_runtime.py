@@ -8,6 +8,7 @@ when it is ready and removes it when it stops; client commands read it when neit
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -61,15 +62,19 @@ def runtime_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"labdevices-{uid}"
 
 
-def runtime_file(site: str) -> Path:
-    return runtime_dir() / f"daemon-{site}.json"
+def runtime_file(site: str, daemon: str | None = None) -> Path:
+    """``daemon-{site}.json``, or with ``daemon`` ``daemon-{site}@{daemon}.json``: each daemon
+    of a site run on this machine has its own (one stopping leaves the others announced)."""
+    if daemon is None:
+        return runtime_dir() / f"daemon-{site}.json"
+    return runtime_dir() / f"daemon-{site}@{daemon}.json"
 
 
-def write_runtime_file(broker_url: str, site: str) -> Path:
-    """Announce this process as the daemon of ``site`` at ``broker_url`` (secrets removed)."""
+def write_runtime_file(broker_url: str, site: str, daemon: str | None = None) -> Path:
+    """Announce this process as a daemon of ``site`` at ``broker_url`` (secrets removed)."""
     folder = runtime_dir()
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = runtime_file(site)
+    path = runtime_file(site, daemon)
     data = {
         "broker": public_url(broker_url),
         "site": site,
@@ -84,9 +89,9 @@ def write_runtime_file(broker_url: str, site: str) -> Path:
     return path
 
 
-def remove_runtime_file(site: str) -> None:
-    """Remove the site's runtime file if this process wrote it (a newer daemon's stays)."""
-    path = runtime_file(site)
+def remove_runtime_file(site: str, daemon: str | None = None) -> None:
+    """Remove the daemon's runtime file if this process wrote it (a newer daemon's stays)."""
+    path = runtime_file(site, daemon)
     found = _read(path)
     if found is not None and found.pid == os.getpid():
         path.unlink(missing_ok=True)
@@ -122,6 +127,9 @@ def find_daemons(site: str | None = None) -> list[DaemonAddress]:
     A file left by a daemon that died without removing it (its pid is gone) is ignored.
     """
     folder = runtime_dir()
-    paths = [runtime_file(site)] if site is not None else sorted(folder.glob("daemon-*.json"))
+    if site is None:
+        paths = sorted(folder.glob("daemon-*.json"))
+    else:
+        paths = [runtime_file(site), *sorted(folder.glob(f"daemon-{glob.escape(site)}@*.json"))]
     found = [a for a in (_read(p) for p in paths) if a is not None and _alive(a.pid)]
     return sorted(found, key=lambda a: a.started_at, reverse=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ..bus import TelemetryPublisher
 from ..devices import Sample
 from ..errors import LabDeviceError
-from ..store import Store
+from ..store import Store, StoreUnavailable
 
 __all__ = ["PipelineStats", "TelemetryPipeline"]
 
@@ -88,6 +88,16 @@ class TelemetryPipeline:
             return
         try:
             self.stats.stored += await self._store.insert_telemetry(batch)
+        except StoreUnavailable as exc:
+            # The database is away (a PostgreSQL restart): keep the batch for the next flush,
+            # oldest first, within the same bound as the buffer.
+            self.stats.store_errors += 1
+            self._buffer.extendleft(reversed(batch))
+            while len(self._buffer) > self._max_buffered:
+                self._buffer.popleft()
+                self.stats.store_dropped += 1
+            self._pending.set()
+            log.warning("telemetry: %d samples kept for the next write: %s", len(batch), exc)
         except LabDeviceError as exc:
             self.stats.store_errors += 1
             log.error("telemetry: %d samples not stored: %s", len(batch), exc)

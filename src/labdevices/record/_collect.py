@@ -66,7 +66,7 @@ def verification(
     public = public_key_for(db.path, key, notes)
     if witness is None and default_witness_path(db.path).exists():
         witness = default_witness_path(db.path)
-    report = verify_store(db.path, public_key=public, witness=witness)
+    report = verify_store(db.location, public_key=public, witness=witness)
     chain = db.verify()
     covering = next(((n, cp) for n, cp in db.checkpoints() if cp.size >= covers_seq), None)
     checkpoint = None

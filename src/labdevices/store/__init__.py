@@ -1,4 +1,4 @@
-"""The job, alarm, telemetry and audit store: SQLite (WAL) now, a small interface for others later.
+"""The job, alarm, telemetry and audit store: SQLite (WAL) by default, or PostgreSQL, one interface.
 
 Every job transition, alarm change, command and config load is written together
 with a record of a SHA-256 hash chain, whose head the daemon signs at checkpoints;
@@ -15,7 +15,7 @@ from ._checkpoints import (
     load_verifier,
     verifier_key,
 )
-from ._errors import InvalidTransition, StoreError
+from ._errors import InvalidTransition, StoreError, StoreUnavailable
 from ._identity import (
     ARGON2_PARAMETERS,
     AccountLocked,
@@ -35,6 +35,7 @@ from ._keys import (
     load_public_key,
     public_key_bytes,
 )
+from ._leases import LEADER_LEASE, LeaseRecord, device_lease
 from ._models import (
     TERMINAL_STATES,
     TRANSITIONS,
@@ -48,7 +49,7 @@ from ._models import (
     TelemetryPoint,
     TelemetryValue,
 )
-from ._paths import default_db_path
+from ._paths import default_db_path, is_postgres_url, redact_url
 from ._rows import COVERED, job_content_sha256, row_sha256
 from ._signatures import (
     MEANINGS,
@@ -58,7 +59,7 @@ from ._signatures import (
     SignatureResult,
 )
 from ._sqlite import SignalSummary, SqliteDatabase, verify_audit
-from ._store import SqliteStore, Store, open_store
+from ._store import DatabaseStore, PostgresStore, SqliteStore, Store, open_database, open_store
 from ._telemetry import Deadband
 from ._verify import (
     EXIT_TAMPERED,
@@ -76,6 +77,7 @@ __all__ = [
     "EXIT_UNANCHORED",
     "EXIT_VERIFIED",
     "GENESIS_HASH",
+    "LEADER_LEASE",
     "MEANINGS",
     "RELEASE_MEANINGS",
     "TERMINAL_STATES",
@@ -88,13 +90,16 @@ __all__ = [
     "CheckpointError",
     "CheckpointSigner",
     "ContentMismatch",
+    "DatabaseStore",
     "Deadband",
     "Finding",
     "InvalidTransition",
     "JobEvent",
     "JobRecord",
     "JobState",
+    "LeaseRecord",
     "PasswordRejected",
+    "PostgresStore",
     "SampleLike",
     "SessionRecord",
     "Severity",
@@ -106,6 +111,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreReport",
+    "StoreUnavailable",
     "TelemetryPoint",
     "TelemetryValue",
     "UserRecord",
@@ -116,16 +122,20 @@ __all__ = [
     "default_key_path",
     "default_witness_path",
     "derive_key",
+    "device_lease",
     "fingerprint",
+    "is_postgres_url",
     "job_content_sha256",
     "load_or_create_signing_key",
     "load_public_key",
     "load_verifier",
     "mosquitto_hash",
     "mosquitto_verify",
+    "open_database",
     "open_store",
     "public_key_bytes",
     "record_hash",
+    "redact_url",
     "row_sha256",
     "validate_user_id",
     "verifier_key",

@@ -7,12 +7,16 @@ job events, G-code and telemetry. ``audit verify --archive FILE --key PUB`` prov
 alone. Rows that changed after the cut are not archived (their current state is not the
 one the archived chain recorded); they are listed in ``archive_meta.omitted`` and belong
 to a later archive. Nothing is ever deleted from the live store.
+
+A PostgreSQL store is first copied whole, in one snapshot, into a temporary SQLite store
+(same schema, same rows, so the same hashes), which is then archived the same way.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ._checkpoints import parse_checkpoint
 from ._errors import StoreError
 from ._keys import fingerprint
+from ._paths import is_postgres_url, redact_url
 from ._rows import COVERED
 from ._sqlite import SqliteDatabase, _iso
 
@@ -53,12 +58,22 @@ def write_archive(
     before: str,
     public_key: Ed25519PublicKey,
     progress: Callable[[str, int, int], None] | None = None,
+    source: str | None = None,
 ) -> ArchiveSummary:
-    """Write the records up to ``before`` (ISO UTC time) of the store at ``db_path`` to ``out``.
+    """Write the records up to ``before`` (ISO UTC time) of the store at ``db_path`` (a file or
+    a PostgreSQL URL) to ``out``.
 
     The cut is the last checkpoint dated before ``before`` that verifies with ``public_key``.
     """
     tick = progress or (lambda stage, done, total: None)
+    if is_postgres_url(db_path):
+        with tempfile.TemporaryDirectory(prefix="labdevices-archive-") as tmp:
+            snapshot = Path(tmp) / "store.db"
+            _copy_postgres(str(db_path), snapshot, tick)
+            return write_archive(
+                snapshot, out, before=before, public_key=public_key, progress=progress,
+                source=redact_url(str(db_path)),
+            )  # fmt: skip
     src_path, out_path = Path(db_path), Path(out)
     if out_path.exists():
         raise StoreError("the archive file exists already; choose a new name", file=str(out_path))
@@ -112,7 +127,7 @@ def write_archive(
             "checkpoint": str(number),
             "size": str(size),
             "key_fingerprint": fingerprint(public_key),
-            "source": str(src_path.resolve()),
+            "source": source or str(src_path.resolve()),
             "omitted": json.dumps(omitted),
         }
         conn.executemany("INSERT INTO archive_meta (key, value) VALUES (?, ?)", meta.items())
@@ -127,3 +142,38 @@ def write_archive(
         raise
     conn.close()
     return ArchiveSummary(str(out_path), before, number, size, rows, omitted)
+
+
+def _copy_postgres(url: str, out: Path, tick: Callable[[str, int, int], None]) -> None:
+    """Every table of the PostgreSQL store at ``url`` into a new SQLite store at ``out``."""
+    from ._postgres import connect_postgres
+
+    with SqliteDatabase(out):
+        pass  # the schema
+    src = connect_postgres(url, readonly=True)
+    dst = sqlite3.connect(out, isolation_level=None)
+    try:
+        src.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")  # one snapshot
+        dst.execute("BEGIN IMMEDIATE")
+        # The new file's own rows: its head and store id become the source's.
+        dst.execute("DELETE FROM audit_head")
+        dst.execute("DELETE FROM store_meta")
+        tables = [r[0] for r in dst.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in tables:
+            if table == "schema_migrations" or table.startswith("sqlite_"):
+                continue
+            columns = [r[1] for r in dst.execute(f"PRAGMA table_info({table})")]
+            names = ", ".join(columns)
+            order = "rowid" if table == "telemetry" else "1"
+            cur = src.execute(f"SELECT {names} FROM {table} ORDER BY {order}")
+            insert = f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})"
+            n = 0
+            while batch := cur.fetchmany(8192):
+                dst.executemany(insert, batch)
+                n += len(batch)
+                tick(f"copy {table}", n, 0)
+        dst.execute("COMMIT")
+        src.execute("COMMIT")
+    finally:
+        src.close()
+        dst.close()

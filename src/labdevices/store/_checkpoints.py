@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from ._audit import GENESIS_HASH
 from ._errors import StoreError
 from ._keys import load_public_key, public_key_bytes
+from ._paths import local_stand_in
 
 __all__ = [
     "Checkpoint",
@@ -242,8 +243,9 @@ def _check_signature(text: str, sigs: str, origin: str, public: Ed25519PublicKey
 
 
 def default_witness_path(db_path: str | Path) -> Path:
-    """``<db>.witness``, beside the store, unless configured elsewhere."""
-    p = Path(db_path)
+    """``<db>.witness``, beside the store, unless configured elsewhere (for a PostgreSQL URL:
+    see ``local_stand_in``)."""
+    p = local_stand_in(db_path)
     return p.with_name(p.name + ".witness")
 
 

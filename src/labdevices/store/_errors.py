@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import JobRejected, LabDeviceError
 
-__all__ = ["InvalidTransition", "StoreError"]
+__all__ = ["InvalidTransition", "StoreError", "StoreUnavailable"]
 
 
 class StoreError(LabDeviceError):
@@ -18,6 +18,11 @@ class StoreError(LabDeviceError):
     def __init__(self, message: str, *, file: str | None = None) -> None:
         self.file = file
         super().__init__(f"{file}: {message}" if file else message)
+
+
+class StoreUnavailable(StoreError):
+    """The database server cannot be reached (down, restarting, network): nothing of the call
+    was committed, and the same call may succeed once the server is back."""
 
 
 class InvalidTransition(JobRejected):

@@ -19,7 +19,6 @@ import hmac
 import json
 import re
 import secrets
-import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
@@ -32,6 +31,7 @@ from argon2 import exceptions as argon2_errors
 
 from ..auth._roles import validate_roles
 from ..errors import BadRequest, Unauthenticated
+from ._dialect import Connection
 from ._errors import StoreError
 from ._models import AlarmRecord, AuditRecord
 from ._rows import object_of
@@ -217,17 +217,18 @@ class IdentityMethods:
 
     if TYPE_CHECKING:
         path: Path
+        label: str
 
         @property
-        def _db(self) -> sqlite3.Connection: ...
+        def _db(self) -> Connection: ...
 
-        def _tx(self, *, durable: bool) -> AbstractContextManager[sqlite3.Connection]: ...
+        def _tx(self, *, durable: bool) -> AbstractContextManager[Connection]: ...
 
         def _errors(self) -> AbstractContextManager[None]: ...
 
         def _append_audit(
             self,
-            db: sqlite3.Connection,
+            db: Connection,
             *,
             t: float,
             actor: str,
@@ -397,7 +398,7 @@ class IdentityMethods:
                 "SELECT password_hash, password_history FROM users WHERE id = ?", (user_id,)
             ).fetchone()
         if row is None:
-            raise StoreError(f"no user {user_id!r}", file=str(self.path))
+            raise StoreError(f"no user {user_id!r}", file=self.label)
         previous = [h for h in [row[0], *json.loads(row[1])] if h]
         password_hash, broker_hash = self._new_hashes(user_id, password, previous)
         history = previous[: max(self.auth_policy.history - 1, 0)]
@@ -538,7 +539,7 @@ class IdentityMethods:
         return user
 
     def _count_failure(
-        self, db: sqlite3.Connection, user: UserRecord, now: float, why: str
+        self, db: Connection, user: UserRecord, now: float, why: str
     ) -> Unauthenticated:
         policy = self.auth_policy
         failed = user.failed_logins + 1
@@ -571,14 +572,15 @@ class IdentityMethods:
         )
 
     def _raise_lockout_alarm(
-        self, db: sqlite3.Connection, user_id: str, failed: int, now: float
+        self, db: Connection, user_id: str, failed: int, now: float
     ) -> AlarmRecord:
         reason = f"user {user_id!r} locked out after {failed} failed login attempts"
         cur = db.execute(
-            "INSERT INTO alarms (device, name, severity, raised_at, reason) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO alarms (device, name, severity, raised_at, reason)"
+            " VALUES (?, ?, ?, ?, ?) RETURNING id",
             ("auth", "account_locked", "warning", now, reason),
         )
-        alarm_id = int(cur.lastrowid or 0)
+        alarm_id = int(cur.fetchone()[0])
         self._append_audit(
             db,
             t=now,
@@ -598,7 +600,7 @@ class IdentityMethods:
         return AlarmRecord(*row)
 
     def _on_success(
-        self, db: sqlite3.Connection, user: UserRecord, stored: str, password: str, now: float
+        self, db: Connection, user: UserRecord, stored: str, password: str, now: float
     ) -> None:
         rehash = _HASHER.check_needs_rehash(stored)
         if user.failed_logins == 0 and user.locked_until is None and not rehash:
@@ -646,10 +648,10 @@ class IdentityMethods:
                 pass
         return _HASHER.hash(password), mosquitto_hash(password)
 
-    def _get_user(self, db: sqlite3.Connection, user_id: str) -> UserRecord:
+    def _get_user(self, db: Connection, user_id: str) -> UserRecord:
         row = db.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,)).fetchone()
         if row is None:
-            raise StoreError(f"no user {user_id!r}", file=str(self.path))
+            raise StoreError(f"no user {user_id!r}", file=self.label)
         return _user(row)
 
     # -- sessions --------------------------------------------------------------
@@ -709,7 +711,7 @@ class IdentityMethods:
                 "SELECT user_id, revoked_at FROM sessions WHERE id = ?", (session_id,)
             ).fetchone()
             if row is None:
-                raise StoreError(f"no session {session_id!r}", file=str(self.path))
+                raise StoreError(f"no session {session_id!r}", file=self.label)
             if row[1] is None:
                 db.execute("UPDATE sessions SET revoked_at = ? WHERE id = ?", (now, session_id))
                 self._append_audit(
@@ -727,7 +729,7 @@ class IdentityMethods:
         return session
 
     def _revoke_user_sessions(
-        self, db: sqlite3.Connection, user_id: str, now: float, *, by: str, reason: str
+        self, db: Connection, user_id: str, now: float, *, by: str, reason: str
     ) -> None:
         ids = [
             r[0]

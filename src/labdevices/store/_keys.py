@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ._errors import StoreError
+from ._paths import local_stand_in
 
 __all__ = [
     "default_key_path",
@@ -30,8 +31,9 @@ __all__ = [
 
 
 def default_key_path(db_path: str | Path) -> Path:
-    """Where the key lives unless configured: beside the store, ``<db>.key`` (public: ``.pub``)."""
-    p = Path(db_path)
+    """Where the key lives unless configured: beside the store, ``<db>.key`` (public: ``.pub``);
+    for a PostgreSQL URL see ``local_stand_in``."""
+    p = local_stand_in(db_path)
     return p.with_name(p.name + ".key")
 
 

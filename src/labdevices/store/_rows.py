@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ._audit import canonical_json
+from ._dialect import Connection
 
 __all__ = [
     "COVERED",
@@ -66,7 +66,7 @@ def row_sha256(table: str, row: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def read_row(db: sqlite3.Connection, table: str, key: Any) -> dict[str, Any] | None:
+def read_row(db: Connection, table: str, key: Any) -> dict[str, Any] | None:
     """One row of a covered table as a column → value mapping (None if there is none)."""
     cov = COVERED[table]
     cur = db.execute(f"SELECT * FROM {table} WHERE {cov.key} = ?", (key,))

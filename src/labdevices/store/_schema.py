@@ -1,13 +1,21 @@
-"""The SQLite schema, as an ordered list of migrations recorded in ``schema_migrations``."""
+"""The schema, as an ordered list of migrations recorded in ``schema_migrations``.
+
+To add one: append ``(version, description, statements)`` with the statements in SQLite's
+SQL. PostgreSQL runs the same text translated by ``Dialect.ddl`` (types, the append-only
+triggers, ``randomblob``); a statement it cannot translate is written for both,
+``Both(sqlite=..., postgresql=...)`` ("" where a dialect has nothing to do). The test
+``tests/store/test_migrations.py`` applies every migration on both databases.
+"""
 
 from __future__ import annotations
 
 from ._audit import GENESIS_HASH
+from ._dialect import Both
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
 
 # (version, description, statements). Append new migrations; never edit an applied one.
-MIGRATIONS: list[tuple[int, str, list[str]]] = [
+MIGRATIONS: list[tuple[int, str, list[str | Both]]] = [
     (
         1,
         "jobs, job events, alarms, telemetry, audit chain",
@@ -50,7 +58,8 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
             "CREATE INDEX alarms_active ON alarms (cleared_at, acknowledged_at)",
             # value has no declared type: numbers, booleans and strings keep their own
-            """CREATE TABLE telemetry (
+            Both(
+                """CREATE TABLE telemetry (
                 device TEXT NOT NULL,
                 signal TEXT NOT NULL,
                 t REAL NOT NULL,
@@ -58,6 +67,17 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 unit TEXT NOT NULL,
                 quality TEXT NOT NULL
             )""",
+                # json keeps a value's type as written; rowid is SQLite's insertion order
+                """CREATE TABLE telemetry (
+                rowid BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                device TEXT NOT NULL,
+                signal TEXT NOT NULL,
+                t REAL NOT NULL,
+                value JSON,
+                unit TEXT NOT NULL,
+                quality TEXT NOT NULL
+            )""",
+            ),
             "CREATE INDEX telemetry_by_signal ON telemetry (device, signal, t)",
             """CREATE TABLE audit (
                 seq INTEGER PRIMARY KEY,
@@ -106,7 +126,8 @@ MIGRATIONS.append(
             # jobs is rebuilt (SQLite cannot change a CHECK constraint): the 'held'
             # state (awaiting a release signature), who submitted it, what a signature
             # signs, and the running hash of the job's events.
-            f"""CREATE TABLE jobs_v2 (
+            Both(
+                f"""CREATE TABLE jobs_v2 (
                 id INTEGER PRIMARY KEY AUTOINCREMENT,
                 printer TEXT NOT NULL,
                 state TEXT NOT NULL CHECK (state IN ({_JOB_STATES})),
@@ -128,13 +149,27 @@ MIGRATIONS.append(
                 release_required INTEGER NOT NULL DEFAULT 0,
                 events_sha256 TEXT NOT NULL DEFAULT '{GENESIS_HASH}'
             )""",
-            """INSERT INTO jobs_v2 (id, printer, state, batch_id, patient_id, bioinks, gcode_sha256,
+                # PostgreSQL changes the table in place (and keeps job_events' reference)
+                f"""ALTER TABLE jobs DROP CONSTRAINT jobs_state_check,
+                ADD CONSTRAINT jobs_state_check CHECK (state IN ({_JOB_STATES})),
+                ADD COLUMN name TEXT,
+                ADD COLUMN submitted_by TEXT,
+                ADD COLUMN profile TEXT,
+                ADD COLUMN spec TEXT,
+                ADD COLUMN content_sha256 TEXT,
+                ADD COLUMN release_required INTEGER NOT NULL DEFAULT 0,
+                ADD COLUMN events_sha256 TEXT NOT NULL DEFAULT '{GENESIS_HASH}'""",
+            ),
+            Both(
+                """INSERT INTO jobs_v2 (id, printer, state, batch_id, patient_id, bioinks, gcode_sha256,
                 lines_total, last_ack_line, created_at, started_at, ended_at, error)
                SELECT id, printer, state, batch_id, patient_id, bioinks, gcode_sha256,
                 lines_total, last_ack_line, created_at, started_at, ended_at, error FROM jobs""",
-            "DROP TABLE jobs",
-            "ALTER TABLE jobs_v2 RENAME TO jobs",
-            "CREATE INDEX jobs_by_state ON jobs (state)",
+                "",
+            ),
+            Both("DROP TABLE jobs", ""),
+            Both("ALTER TABLE jobs_v2 RENAME TO jobs", ""),
+            Both("CREATE INDEX jobs_by_state ON jobs (state)", ""),
             # The G-code a job streams, kept for the record; its hash is jobs.gcode_sha256.
             """CREATE TABLE job_gcode (
                 job_id INTEGER PRIMARY KEY REFERENCES jobs (id),
@@ -224,6 +259,27 @@ MIGRATIONS.append(
             "INSERT INTO store_meta (key, value) VALUES ('store_id', lower(hex(randomblob(16))))",
             """CREATE TRIGGER store_meta_no_update BEFORE UPDATE ON store_meta
                BEGIN SELECT RAISE(ABORT, 'the store id never changes'); END""",
+        ],
+    )
+)
+
+
+# Version 4 is the retention helper's (telemetry roll-ups); the numbers are fixed across
+# branches so that a store migrated by either one is understood by the merged code.
+MIGRATIONS.append(
+    (
+        5,
+        "site leases: which daemon owns each device, and which one leads the site",
+        [
+            # Not a covered table: leases are renewed every few seconds and say who is live,
+            # not what happened; taking one is audited (``site.lease``).
+            """CREATE TABLE site_leases (
+                name TEXT PRIMARY KEY,
+                daemon TEXT NOT NULL,
+                instance TEXT NOT NULL,
+                acquired_at REAL NOT NULL,
+                expires_at REAL NOT NULL
+            )""",
         ],
     )
 )

@@ -13,13 +13,13 @@ moves a ``held`` job to ``queued``, and ``rejected`` cancels it.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..auth._roles import capabilities_of
 from ..errors import BadRequest, Forbidden, JobRejected, TooLarge
+from ._dialect import Connection
 from ._models import JobRecord, JobState
 from ._rows import object_of
 
@@ -97,7 +97,7 @@ def _job_id(object: str) -> int:
     return int(key)
 
 
-def _user(db: sqlite3.Connection, user_id: str) -> tuple[str, list[str]]:
+def _user(db: Connection, user_id: str) -> tuple[str, list[str]]:
     row = db.execute(
         "SELECT full_name, roles, active FROM users WHERE id = ?", (user_id,)
     ).fetchone()
@@ -164,10 +164,10 @@ def add_signature(
         stamp = _iso(now)
         cur = db.execute(
             "INSERT INTO signatures (object, user_id, full_name, meaning, comment, time,"
-            " content_sha256) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " content_sha256) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (object, user_id, full_name, meaning, comment, stamp, content_sha256),
         )
-        sig_id = int(cur.lastrowid or 0)
+        sig_id = int(cur.fetchone()[0])
         store._append_audit(
             db,
             t=now,

@@ -34,8 +34,10 @@ from ._checkpoints import (
     parse_checkpoint,
     read_witness,
 )
+from ._dialect import SQLITE, Connection, Dialect
 from ._errors import InvalidTransition, StoreError
 from ._identity import AuthPolicy, IdentityMethods
+from ._leases import LeaseMethods
 from ._models import (
     TERMINAL_STATES,
     TRANSITIONS,
@@ -96,12 +98,16 @@ class SignalSummary:
     mean: float | None
 
 
-class SqliteDatabase(IdentityMethods):
+class SqliteDatabase(IdentityMethods, LeaseMethods):
     """A labdevices store in one SQLite file (WAL mode).
 
     Use as a context manager. ``readonly=True`` opens an existing store without
     creating, migrating or writing anything (``labdevices audit verify``, ``jobs``).
     Not thread-safe: one thread owns an instance.
+
+    Its code is the store's logic for both databases: ``PostgresDatabase`` (``_postgres.py``)
+    overrides only how it connects, opens transactions and reports errors, and ``dialect``
+    spells the few expressions that differ.
 
     With a ``signer`` (the daemon's key), the store writes signed checkpoints of the
     audit chain: one when it opens (``open``), then whenever ``checkpoint_every_records``
@@ -111,6 +117,8 @@ class SqliteDatabase(IdentityMethods):
     committed, then appended to the ``witness`` file (default ``<db>.witness``) and
     handed to ``on_checkpoint``.
     """
+
+    dialect: Dialect = SQLITE
 
     def __init__(
         self,
@@ -125,12 +133,14 @@ class SqliteDatabase(IdentityMethods):
         on_checkpoint: Callable[[int, Checkpoint], None] | None = None,
     ) -> None:
         self.path = Path(path)
+        self.label = str(self.path)  # names the store in errors
+        self.location: str | Path = self.path  # what open_database/verify_store take
         self.readonly = readonly
         self.auth_policy = auth_policy or AuthPolicy()
-        self._conn: sqlite3.Connection | None = None
+        self._conn: Connection | None = None
         self._synchronous = ""
         if signer is not None and readonly:
-            raise StoreError("a read-only store cannot write checkpoints", file=str(self.path))
+            raise StoreError("a read-only store cannot write checkpoints", file=self.label)
         if checkpoint_every_records < 1 or checkpoint_every_s <= 0:
             raise StoreError("checkpoint cadence must be >= 1 record and > 0 s")
         self.signer = signer
@@ -148,7 +158,7 @@ class SqliteDatabase(IdentityMethods):
 
     def open(self) -> Self:
         if self._conn is not None:
-            raise StoreError("store is already open", file=str(self.path))
+            raise StoreError("store is already open", file=self.label)
         try:
             self._open()
         except BaseException:
@@ -160,7 +170,7 @@ class SqliteDatabase(IdentityMethods):
         with self._errors():
             if self.readonly:
                 if not self.path.is_file():
-                    raise StoreError("no store here (file not found)", file=str(self.path))
+                    raise StoreError("no store here (file not found)", file=self.label)
                 uri = f"{self.path.resolve().as_uri()}?mode=ro"
                 self._conn = sqlite3.connect(uri, uri=True, isolation_level=None)
                 self._check_schema()
@@ -180,7 +190,7 @@ class SqliteDatabase(IdentityMethods):
                 try:
                     self.checkpoint(state="closed", force=True)
                 except Exception as exc:  # the store still closes; the tail stays unanchored
-                    log.error("%s: no closing checkpoint: %s", self.path, exc)
+                    log.error("%s: no closing checkpoint: %s", self.label, exc)
             self._checkpoints_on = False
             conn, self._conn = self._conn, None
             conn.close()
@@ -201,9 +211,9 @@ class SqliteDatabase(IdentityMethods):
         self.close()
 
     @property
-    def _db(self) -> sqlite3.Connection:
+    def _db(self) -> Connection:
         if self._conn is None:
-            raise StoreError("store is not open", file=str(self.path))
+            raise StoreError("store is not open", file=self.label)
         return self._conn
 
     @contextmanager
@@ -215,15 +225,15 @@ class SqliteDatabase(IdentityMethods):
             reason = str(exc)
             if "not a database" in reason:
                 reason = "not a labdevices store (the file is not an SQLite database)"
-            raise StoreError(reason, file=str(self.path)) from exc
+            raise StoreError(reason, file=self.label) from exc
         except OSError as exc:
-            raise StoreError(f"cannot open: {exc}", file=str(self.path)) from exc
+            raise StoreError(f"cannot open: {exc}", file=self.label) from exc
 
     def _configure(self) -> None:
         db = self._db
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode != "wal":
-            raise StoreError(f"cannot switch to WAL mode (got {mode!r})", file=str(self.path))
+            raise StoreError(f"cannot switch to WAL mode (got {mode!r})", file=self.label)
         db.execute("PRAGMA busy_timeout=5000")
 
     def _migrate(self) -> None:
@@ -240,31 +250,33 @@ class SqliteDatabase(IdentityMethods):
                 raise StoreError(
                     f"schema version {current} is newer than this labdevices understands "
                     f"({SCHEMA_VERSION}); upgrade labdevices",
-                    file=str(self.path),
+                    file=self.label,
                 )
             for version, description, statements in MIGRATIONS:
                 if version <= current:
                     continue
                 for statement in statements:
-                    db.execute(statement)
+                    if sql := self.dialect.ddl(statement):
+                        db.execute(sql)
                 db.execute(
                     "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
                     (version, description, _iso(time.time())),
                 )
 
-    def _check_schema(self) -> None:
+    def _has_table(self, name: str) -> bool:
         row = self._db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
         ).fetchone()
-        if row is None:
-            raise StoreError(
-                "not a labdevices store (no schema_migrations table)", file=str(self.path)
-            )
+        return row is not None
+
+    def _check_schema(self) -> None:
+        if not self._has_table("schema_migrations"):
+            raise StoreError("not a labdevices store (no schema_migrations table)", file=self.label)
         version = self._db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
         if version is None or version > SCHEMA_VERSION:
             raise StoreError(
                 f"schema version {version} is not one this labdevices understands ({SCHEMA_VERSION})",
-                file=str(self.path),
+                file=self.label,
             )
 
     @property
@@ -277,16 +289,13 @@ class SqliteDatabase(IdentityMethods):
         """The store's random id, made when it was created (None: a store older than schema 3,
         opened read-only). Job ids restart in a new store; this id tells them apart."""
         with self._errors():
-            exists = self._db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'store_meta'"
-            ).fetchone()
-            if exists is None:
+            if not self._has_table("store_meta"):
                 return None
             row = self._db.execute("SELECT value FROM store_meta WHERE key = 'store_id'").fetchone()
         return None if row is None else str(row[0])
 
     @contextmanager
-    def _tx(self, *, durable: bool) -> Iterator[sqlite3.Connection]:
+    def _tx(self, *, durable: bool) -> Iterator[Connection]:
         """One write transaction, taken with the write lock up front so the audit chain cannot fork.
 
         ``durable`` writes (audit records, job and alarm changes) commit with
@@ -297,26 +306,32 @@ class SqliteDatabase(IdentityMethods):
         next durable commit's fsync covers them as well.
         """
         if self.readonly:
-            raise StoreError("store was opened read-only", file=str(self.path))
-        db = self._db
-        want = "FULL" if durable else "NORMAL"
+            raise StoreError("store was opened read-only", file=self.label)
         with self._errors():
-            if self._synchronous != want:
-                db.execute(f"PRAGMA synchronous={want}")
-                self._synchronous = want
-            db.execute("BEGIN IMMEDIATE")
+            db = self._db
+            self._begin_write(db, durable=durable)
         try:
             with self._errors():
                 yield db
         except BaseException:
             self._head_seq = None
-            if self._conn is not None and self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
+            self._rollback()
             raise
         with self._errors():
             db.execute("COMMIT")
         if self._checkpoints_on and not self._checkpointing:
             self._checkpoint_if_due()
+
+    def _begin_write(self, db: Connection, *, durable: bool) -> None:
+        want = "FULL" if durable else "NORMAL"
+        if self._synchronous != want:
+            db.execute(f"PRAGMA synchronous={want}")
+            self._synchronous = want
+        db.execute("BEGIN IMMEDIATE")
+
+    def _rollback(self) -> None:
+        if self._conn is not None and self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
 
     # -- checkpoints -------------------------------------------------------------
 
@@ -338,20 +353,20 @@ class SqliteDatabase(IdentityMethods):
                 raise StoreError(
                     f"checkpoint {number} was not signed by this daemon's key ({exc.message}); "
                     "the key file is not the one that signed this store",
-                    file=str(self.path),
+                    file=self.label,
                 ) from None
             at = db.execute("SELECT hash FROM audit WHERE seq = ?", (size,)).fetchone()
             if size > 0 and (at is None or at[0] != head or cp.head != head):
                 raise StoreError(
                     f"the audit chain does not match checkpoint {number} (record {size}); "
                     "run `labdevices audit verify`",
-                    file=str(self.path),
+                    file=self.label,
                 )
             if cp.state == "closed" and head_seq > size:
                 raise StoreError(
                     f"audit records {size + 1}–{head_seq} were added after the store was closed, "
                     "not by labdevices; run `labdevices audit verify`",
-                    file=str(self.path),
+                    file=self.label,
                 )
             self._anchored_seq = size
         self._sync_witness()
@@ -373,14 +388,14 @@ class SqliteDatabase(IdentityMethods):
                     f"the witness file {self.witness} holds checkpoint {top} but the store has "
                     f"only {mine}: the store was rolled back or replaced; run `labdevices audit "
                     "verify --witness`",
-                    file=str(self.path),
+                    file=self.label,
                 )
             if top:
                 row = db.execute("SELECT note FROM checkpoints WHERE id = ?", (top,)).fetchone()
                 if row is None or row[0] != have[top]:
                     raise StoreError(
                         f"checkpoint {top} differs from the witness file {self.witness}",
-                        file=str(self.path),
+                        file=self.label,
                     )
             missing = db.execute(
                 "SELECT id, note FROM checkpoints WHERE id > ? ORDER BY id", (top,)
@@ -404,7 +419,7 @@ class SqliteDatabase(IdentityMethods):
             try:
                 self.checkpoint()
             except LabDeviceError as exc:  # the write it follows is committed: keep it acknowledged
-                log.error("%s: checkpoint failed: %s", self.path, exc)
+                log.error("%s: checkpoint failed: %s", self.label, exc)
 
     def checkpoint(
         self, *, state: CheckpointState = "running", force: bool = False
@@ -413,9 +428,10 @@ class SqliteDatabase(IdentityMethods):
         witness file; None (nothing written) if the last checkpoint already covers the head
         (with ``force``: covers it and has the same ``state``). Needs a ``signer``."""
         if self.signer is None:
-            raise StoreError(
-                "no signing key: this store writes no checkpoints", file=str(self.path)
-            )
+            raise StoreError("no signing key: this store writes no checkpoints", file=self.label)
+        if state == "closed" and self.dialect.shared:
+            # Another daemon may go on writing a shared store: "closed" would be a lie.
+            state = "running"
         self._checkpointing = True
         try:
             with self._tx(durable=True) as db:
@@ -425,12 +441,17 @@ class SqliteDatabase(IdentityMethods):
                 last = db.execute(
                     "SELECT id, size, note FROM checkpoints ORDER BY id DESC LIMIT 1"
                 ).fetchone()
+                if state == "closed" and self._others_live(db):
+                    # Another daemon of the site still writes to this store: closed it is not.
+                    state = "running"
                 if (
                     last is not None
                     and last[1] == head_seq
                     and (not force or parse_checkpoint(last[2], None).state == state)
                 ):
+                    # Anchored already (perhaps by another daemon sharing the store).
                     self._head_seq = self._anchored_seq = head_seq
+                    self._anchored_at = time.monotonic()
                     return None
                 number = 1 if last is None else last[0] + 1
                 cp = self.signer.sign(
@@ -466,7 +487,7 @@ class SqliteDatabase(IdentityMethods):
 
     def _append_audit(
         self,
-        db: sqlite3.Connection,
+        db: Connection,
         *,
         t: float,
         actor: str,
@@ -487,7 +508,7 @@ class SqliteDatabase(IdentityMethods):
             table, key = row
             current = read_row(db, table, key)
             if current is None:
-                raise StoreError(f"audit: no {table} row {key!r} to record", file=str(self.path))
+                raise StoreError(f"audit: no {table} row {key!r} to record", file=self.label)
             row_hash = row_sha256(table, current)
         head_seq, head_hash = db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
         fields: dict[str, Any] = {
@@ -576,7 +597,7 @@ class SqliteDatabase(IdentityMethods):
         """Prove the audit chain from its first record (see ``verify_audit``)."""
         db = self._db
         with self._errors():
-            db.execute("BEGIN")  # one snapshot, even while the daemon appends
+            db.execute(self.dialect.snapshot)  # one snapshot, even while the daemon appends
             try:
                 head = db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
                 max_seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM audit").fetchone()[0]
@@ -662,7 +683,7 @@ class SqliteDatabase(IdentityMethods):
             cur = db.execute(
                 "INSERT INTO jobs (printer, state, batch_id, patient_id, bioinks, gcode_sha256,"
                 " lines_total, created_at, name, submitted_by, profile, spec, content_sha256,"
-                " release_required) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " release_required) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     printer,
                     state.value,
@@ -680,7 +701,7 @@ class SqliteDatabase(IdentityMethods):
                     int(release_required),
                 ),
             )
-            job_id = int(cur.lastrowid or 0)
+            job_id = int(cur.fetchone()[0])
             if gcode is not None:
                 db.execute("INSERT INTO job_gcode (job_id, gcode) VALUES (?, ?)", (job_id, gcode))
             summary = {
@@ -729,7 +750,7 @@ class SqliteDatabase(IdentityMethods):
 
     def _transition(
         self,
-        db: sqlite3.Connection,
+        db: Connection,
         job_id: int,
         target: JobState,
         *,
@@ -829,16 +850,20 @@ class SqliteDatabase(IdentityMethods):
             ).fetchone()
         return None if row is None else str(row[0])
 
-    def recover_interrupted(self, *, actor: str = "daemon") -> list[JobRecord]:
+    def recover_interrupted(
+        self, *, actor: str = "daemon", printers: Iterable[str] | None = None
+    ) -> list[JobRecord]:
         """On daemon start: every job left running or paused becomes ``interrupted``, at its last
-        acknowledged line. Such jobs are never resumed silently."""
+        acknowledged line. Such jobs are never resumed silently. With ``printers``, only the
+        jobs of those printers (the starting daemon's: another daemon's job is its own)."""
+        sql = "SELECT id FROM jobs WHERE state IN ('running', 'paused')"
+        args: list[Any] = []
+        if printers is not None:
+            mine = sorted(set(printers))
+            sql += f" AND printer IN ({', '.join('?' * len(mine))})"
+            args.extend(mine)
         with self._tx(durable=True) as db:
-            ids = [
-                row[0]
-                for row in db.execute(
-                    "SELECT id FROM jobs WHERE state IN ('running', 'paused') ORDER BY id"
-                )
-            ]
+            ids = [row[0] for row in db.execute(sql + " ORDER BY id", args)]
             out = []
             for job_id in ids:
                 job = self._get_job(db, job_id, events=False)
@@ -880,10 +905,10 @@ class SqliteDatabase(IdentityMethods):
         with self._errors():
             return [_job(row) for row in self._db.execute(sql, args)]
 
-    def _get_job(self, db: sqlite3.Connection, job_id: int, *, events: bool) -> JobRecord:
+    def _get_job(self, db: Connection, job_id: int, *, events: bool) -> JobRecord:
         row = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
-            raise StoreError(f"no job with id {job_id}", file=str(self.path))
+            raise StoreError(f"no job with id {job_id}", file=self.label)
         if not events:
             return _job(row)
         evs = [
@@ -895,7 +920,7 @@ class SqliteDatabase(IdentityMethods):
         return _job(row, evs)
 
     def _add_event(
-        self, db: sqlite3.Connection, job_id: int, t: float, kind: str, payload: dict[str, Any]
+        self, db: Connection, job_id: int, t: float, kind: str, payload: dict[str, Any]
     ) -> JobEvent:
         """Insert an event and advance the job's running event hash (the caller audits the row)."""
         text = canonical_json(payload)
@@ -947,10 +972,11 @@ class SqliteDatabase(IdentityMethods):
         now = time.time()
         with self._tx(durable=True) as db:
             cur = db.execute(
-                "INSERT INTO alarms (device, name, severity, raised_at, reason) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO alarms (device, name, severity, raised_at, reason)"
+                " VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (device, name, severity, now, reason),
             )
-            alarm_id = int(cur.lastrowid or 0)
+            alarm_id = int(cur.fetchone()[0])
             self._append_audit(
                 db,
                 t=now,
@@ -1033,12 +1059,12 @@ class SqliteDatabase(IdentityMethods):
             )
             return [AlarmRecord(*row) for row in rows]
 
-    def _get_alarm(self, db: sqlite3.Connection, alarm_id: int) -> AlarmRecord:
+    def _get_alarm(self, db: Connection, alarm_id: int) -> AlarmRecord:
         row = db.execute(
             f"SELECT {_ALARM_COLUMNS} FROM alarms WHERE id = ?", (alarm_id,)
         ).fetchone()
         if row is None:
-            raise StoreError(f"no alarm with id {alarm_id}", file=str(self.path))
+            raise StoreError(f"no alarm with id {alarm_id}", file=self.label)
         return AlarmRecord(*row)
 
     # -- telemetry -------------------------------------------------------------
@@ -1049,7 +1075,7 @@ class SqliteDatabase(IdentityMethods):
         The batch is one block: its hash is recorded in ``telemetry_blocks`` and enters the
         audit chain (``telemetry.block``), so a stored sample cannot change unseen.
         """
-        # Hashed as SQLite gives them back (a bool comes back 1, a NaN NULL), so that
+        # Hashed as the database gives them back (a bool comes back 1, a NaN NULL), so that
         # ``audit verify`` recomputes the same digest from the stored rows.
         rows = [(s.device, s.signal, s.t, _as_stored(s.value), s.unit, s.quality) for s in samples]
         if not rows:
@@ -1058,15 +1084,12 @@ class SqliteDatabase(IdentityMethods):
         times = [r[2] for r in rows]
         with self._tx(durable=False) as db:
             cur = db.execute(
-                "INSERT INTO telemetry_blocks (count, t_first, t_last, sha256) VALUES (?, ?, ?, ?)",
+                "INSERT INTO telemetry_blocks (count, t_first, t_last, sha256)"
+                " VALUES (?, ?, ?, ?) RETURNING id",
                 (len(rows), min(times), max(times), telemetry_digest(rows)),
             )
-            block = int(cur.lastrowid or 0)
-            db.executemany(
-                "INSERT INTO telemetry (device, signal, t, value, unit, quality, block)"
-                f" VALUES (?, ?, ?, ?, ?, ?, {block})",
-                rows,
-            )
+            block = int(cur.fetchone()[0])
+            self._insert_samples(db, block, rows)
             self._append_audit(
                 db,
                 t=now,
@@ -1079,6 +1102,14 @@ class SqliteDatabase(IdentityMethods):
                 row=("telemetry_blocks", block),
             )
         return len(rows)
+
+    def _insert_samples(self, db: Connection, block: int, rows: list[tuple[Any, ...]]) -> None:
+        """The rows of one telemetry block (device, signal, t, value, unit, quality)."""
+        db.executemany(
+            "INSERT INTO telemetry (device, signal, t, value, unit, quality, block)"
+            f" VALUES (?, ?, ?, ?, ?, ?, {block})",
+            rows,
+        )
 
     def query_telemetry(
         self,
@@ -1103,10 +1134,10 @@ class SqliteDatabase(IdentityMethods):
     ) -> list[SignalSummary]:
         """Per signal: count, time span, and min/max/mean of its numeric values."""
         where, args = self._telemetry_where(device, None, start, end)
-        num = "CASE WHEN typeof(value) IN ('integer', 'real') THEN value END"
+        num = self.dialect.numeric("value")
         sql = (
             f"SELECT device, signal, MAX(unit), COUNT(*), MIN(t), MAX(t), MIN({num}), MAX({num}),"
-            f" AVG({num}) FROM telemetry {where} GROUP BY device, signal ORDER BY signal"
+            f" {self.dialect.mean(num)} FROM telemetry {where} GROUP BY device, signal ORDER BY signal"
         )
         with self._errors():
             return [SignalSummary(*row) for row in self._db.execute(sql, args)]
@@ -1194,10 +1225,13 @@ def _require_text(**fields: str) -> None:
 
 
 def verify_audit(db_path: str | Path) -> VerifyResult:
-    """Prove the audit chain of the store at ``db_path`` from its first record.
+    """Prove the audit chain of the store at ``db_path`` (a file or a PostgreSQL URL) from its
+    first record.
 
     Read-only. The result names the first record that was edited, deleted or
-    reordered. A missing or unreadable file raises ``StoreError`` naming it.
+    reordered. A missing or unreadable store raises ``StoreError`` naming it.
     """
-    with SqliteDatabase(db_path, readonly=True) as db:
+    from ._store import open_database
+
+    with open_database(db_path, readonly=True) as db:
         return db.verify()

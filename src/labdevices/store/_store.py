@@ -1,8 +1,9 @@
-"""The async store the daemon uses: the ``Store`` interface and its SQLite implementation.
+"""The async store the daemon uses: the ``Store`` interface and its implementations.
 
-``SqliteStore`` runs a ``SqliteDatabase`` on one dedicated writer thread, so the
-event loop never blocks on disk and every write is serialized (the audit chain
-cannot fork). A PostgreSQL backend would implement the same ``Store`` protocol.
+``DatabaseStore`` runs a ``SqliteDatabase`` (or ``PostgresDatabase``, the same code on a
+psycopg connection) on one dedicated writer thread, so the event loop never blocks on
+disk and this process's writes are serialized; ``SqliteStore`` and ``PostgresStore``
+only choose the database. ``open_store(url)`` picks by URL.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ._audit import VerifyResult
 from ._checkpoints import Checkpoint, CheckpointSigner, CheckpointState
 from ._errors import StoreError
 from ._identity import AuthPolicy, SessionRecord, UserRecord, verify_password
+from ._leases import LeaseRecord
 from ._models import (
     AlarmRecord,
     AuditRecord,
@@ -30,10 +32,11 @@ from ._models import (
     Severity,
     TelemetryPoint,
 )
+from ._paths import is_postgres_url
 from ._signatures import SignatureRecord, SignatureResult
 from ._sqlite import SignalSummary, SqliteDatabase
 
-__all__ = ["SqliteStore", "Store", "open_store"]
+__all__ = ["DatabaseStore", "PostgresStore", "SqliteStore", "Store", "open_store"]
 
 T = TypeVar("T")
 
@@ -101,7 +104,9 @@ class Store(Protocol):
         self, job_id: int, kind: str, payload: dict[str, Any], *, actor: str = "daemon"
     ) -> JobEvent: ...
     async def job_gcode(self, job_id: int) -> str | None: ...
-    async def recover_interrupted(self, *, actor: str = "daemon") -> list[JobRecord]: ...
+    async def recover_interrupted(
+        self, *, actor: str = "daemon", printers: Iterable[str] | None = None
+    ) -> list[JobRecord]: ...
     async def store_id(self) -> str | None: ...
     async def get_job(self, job_id: int, *, events: bool = True) -> JobRecord: ...
     async def list_jobs(
@@ -117,6 +122,20 @@ class Store(Protocol):
         content_sha256: str,
     ) -> SignatureResult: ...
     async def list_signatures(self, object: str) -> list[SignatureRecord]: ...
+
+    async def acquire_leases(
+        self,
+        names: Iterable[str],
+        *,
+        daemon: str,
+        instance: str,
+        ttl_s: float,
+        replacing: Iterable[str] = (),
+    ) -> list[LeaseRecord]: ...
+    async def release_leases(
+        self, *, instance: str, names: Iterable[str] | None = None
+    ) -> None: ...
+    async def list_leases(self) -> list[LeaseRecord]: ...
 
     async def raise_alarm(
         self,
@@ -185,45 +204,36 @@ class Store(Protocol):
     async def revoke_session(self, session_id: str, *, by: str, reason: str) -> SessionRecord: ...
 
 
-class SqliteStore:
-    """The ``Store`` in one SQLite file; an async context manager.
+class DatabaseStore:
+    """The ``Store`` over a ``SqliteDatabase`` or ``PostgresDatabase``; an async context manager.
 
-    Entering opens (creating and migrating the file if needed) on the writer
+    Entering opens (creating and migrating the store if needed) on the writer
     thread; exiting closes the database and joins the thread, and is safe to call
     twice. Re-entry is refused. If a caller is cancelled while a write runs, the
     write still completes or rolls back as a whole on the writer thread.
 
     Session lookups (one per authenticated request) run on a second thread with its own
-    read-only connection: in WAL mode they never wait behind a write, and they see every
-    committed revocation at once.
+    read-only connection: they never wait behind a write, and they see every committed
+    revocation at once.
     """
 
     def __init__(
         self,
-        path: str | Path,
+        db: SqliteDatabase,
+        reader_db: SqliteDatabase,
         *,
-        auth_policy: AuthPolicy | None = None,
-        signer: CheckpointSigner | None = None,
-        witness: str | Path | None = None,
-        checkpoint_every_records: int = 256,
-        checkpoint_every_s: float = 10.0,
         on_checkpoint: Callable[[int, Checkpoint], None] | None = None,
     ) -> None:
-        """``signer`` etc.: see ``SqliteDatabase``; ``on_checkpoint`` is called on the event
-        loop (not the writer thread) with each checkpoint written."""
-        self.path = Path(path)
+        """``on_checkpoint`` is called on the event loop (not the writer thread) with each
+        checkpoint written."""
+        self.path = db.path
+        self.label = db.label
         self._on_checkpoint = on_checkpoint
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._db = SqliteDatabase(
-            self.path,
-            auth_policy=auth_policy,
-            signer=signer,
-            witness=witness,
-            checkpoint_every_records=checkpoint_every_records,
-            checkpoint_every_s=checkpoint_every_s,
-            on_checkpoint=self._checkpointed if on_checkpoint is not None else None,
-        )
-        self._reader_db = SqliteDatabase(self.path, readonly=True, auth_policy=auth_policy)
+        self._db = db
+        if on_checkpoint is not None:
+            db.on_checkpoint = self._checkpointed
+        self._reader_db = reader_db
         # Sessions read while the database has not changed since (see ``get_session``).
         self._version: sqlite3.Connection | None = None
         self._sessions: dict[str, tuple[int, SessionRecord | None]] = {}
@@ -231,9 +241,14 @@ class SqliteStore:
         self._reader: ThreadPoolExecutor | None = None
         self._used = False
 
+    def _open_version(self) -> sqlite3.Connection | None:
+        """A connection whose ``PRAGMA data_version`` tells that the store changed (None: no
+        such cheap signal; sessions are then read from the store every time)."""
+        return None
+
     async def __aenter__(self) -> Self:
         if self._used:
-            raise StoreError("a SqliteStore can be entered only once", file=str(self.path))
+            raise StoreError("a store can be entered only once", file=self.label)
         self._used = True
         self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labdevices-store")
@@ -241,12 +256,7 @@ class SqliteStore:
         try:
             await self._run(self._db.open)
             await asyncio.get_running_loop().run_in_executor(self._reader, self._reader_db.open)
-            self._version = sqlite3.connect(
-                f"{self.path.resolve().as_uri()}?mode=ro",
-                uri=True,
-                isolation_level=None,
-                check_same_thread=False,
-            )
+            self._version = self._open_version()
         except BaseException:
             await self._shutdown()
             raise
@@ -286,7 +296,7 @@ class SqliteStore:
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if self._executor is None:
-            raise StoreError("store is not open", file=str(self.path))
+            raise StoreError("store is not open", file=self.label)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
@@ -395,8 +405,44 @@ class SqliteStore:
     async def job_gcode(self, job_id: int) -> str | None:
         return await self._run(self._db.job_gcode, job_id)
 
-    async def recover_interrupted(self, *, actor: str = "daemon") -> list[JobRecord]:
-        return await self._run(self._db.recover_interrupted, actor=actor)
+    async def recover_interrupted(
+        self, *, actor: str = "daemon", printers: Iterable[str] | None = None
+    ) -> list[JobRecord]:
+        return await self._run(
+            self._db.recover_interrupted,
+            actor=actor,
+            printers=None if printers is None else list(printers),
+        )
+
+    # -- site leases -----------------------------------------------------------
+
+    async def acquire_leases(
+        self,
+        names: Iterable[str],
+        *,
+        daemon: str,
+        instance: str,
+        ttl_s: float,
+        replacing: Iterable[str] = (),
+    ) -> list[LeaseRecord]:
+        return await self._run(
+            self._db.acquire_leases,
+            list(names),
+            daemon=daemon,
+            instance=instance,
+            ttl_s=ttl_s,
+            replacing=list(replacing),
+        )
+
+    async def release_leases(self, *, instance: str, names: Iterable[str] | None = None) -> None:
+        await self._run(
+            self._db.release_leases,
+            instance=instance,
+            names=None if names is None else list(names),
+        )
+
+    async def list_leases(self) -> list[LeaseRecord]:
+        return await self._read(self._reader_db.list_leases)
 
     async def get_job(self, job_id: int, *, events: bool = True) -> JobRecord:
         return await self._run(self._db.get_job, job_id, events=events)
@@ -554,7 +600,8 @@ class SqliteStore:
         ``PRAGMA data_version`` (a look at the WAL index in shared memory, a few µs, no
         disk) changes with every commit of any connection, this daemon's or a CLI's on
         the same file, so a revocation applies at the very next request while an
-        unchanged database costs no trip to the reader thread.
+        unchanged database costs no trip to the reader thread. PostgreSQL has no such
+        signal for commits by other daemons: there every lookup reads the store.
         """
         version = self._data_version()
         cached = self._sessions.get(session_id)
@@ -578,7 +625,7 @@ class SqliteStore:
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         """On the reader thread and its read-only connection: never behind a write."""
         if self._reader is None:
-            raise StoreError("store is not open", file=str(self.path))
+            raise StoreError("store is not open", file=self.label)
         return await asyncio.get_running_loop().run_in_executor(
             self._reader, functools.partial(fn, *args)
         )
@@ -588,6 +635,112 @@ class SqliteStore:
 
     async def revoke_session(self, session_id: str, *, by: str, reason: str) -> SessionRecord:
         return await self._run(self._db.revoke_session, session_id, by=by, reason=reason)
+
+
+class SqliteStore(DatabaseStore):
+    """The ``Store`` in one SQLite file (see ``DatabaseStore``)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        auth_policy: AuthPolicy | None = None,
+        signer: CheckpointSigner | None = None,
+        witness: str | Path | None = None,
+        checkpoint_every_records: int = 256,
+        checkpoint_every_s: float = 10.0,
+        on_checkpoint: Callable[[int, Checkpoint], None] | None = None,
+    ) -> None:
+        """``signer`` etc.: see ``SqliteDatabase``."""
+        db = SqliteDatabase(
+            path,
+            auth_policy=auth_policy,
+            signer=signer,
+            witness=witness,
+            checkpoint_every_records=checkpoint_every_records,
+            checkpoint_every_s=checkpoint_every_s,
+        )
+        reader = SqliteDatabase(path, readonly=True, auth_policy=auth_policy)
+        super().__init__(db, reader, on_checkpoint=on_checkpoint)
+
+    def _open_version(self) -> sqlite3.Connection | None:
+        return sqlite3.connect(
+            f"{self.path.resolve().as_uri()}?mode=ro",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+
+
+class PostgresStore(DatabaseStore):
+    """The ``Store`` in a PostgreSQL database (see ``DatabaseStore``, ``PostgresDatabase``)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        auth_policy: AuthPolicy | None = None,
+        signer: CheckpointSigner | None = None,
+        witness: str | Path | None = None,
+        checkpoint_every_records: int = 256,
+        checkpoint_every_s: float = 10.0,
+        on_checkpoint: Callable[[int, Checkpoint], None] | None = None,
+    ) -> None:
+        from ._postgres import PostgresDatabase  # psycopg only where PostgreSQL is used
+
+        db = PostgresDatabase(
+            url,
+            auth_policy=auth_policy,
+            signer=signer,
+            witness=witness,
+            checkpoint_every_records=checkpoint_every_records,
+            checkpoint_every_s=checkpoint_every_s,
+        )
+        reader = PostgresDatabase(url, readonly=True, auth_policy=auth_policy)
+        super().__init__(db, reader, on_checkpoint=on_checkpoint)
+
+
+def open_database(
+    url: str | Path,
+    *,
+    readonly: bool = False,
+    auth_policy: AuthPolicy | None = None,
+    signer: CheckpointSigner | None = None,
+    witness: str | Path | None = None,
+    checkpoint_every_records: int = 256,
+    checkpoint_every_s: float = 10.0,
+) -> SqliteDatabase:
+    """The synchronous store for ``url`` (the CLI's and scripts'): see ``open_store``."""
+    kind, where = parse_store_url(url)
+    cls: type[SqliteDatabase] = SqliteDatabase
+    if kind == "postgresql":
+        from ._postgres import PostgresDatabase  # psycopg only where PostgreSQL is used
+
+        cls = PostgresDatabase
+    return cls(
+        where,
+        readonly=readonly,
+        auth_policy=auth_policy,
+        signer=signer,
+        witness=witness,
+        checkpoint_every_records=checkpoint_every_records,
+        checkpoint_every_s=checkpoint_every_s,
+    )
+
+
+def parse_store_url(url: str | Path) -> tuple[str, str]:
+    """(``"sqlite"``, path) or (``"postgresql"``, url); ``StoreError`` for anything else."""
+    text = str(url)
+    if is_postgres_url(text):
+        return "postgresql", text
+    if text.startswith("sqlite:///"):
+        return "sqlite", text.removeprefix("sqlite:///")
+    if "://" in text:
+        raise StoreError(
+            f"unknown store URL scheme in {text!r} (use a file path, sqlite:///path or "
+            "postgresql://user@host/dbname)"
+        )
+    return "sqlite", text
 
 
 def open_store(
@@ -600,18 +753,13 @@ def open_store(
     checkpoint_every_s: float = 10.0,
     on_checkpoint: Callable[[int, Checkpoint], None] | None = None,
 ) -> Store:
-    """The store for ``url``: a file path or ``sqlite:///path``; PostgreSQL is not implemented yet."""
-    text = str(url)
-    if text.startswith(("postgresql://", "postgres://")):
-        raise StoreError("PostgreSQL stores are not implemented yet; use an SQLite file path")
-    if text.startswith("sqlite:///"):
-        text = text.removeprefix("sqlite:///")
-    elif "://" in text:
-        raise StoreError(
-            f"unknown store URL scheme in {text!r} (use a file path or sqlite:///path)"
-        )
-    return SqliteStore(
-        text,
+    """The store for ``url``: a file path or ``sqlite:///path`` (SQLite), or
+    ``postgresql://user@host:port/dbname`` (PostgreSQL; a password is best kept in
+    ``~/.pgpass`` or ``$PGPASSWORD``, not in the URL)."""
+    kind, where = parse_store_url(url)
+    cls: type[SqliteStore | PostgresStore] = PostgresStore if kind == "postgresql" else SqliteStore
+    return cls(
+        where,
         auth_policy=auth_policy,
         signer=signer,
         witness=witness,

@@ -1,4 +1,4 @@
-"""``audit verify``: prove a store file against the daemon's public key and a witness.
+"""``audit verify``: prove a store (file or PostgreSQL URL) against the daemon's public key and a witness.
 
 Checks, reporting every problem found (table, row, what), not only the first:
 
@@ -31,8 +31,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ._audit import GENESIS_HASH
 from ._checkpoints import CheckpointError, note_sha256, parse_checkpoint, read_witness
+from ._dialect import POSTGRESQL, SQLITE, Connection, Dialect, pg_trigger
 from ._errors import StoreError
 from ._keys import fingerprint
+from ._paths import is_postgres_url, redact_url
 from ._rows import COVERED, event_link
 from ._schema import MIGRATIONS
 
@@ -139,6 +141,8 @@ def _expected_triggers() -> dict[str, str]:
     out: dict[str, str] = {}
     for _, _, statements in MIGRATIONS:
         for sql in statements:
+            if not isinstance(sql, str):
+                continue
             text = " ".join(sql.split())
             if text.upper().startswith("CREATE TRIGGER"):
                 out[text.split()[2]] = text
@@ -196,13 +200,13 @@ def verify_store(
     trusted and every record counts as not yet anchored. ``archive``: the file is an
     archive (``labdevices archive``): rows that changed after its cut are absent by design.
     """
+    if is_postgres_url(db_path):
+        return _verify_postgres(
+            str(db_path), public_key=public_key, witness=witness, progress=progress
+        )
     path = Path(db_path)
     if not path.is_file():
         raise StoreError("no store here (file not found)", file=str(path))
-    report = StoreReport(str(path))
-    if public_key is not None:
-        report.key_fingerprint = fingerprint(public_key)
-    tick = progress or (lambda stage, done, total: None)
     uri = f"{path.resolve().as_uri()}?mode=ro"
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None)
@@ -218,32 +222,87 @@ def verify_store(
             raise StoreError(
                 "not a labdevices store (the file is not an SQLite database)", file=str(path)
             ) from exc
-        needed = {"audit", "audit_head", "checkpoints", *COVERED, "job_events", "telemetry"}
-        missing = sorted(needed - tables)
-        if "schema_migrations" not in tables:
-            raise StoreError("not a labdevices store (no schema_migrations table)", file=str(path))
-        for table in missing:
-            report.add(table, "(table)", "the table is missing (dropped)")
-        if missing:
-            return report
-        omitted: set[str] = set()
-        if archive:
-            omitted = _archive_omitted(conn, report, tables)
-        _check_triggers(conn, report)
-        anchors, last_closed = _check_checkpoints(conn, report, public_key)
-        if witness is not None:
-            anchors += _check_witness(conn, report, public_key, Path(witness))
-        _check_chain(conn, report, anchors, last_closed, public_key is not None, tick)
-        for table in COVERED:
-            _check_covered(conn, report, table, tick, omitted=omitted)
-        _check_events(conn, report, tick)
-        _check_telemetry(conn, report, tick)
-        _check_gcode(conn, report)
+        report = _verify(
+            conn, SQLITE, str(path), tables, public_key, witness, progress, archive=archive
+        )
         conn.execute("COMMIT")
     except sqlite3.Error as exc:
         raise StoreError(f"cannot read: {exc}", file=str(path)) from exc
     finally:
         conn.close()
+    return report
+
+
+def _verify_postgres(
+    url: str,
+    *,
+    public_key: Ed25519PublicKey | None,
+    witness: str | Path | None,
+    progress: Progress | None,
+) -> StoreReport:
+    import psycopg
+
+    from ._postgres import connect_postgres
+
+    label = redact_url(url)
+    conn = connect_postgres(url, readonly=True)
+    try:
+        conn.execute(POSTGRESQL.snapshot)  # one snapshot, even while daemons append
+        tables = {
+            r[0]
+            for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables"
+                " WHERE table_schema = current_schema()"
+            )
+        }
+        report = _verify(conn, POSTGRESQL, label, tables, public_key, witness, progress)
+        conn.execute("COMMIT")
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot read: {' '.join(str(exc).split())}", file=label) from None
+    finally:
+        conn.close()
+    return report
+
+
+def _verify(
+    conn: Connection,
+    dialect: Dialect,
+    label: str,
+    tables: set[str],
+    public_key: Ed25519PublicKey | None,
+    witness: str | Path | None,
+    progress: Progress | None,
+    *,
+    archive: bool = False,
+) -> StoreReport:
+    report = StoreReport(label)
+    if public_key is not None:
+        report.key_fingerprint = fingerprint(public_key)
+    tick = progress or (lambda stage, done, total: None)
+    needed = {"audit", "audit_head", "checkpoints", *COVERED, "job_events", "telemetry"}
+    missing = sorted(needed - tables)
+    if "schema_migrations" not in tables:
+        raise StoreError("not a labdevices store (no schema_migrations table)", file=label)
+    for table in missing:
+        report.add(table, "(table)", "the table is missing (dropped)")
+    if missing:
+        return report
+    omitted: set[str] = set()
+    if archive:
+        omitted = _archive_omitted(conn, report, tables)
+    if dialect is SQLITE:
+        _check_triggers(conn, report)
+    else:
+        _check_pg_triggers(conn, report)
+    anchors, last_closed = _check_checkpoints(conn, report, public_key)
+    if witness is not None:
+        anchors += _check_witness(conn, report, public_key, Path(witness))
+    _check_chain(conn, report, anchors, last_closed, public_key is not None, tick)
+    for table in COVERED:
+        _check_covered(conn, dialect, report, table, tick, omitted=omitted)
+    _check_events(conn, report, tick)
+    _check_telemetry(conn, report, tick)
+    _check_gcode(conn, dialect, report)
     if public_key is None:
         report.notes.append(
             "no public key given: checkpoints not checked, every record counts as unanchored"
@@ -254,7 +313,7 @@ def verify_store(
 # -- the pieces --------------------------------------------------------------------------------
 
 
-def _check_triggers(conn: sqlite3.Connection, report: StoreReport) -> None:
+def _check_triggers(conn: Connection, report: StoreReport) -> None:
     have = {
         name: " ".join((sql or "").split())
         for name, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
@@ -271,8 +330,42 @@ def _check_triggers(conn: sqlite3.Connection, report: StoreReport) -> None:
             )
 
 
+def _check_pg_triggers(conn: Connection, report: StoreReport) -> None:
+    """The append-only guards as PostgreSQL holds them: each trigger present, enabled, on its
+    table, calling its function, which still raises."""
+    have = {
+        name: (table, enabled, function, " ".join(str(src).split()))
+        for name, table, enabled, function, src in conn.execute(
+            "SELECT t.tgname, c.relname, t.tgenabled, p.proname, p.prosrc FROM pg_trigger t"
+            " JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_proc p ON p.oid = t.tgfoid"
+            " WHERE NOT t.tgisinternal AND c.relnamespace = current_schema()::regnamespace"
+        )
+    }
+    for sql in _expected_triggers().values():
+        guard = pg_trigger(sql)
+        assert guard is not None
+        names = [guard.name] + ([f"{guard.name}_truncate"] if guard.event == "DELETE" else [])
+        for name in names:
+            got = have.get(name)
+            if got is None:
+                what = "dropped"
+            elif got[0] != guard.table or got[2] != guard.function:
+                what = "changed"
+            elif got[1] != "O":
+                what = "disabled"
+            elif got[3] != " ".join(guard.body.split()):
+                what = "changed (its function no longer refuses)"
+            else:
+                continue
+            report.add(
+                "pg_trigger",
+                f"trigger {name}",
+                f"the append-only guard on {guard.table} was {what}",
+            )
+
+
 def _check_checkpoints(
-    conn: sqlite3.Connection, report: StoreReport, public: Ed25519PublicKey | None
+    conn: Connection, report: StoreReport, public: Ed25519PublicKey | None
 ) -> tuple[list[_Anchor], tuple[int, int] | None]:
     """Anchors from the store's own checkpoints, and (number, size) of the last if ``closed``."""
     anchors: list[_Anchor] = []
@@ -324,7 +417,7 @@ def _check_checkpoints(
 
 
 def _check_witness(
-    conn: sqlite3.Connection, report: StoreReport, public: Ed25519PublicKey | None, path: Path
+    conn: Connection, report: StoreReport, public: Ed25519PublicKey | None, path: Path
 ) -> list[_Anchor]:
     anchors: list[_Anchor] = []
     stored = dict(conn.execute("SELECT id, note FROM checkpoints").fetchall())
@@ -364,7 +457,7 @@ def _check_witness(
 
 
 def _check_chain(
-    conn: sqlite3.Connection,
+    conn: Connection,
     report: StoreReport,
     anchors: list[_Anchor],
     last_closed: tuple[int, int] | None,
@@ -468,7 +561,7 @@ def _check_chain(
         )
 
 
-def _archive_omitted(conn: sqlite3.Connection, report: StoreReport, tables: set[str]) -> set[str]:
+def _archive_omitted(conn: Connection, report: StoreReport, tables: set[str]) -> set[str]:
     """Objects the archive left out on purpose (changed after its cut)."""
     if "archive_meta" not in tables:
         report.add("archive_meta", "(table)", "missing: not a labdevices archive")
@@ -486,19 +579,26 @@ def _archive_omitted(conn: sqlite3.Connection, report: StoreReport, tables: set[
 
 
 def _check_covered(
-    conn: sqlite3.Connection, report: StoreReport, table: str, tick: Progress, *, omitted: set[str]
+    conn: Connection,
+    dialect: Dialect,
+    report: StoreReport,
+    table: str,
+    tick: Progress,
+    *,
+    omitted: set[str],
 ) -> None:
     """Each row against the last audit record about it: a merge of two sorted streams (the
     table by key, the last record per object by key), so memory does not grow with the table."""
     cov = COVERED[table]
     prefix = cov.prefix + "/"
     numeric = table != "users"  # every other covered table has an INTEGER PRIMARY KEY
-    key_sql = f"substr(object, {len(prefix) + 1})"
+    key_sql = f"substr(m.object, {len(prefix) + 1})"
     if numeric:
-        key_sql = f"CAST({key_sql} AS INTEGER)"
+        key_sql = dialect.integer(key_sql)
     recorded = conn.execute(
-        f"SELECT {key_sql} AS k, row_sha256, MAX(seq) FROM audit WHERE row_sha256 IS NOT NULL"
-        " AND object >= ? AND object < ? GROUP BY object ORDER BY k",
+        f"SELECT {key_sql} AS k, a.row_sha256, a.seq FROM (SELECT object, MAX(seq) AS seq"
+        " FROM audit WHERE row_sha256 IS NOT NULL AND object >= ? AND object < ?"
+        " GROUP BY object) m JOIN audit a ON a.seq = m.seq ORDER BY k",
         (prefix, cov.prefix + "0"),
     )
     rec = recorded.fetchone()
@@ -539,7 +639,7 @@ def _check_covered(
     report.rows_checked[table] = n
 
 
-def _check_events(conn: sqlite3.Connection, report: StoreReport, tick: Progress) -> None:
+def _check_events(conn: Connection, report: StoreReport, tick: Progress) -> None:
     stored = dict(conn.execute("SELECT id, events_sha256 FROM jobs").fetchall())
     computed: dict[int, str] = {}
     cur = conn.execute("SELECT job_id, t, kind, payload FROM job_events ORDER BY job_id, id")
@@ -561,7 +661,7 @@ def _check_events(conn: sqlite3.Connection, report: StoreReport, tick: Progress)
     tick("job events", n, n)
 
 
-def _runs(conn: sqlite3.Connection, report: StoreReport) -> Iterator[tuple[int, str, int]]:
+def _runs(conn: Connection, report: StoreReport) -> Iterator[tuple[int, str, int]]:
     """(block, digest, rows) of each contiguous run of telemetry rows, in rowid order."""
     cur = conn.execute(
         "SELECT rowid, block, device, signal, t, value, unit, quality FROM telemetry ORDER BY rowid"
@@ -597,7 +697,7 @@ def _runs(conn: sqlite3.Connection, report: StoreReport) -> Iterator[tuple[int, 
         yield block, h.hexdigest(), rows
 
 
-def _check_telemetry(conn: sqlite3.Connection, report: StoreReport, tick: Progress) -> None:
+def _check_telemetry(conn: Connection, report: StoreReport, tick: Progress) -> None:
     blocks = conn.execute("SELECT id, sha256 FROM telemetry_blocks ORDER BY id")
     total = conn.execute("SELECT COUNT(*) FROM telemetry_blocks").fetchone()[0]
     runs = _runs(conn, report)
@@ -631,7 +731,7 @@ def _check_telemetry(conn: sqlite3.Connection, report: StoreReport, tick: Progre
     tick("telemetry", n, total)
 
 
-def _check_gcode(conn: sqlite3.Connection, report: StoreReport) -> None:
+def _check_gcode(conn: Connection, dialect: Dialect, report: StoreReport) -> None:
     for job_id, gcode, want in conn.execute(
         "SELECT g.job_id, g.gcode, j.gcode_sha256 FROM job_gcode g LEFT JOIN jobs j ON j.id = g.job_id"
     ):
@@ -642,7 +742,7 @@ def _check_gcode(conn: sqlite3.Connection, report: StoreReport) -> None:
     # Jobs whose (hash-chained) creation event says their G-code was stored with them.
     for (job_id,) in conn.execute(
         "SELECT e.job_id FROM job_events e LEFT JOIN job_gcode g ON g.job_id = e.job_id"
-        " WHERE e.kind = 'created' AND json_extract(e.payload, '$.gcode_stored') = 1"
+        f" WHERE e.kind = 'created' AND {dialect.json_true('e.payload', 'gcode_stored')}"
         " AND g.job_id IS NULL ORDER BY e.job_id"
     ):
         report.add(

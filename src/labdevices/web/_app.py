@@ -8,8 +8,10 @@ the daemon's ``CommandRouter`` with the logged-in user as actor, so web and MQTT
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hmac
 import json
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,10 +38,13 @@ from ..bus import Request, Topics
 from ..daemon._auth import NotPermitted, audit_refusal, authorise
 from ..daemon._commands import CommandRouter, daemon_command_topic
 from ..daemon._errors import UnknownDevice
-from ..errors import BadRequest, Forbidden, LabDeviceError
+from ..errors import BadRequest, ConfigurationError, Forbidden, LabDeviceError
+from ..profiles import GcodeProfile, load_profile
+from ..protocols import strip_gcode
 from ..store import AuditRecord, Store, TelemetryPoint
 from ._live import LiveHub
-from ._sessions import COOKIE, WebSessions, WebUser
+from ._plans import MAX_JOB_BYTES, Plans, plan_upload
+from ._sessions import COOKIE, LOGIN_COOKIE, WebSessions, WebUser
 
 __all__ = ["WebBackend", "create_app"]
 
@@ -74,22 +79,41 @@ class WebBackend:
     #: ``jobs/submit`` (the job manager's handler, as the bus serves it)
     submit: Callable[[Request, str], Awaitable[JsonValue]]
     #: the SQLite store's file, for the batch record PDF (None: not offered)
-    db_path: Path | None = None
+    db_path: str | Path | None = None
     #: the newest signed checkpoint of the audit chain: (number, note)
     checkpoint: Callable[[], tuple[int, str] | None] = lambda: None
 
-    async def authorised(self, user: WebUser, name: str) -> None:
-        """A read the web serves from the store itself (the audit trail, the batch record),
-        checked like the daemon command of that name and refused as it would be."""
+    def _topic(self, scope: str, name: str, device: str | None) -> tuple[str, str]:
+        """The MQTT topic of a command and the object its audit record names."""
+        if scope == "device":
+            assert device is not None
+            return self.topics.command(device, name), f"device/{device}"
+        if scope == "jobs":
+            return self.topics.job_submit(), "jobs"
+        return daemon_command_topic(self.topics.root, name), "daemon"
+
+    async def authorised(
+        self,
+        user: WebUser,
+        name: str,
+        scope: str = "daemon",
+        *,
+        device: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        """``user`` may run the command ``(scope, name)``, or ``NotPermitted`` (audited as the
+        bus audits a refusal). Also for what the web does itself: a read from the store (the
+        audit trail, the batch record), a job planned for its preview."""
         try:
-            authorise(user.id, user.roles, "daemon", name, self.router.knows)
+            authorise(user.id, user.roles, scope, name, self.router.knows)
         except NotPermitted as exc:
+            topic, obj = self._topic(scope, name, device)
             await audit_refusal(
                 self.store,
                 user.id,
-                "daemon",
-                topic=daemon_command_topic(self.topics.root, name),
-                request_id=f"web-{secrets.token_hex(8)}",
+                obj,
+                topic=topic,
+                request_id=request_id or f"web-{secrets.token_hex(8)}",
                 code=exc.code,
                 why=exc.why,
                 message=exc.message,
@@ -108,15 +132,7 @@ class WebBackend:
         device: str | None = None,
     ) -> JsonValue:
         """Run a command of the MQTT API as ``user``: authorised and audited as the bus does."""
-        if scope == "device":
-            assert device is not None
-            topic = self.topics.command(device, name)
-            obj = f"device/{device}"
-        elif scope == "jobs":
-            topic, obj = self.topics.job_submit(), "jobs"
-        else:
-            topic = daemon_command_topic(self.topics.root, name)
-            obj = "daemon"
+        topic, _ = self._topic(scope, name, device)
         request = Request(
             id=f"web-{secrets.token_hex(8)}",
             reply_to=f"{self.topics.user_inboxes(user.id)}web",
@@ -125,22 +141,7 @@ class WebBackend:
             session=user.session_id,
             t=time.time(),
         )
-        try:
-            authorise(user.id, user.roles, scope, name, self.router.knows)
-        except NotPermitted as exc:
-            await audit_refusal(
-                self.store,
-                user.id,
-                obj,
-                topic=topic,
-                request_id=request.id,
-                code=exc.code,
-                why=exc.why,
-                message=exc.message,
-                session=user.session_id,
-                via="web",
-            )
-            raise
+        await self.authorised(user, name, scope, device=device, request_id=request.id)
         if scope == "device":
             return await self.router.handle_device(request, topic)
         if scope == "jobs":
@@ -160,6 +161,8 @@ def _environment() -> Environment:
         time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else ""
     )
     env.filters["shown"] = _shown
+    env.filters["unit"] = lambda unit: _UNITS.get(unit, unit or "")
+    env.filters["duration"] = _duration
     return env
 
 
@@ -171,6 +174,19 @@ def _shown(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.2f}"
     return str(value)
+
+
+#: units as people write them
+_UNITS = {"degC": "°C", "ul": "µL", "uL": "µL"}
+
+
+def _duration(seconds: float) -> str:
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 def _safe_next(target: object, default: str = "/") -> str:
@@ -225,6 +241,8 @@ def _chart(
     values = [v for _, v in numeric]
     lo, hi = min(values), max(values)
     out["lo"], out["hi"] = lo, hi
+    # a lab younger than the window spans what it has (else a thin line at the right edge)
+    start = max(start, min(t for t, _ in numeric))
     span_t = max(end - start, 1e-9)
     # the limits stay in view only when near the data (else the trend would be a flat line)
     view_lo, view_hi = lo, hi
@@ -250,15 +268,35 @@ def _chart(
     return out
 
 
+#: the printer page's live charts: signals of this unit, under this title
+_LIVE_CHARTS = (("degC", "Temperatures"), ("kPa", "Pressures"))
+#: what the printer page's charts show on load, from the store (seconds)
+_LIVE_WINDOW_S = 300.0
+#: a layer change in G-code: the toolpath planner's ``; layer 3/8 z=0.9``, Cura's
+#: ``;LAYER:2``, PrusaSlicer's ``;LAYER_CHANGE``
+_LAYER_MARK = re.compile(r"^\s*;\s*(?:layer\s+\d+|LAYER:\s*-?\d+|LAYER_CHANGE)", re.IGNORECASE)
+
+
+def _layer_starts(gcode: str) -> list[int]:
+    """The number of commands before each layer's mark (the job's ``line`` counts commands)."""
+    starts, commands = [], 0
+    for line in gcode.splitlines():
+        if _LAYER_MARK.match(line):
+            starts.append(commands)
+        elif strip_gcode(line):
+            commands += 1
+    return starts
+
+
 def _seconds(value: JsonValue, default: float) -> float:
     return float(value) if isinstance(value, int | float) else default
 
 
-def _render_pdf(db_path: Path, job_id: int) -> bytes:
+def _render_pdf(db_path: str | Path, job_id: int) -> bytes:
     from ..record import collect_record, render_pdf
-    from ..store import SqliteDatabase
+    from ..store import open_database
 
-    with SqliteDatabase(db_path, readonly=True) as db:
+    with open_database(db_path, readonly=True) as db:
         record = collect_record(db, job_id)
     return render_pdf(record)
 
@@ -266,6 +304,9 @@ def _render_pdf(db_path: Path, job_id: int) -> bytes:
 def create_app(backend: WebBackend) -> Starlette:
     env = _environment()
     sessions = backend.sessions
+    plans = Plans()
+    #: live job → the command index at which each of its layers starts
+    layer_starts: dict[int, list[int]] = {}
 
     def page(template: str, http_status: int = 200, **context: Any) -> HTMLResponse:
         html = env.get_template(template).render(**context)
@@ -312,30 +353,59 @@ def create_app(backend: WebBackend) -> Starlette:
 
     # -- login ------------------------------------------------------------------------------
 
+    def login_page(
+        request: HttpRequest,
+        http_status: int = 200,
+        *,
+        target: str,
+        error: str | None = None,
+        login_name: str = "",
+    ) -> Response:
+        """The login form, its CSRF token bound to the browser's login cookie (set if new)."""
+        nonce = request.cookies.get(LOGIN_COOKIE) or secrets.token_hex(16)
+        response = page(
+            "login.html",
+            http_status,
+            next=target,
+            error=error,
+            login_name=login_name,
+            csrf=sessions.login_csrf(nonce),
+        )
+        if request.cookies.get(LOGIN_COOKIE) != nonce:
+            response.set_cookie(
+                LOGIN_COOKIE, nonce, httponly=True, samesite="strict", secure=False, path="/login"
+            )
+        return response
+
     async def login_form(request: HttpRequest) -> Response:
-        target = _safe_next(request.query_params.get("next"))
-        return page("login.html", next=target, error=None, login_name="")
+        return login_page(request, target=_safe_next(request.query_params.get("next")))
 
     async def login(request: HttpRequest) -> Response:
         form = await request.form()
         user_id, password = form.get("user"), form.get("password")
         target = _safe_next(form.get("next"))
+        # A login posted from another site (login CSRF: the victim logged in as the attacker)
+        # carries no login cookie (SameSite=Strict) and cannot know the token.
+        if not sessions.login_csrf_ok(request.cookies.get(LOGIN_COOKIE), form.get("csrf")):
+            return login_page(
+                request,
+                403,
+                target=target,
+                error="The login form's CSRF token is missing or wrong: log in from this page.",
+            )
         if not isinstance(user_id, str) or not isinstance(password, str) or not user_id:
-            return page(
-                "login.html",
-                400,
-                next=target,
-                error="Enter your user name and password.",
-                login_name="",
+            return login_page(
+                request, 400, target=target, error="Enter your user name and password."
             )
         try:
             cookie = await sessions.login(user_id.strip(), password)
         except LabDeviceError as exc:
-            return page("login.html", 401, next=target, error=exc.message, login_name=user_id)
+            return login_page(request, 401, target=target, error=exc.message, login_name=user_id)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
             COOKIE, cookie, httponly=True, samesite="strict", secure=False, path="/"
         )
+        response.delete_cookie(LOGIN_COOKIE, path="/login")
         return response
 
     async def logout(request: HttpRequest) -> Response:
@@ -451,31 +521,84 @@ def create_app(backend: WebBackend) -> Starlette:
             return refused(request, user, exc, back)
         return done(request, result, back)
 
-    async def printer_page(request: HttpRequest) -> Response:
-        user = await current(request)
-        if user is None:
-            return to_login(request)
-        device = request.path_params["device"]
+    async def with_layers(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The live jobs, each with its current layer (``layer`` of ``layers``) when its
+        G-code marks layers (the toolpath planner's ``; layer k/N``, or a slicer's)."""
+        for j in jobs:
+            job_id = j["job_id"]
+            if job_id not in layer_starts:
+                gcode = await backend.store.job_gcode(job_id)
+                layer_starts[job_id] = _layer_starts(gcode or "")
+            starts = layer_starts[job_id]
+            if starts:
+                j["layers"] = len(starts)
+                j["layer"] = max(1, bisect.bisect_right(starts, j["line"]))
+        for stale in set(layer_starts) - {j["job_id"] for j in jobs}:
+            del layer_starts[stale]
+        return jobs
+
+    async def printer_view(
+        request: HttpRequest,
+        user: WebUser,
+        device: str,
+        http_status: int = 200,
+        **extra: Any,
+    ) -> Response:
         try:
             status = await status_of(user)
             found = [d for d in status["devices"] if d["device"] == device]
             if not found or found[0]["driver"] != "gcode":
                 raise UnknownDevice(f"no printer {device!r}", device=device)
             recent = await backend.act(user, "daemon", "jobs", {"printer": device, "limit": 20})
+            charts = await live_charts(found[0])
         except LabDeviceError as exc:
             return refused(request, user, exc)
-        live = [j for j in status["jobs"] if j["printer"] == device]
+        live = await with_layers([j for j in status["jobs"] if j["printer"] == device])
+        context: dict[str, Any] = {"plan": None, "plan_error": None, **extra}
         return page(
             "printer.html",
+            http_status,
             user=user,
             status=status,
             d=found[0],
             jobs=live,
             recent=recent,
+            charts=charts,
+            window_s=_LIVE_WINDOW_S,
             printers=printers(status),
             back=f"/printers/{device}",
             now=time.time(),
+            **context,
         )
+
+    async def live_charts(d: dict[str, Any]) -> list[dict[str, Any]]:
+        """The printer's temperatures and pressures over the last minutes, from the store: the
+        page's script draws them and goes on with the live samples."""
+        end = time.time()
+        charts = []
+        for unit, title in _LIVE_CHARTS:
+            series = []  # a list: its order is the legend's and the colours'
+            for name, sig in d["signals"].items():
+                if sig.get("unit") != unit:
+                    continue
+                points = await backend.store.query_telemetry(
+                    d["device"], name, start=end - _LIVE_WINDOW_S, end=end
+                )
+                numeric = [
+                    [round(p.t, 3), p.value]
+                    for p in points
+                    if isinstance(p.value, int | float) and not isinstance(p.value, bool)
+                ]
+                series.append({"signal": name, "points": numeric})
+            if series:
+                charts.append({"title": title, "unit": unit, "series": series})
+        return charts
+
+    async def printer_page(request: HttpRequest) -> Response:
+        user = await current(request)
+        if user is None:
+            return to_login(request)
+        return await printer_view(request, user, request.path_params["device"])
 
     async def queue_fragment(request: HttpRequest) -> Response:
         user = await current(request, touch=False)
@@ -486,11 +609,49 @@ def create_app(backend: WebBackend) -> Starlette:
             status = await status_of(user)
         except LabDeviceError as exc:
             return refused(request, user, exc)
-        live = [j for j in status["jobs"] if j["printer"] == device]
+        live = await with_layers([j for j in status["jobs"] if j["printer"] == device])
         html = env.get_template("_queue.html").render(
             user=user, jobs=live, device=device, back=f"/printers/{device}", now=time.time()
         )
         return JSONResponse({"html": html})
+
+    async def plan_upload_page(request: HttpRequest) -> Response:
+        """A job TOML planned for this printer: the page shows its preview and summary, and a
+        button that submits exactly the planned G-code."""
+        user = await current(request)
+        if user is None:
+            return to_login(request)
+        form = await checked_form(request, user)
+        if form is None:
+            return csrf_refused(request, user)
+        device = request.path_params["device"]
+        try:
+            upload = form.get("job")
+            await backend.authorised(user, "submit", "jobs")
+            status = await status_of(user)
+            found = [d for d in status["devices"] if d["device"] == device]
+            if not found or found[0]["driver"] != "gcode":
+                raise UnknownDevice(f"no printer {device!r}", device=device)
+            if not isinstance(upload, UploadFile) or not upload.filename:
+                raise BadRequest("choose a job file (TOML) to plan")
+            data = await upload.read(MAX_JOB_BYTES + 1)
+            profile = load_profile(found[0]["profile"])
+            assert isinstance(profile, GcodeProfile)
+            plan = await asyncio.to_thread(
+                plan_upload, data, upload.filename, profile, device, user.session_id
+            )
+        except ConfigurationError as exc:
+            problems = exc.problems or [exc.message]
+            summary = exc.message.split("\n", 1)[0] if exc.problems else ""
+            return await printer_view(
+                request, user, device, 400, plan_error={"summary": summary, "problems": problems}
+            )
+        except LabDeviceError as exc:
+            return refused(request, user, exc, f"/printers/{device}")
+        finally:
+            await form.close()
+        plans.add(plan)
+        return await printer_view(request, user, device, plan=plan)
 
     async def submit_job(request: HttpRequest) -> Response:
         user = await current(request)
@@ -500,35 +661,51 @@ def create_app(backend: WebBackend) -> Starlette:
         if form is None:
             return csrf_refused(request, user)
         device = request.path_params["device"]
-        upload = form.get("gcode")
         try:
-            return await _submit(request, user, device, form, upload)
+            return await _submit(request, user, device, form)
         finally:
             await form.close()  # the upload's spooled file
 
-    async def _submit(
-        request: HttpRequest, user: WebUser, device: str, form: FormData, upload: object
-    ) -> Response:
+    async def _submit(request: HttpRequest, user: WebUser, device: str, form: FormData) -> Response:
         back = f"/printers/{device}"
         try:
-            if not isinstance(upload, UploadFile):
-                raise BadRequest("choose a G-code file to submit")
-            raw = await upload.read()
-            try:
-                gcode = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise BadRequest(f"{upload.filename}: not UTF-8 text") from exc
-            args: dict[str, JsonValue] = {"printer": device, "gcode": gcode}
-            for key in ("batch_id", "patient_id", "name"):
-                value = form.get(key)
-                if isinstance(value, str) and value.strip():
-                    args[key] = value.strip()
-            if "name" not in args and upload.filename:
-                args["name"] = upload.filename
+            token = form.get("plan")
+            if isinstance(token, str) and token:
+                args = await planned_args(user, device, token, form.get("gcode_sha256"))
+            else:
+                args = await uploaded_args(device, form)
             await backend.act(user, "jobs", "submit", args)
         except LabDeviceError as exc:
             return refused(request, user, exc, back)
         return RedirectResponse(back, status_code=303)
+
+    async def planned_args(
+        user: WebUser, device: str, token: str, sha256: object
+    ) -> dict[str, JsonValue]:
+        # authorised before the plan is taken: a refused click keeps it for an allowed user
+        await backend.authorised(user, "submit", "jobs")
+        plan = plans.take(token, user.session_id, device)
+        if sha256 != plan.gcode_sha256:
+            raise BadRequest("the confirmed G-code is not the planned one: plan the job again")
+        return {"printer": device, "gcode": plan.gcode, **plan.args}
+
+    async def uploaded_args(device: str, form: FormData) -> dict[str, JsonValue]:
+        upload = form.get("gcode")
+        if not isinstance(upload, UploadFile):
+            raise BadRequest("choose a G-code file to submit")
+        raw = await upload.read()
+        try:
+            gcode = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadRequest(f"{upload.filename}: not UTF-8 text") from exc
+        args: dict[str, JsonValue] = {"printer": device, "gcode": gcode}
+        for key in ("batch_id", "patient_id", "name"):
+            value = form.get(key)
+            if isinstance(value, str) and value.strip():
+                args[key] = value.strip()
+        if "name" not in args and upload.filename:
+            args["name"] = upload.filename
+        return args
 
     async def sign_job(request: HttpRequest) -> Response:
         """A release (or other) signature: the signer re-enters user id and password and picks
@@ -713,6 +890,7 @@ def create_app(backend: WebBackend) -> Starlette:
         Route("/alarms/{alarm_id:int}/ack", ack_alarm, methods=["POST"]),
         Route("/devices/{device}/{action}", device_action, methods=["POST"]),
         Route("/printers/{device}", printer_page),
+        Route("/printers/{device}/plan", plan_upload_page, methods=["POST"]),
         Route("/printers/{device}/submit", submit_job, methods=["POST"]),
         Route("/fragments/queue/{device}", queue_fragment),
         Route("/jobs/{job_id:int}/sign", sign_job, methods=["POST"]),

@@ -17,9 +17,11 @@ from ..auth import session_secret
 from ..errors import LabDeviceError
 from ..store import Store
 
-__all__ = ["COOKIE", "WebSessions", "WebUser"]
+__all__ = ["COOKIE", "LOGIN_COOKIE", "WebSessions", "WebUser"]
 
 COOKIE = "labdevices_session"
+#: the login form's CSRF cookie: a random nonce; the form carries its HMAC under the daemon's key
+LOGIN_COOKIE = "labdevices_login"
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,16 @@ class WebSessions:
 
     def cookie_value(self, session_id: str) -> str:
         return f"{session_id}.{self._secret(session_id).hex()}"
+
+    def login_csrf(self, nonce: str) -> str:
+        """The login form's CSRF token for the browser's login cookie ``nonce`` (there is no
+        session yet: the token is bound to that cookie, which a cross-site POST does not carry)."""
+        return hmac.new(self._key, b"login-csrf:" + nonce.encode(), hashlib.sha256).hexdigest()
+
+    def login_csrf_ok(self, nonce: str | None, token: object) -> bool:
+        if not nonce or not isinstance(token, str):
+            return False
+        return hmac.compare_digest(token, self.login_csrf(nonce))
 
     async def login(self, user_id: str, password: str) -> str:
         """The cookie value of a new session; the store's errors (bad password, locked) as they are."""

@@ -52,11 +52,13 @@ function drawSparklines() {
     while (entry.points.length && entry.points[0][0] < now - HISTORY_S) entry.points.shift();
     const pts = entry.points;
     if (pts.length < 2) continue;
+    // a fresh page spans what it has seen, up to the whole window
+    const start = Math.max(now - HISTORY_S, pts[0][0]), span_t = Math.max(now - start, 1);
     let lo = Infinity, hi = -Infinity;
     for (const [, v] of pts) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
     const span = hi - lo || 1;
     entry.line.setAttribute("points", pts.map(([t, v]) =>
-      `${(100 * (t - (now - HISTORY_S)) / HISTORY_S).toFixed(1)},${(22 - 20 * (v - lo) / span).toFixed(1)}`
+      `${(100 * (t - start) / span_t).toFixed(1)},${(22 - 20 * (v - lo) / span).toFixed(1)}`
     ).join(" "));
   }
 }
@@ -68,6 +70,62 @@ function markStale() {
     if (Number.isFinite(t) && now - t > STALE_S) {
       entry.row.classList.add("stale");
       entry.quality.textContent = "stale";
+    }
+  }
+}
+
+// The printer page's charts: the last minutes from the store (in the page), then live samples.
+const chartData = document.getElementById("chart-data");
+const charts = [];           // {range, series: Map("device/signal" -> {line, legend, points})}
+const chartSeries = new Map();
+let chartWindow = 300;
+if (chartData) {
+  const data = JSON.parse(chartData.textContent);
+  chartWindow = data.window_s;
+  data.charts.forEach((c, i) => {
+    const figure = document.querySelector(`[data-chart="${i}"]`);
+    const chart = { range: figure.querySelector(".range"), unit: c.unit, series: [] };
+    c.series.forEach(({ signal, points }, k) => {
+      const key = `${data.device}/${signal}`;
+      const entry = {
+        line: figure.querySelector(`polyline.series-${k}`),
+        legend: figure.querySelector(`[data-legend="${key}"]`),
+        points,
+      };
+      if (points.length) entry.legend.textContent = shown(points[points.length - 1][1]);
+      chart.series.push(entry);
+      chartSeries.set(key, entry);
+    });
+    charts.push(chart);
+  });
+}
+
+function onChartSample(e) {
+  const entry = chartSeries.get(`${e.device}/${e.signal}`);
+  if (!entry || typeof e.value !== "number") return;
+  entry.points.push([e.t, e.value]);
+  entry.legend.textContent = shown(e.value);
+}
+
+function drawCharts() {
+  const now = Date.now() / 1000;
+  for (const chart of charts) {
+    let lo = Infinity, hi = -Infinity, first = now;
+    for (const s of chart.series) {
+      while (s.points.length && s.points[0][0] < now - chartWindow) s.points.shift();
+      for (const [, v] of s.points) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+      if (s.points.length) first = Math.min(first, s.points[0][0]);
+    }
+    if (lo > hi) continue;
+    // a fresh lab spans what it has, up to the whole window
+    const start = Math.max(now - chartWindow, first), span_t = Math.max(now - start, 1);
+    const pad = (hi - lo) * 0.05 || 1;
+    lo -= pad; hi += pad;
+    chart.range.textContent = `${shown(lo)} – ${shown(hi)}`;
+    for (const s of chart.series) {
+      s.line.setAttribute("points", s.points.map(([t, v]) =>
+        `${(300 * (t - start) / span_t).toFixed(1)},${(78 - 76 * (v - lo) / (hi - lo)).toFixed(1)}`
+      ).join(" "));
     }
   }
 }
@@ -129,7 +187,7 @@ function connect() {
     let alarms = false;
     let jobs = false;
     for (const e of JSON.parse(message.data)) {
-      if (e.type === "sample") onSample(e);
+      if (e.type === "sample") { onSample(e); onChartSample(e); }
       else if (e.type === "state") {
         const badge = states.get(e.device);
         if (badge) { badge.textContent = e.state; badge.className = `state state-${e.state}`; }
@@ -144,3 +202,4 @@ function connect() {
 connect();
 setInterval(drawSparklines, 500);
 setInterval(markStale, 1000);
+if (charts.length) { drawCharts(); setInterval(drawCharts, 1000); }
