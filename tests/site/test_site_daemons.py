@@ -30,6 +30,7 @@ from labdevices.store import (
     default_key_path,
     default_witness_path,
     load_or_create_signing_key,
+    open_database,
     verify_store,
 )
 from labdevices.testing._auth import TEST_PASSWORD, add_test_user, issue_session
@@ -37,7 +38,7 @@ from labdevices.testing._mqtt import MosquittoBroker
 
 from ..daemon.conftest import deadline, job_lines, long_job
 from ..daemon.test_cli import _cli
-from .conftest import LEASE_S, room
+from .conftest import LEASE_S, Location, room
 
 SHORT_JOB = "G28\nG1 X10 Y10 F600\nG1 X20 Y10 F600\n"
 
@@ -104,7 +105,7 @@ def _replies_to(seen: list[BusMessage], request_id: str) -> list[dict[str, Any]]
     return out
 
 
-def _verify(store: Path) -> None:
+def _verify(store: Location) -> None:
     key = load_or_create_signing_key(default_key_path(store))
     report = verify_store(
         store, public_key=CheckpointSigner(key, "x").public, witness=default_witness_path(store)
@@ -113,7 +114,7 @@ def _verify(store: Path) -> None:
 
 
 async def test_two_daemons_one_site_a_job_on_each_printer_and_the_site_proof_verifies(
-    mqtt_broker: MosquittoBroker, site: str, site_store: Path
+    mqtt_broker: MosquittoBroker, site: str, site_store: Location
 ) -> None:
     async with printers(2) as (sim_a, sim_b):
         a_config = room(site, mqtt_broker, site_store, "room-a", {"printer-a": _port(sim_a)})
@@ -152,14 +153,14 @@ async def test_two_daemons_one_site_a_job_on_each_printer_and_the_site_proof_ver
     }
     # the audit and the checkpoints of both daemons are one chain, and it proves
     _verify(site_store)
-    with SqliteDatabase(site_store, readonly=True) as store:
+    with open_database(site_store, readonly=True) as store:
         actors = {r.actor for r in store.audit_records() if r.action == "site.lease"}
         assert actors == {"room-a", "room-b"}
         assert store.list_leases() == []  # both gave their leases up
 
 
 async def test_a_device_name_owned_by_a_live_daemon_is_refused_at_start(
-    mqtt_broker: MosquittoBroker, site: str, site_store: Path
+    mqtt_broker: MosquittoBroker, site: str, site_store: Location
 ) -> None:
     async with printers(2) as (sim_a, sim_b):
         a_config = room(site, mqtt_broker, site_store, "room-a", {"printer-a": _port(sim_a)})
@@ -178,7 +179,7 @@ async def test_a_device_name_owned_by_a_live_daemon_is_refused_at_start(
             assert "room-b.toml" in message and "'room-b' cannot join" in message
             assert "device 'printer-a' is owned by daemon 'room-a'" in message
             assert refused.value.device == "printer-a"
-            with SqliteDatabase(site_store, readonly=True) as store:
+            with open_database(site_store, readonly=True) as store:
                 # nothing was taken by the refused daemon, not even its other printer
                 assert {x.daemon for x in store.list_leases()} == {"room-a"}
                 [refusal] = [r for r in store.audit_records() if r.action == "site.refused"]
@@ -189,7 +190,7 @@ async def test_a_device_name_owned_by_a_live_daemon_is_refused_at_start(
 
 
 async def test_a_crashed_daemons_leases_do_not_block_its_restart(
-    mqtt_broker: MosquittoBroker, site: str, site_store: Path
+    mqtt_broker: MosquittoBroker, site: str, site_store: Location
 ) -> None:
     async with printers(1) as (sim,):
         config = room(site, mqtt_broker, site_store, "room-a", {"printer-a": _port(sim)})
@@ -215,20 +216,20 @@ async def test_a_crashed_daemons_leases_do_not_block_its_restart(
             expires = store.list_leases()[0].expires_at
         async with Daemon(config, lease_s=LEASE_S), deadline(30):
             assert time.time() >= expires
-        with SqliteDatabase(site_store, readonly=True) as store:
+        with open_database(site_store, readonly=True) as store:
             reasons = [r.reason for r in store.audit_records() if r.action == "site.lease"]
         assert "the previous holder is no longer running" in reasons
         assert "the previous holder's lease ran out" in reasons
 
 
-def _as_daemon(store: Path, site: str) -> SqliteDatabase:
+def _as_daemon(store: Location, site: str) -> SqliteDatabase:
     """The store as a daemon opens it (with its key: checkpoints signed)."""
     key = load_or_create_signing_key(default_key_path(store))
-    return SqliteDatabase(store, signer=CheckpointSigner(key, f"labdevices/{site}"))
+    return open_database(store, signer=CheckpointSigner(key, f"labdevices/{site}"))
 
 
 async def test_a_second_copy_of_a_running_daemon_is_refused(
-    mqtt_broker: MosquittoBroker, site: str, site_store: Path
+    mqtt_broker: MosquittoBroker, site: str, site_store: Location
 ) -> None:
     async with printers(1) as (sim,):
         config = room(site, mqtt_broker, site_store, "room-a", {"printer-a": _port(sim)})
@@ -240,13 +241,13 @@ async def test_a_second_copy_of_a_running_daemon_is_refused(
 
 
 async def test_a_site_level_mutation_runs_once_and_is_answered_once(
-    mqtt_broker: MosquittoBroker, site: str, site_store: Path
+    mqtt_broker: MosquittoBroker, site: str, site_store: Location
 ) -> None:
     async with printers(2) as (sim_a, sim_b):
         a_config = room(site, mqtt_broker, site_store, "room-a", {"printer-a": _port(sim_a)})
         b_config = room(site, mqtt_broker, site_store, "room-b", {"printer-b": _port(sim_b)})
         session = issue_session(site_store, "olga", site=site, roles=["operator"])
-        with SqliteDatabase(site_store) as store:
+        with open_database(site_store) as store:
             alarm = store.raise_alarm("printer-b", "door_open", "warning")
         async with (
             Daemon(a_config, lease_s=LEASE_S) as a,
@@ -273,13 +274,13 @@ async def test_a_site_level_mutation_runs_once_and_is_answered_once(
         ]
     assert len(answered) == 1
     assert len(_replies_to(seen, answered[0]["id"])) == 1
-    with SqliteDatabase(site_store, readonly=True) as store:
+    with open_database(site_store, readonly=True) as store:
         acks = [r for r in store.audit_records() if r.action == "alarm.acknowledge"]
     assert len(acks) == 1 and acks[0].actor == "olga"
 
 
 async def test_restarting_daemon_b_does_not_touch_daemon_as_running_job(
-    mqtt_broker: MosquittoBroker, site: str, site_store: Path
+    mqtt_broker: MosquittoBroker, site: str, site_store: Location
 ) -> None:
     async with printers(2, time_scale=0.02) as (sim_a, sim_b):
         a_config = room(site, mqtt_broker, site_store, "room-a", {"printer-a": _port(sim_a)})
@@ -304,7 +305,7 @@ async def test_restarting_daemon_b_does_not_touch_daemon_as_running_job(
                                 running = await lab.job(item.job_id)
                                 assert running.state == "running"
     assert events[-1].state == "completed"
-    with SqliteDatabase(site_store, readonly=True) as store:
+    with open_database(site_store, readonly=True) as store:
         record = store.get_job(events[-1].job_id)
     assert [e.payload["to"] for e in record.events if e.kind == "state"] == [
         "running",
@@ -313,7 +314,7 @@ async def test_restarting_daemon_b_does_not_touch_daemon_as_running_job(
 
 
 async def test_a_job_for_a_printer_is_run_by_its_daemon_not_by_the_leader(
-    mqtt_broker: MosquittoBroker, site: str, site_store: Path
+    mqtt_broker: MosquittoBroker, site: str, site_store: Location
 ) -> None:
     async with printers(2) as (sim_a, sim_b):
         a_config = room(site, mqtt_broker, site_store, "room-a", {"printer-a": _port(sim_a)})
@@ -356,7 +357,7 @@ async def test_a_job_for_a_printer_is_run_by_its_daemon_not_by_the_leader(
 
 
 async def test_a_request_the_last_leader_ran_is_not_run_again_by_the_next_one(
-    mqtt_broker: MosquittoBroker, site: str, site_store: Path
+    mqtt_broker: MosquittoBroker, site: str, site_store: Location
 ) -> None:
     """The attack: capture a login (a mutation: it makes a session) and replay it, within the
     replay window, once another daemon has taken the site's lead."""
@@ -390,13 +391,13 @@ async def test_a_request_the_last_leader_ran_is_not_run_again_by_the_next_one(
                 with pytest.raises(Unauthenticated):
                     await eve.request(f"labdevices/{site}/daemon/cmd/whoami", timeout=10)
                 assert b.bus.stats.not_taken == skipped + 1  # the replay, left alone
-    with SqliteDatabase(site_store, readonly=True) as store:
+    with open_database(site_store, readonly=True) as store:
         sessions = [r for r in store.audit_records() if r.action == "session.create"]
     assert len(sessions) == 1
 
 
 async def test_the_cli_shows_the_whole_site_status_jobs_watch_and_audit_verify(
-    mqtt_broker: MosquittoBroker, site: str, site_store: Path, tmp_path: Path
+    mqtt_broker: MosquittoBroker, site: str, site_store: Location, tmp_path: Path
 ) -> None:
     session = tmp_path / "olga.json"
     issue_session(site_store, "olga", site=site).save(session)

@@ -7,7 +7,6 @@ import asyncio
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from labdevices.bus import Request
 from labdevices.daemon._errors import DeviceAbsent, UnknownDevice
@@ -15,31 +14,34 @@ from labdevices.daemon._site import SiteMembership
 from labdevices.store import (
     CheckpointSigner,
     SqliteDatabase,
-    SqliteStore,
     default_key_path,
     default_witness_path,
     device_lease,
     load_or_create_signing_key,
+    open_database,
+    open_store,
     verify_store,
 )
 from labdevices.testing._auth import add_test_user
 
+from .conftest import Location
+
 # One daemon's writes: audit records with a checkpoint every few, as the daemon does.
 WRITER = """
 import sys
-from labdevices.store import CheckpointSigner, SqliteDatabase, load_or_create_signing_key
+from labdevices.store import CheckpointSigner, load_or_create_signing_key, open_database
 db, key, who, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 signer = CheckpointSigner(load_or_create_signing_key(key), "labdevices/site")
-with SqliteDatabase(db, signer=signer, checkpoint_every_records=5) as store:
+with open_database(db, signer=signer, checkpoint_every_records=5) as store:
     for i in range(n):
         store.audit(who, "test.write", f"thing/{who}/{i}", new={"i": i})
 """
 
 
-def test_two_processes_writing_at_once_make_one_chain_that_verifies(site_store: Path) -> None:
+def test_two_processes_writing_at_once_make_one_chain_that_verifies(site_store: Location) -> None:
     key_path = default_key_path(site_store)
     key = load_or_create_signing_key(key_path)
-    with SqliteDatabase(site_store):
+    with open_database(site_store):
         pass  # created and migrated before the writers race
     writers = [
         subprocess.Popen(
@@ -58,7 +60,7 @@ def test_two_processes_writing_at_once_make_one_chain_that_verifies(site_store: 
     )
     assert report.ok, str(report)
     assert report.unanchored == 0
-    with SqliteDatabase(site_store, readonly=True) as store:
+    with open_database(site_store, readonly=True) as store:
         records = store.audit_records()
         checkpoints = store.checkpoints()
     mine = [r for r in records if r.action == "test.write"]
@@ -71,8 +73,8 @@ def test_two_processes_writing_at_once_make_one_chain_that_verifies(site_store: 
     assert sizes == sorted(sizes) and sizes[-1] == len(records)
 
 
-def test_leases_are_taken_all_or_none_and_run_out(site_store: Path) -> None:
-    with SqliteDatabase(site_store) as store:
+def test_leases_are_taken_all_or_none_and_run_out(site_store: Location) -> None:
+    with open_database(site_store) as store:
         a = ["device/printer-a", "device/incubator"]
         assert store.acquire_leases(a, daemon="room-a", instance="a1", ttl_s=60) == []
         blocking = store.acquire_leases(
@@ -96,21 +98,21 @@ def test_leases_are_taken_all_or_none_and_run_out(site_store: Path) -> None:
 
 
 def test_a_store_closed_while_another_daemon_writes_is_not_checkpointed_closed(
-    site_store: Path,
+    site_store: Location,
 ) -> None:
     signer = CheckpointSigner(load_or_create_signing_key(default_key_path(site_store)), "s")
-    with SqliteDatabase(site_store, signer=signer) as other:
+    with open_database(site_store, signer=signer) as other:
         other.acquire_leases([device_lease("p")], daemon="room-b", instance="b1", ttl_s=60)
-        with SqliteDatabase(site_store, signer=signer) as mine:
+        with open_database(site_store, signer=signer) as mine:
             mine.audit("room-a", "test.write", "thing/1")
         # room-b still runs: "closed" would make its next records look added behind our back
         assert _last_state(other) == "running"
         other.audit("room-b", "test.write", "thing/2")
         other.release_leases(instance="b1")
-    with SqliteDatabase(site_store, readonly=True) as store:
+    with open_database(site_store, readonly=True) as store:
         assert _last_state(store) == "closed"  # the last daemon of the site closed it
     # and it opens again: nothing was added after the closing checkpoint
-    with SqliteDatabase(site_store, signer=signer):
+    with open_database(site_store, signer=signer):
         pass
 
 
@@ -119,25 +121,25 @@ def _last_state(store: SqliteDatabase) -> str:
 
 
 async def test_a_cached_session_revoked_by_another_daemon_is_seen_at_once(
-    site_store: Path,
+    site_store: Location,
 ) -> None:
     add_test_user(site_store, "alice")
-    with SqliteDatabase(site_store) as db:
+    with open_database(site_store) as db:
         session = db.create_session("alice")
-    async with SqliteStore(site_store) as store:
+    async with open_store(site_store) as store:
         first = await store.get_session(session.id)
         assert first is not None and first.revoked_at is None
         assert await store.get_session(session.id) == first  # cached
-        with SqliteDatabase(site_store) as other:  # another daemon's connection
+        with open_database(site_store) as other:  # another daemon's connection
             other.revoke_session(session.id, by="admin", reason="left the lab")
         after = await store.get_session(session.id)
         assert after is not None and after.revoked_at is not None
 
 
 async def test_a_device_not_of_this_daemon_is_named_as_another_daemons_absent_or_unknown(
-    site_store: Path,
+    site_store: Location,
 ) -> None:
-    async with SqliteStore(site_store) as store:
+    async with open_store(site_store) as store:
         a = SiteMembership(store, "room-a", ["printer-a"], source="room-a.toml", lease_s=60)
         b = SiteMembership(store, "room-b", ["printer-b"], source="room-b.toml", lease_s=60)
         await a.join()
@@ -162,12 +164,12 @@ async def test_a_device_not_of_this_daemon_is_named_as_another_daemons_absent_or
         await a.leave()
 
 
-async def test_two_daemons_starting_at_once_never_both_own_a_device(site_store: Path) -> None:
+async def test_two_daemons_starting_at_once_never_both_own_a_device(site_store: Location) -> None:
     """The race the all-or-none transaction closes: each of 30 devices is claimed by two
     stores (two connections, two writer threads) at the same moment."""
-    with SqliteDatabase(site_store):
+    with open_database(site_store):
         pass
-    async with SqliteStore(site_store) as one, SqliteStore(site_store) as two:
+    async with open_store(site_store) as one, open_store(site_store) as two:
         for i in range(30):
             names = [f"device/p{i}", f"device/shared{i}"]
             first, second = await asyncio.gather(
@@ -180,11 +182,11 @@ async def test_two_daemons_starting_at_once_never_both_own_a_device(site_store: 
 
 
 async def test_a_daemon_whose_renewals_stall_stops_taking_requests_before_its_lease_runs_out(
-    site_store: Path,
+    site_store: Location,
 ) -> None:
     request = Request(id="r1", reply_to="labdevices/s/clients/alice/c/reply")
     topic = "labdevices/s/printer-a/cmd/read"
-    async with SqliteStore(site_store) as store:
+    async with open_store(site_store) as store:
         a = SiteMembership(store, "room-a", ["printer-a"], source="room-a.toml", lease_s=5)
         await a.join()
         assert await a.takes(topic, request)

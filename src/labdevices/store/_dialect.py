@@ -53,8 +53,6 @@ class Dialect:
     name: str
     #: opens a read-only transaction on one snapshot (verify, archive)
     snapshot: str
-    #: several processes may write the store at once (PostgreSQL): no "closed" checkpoint
-    shared: bool
 
     def ddl(self, statement: str | Both) -> str:
         """A migration statement in this dialect ("" for none)."""
@@ -89,10 +87,8 @@ class Dialect:
         return f"({column}::json ->> '{key}') = 'true'"
 
 
-SQLITE = Dialect("sqlite", snapshot="BEGIN", shared=False)
-POSTGRESQL = Dialect(
-    "postgresql", snapshot="BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", shared=True
-)
+SQLITE = Dialect("sqlite", snapshot="BEGIN")
+POSTGRESQL = Dialect("postgresql", snapshot="BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 
 
 # -- SQLite DDL → PostgreSQL DDL ------------------------------------------------------------

@@ -9,7 +9,6 @@ in one write transaction: two daemons starting at once cannot both own a device.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._dialect import Connection
 from ._errors import StoreError
 
 __all__ = ["LEADER_LEASE", "LeaseMethods", "LeaseRecord", "device_lease"]
@@ -61,15 +61,15 @@ class LeaseMethods:
         path: Path
 
         @property
-        def _db(self) -> sqlite3.Connection: ...
+        def _db(self) -> Connection: ...
 
-        def _tx(self, *, durable: bool) -> AbstractContextManager[sqlite3.Connection]: ...
+        def _tx(self, *, durable: bool) -> AbstractContextManager[Connection]: ...
 
         def _errors(self) -> AbstractContextManager[None]: ...
 
         def _append_audit(
             self,
-            db: sqlite3.Connection,
+            db: Connection,
             *,
             t: float,
             actor: str,
@@ -171,7 +171,7 @@ class LeaseMethods:
             rows = self._db.execute(f"SELECT {_COLUMNS} FROM site_leases ORDER BY name").fetchall()
         return [LeaseRecord(*row) for row in rows]
 
-    def _others_live(self, db: sqlite3.Connection) -> bool:
+    def _others_live(self, db: Connection) -> bool:
         """Whether any live lease is left (those of other daemons: a daemon releases its own
         before it closes the store)."""
         row = db.execute(

@@ -429,9 +429,6 @@ class SqliteDatabase(IdentityMethods, LeaseMethods):
         (with ``force``: covers it and has the same ``state``). Needs a ``signer``."""
         if self.signer is None:
             raise StoreError("no signing key: this store writes no checkpoints", file=self.label)
-        if state == "closed" and self.dialect.shared:
-            # Another daemon may go on writing a shared store: "closed" would be a lie.
-            state = "running"
         self._checkpointing = True
         try:
             with self._tx(durable=True) as db:

@@ -35,10 +35,10 @@ def add_test_user(
     full_name: str | None = None,
     service: bool = False,
 ) -> None:
-    """Register ``user`` in the store at ``db_path`` (nothing if it exists)."""
-    from ..store import SqliteDatabase
+    """Register ``user`` in the store at ``db_path`` (a file or a URL; nothing if it exists)."""
+    from ..store import open_database
 
-    with SqliteDatabase(db_path) as db:
+    with open_database(db_path) as db:
         if db.find_user(user) is None:
             db.add_user(
                 user,
@@ -62,10 +62,10 @@ def issue_session(
     """A session for ``user`` (registered with ``roles`` if new), as ``login`` would give."""
     from ..auth import SESSION_PURPOSE, session_secret
     from ..client import Session
-    from ..store import SqliteDatabase, default_key_path, derive_key, load_or_create_signing_key
+    from ..store import default_key_path, derive_key, load_or_create_signing_key, open_database
 
     add_test_user(db_path, user, roles)
-    with SqliteDatabase(db_path) as db:
+    with open_database(db_path) as db:
         record = db.create_session(user, lifetime_s=lifetime_s)
         full_name = db.get_user(user).full_name
     key = derive_key(load_or_create_signing_key(default_key_path(db_path)), SESSION_PURPOSE)
