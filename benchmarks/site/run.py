@@ -18,8 +18,9 @@ stored but never seen on MQTT, i.e. lost on the bus or by the subscriber).
 
 ``--store`` is where the daemons write: a SQLite path shared by all of them (the
 default, ``site.db`` in a temp dir), a SQLite path with ``{daemon}`` in it (one file
-per daemon), or a ``postgresql://`` URL (``[store] url``, once the PostgreSQL store is
-in).
+per daemon), ``postgresql`` (a throwaway PostgreSQL server, started as the tests start
+theirs, fsync on) or a ``postgresql://`` URL of an existing database. The daemons of
+one store share its key file; each keeps its own witness file.
 """
 
 from __future__ import annotations
@@ -41,7 +42,11 @@ from typing import Any
 
 import psutil
 
+from labdevices.store import verify_store
 from labdevices.testing._mqtt import MosquittoBroker
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the tests' PostgreSQL helper
+from tests._postgres import PostgresServer
 
 HERE = Path(__file__).resolve().parent
 PROFILE = HERE.parent / "telemetry" / "bench-sensor.toml"
@@ -98,13 +103,20 @@ def write_config(
     path: Path, broker: MosquittoBroker, daemon: int, ports: list[int], store: str, rate_hz: float
 ) -> None:
     where = f'url = "{store}"' if store.startswith("postgresql://") else f'path = "{store}"'
+    work = path.parent
+    room = f"room{daemon:02d}"
+    key = work / (f"{room}.key" if "{daemon}" in store else "site.key")
     lines = [
         f'site = "{SITE}"',
+        f'daemon = "{room}"',
         "[bus]",
         f'url = "{broker.url}"',
         f'client_id = "bench-daemon-{daemon:02d}"',
         "[store]",
         where,
+        # One key per store (its daemons share it), one witness per daemon.
+        f'key_file = "{key}"',
+        f'witness_file = "{work / room}.witness"',
     ]
     for i, port in enumerate(ports):
         lines += [
@@ -126,26 +138,55 @@ def percentile(values: list[float], q: float) -> float:
 
 @dataclass
 class StoreWatch:
-    """New telemetry rows of one SQLite store, and when this process first saw each."""
+    """New telemetry rows of one store, and when this process first saw each.
 
-    path: Path
+    PostgreSQL hands out row ids at insert, not at commit, so a transaction that commits
+    after a later one shows rows below the highest id seen: it is read again from
+    ``LOOKBACK`` rows below (SQLite writers take turns, so their ids come in commit order)."""
+
+    location: str
     last_rowid: int = 0
     seen: dict[tuple[str, float], float] = field(default_factory=dict)
-    _db: sqlite3.Connection | None = None
+    _db: Any = None
+
+    LOOKBACK = 20_000
+
+    @property
+    def postgres(self) -> bool:
+        return self.location.startswith("postgresql://")
+
+    def _query(self, sql: str, *args: float) -> list[Any]:
+        if self._db is None:
+            if self.postgres:
+                import psycopg
+
+                self._db = psycopg.connect(self.location, autocommit=True)
+            elif Path(self.location).exists():
+                uri = f"{Path(self.location).resolve().as_uri()}?mode=ro"
+                self._db = sqlite3.connect(uri, uri=True)
+            else:
+                return []
+        if self.postgres:
+            sql = sql.replace("?", "%s")
+        try:
+            return list(self._db.execute(sql, args).fetchall())
+        except Exception as exc:  # the daemons have not made the tables yet
+            if "telemetry" not in str(exc):
+                raise
+            return []
 
     def poll(self) -> None:
-        if self._db is None:
-            if not self.path.exists():
-                return
-            self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
-        rows = self._db.execute(
-            "SELECT rowid, device, t FROM telemetry WHERE rowid > ? ORDER BY rowid",
-            (self.last_rowid,),
-        ).fetchall()
+        since = max(0, self.last_rowid - self.LOOKBACK) if self.postgres else self.last_rowid
+        rows = self._query("SELECT rowid, device, t FROM telemetry WHERE rowid > ?", since)
         now = time.time()
         for rowid, device, t in rows:
             self.seen.setdefault((device, t), now)
-            self.last_rowid = rowid
+            self.last_rowid = max(self.last_rowid, rowid)
+
+    def stored(self, start: float, end: float) -> set[tuple[str, float]]:
+        """Every sample of the store timed within ``start``..``end`` (a full read)."""
+        rows = self._query("SELECT device, t FROM telemetry WHERE t >= ? AND t <= ?", start, end)
+        return {(device, t) for device, t in rows}
 
     def close(self) -> None:
         if self._db is not None:
@@ -220,8 +261,8 @@ def measure(
     # A sample of the window's last second may have reached one side only as it closed.
     window_end = t1 - 1.0
     window = {k for k in produced if t0 <= k[1] <= window_end}
-    stored_window = {k for k in stored_at if t0 <= k[1] <= window_end}
-    latencies = [(stored_at[k] - k[1]) * 1000 for k in stored_window]
+    stored_window = {k for w in watches for k in w.stored(t0, window_end)}
+    latencies = [(stored_at[k] - k[1]) * 1000 for k in stored_window if k in stored_at]
     mqtt_latency = [(produced[k] - k[1]) * 1000 for k in window]
     elapsed = t1 - t0
     cpu = [_cores(a, b, elapsed) for a, b in zip(cpu0, cpu1, strict=True)]
@@ -236,6 +277,7 @@ def measure(
         "not_stored": len(window - stored_window),
         "stored_not_on_mqtt": len(stored_window - window),
         "publisher_dropped": publisher_dropped,
+        "missed_by_polling": len(stored_window - stored_at.keys()),
         "stored_p50_ms": percentile(latencies, 0.50),
         "stored_p99_ms": percentile(latencies, 0.99),
         "stored_max_ms": max(latencies, default=float("nan")),
@@ -269,9 +311,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="labdevices-site-") as tmp:
         work = Path(tmp)
         store = args.store or str(work / "site.db")
-        if store.startswith("postgresql://"):
-            sys.exit("the harness polls SQLite stores only for now (PostgreSQL: not merged yet)")
-        run(args, work, store)
+        server = PostgresServer.start(fsync=True) if store == "postgresql" else None
+        try:
+            if server is not None:
+                store = server.url(server.create_database())
+            run(args, work, store)
+        finally:
+            if server is not None:
+                server.stop()
 
 
 def run(args: argparse.Namespace, work: Path, store: str) -> None:
@@ -279,9 +326,7 @@ def run(args: argparse.Namespace, work: Path, store: str) -> None:
     broker.start()
     sims: list[subprocess.Popen[str]] = []
     daemons: list[subprocess.Popen[str]] = []
-    watches = [
-        StoreWatch(Path(p)) for p in sorted({store_of(store, i) for i in range(args.daemons)})
-    ]
+    watches = [StoreWatch(p) for p in sorted({store_of(store, i) for i in range(args.daemons)})]
     try:
         for i in range(args.daemons):
             sim = subprocess.Popen(
@@ -335,11 +380,9 @@ def run(args: argparse.Namespace, work: Path, store: str) -> None:
         for watch in watches:
             watch.close()
         broker.stop()
-    from labdevices.store import verify_audit
-
     for watch in watches:
-        verified = verify_audit(watch.path)
-        print(f"audit verify {watch.path.name}: {'ok' if verified.ok else verified.message}")
+        problems = verify_store(watch.location, public_key=None).problems
+        print(f"verify {watch.location}: {problems or 'ok'}")
     report(args, store, len(watches), result)
 
 
@@ -350,7 +393,13 @@ def report(args: argparse.Namespace, store: str, files: int, r: dict[str, object
         f"Python {platform.python_version()}, load average {load[0]:.1f} {load[1]:.1f}"
     )
     target = args.daemons * args.devices * args.rate
-    kind = "one shared SQLite file" if files == 1 else f"{files} SQLite files (one per daemon)"
+    kind = (
+        "one PostgreSQL database"
+        if store.startswith("postgresql://")
+        else "one shared SQLite file"
+        if files == 1
+        else f"{files} SQLite files (one per daemon)"
+    )
     print(
         f"{args.daemons} daemons x {args.devices} devices x {args.rate:g} Hz "
         f"({target:,.0f} samples/s) into {kind}, {r['elapsed']:.1f} s measured"
@@ -359,7 +408,8 @@ def report(args: argparse.Namespace, store: str, files: int, r: dict[str, object
     print(
         f"produced (on MQTT) {produced:,} = {produced / float(r['elapsed']):,.0f} samples/s; "  # type: ignore[arg-type]
         f"stored {r['stored']:,}; not stored {r['not_stored']}; stored but not seen on MQTT "
-        f"{r['stored_not_on_mqtt']}; publisher drops {r['publisher_dropped']}"
+        f"{r['stored_not_on_mqtt']}; publisher drops {r['publisher_dropped']}; "
+        f"stored but missed by the polling (no latency) {r['missed_by_polling']}"
     )
     print(
         f"sample -> stored: p50 {r['stored_p50_ms']:.0f} ms, p99 {r['stored_p99_ms']:.0f} ms, "
