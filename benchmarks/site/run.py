@@ -340,17 +340,18 @@ def run(args: argparse.Namespace, work: Path, store: str) -> None:
             ports = json.loads(sim.stdout.readline())
             config = work / f"daemon-{i:02d}.toml"
             write_config(config, broker, i, ports, store_of(store, i), args.rate)
+            errors = work / f"daemon-{i:02d}.log"
             daemon = subprocess.Popen(
                 [sys.executable, "-m", "labdevices", "daemon", "-c", str(config)],
                 stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
+                stderr=errors.open("w"),
                 text=True,
                 env={**os.environ, "XDG_RUNTIME_DIR": str(work)},
             )
             daemons.append(daemon)
             assert daemon.stdout is not None
             ready = daemon.stdout.readline()
-            assert "ready" in ready, f"daemon {i}: {ready!r}"
+            assert "ready" in ready, f"daemon {i}: {ready!r}\n{errors.read_text()[-3000:]}"
         result = measure(
             broker,
             [psutil.Process(d.pid) for d in daemons],
