@@ -39,6 +39,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psutil
 
@@ -358,6 +359,7 @@ def run(args: argparse.Namespace, work: Path, store: str) -> None:
             {
                 "simulators": [psutil.Process(p.pid) for p in sims],
                 "mosquitto": [psutil.Process(broker.pid)],
+                "postgresql": _postgres_processes(store),
             },
             watches,
             args.daemons * args.devices,
@@ -385,6 +387,18 @@ def run(args: argparse.Namespace, work: Path, store: str) -> None:
         problems = verify_store(watch.location, public_key=None).problems
         print(f"verify {watch.location}: {problems or 'ok'}")
     report(args, store, len(watches), result)
+
+
+def _postgres_processes(store: str) -> list[psutil.Process]:
+    """A local PostgreSQL server's processes (its backends included), found by its port."""
+    if not store.startswith("postgresql://"):
+        return []
+    port = f"{urlsplit(store).port or 5432}"
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if proc.info["name"] == "postgres" and "-p" in cmdline and port in cmdline:
+            return [proc, *proc.children(recursive=True)]
+    return []
 
 
 def report(args: argparse.Namespace, store: str, files: int, r: dict[str, object]) -> None:
@@ -426,7 +440,7 @@ def report(args: argparse.Namespace, store: str, files: int, r: dict[str, object
     )
     others = r["others_cpu"]
     assert isinstance(others, dict)
-    print("beside them: " + ", ".join(f"{k} {v:.2f} cores" for k, v in others.items()))
+    print("beside them: " + ", ".join(f"{k} {v:.2f} cores" for k, v in others.items() if v))
 
 
 def _cpu_model() -> str:
