@@ -184,6 +184,13 @@ class StoreWatch:
             self.seen.setdefault((device, t), now)
             self.last_rowid = max(self.last_rowid, rowid)
 
+    def caught_up(self, end: float) -> bool:
+        """Whether every device of this store has a row timed after ``end`` (then the
+        window before it is complete, each daemon writing its samples in order)."""
+        rows = self._query("SELECT COUNT(DISTINCT device) FROM telemetry WHERE t > ?", end)
+        devices = self._query("SELECT COUNT(DISTINCT device) FROM telemetry")
+        return bool(rows and devices and rows[0][0] == devices[0][0])
+
     def stored(self, start: float, end: float) -> set[tuple[str, float]]:
         """Every sample of the store timed within ``start``..``end`` (a full read)."""
         rows = self._query("SELECT device, t FROM telemetry WHERE t >= ? AND t <= ?", start, end)
@@ -246,11 +253,15 @@ def measure(
         t1 = time.time()
         cpu1 = [d.cpu_times() for d in daemons]
         others1 = {k: [p.cpu_times() for p in ps] for k, ps in others.items()}
-        # Then until the stores hold what the window produced (10 s at most).
-        give_up = time.monotonic() + 10.0
+        # Then until the stores hold every sample of the window (60 s at most): a sample
+        # stored late is late, not lost.
+        window_end = t1 - 1.0
+        give_up = time.monotonic() + 60.0
         while time.monotonic() < give_up:
             for watch in watches:
                 watch.poll()
+            if all(w.caught_up(window_end) for w in watches):
+                break
             time.sleep(poll_s)
     finally:
         sub.terminate()
@@ -260,7 +271,6 @@ def measure(
     for w in watches:
         stored_at.update(w.seen)
     # A sample of the window's last second may have reached one side only as it closed.
-    window_end = t1 - 1.0
     window = {k for k in produced if t0 <= k[1] <= window_end}
     stored_window = {k for w in watches for k in w.stored(t0, window_end)}
     latencies = [(stored_at[k] - k[1]) * 1000 for k in stored_window if k in stored_at]
