@@ -261,6 +261,8 @@ def measure(
             for watch in watches:
                 watch.poll()
             if all(w.caught_up(window_end) for w in watches):
+                for watch in watches:  # what committed since the last poll
+                    watch.poll()
                 break
             time.sleep(poll_s)
     finally:
