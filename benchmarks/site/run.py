@@ -291,6 +291,7 @@ def measure(
         "stored_not_on_mqtt": len(stored_window - window),
         "publisher_dropped": publisher_dropped,
         "missed_by_polling": len(stored_window - stored_at.keys()),
+        "not_stored_examples": sorted(window - stored_window)[:5],
         "stored_p50_ms": percentile(latencies, 0.50),
         "stored_p99_ms": percentile(latencies, 0.99),
         "stored_max_ms": max(latencies, default=float("nan")),
@@ -395,6 +396,10 @@ def run(args: argparse.Namespace, work: Path, store: str) -> None:
         for watch in watches:
             watch.close()
         broker.stop()
+    for log in sorted(work.glob("daemon-*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            if "ERROR" in line or "not stored" in line:
+                print(f"{log.name}: {line}")
     for watch in watches:
         problems = verify_store(watch.location, public_key=None).problems
         print(f"verify {watch.location}: {problems or 'ok'}")
@@ -438,6 +443,8 @@ def report(args: argparse.Namespace, store: str, files: int, r: dict[str, object
         f"{r['stored_not_on_mqtt']}; publisher drops {r['publisher_dropped']}; "
         f"stored but missed by the polling (no latency) {r['missed_by_polling']}"
     )
+    if r["not_stored_examples"]:
+        print(f"not stored, for example: {r['not_stored_examples']}")
     print(
         f"sample -> stored: p50 {r['stored_p50_ms']:.0f} ms, p99 {r['stored_p99_ms']:.0f} ms, "
         f"max {r['stored_max_ms']:.0f} ms (store polled every {args.poll_ms:g} ms); "
