@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -201,9 +202,14 @@ class StoreWatch:
             self._db.close()
 
 
-def produced_on_mqtt(capture: Path) -> tuple[dict[tuple[str, float], float], int]:
-    """What ``mosquitto_sub`` saw: (device, t) -> arrival time, and the publishers' drops."""
+def produced_on_mqtt(
+    capture: Path,
+) -> tuple[dict[tuple[str, float], float], set[tuple[str, float]], int]:
+    """What ``mosquitto_sub`` saw: (device, t) -> arrival time; the samples whose value is
+    the device's previous one (the store's deadband keeps those out by design: two polls
+    within the simulator's 10 ms refresh read the same register); the publishers' drops."""
     produced: dict[tuple[str, float], float] = {}
+    values: dict[str, list[tuple[float, object]]] = {}
     dropped: dict[str, int] = {}  # per device: each batch carries the running count
     for line in capture.read_text().splitlines():
         arrived, _, payload = line.partition(" ")
@@ -211,7 +217,14 @@ def produced_on_mqtt(capture: Path) -> tuple[dict[tuple[str, float], float], int
         dropped[batch["device"]] = int(batch.get("dropped") or 0)
         for sample in batch["samples"]:
             produced[(batch["device"], sample["t"])] = float(arrived)
-    return produced, sum(dropped.values())
+            values.setdefault(batch["device"], []).append((sample["t"], sample["value"]))
+    unchanged = set()
+    for device, series in values.items():
+        series.sort()
+        for (_, before), (t, value) in itertools.pairwise(series):
+            if value == before:
+                unchanged.add((device, t))
+    return produced, unchanged, sum(dropped.values())
 
 
 def measure(
@@ -268,7 +281,7 @@ def measure(
     finally:
         sub.terminate()
         sub.wait(timeout=10)
-    produced, publisher_dropped = produced_on_mqtt(capture)
+    produced, unchanged, publisher_dropped = produced_on_mqtt(capture)
     stored_at: dict[tuple[str, float], float] = {}
     for w in watches:
         stored_at.update(w.seen)
@@ -287,11 +300,12 @@ def measure(
         "elapsed": window_end - t0,
         "produced": len(window),
         "stored": len(window & stored_window),
-        "not_stored": len(window - stored_window),
+        "not_stored": len(window - stored_window - unchanged),
+        "unchanged_not_stored": len((window - stored_window) & unchanged),
         "stored_not_on_mqtt": len(stored_window - window),
         "publisher_dropped": publisher_dropped,
         "missed_by_polling": len(stored_window - stored_at.keys()),
-        "not_stored_examples": sorted(window - stored_window)[:5],
+        "not_stored_examples": sorted(window - stored_window - unchanged)[:5],
         "stored_p50_ms": percentile(latencies, 0.50),
         "stored_p99_ms": percentile(latencies, 0.99),
         "stored_max_ms": max(latencies, default=float("nan")),
@@ -439,7 +453,9 @@ def report(args: argparse.Namespace, store: str, files: int, r: dict[str, object
     produced = int(r["produced"])  # type: ignore[call-overload]
     print(
         f"produced (on MQTT) {produced:,} = {produced / float(r['elapsed']):,.0f} samples/s; "  # type: ignore[arg-type]
-        f"stored {r['stored']:,}; not stored {r['not_stored']}; stored but not seen on MQTT "
+        f"stored {r['stored']:,}; not stored {r['not_stored']} (and "
+        f"{r['unchanged_not_stored']} with an unchanged value, deadbanded by design); "
+        "stored but not seen on MQTT "
         f"{r['stored_not_on_mqtt']}; publisher drops {r['publisher_dropped']}; "
         f"stored but missed by the polling (no latency) {r['missed_by_polling']}"
     )
