@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
+
+from labdevices.toolpath._kernel import kernel
 
 __all__ = [
     "chain_segments",
@@ -29,7 +30,7 @@ I64 = npt.NDArray[np.int64]
 # crossing point of an edge is identified by the edge, not by a float comparison.
 
 
-@njit(cache=True)
+@kernel("u8(u8)")
 def _mix(h: np.uint64) -> np.uint64:
     # splitmix64 finaliser: cheap, spreads the float bit patterns over the table
     h ^= h >> np.uint64(30)
@@ -40,7 +41,7 @@ def _mix(h: np.uint64) -> np.uint64:
     return h
 
 
-@njit(cache=True)
+@kernel("Tuple((f8[:, ::1], i8[:, ::1]))(f4[:, :, ::1])")
 def merge_vertices(corners: npt.NDArray[np.float32]) -> tuple[F64, I64]:
     """Merge bitwise-equal corners of (F, 3, 3) float32 triangles.
 
@@ -99,7 +100,7 @@ def merge_vertices_ref(corners: npt.NDArray[np.float32]) -> tuple[F64, I64]:
 # --- edges -----------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@kernel("Tuple((i8[:, ::1], i8[:, ::1], i8[::1]))(i8[:, ::1])")
 def edge_ids(faces: I64) -> tuple[I64, I64, I64]:
     """Number the undirected edges of a triangle mesh.
 
@@ -163,7 +164,7 @@ def edge_ids_ref(faces: I64) -> tuple[I64, I64, I64]:
 # triangle has exactly two crossing edges and no segment degenerates topologically.
 
 
-@njit(cache=True)
+@kernel("i8(f8, f8, f8)")
 def _first_level(z: float, z0: float, h: float) -> int:
     # smallest k with z0 + k*h > z, i.e. levels strictly above z
     k = int(np.floor((z - z0) / h)) + 1
@@ -174,7 +175,7 @@ def _first_level(z: float, z0: float, h: float) -> int:
     return k
 
 
-@njit(cache=True)
+@kernel("Tuple((i8[::1], i8[:, ::1], f8[:, ::1]))(f8[:, ::1], i8[:, ::1], i8[:, ::1], f8, f8, i8)")
 def slice_segments(
     verts: F64, faces: I64, tri_edges: I64, z0: float, h: float, n_layers: int
 ) -> tuple[I64, I64, F64]:
@@ -270,7 +271,7 @@ def slice_segments_ref(
 # --- chaining --------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@kernel("none(i8, i8[:, ::1], f8[:, ::1], i8[:, ::1])")
 def _flip(s: int, seg_edge: I64, seg_xy: F64, inc: I64) -> None:
     # reverse segment s in place and keep the incidence records naming the right end
     tmp = seg_edge[s, 0]
@@ -287,7 +288,7 @@ def _flip(s: int, seg_edge: I64, seg_xy: F64, inc: I64) -> None:
                 inc[ee, r] = 2 * s + q
 
 
-@njit(cache=True)
+@kernel("i8(i8, i8, i8[:, ::1], i8[:, ::1])")
 def _partner(s: int, end: int, seg_edge: I64, inc: I64) -> int:
     e = seg_edge[s, end]
     other = inc[e, 0]
@@ -296,7 +297,9 @@ def _partner(s: int, end: int, seg_edge: I64, inc: I64) -> int:
     return int(other)
 
 
-@njit(cache=True)
+@kernel(
+    "Tuple((f8[:, ::1], i8[::1], i8[::1], b1[::1], b1[::1]))(i8[::1], i8[:, ::1], f8[:, ::1], i8)"
+)
 def chain_segments(
     layer_start: I64, seg_edge: I64, seg_xy: F64, n_edges: int
 ) -> tuple[F64, I64, I64, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:

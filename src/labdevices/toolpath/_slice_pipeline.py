@@ -11,9 +11,9 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
 
 from labdevices.toolpath._contours import orient_contours, simplify_contours
+from labdevices.toolpath._kernel import kernel
 from labdevices.toolpath._slice import chain_segments, edge_ids, merge_vertices, slice_segments
 
 __all__ = ["contours_from_corners", "finish_contours"]
@@ -23,7 +23,9 @@ I64 = npt.NDArray[np.int64]
 B = npt.NDArray[np.bool_]
 
 
-@njit(cache=True)
+@kernel(
+    "Tuple((f8[:, ::1], i8[:, ::1], i8[::1], f8, i8, f8[:, ::1], i8[::1], i8[::1], b1[::1], b1[::1]))(f4[:, :, ::1], f8)"
+)
 def contours_from_corners(
     corners: npt.NDArray[np.float32], h: float
 ) -> tuple[F64, I64, I64, float, int, F64, I64, I64, B, B]:
@@ -53,7 +55,7 @@ def contours_from_corners(
     return verts, edges, count, z0, n_layers, xy, start, layer, closed, nonmanifold
 
 
-@njit(cache=True)
+@kernel("Tuple((f8[:, ::1], i8[::1], i8[::1], f8[::1]))(f8[:, ::1], i8[::1], i8[::1], f8)")
 def finish_contours(
     xy: F64, start: I64, layer: I64, resolution: float
 ) -> tuple[F64, I64, I64, F64]:

@@ -1,0 +1,57 @@
+"""Compile every toolpath kernel ahead of time into the extension module ``_compiled``.
+
+Run by the package's build hook (``hatch_build.py``) at install, and by ``labdevices
+warmup``: ``python -m labdevices.toolpath._build_kernels [OUTPUT_DIR]``. Needs numba
+and a C compiler; imports nothing of labdevices but the kernel modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["build"]
+
+
+def build(output_dir: Path | None = None) -> tuple[Path, float]:
+    """Compile the kernels into ``output_dir`` (default: beside this file); returns the
+    module's path and the seconds it took."""
+    # the kernels must be numba dispatchers here, whatever an older build left behind
+    os.environ["LABDEVICES_KERNELS"] = "jit"
+    if "labdevices.toolpath._kernel" in sys.modules:
+        raise RuntimeError("build the kernels in a fresh process (the kernels are loaded)")
+    from numba.pycc import CC
+
+    from labdevices.toolpath import _kernel
+
+    for name in _kernel.KERNEL_MODULES:
+        importlib.import_module(f"labdevices.toolpath.{name}")
+    out = Path(output_dir or Path(__file__).parent)
+    t0 = time.perf_counter()
+    cc = CC("_compiled")
+    cc.verbose = False
+    for name, fn, signature in _kernel.KERNELS:
+        cc.export(name, signature)(fn)
+    digest = _kernel.source_digest()
+    scope: dict[str, object] = {}
+    exec(f"def source_digest():\n    return {digest}\n", scope)  # a constant, no input
+    cc.export("toolpath__source_digest", "i8()")(scope["source_digest"])
+    with tempfile.TemporaryDirectory() as tmp:
+        cc.output_dir = tmp
+        cc.compile()
+        [built] = Path(tmp).glob("_compiled*")
+        out.mkdir(parents=True, exist_ok=True)
+        target = out / built.name
+        partial = out / f".{built.name}.partial"
+        partial.write_bytes(built.read_bytes())
+        os.replace(partial, target)  # a running job keeps the module it loaded
+    return target, time.perf_counter() - t0
+
+
+if __name__ == "__main__":
+    path, seconds = build(Path(sys.argv[1]) if len(sys.argv) > 1 else None)
+    print(f"toolpath kernels compiled in {seconds:.1f} s: {path}")
