@@ -8,6 +8,8 @@ and a C compiler; imports nothing of labdevices but the kernel modules.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
+import importlib.util
 import os
 import sys
 import tempfile
@@ -24,7 +26,7 @@ def build(output_dir: Path | None = None) -> tuple[Path, float]:
     os.environ["LABDEVICES_KERNELS"] = "jit"
     if "labdevices.toolpath._kernel" in sys.modules:
         raise RuntimeError("build the kernels in a fresh process (the kernels are loaded)")
-    from numba.pycc import CC
+    from numba.pycc import CC  # type: ignore[attr-defined]
 
     from labdevices.toolpath import _kernel
 
@@ -32,14 +34,17 @@ def build(output_dir: Path | None = None) -> tuple[Path, float]:
         importlib.import_module(f"labdevices.toolpath.{name}")
     out = Path(output_dir or Path(__file__).parent)
     t0 = time.perf_counter()
-    cc = CC("_compiled")
+    digest = _kernel.source_digest()
+    existing = out / f"_compiled{importlib.machinery.EXTENSION_SUFFIXES[0]}"
+    if existing.exists() and _digest_of(existing) == digest:
+        return existing, time.perf_counter() - t0  # built from this very source
+    cc = CC("_compiled")  # type: ignore[no-untyped-call]
     cc.verbose = False
     for name, fn, signature in _kernel.KERNELS:
-        cc.export(name, signature)(fn)
-    digest = _kernel.source_digest()
+        cc.export(name, signature)(fn)  # type: ignore[no-untyped-call]
     scope: dict[str, object] = {}
     exec(f"def source_digest():\n    return {digest}\n", scope)  # a constant, no input
-    cc.export("toolpath__source_digest", "i8()")(scope["source_digest"])
+    cc.export("toolpath__source_digest", "i8()")(scope["source_digest"])  # type: ignore[no-untyped-call]
     with tempfile.TemporaryDirectory() as tmp:
         cc.output_dir = tmp
         cc.compile()
@@ -50,6 +55,18 @@ def build(output_dir: Path | None = None) -> tuple[Path, float]:
         partial.write_bytes(built.read_bytes())
         os.replace(partial, target)  # a running job keeps the module it loaded
     return target, time.perf_counter() - t0
+
+
+def _digest_of(path: Path) -> int | None:
+    spec = importlib.util.spec_from_file_location("_compiled", path)
+    if spec is None or spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+        return int(module.toolpath__source_digest())
+    except (ImportError, AttributeError):
+        return None
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ kernels run under numba's JIT (cached), as a checkout being edited needs.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -49,7 +50,7 @@ def _load_compiled() -> ModuleType | None:
     if os.environ.get("LABDEVICES_KERNELS") == "jit":
         return None
     try:
-        from . import _compiled  # type: ignore[attr-defined]
+        _compiled = importlib.import_module(f"{__package__}._compiled")
     except ImportError:
         return None
     try:
@@ -80,8 +81,7 @@ def kernel(signature: str) -> Callable[[F], F]:
             return done  # type: ignore[return-value]
         from numba import njit
 
-        jitted: F = njit(cache=True)(fn)
-        return jitted
+        return njit(cache=True)(fn)  # type: ignore[return-value]
 
     return wrap
 
