@@ -87,7 +87,7 @@ def kernel(signature: str) -> Callable[[F], F]:
 
 
 _DTYPES = {"f8": "float64", "f4": "float32", "i8": "int64", "i4": "int32", "i1": "int8",
-           "u8": "uint64", "u1": "uint8", "b1": "bool"}  # fmt: skip
+           "u8": "uint64", "u4": "uint32", "u1": "uint8", "b1": "bool"}  # fmt: skip
 
 
 def _arguments(signature: str) -> list[str]:

@@ -236,6 +236,31 @@ def _to_clipper(xy: F64, start: I64, a: int, b: int) -> list[npt.NDArray[np.int6
     return [ints[start[i] - base : start[i + 1] - base] for i in range(a, b)]
 
 
+def _apart(xy: F64, start: I64, a: int, b: int) -> list[I64]:
+    """Contours ``a:b`` in groups that an inward offset treats independently.
+
+    Groups are split wherever a gap in x or in y separates bounding boxes: offsetting
+    inwards keeps every result inside its own contours, so nothing of one group can
+    meet another (a hole's box lies inside its outline's, and they stay together).
+    """
+    lo = np.minimum.reduceat(xy, start[a:b], axis=0)
+    hi = np.maximum.reduceat(xy, start[a:b], axis=0)
+    todo, done = [np.arange(b - a)], []
+    while todo:
+        idx = todo.pop()
+        for axis in (0, 1):
+            order = idx[np.argsort(lo[idx, axis], kind="stable")]
+            reach = np.maximum.accumulate(hi[order, axis])
+            cut = np.flatnonzero(lo[order[1:], axis] > reach[:-1]) + 1
+            if len(cut):
+                todo.extend(np.split(order, cut))
+                break
+        else:
+            done.append(np.sort(idx))
+    done.sort(key=lambda g: int(g[0]))
+    return done
+
+
 def slice_mesh(
     mesh: MeshInput,
     layer_height_mm: float,
@@ -323,20 +348,25 @@ def slice_mesh_walls(
         loops: list[npt.NDArray[np.int64]] = []
         levels: list[int] = []
         if b > a:
-            off = pyclipper.PyclipperOffset()
-            off.AddPaths(
-                _to_clipper(sl.xy, sl.start, a, b), pyclipper.JT_MITER, pyclipper.ET_CLOSEDPOLYGON
-            )
-            for i in range(perimeters):
-                got = off.Execute(-(i + 0.5) * w * _SCALE)
-                loops.extend(np.asarray(p, np.int64) for p in got)
-                levels.extend([i] * len(got))
-            inner = off.Execute(-perimeters * w * _SCALE)
-            for p in inner:
-                arr = np.asarray(p, np.int64)
-                region_parts.append(arr)
-                region_len.append(len(arr))
-            region_layer.append(region_layer[-1] + len(inner))
+            contours = _to_clipper(sl.xy, sl.start, a, b)
+            n_inner = 0
+            # apart, clipper's sweeps stay short: 400 islands offset 4x faster one by one
+            for group in _apart(sl.xy, sl.start, a, b):
+                off = pyclipper.PyclipperOffset()
+                off.AddPaths(
+                    [contours[i] for i in group], pyclipper.JT_MITER, pyclipper.ET_CLOSEDPOLYGON
+                )
+                for i in range(perimeters):
+                    got = off.Execute(-(i + 0.5) * w * _SCALE)
+                    loops.extend(np.asarray(p, np.int64) for p in got)
+                    levels.extend([i] * len(got))
+                inner = off.Execute(-perimeters * w * _SCALE)
+                for p in inner:
+                    arr = np.asarray(p, np.int64)
+                    region_parts.append(arr)
+                    region_len.append(len(arr))
+                n_inner += len(inner)
+            region_layer.append(region_layer[-1] + n_inner)
         else:
             region_layer.append(region_layer[-1])
         perim.append(loops)
