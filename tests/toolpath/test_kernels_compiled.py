@@ -15,7 +15,8 @@ import pytest
 
 import labdevices
 from labdevices.toolpath import _kernel
-from labdevices.toolpath._slice_pipeline import contours_from_corners
+from labdevices.toolpath._slice import merge_vertices
+from labdevices.toolpath._slice_pipeline import contours_from_faces
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "jobs"
 
@@ -86,10 +87,11 @@ def test_the_build_makes_a_module_equal_to_the_installed_one(tmp_path: Path) -> 
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.toolpath__source_digest() == _kernel.source_digest()
-    corners = _box_corners()
-    got = module.slice_pipeline__contours_from_corners(corners, 0.25)
-    want = contours_from_corners(corners, 0.25)
-    assert got[4] == want[4] == 4  # layers
+    verts, faces = merge_vertices(_box_corners())
+    np.testing.assert_array_equal(module.slice__merge_vertices(_box_corners())[1], faces)
+    got = module.slice_pipeline__contours_from_faces(verts, faces, 0.25)
+    want = contours_from_faces(verts, faces, 0.25)
+    assert got[3] == want[3] == 4  # layers
     for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -100,9 +102,9 @@ def test_a_compiled_kernel_takes_any_array_layout_and_checks_dimensions() -> Non
     corners = _box_corners()
     wide = np.zeros((12, 3, 6), np.float64)
     wide[:, :, ::2] = corners  # strided and float64: made C-contiguous float32 first
-    got = contours_from_corners(wide[:, :, ::2], 0.25)
-    want = contours_from_corners(corners, 0.25)
+    got = merge_vertices(wide[:, :, ::2])
+    want = merge_vertices(corners)
     for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(TypeError, match="argument 1 must be a 3-d array"):
-        contours_from_corners(corners.reshape(12, 9), 0.25)
+        merge_vertices(corners.reshape(12, 9))

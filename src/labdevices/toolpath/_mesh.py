@@ -21,7 +21,8 @@ from labdevices.errors import ConfigurationError
 from labdevices.toolpath._infill import infill_paths
 from labdevices.toolpath._order import order_layer, order_points, path_islands, reorder_points
 from labdevices.toolpath._paths import ROLE_INFILL, ROLE_PERIMETER, LayerPaths
-from labdevices.toolpath._slice_pipeline import contours_from_corners, finish_contours
+from labdevices.toolpath._slice import merge_vertices
+from labdevices.toolpath._slice_pipeline import contours_from_faces, finish_contours
 
 __all__ = [
     "MeshError",
@@ -152,9 +153,12 @@ def mesh_contours(
         raise MeshError(f"layer height must be positive, got {layer_height_mm}")
     corners, name = _mesh_corners(mesh)
     h = float(layer_height_mm)
-    verts, edges, count, z0, n_layers, xy, start, layer, closed, nonmanifold = (
-        contours_from_corners(corners, h)
+    verts, faces = merge_vertices(corners)
+    del corners  # 36 bytes a triangle, not needed any more while the mesh is sliced
+    edges, count, z0, n_layers, xy, start, layer, closed, nonmanifold = contours_from_faces(
+        verts, faces, h
     )
+    del faces
     shared = count > 2
     if shared.any():
         e = int(np.flatnonzero(shared)[0])

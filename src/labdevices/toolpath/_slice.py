@@ -126,8 +126,10 @@ def edge_ids(faces: I64) -> tuple[I64, I64, I64]:
         size *= 2
     mask = np.uint64(size - 1)
     table = np.full(size, -1, np.int32)
+    # room for every corner pair, about half of it used: the rest is never touched, never
+    # resident, and the results are views of it rather than copies
     edges = np.empty((n, 2), np.int64)
-    count = np.zeros(n, np.int64)
+    count = np.empty(n, np.int64)
     tri_edges = np.empty((n_tri, 3), np.int64)
     n_edge = 0
     for t in range(n_tri):
@@ -152,7 +154,7 @@ def edge_ids(faces: I64) -> tuple[I64, I64, I64]:
                     tri_edges[t, k] = slot
                     break
                 h = (h + np.uint64(1)) & mask
-    return tri_edges, edges[:n_edge].copy(), count[:n_edge].copy()
+    return tri_edges, edges[:n_edge], count[:n_edge]
 
 
 def edge_ids_ref(faces: I64) -> tuple[I64, I64, I64]:
