@@ -26,18 +26,18 @@ def build(output_dir: Path | None = None) -> tuple[Path, float]:
     os.environ["LABDEVICES_KERNELS"] = "jit"
     if "labdevices.toolpath._kernel" in sys.modules:
         raise RuntimeError("build the kernels in a fresh process (the kernels are loaded)")
-    from numba.pycc import CC  # type: ignore[attr-defined]
-
     from labdevices.toolpath import _kernel
 
-    for name in _kernel.KERNEL_MODULES:
-        importlib.import_module(f"labdevices.toolpath.{name}")
     out = Path(output_dir or Path(__file__).parent)
     t0 = time.perf_counter()
     digest = _kernel.source_digest()
     existing = out / f"_compiled{importlib.machinery.EXTENSION_SUFFIXES[0]}"
     if existing.exists() and _digest_of(existing) == digest:
-        return existing, time.perf_counter() - t0  # built from this very source
+        return existing, time.perf_counter() - t0  # built from this very source: done
+    from numba.pycc import CC  # type: ignore[attr-defined]
+
+    for name in _kernel.KERNEL_MODULES:
+        importlib.import_module(f"labdevices.toolpath.{name}")
     cc = CC("_compiled")  # type: ignore[no-untyped-call]
     cc.verbose = False
     for name, fn, signature in _kernel.KERNELS:

@@ -247,6 +247,8 @@ def _apart(xy: F64, start: I64, a: int, b: int) -> list[I64]:
     inwards keeps every result inside its own contours, so nothing of one group can
     meet another (a hole's box lies inside its outline's, and they stay together).
     """
+    if b - a == 1:
+        return [np.zeros(1, np.int64)]
     lo = np.minimum.reduceat(xy, start[a:b], axis=0)
     hi = np.maximum.reduceat(xy, start[a:b], axis=0)
     todo, done = [np.arange(b - a)], []
