@@ -108,3 +108,11 @@ def test_a_compiled_kernel_takes_any_array_layout_and_checks_dimensions() -> Non
         np.testing.assert_array_equal(a, b)
     with pytest.raises(TypeError, match="argument 1 must be a 3-d array"):
         merge_vertices(corners.reshape(12, 9))
+
+
+def test_warmup_keeps_a_current_module() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "labdevices", "warmup"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "toolpath kernels current already" in done.stdout

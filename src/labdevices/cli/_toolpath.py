@@ -89,7 +89,14 @@ def warmup() -> None:
     here = os.path.dirname(_kernel.__file__)
     if os.access(here, os.W_OK):
         # a process of its own: the build needs the kernels as numba functions, not loaded
-        subprocess.run([sys.executable, "-m", "labdevices.toolpath._build_kernels"], check=True)
+        done = subprocess.run([sys.executable, "-m", "labdevices.toolpath._build_kernels"])
+        if done.returncode:
+            Console(stderr=True).print(
+                "[red]error:[/] the toolpath kernels could not be compiled ahead of time "
+                "(numba's pycc needs setuptools and a C compiler, see above); jobs run under "
+                "numba's JIT meanwhile"
+            )
+            raise typer.Exit(1)
         return
     from ..toolpath._warmup import cache_dir, warm_up
 

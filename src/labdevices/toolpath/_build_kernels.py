@@ -21,7 +21,7 @@ __all__ = ["build"]
 
 def build(output_dir: Path | None = None) -> tuple[Path, float]:
     """Compile the kernels into ``output_dir`` (default: beside this file); returns the
-    module's path and the seconds it took."""
+    module's path and the seconds it took (-1 if it was current already)."""
     # the kernels must be numba dispatchers here, whatever an older build left behind
     os.environ["LABDEVICES_KERNELS"] = "jit"
     if "labdevices.toolpath._kernel" in sys.modules:
@@ -33,7 +33,7 @@ def build(output_dir: Path | None = None) -> tuple[Path, float]:
     digest = _kernel.source_digest()
     existing = out / f"_compiled{importlib.machinery.EXTENSION_SUFFIXES[0]}"
     if existing.exists() and _digest_of(existing) == digest:
-        return existing, time.perf_counter() - t0  # built from this very source: done
+        return existing, -1.0  # built from this very source: nothing to do
     from numba.pycc import CC  # type: ignore[attr-defined]
 
     for name in _kernel.KERNEL_MODULES:
@@ -71,4 +71,5 @@ def _digest_of(path: Path) -> int | None:
 
 if __name__ == "__main__":
     path, seconds = build(Path(sys.argv[1]) if len(sys.argv) > 1 else None)
-    print(f"toolpath kernels compiled in {seconds:.1f} s: {path}")
+    done = "current already" if seconds < 0 else f"compiled in {seconds:.1f} s"
+    print(f"toolpath kernels {done}: {path}")
