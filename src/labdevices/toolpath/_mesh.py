@@ -249,8 +249,9 @@ def _apart(xy: F64, start: I64, a: int, b: int) -> list[I64]:
     """
     if b - a == 1:
         return [np.zeros(1, np.int64)]
-    lo = np.minimum.reduceat(xy, start[a:b], axis=0)
-    hi = np.maximum.reduceat(xy, start[a:b], axis=0)
+    pts, first = xy[start[a] : start[b]], start[a:b] - start[a]
+    lo = np.minimum.reduceat(pts, first, axis=0)
+    hi = np.maximum.reduceat(pts, first, axis=0)
     todo, done = [np.arange(b - a)], []
     while todo:
         idx = todo.pop()
