@@ -20,23 +20,24 @@ def _flat(contours: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(contours), start
 
 
-# layer 0: two islands apart, an outline with a hole holding an island; layer 1 spans them all
+# layer 0: islands apart, an outline with a hole holding an island; layer 1 spans them all
 LAYER0 = [
     _square(0, 0, 2),
     _square(10, 0, 10),
     _square(12, 2, 6, cw=True),  # hole of the 10 mm square
     _square(14, 4, 2),  # island inside the hole
     _square(0, 30, 2),
+    *(_square(30 + 5 * i, 30, 2) for i in range(4)),  # enough contours to be worth grouping
 ]
 LAYER1 = [_square(-5, -5, 50)]
 
 
 def test_groups_keep_holes_with_outlines_and_split_islands() -> None:
     xy, start = _flat(LAYER0 + LAYER1)
+    # only the layer's own points count: the next layer's big outline joins nothing
     groups = [g.tolist() for g in _apart(xy, start, 0, len(LAYER0))]
-    assert groups == [[0], [1, 2, 3], [4]]
-    # only the layer's own points count (a later layer's big outline does not join them)
-    assert [g.tolist() for g in _apart(xy, start, len(LAYER0), len(LAYER0) + 1)] == [[0]]
+    assert groups == [[0], [1, 2, 3], [4], [5], [6], [7], [8]]
+    assert [g.tolist() for g in _apart(xy, start, 0, 3)] == [[0, 1, 2]]  # few: together
 
 
 def test_offsetting_groups_apart_equals_offsetting_the_layer() -> None:

@@ -247,8 +247,8 @@ def _apart(xy: F64, start: I64, a: int, b: int) -> list[I64]:
     inwards keeps every result inside its own contours, so nothing of one group can
     meet another (a hole's box lies inside its outline's, and they stay together).
     """
-    if b - a == 1:
-        return [np.zeros(1, np.int64)]
+    if b - a < 8:  # few contours: clipper is quick on them together, grouping is not
+        return [np.arange(b - a)]
     pts, first = xy[start[a] : start[b]], start[a:b] - start[a]
     lo = np.minimum.reduceat(pts, first, axis=0)
     hi = np.maximum.reduceat(pts, first, axis=0)
