@@ -32,11 +32,12 @@ LAYER0 = [
 LAYER1 = [_square(-5, -5, 50)]
 
 
-def test_groups_keep_holes_with_outlines_and_split_islands() -> None:
+def test_batches_keep_holes_with_outlines_and_islands_apart_in_y() -> None:
     xy, start = _flat(LAYER0 + LAYER1)
     # only the layer's own points count: the next layer's big outline joins nothing
     groups = [g.tolist() for g in _apart(xy, start, 0, len(LAYER0))]
-    assert groups == [[0], [1, 2, 3], [4], [5], [6], [7], [8]]
+    # groups [0], [1, 2, 3], [4] ... [8]; batched where their y ranges do not overlap
+    assert groups == [[0, 8], [1, 2, 3, 7], [4], [5], [6]]
     assert [g.tolist() for g in _apart(xy, start, 0, 3)] == [[0, 1, 2]]  # few: together
 
 

@@ -6,6 +6,7 @@ Python here only orchestrates: the numba kernels of ``_slice``, ``_contours`` an
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from collections.abc import Callable
@@ -240,32 +241,56 @@ def _to_clipper(xy: F64, start: I64, a: int, b: int) -> list[npt.NDArray[np.int6
     return [ints[start[i] - base : start[i + 1] - base] for i in range(a, b)]
 
 
+def _split_at_gap(idx: I64, lo: F64, hi: F64) -> list[I64]:
+    """``idx`` split at every gap in x that no bounding box crosses, else in y; [] if none."""
+    if len(idx) > 1:
+        for axis in (0, 1):
+            order = idx[np.argsort(lo[idx, axis], kind="stable")]
+            reach = np.maximum.accumulate(hi[order, axis])
+            cut = np.flatnonzero(lo[order[1:], axis] > reach[:-1]) + 1
+            if len(cut):
+                return np.split(order, cut)
+    return []
+
+
 def _apart(xy: F64, start: I64, a: int, b: int) -> list[I64]:
-    """Contours ``a:b`` in groups that an inward offset treats independently.
+    """Contours ``a:b`` in batches that clipper offsets inwards quickly and independently.
 
     Groups are split wherever a gap in x or in y separates bounding boxes: offsetting
     inwards keeps every result inside its own contours, so nothing of one group can
     meet another (a hole's box lies inside its outline's, and they stay together).
+    Groups whose y ranges do not overlap then share a batch: clipper sweeps in y, so a
+    batch costs what its groups would apart, in one call instead of one per island.
     """
     if b - a < 8:  # few contours: clipper is quick on them together, grouping is not
         return [np.arange(b - a)]
     pts, first = xy[start[a] : start[b]], start[a:b] - start[a]
     lo = np.minimum.reduceat(pts, first, axis=0)
     hi = np.maximum.reduceat(pts, first, axis=0)
-    todo, done = [np.arange(b - a)], []
+    todo, groups = [np.arange(b - a)], []
     while todo:
         idx = todo.pop()
-        for axis in (0, 1):
-            order = idx[np.argsort(lo[idx, axis], kind="stable")]
-            reach = np.maximum.accumulate(hi[order, axis])
-            cut = np.flatnonzero(lo[order[1:], axis] > reach[:-1]) + 1
-            if len(cut):
-                todo.extend(np.split(order, cut))
-                break
+        parts = _split_at_gap(idx, lo, hi)
+        if parts:
+            todo.extend(parts)
         else:
-            done.append(np.sort(idx))
-    done.sort(key=lambda g: int(g[0]))
-    return done
+            groups.append(idx)
+    # interval partitioning on y: each group joins the batch that ended lowest, if below it
+    y0 = np.array([lo[g, 1].min() for g in groups])
+    y1 = np.array([hi[g, 1].max() for g in groups])
+    batches: list[list[I64]] = []
+    tops: list[tuple[float, int]] = []  # heap of (top of a batch, batch)
+    for gi in np.argsort(y0, kind="stable"):
+        if tops and tops[0][0] < y0[gi]:
+            _, bi = heapq.heappop(tops)
+            batches[bi].append(groups[gi])
+        else:
+            bi = len(batches)
+            batches.append([groups[gi]])
+        heapq.heappush(tops, (float(y1[gi]), bi))
+    out = [np.sort(np.concatenate(bt)) for bt in batches]
+    out.sort(key=lambda g: int(g[0]))
+    return out
 
 
 def slice_mesh(
@@ -357,7 +382,7 @@ def slice_mesh_walls(
         if b > a:
             contours = _to_clipper(sl.xy, sl.start, a, b)
             n_inner = 0
-            # apart, clipper's sweeps stay short: 400 islands offset 4x faster one by one
+            # apart, clipper's sweeps stay short: 400 islands offset several times faster
             for group in _apart(sl.xy, sl.start, a, b):
                 off = pyclipper.PyclipperOffset()
                 off.AddPaths(
