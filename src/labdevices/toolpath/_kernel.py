@@ -4,7 +4,8 @@ Installing the package compiles every ``@kernel`` into the extension module
 ``_compiled`` (``_build_kernels``, run by the build hook and by ``labdevices warmup``):
 a job then never imports numba — no compilation on a first run, no LLVM in memory.
 Without that module, or when a kernel's source changed since it was built, the same
-kernels run under numba's JIT (cached), as a checkout being edited needs.
+kernels run under numba's JIT (cached), as a checkout being edited needs; so they do
+with ``LABDEVICES_KERNELS=jit`` in the environment.
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ def compiled() -> bool:
 
 
 def kernel(signature: str) -> Callable[[F], F]:
-    """Declare a numba kernel with its one signature (numba's string form; arrays of any
-    layout as ``f8[:, :]``). Returns the compiled function, or a numba JIT dispatcher."""
+    """Declare a numba kernel with its one signature (numba's string form, array arguments
+    C-contiguous as ``f8[:, ::1]``). Returns the compiled function (which makes every array
+    argument so), or a numba JIT dispatcher."""
 
     def wrap(fn: F) -> F:
         name = f"{fn.__module__.rsplit('.', 1)[-1].lstrip('_')}__{fn.__name__}"
