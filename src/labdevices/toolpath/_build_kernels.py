@@ -2,7 +2,9 @@
 
 Run by the package's build hook (``hatch_build.py``) at install, and by ``labdevices
 warmup``: ``python -m labdevices.toolpath._build_kernels [OUTPUT_DIR]``. Needs numba
-and a C compiler; imports nothing of labdevices but the kernel modules.
+and a C compiler; imports nothing of labdevices but the kernel modules. numba's ``pycc``
+has been "pending deprecation" since 0.57 (still in 0.68): should a numba drop it, the
+build fails, the install says so and the kernels run under the JIT.
 """
 
 from __future__ import annotations
