@@ -34,6 +34,8 @@ test: $(STAMP) lint
 	sh scripts/ensure-postgresql.sh
 	sh scripts/ensure-poppler.sh
 	sh scripts/ensure-chromium.sh
+	# a kernel edited since the install is compiled again (nothing to do when current)
+	$(BIN)/labdevices warmup
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 clean:
