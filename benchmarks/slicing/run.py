@@ -294,20 +294,20 @@ def main() -> None:
         return
 
     load_before = Path("/proc/loadavg").read_text().split()[0]
-    # first runs: an empty numba cache (a fresh environment) against a filled one
+    # first runs in a fresh environment: an empty numba cache, with the kernels compiled at
+    # install (the default) and without them (numba's JIT: no C compiler at install)
     first_job = jobs[names[0]]
-    first: dict[str, list[float]] = {"cold": [], "warm": []}
-    timed(labdevices_cmd(first_job, a.work / "first.gcode"), warm)  # fill the warm cache
+    first: dict[str, list[float]] = {"cold": [], "jit": [], "warm": []}
+    timed(labdevices_cmd(first_job, a.work / "first.gcode"), warm)
     for _ in range(2):
-        with tempfile.TemporaryDirectory() as cold_cache:
-            first["cold"].append(
-                timed(
-                    labdevices_cmd(first_job, a.work / "first.gcode"),
-                    {"NUMBA_CACHE_DIR": cold_cache},
-                )[0]
-            )
+        for kind, env in (("cold", {}), ("jit", {"LABDEVICES_KERNELS": "jit"})):
+            with tempfile.TemporaryDirectory() as cold_cache:
+                run_env = {**env, "NUMBA_CACHE_DIR": cold_cache}
+                first[kind].append(
+                    timed(labdevices_cmd(first_job, a.work / "first.gcode"), run_env)[0]
+                )
         first["warm"].append(timed(labdevices_cmd(first_job, a.work / "first.gcode"), warm)[0])
-    print(f"first run ({names[0]}): cold {first['cold']} s, warm {first['warm']} s", flush=True)
+    print(f"first run ({names[0]}): {first}", flush=True)
 
     rows = []
     for name, mesh in paths.items():
@@ -358,13 +358,14 @@ def main() -> None:
         f"Settings for all: {LAYER} mm layers, {WIDTH} mm lines, {PERIMETERS} perimeters, "
         f"{DENSITY:.0%} rectilinear infill (line spacing {SPACING:.4f} mm, PrusaSlicer's), no top/bottom "
         "solid layers, no skirt/brim/support. Each program is a fresh process from STL to G-code "
-        f"under GNU time; median of {a.repeats} interleaved runs; numba cache warm.",
+        f"under GNU time; median of {a.repeats} interleaved runs; labdevices with its kernels compiled at install.",
         "",
         "Reproduce: `benchmarks/slicing/setup.sh && .venv/bin/python benchmarks/slicing/run.py`",
         "",
-        f"First run of `labdevices toolpath` ({names[0]}): empty numba cache (a fresh environment) "
-        f"{' / '.join(f'{t:.2f}' for t in first['cold'])} s, filled cache "
-        f"{' / '.join(f'{t:.2f}' for t in first['warm'])} s.",
+        f"First run of `labdevices toolpath` ({names[0]}) with an empty numba cache (a fresh "
+        f"environment): kernels compiled at install {' / '.join(f'{t:.2f}' for t in first['cold'])} s; "
+        f"without them (numba's JIT) {' / '.join(f'{t:.2f}' for t in first['jit'])} s; "
+        f"a second run {' / '.join(f'{t:.2f}' for t in first['warm'])} s.",
         "",
         "| mesh | triangles | labdevices s | PrusaSlicer s | CuraEngine s | ratio vs Prusa | ratio vs Cura | peak MB lab / Prusa / Cura | memory vs Cura |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

@@ -11,6 +11,7 @@ import pyclipper
 import pytest
 
 from labdevices.toolpath import PrintJob, plan_job
+from labdevices.toolpath._kernel import py_func
 from labdevices.toolpath._mesh import slice_mesh_walls
 from labdevices.toolpath._order import (
     order_layer,
@@ -79,7 +80,7 @@ def test_layer_order_keeps_every_path_and_groups_islands() -> None:
     tour = np.array([3, 0, 5, 1, 4, 2], np.int64)
     order, first, rev, x, y = order_layer(xy, start, cl, isl_a, rk, tour, 0.0, 0.0)
     assert sorted(order.tolist()) == list(range(len(paths)))
-    ref = order_layer.py_func(xy, start, cl, isl_a, rk, tour, 0.0, 0.0)
+    ref = py_func(order_layer)(xy, start, cl, isl_a, rk, tour, 0.0, 0.0)
     for a, b in zip((order, first, rev), ref[:3], strict=True):
         np.testing.assert_array_equal(a, b)
     # islands in the tour's order, ranks rising within each

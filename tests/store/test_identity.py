@@ -227,7 +227,7 @@ def test_sessions_expire_and_are_revoked_by_logout_deactivation_and_reset(
 
 def test_the_database_holds_no_session_secret(db: SqliteDatabase) -> None:
     _, session = db.login("admin", PW)
-    if db.dialect.shared:
+    if db.dialect.name == "postgresql":
         cols = [
             r[0]
             for r in db._db.execute(

@@ -74,29 +74,3 @@ def test_command_process_exits_quickly_with_everything_written(tmp_path: Path) -
     assert "wrote " in done.stdout
     # equal but for the time stamp in the first line
     assert separate.read_bytes().split(b"\n", 1)[1] == in_process.read_bytes().split(b"\n", 1)[1]
-
-
-def test_warmup_compiles_the_kernels_a_mesh_job_needs() -> None:
-    from labdevices.toolpath import _emit, _infill, _order, _physics, _slice_pipeline
-    from labdevices.toolpath._warmup import warm_up
-
-    res = CliRunner().invoke(app, ["warmup"])
-    assert res.exit_code == 0, res.output
-    assert "toolpath kernels ready" in res.output
-    assert warm_up() > 0
-    for kernel in (
-        _slice_pipeline.contours_from_corners,
-        _slice_pipeline.finish_contours,
-        _infill.infill_paths,
-        _order.path_islands,
-        _order.order_layer,
-        _order.reorder_points,
-        _order.travel_crossings,
-        _order.two_opt,
-        _physics.deposition_kernel,
-        _physics.crossing_fraction,
-        _physics._nozzle_dp,
-        _emit.build_program,
-        _emit._format_kernel,
-    ):
-        assert kernel.signatures, kernel.py_func.__name__

@@ -16,6 +16,7 @@ from labdevices.toolpath._emit import (
     format_records,
     format_records_ref,
 )
+from labdevices.toolpath._kernel import py_func
 
 from ._helpers import make_job, replay
 
@@ -87,7 +88,7 @@ def test_program_kernel_matches_interpreted_reference() -> None:
         _plan.render_body = real
     args = captured["inputs"].program_args()
     fast = build_program(*args)
-    slow = build_program.py_func(*args)
+    slow = py_func(build_program)(*args)
     for a, b in zip(fast, slow, strict=True):
         np.testing.assert_array_equal(a, b)
     assert result.gcode.count("\n") > 100

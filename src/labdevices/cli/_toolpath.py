@@ -25,6 +25,11 @@ def toolpath(
     ] = None,
 ) -> None:
     """Plan a print: layer paths, deposition physics, G-code in the printer's dialect."""
+    from ..toolpath._kernel import compiled
+
+    if compiled():  # nothing to load: the kernels were compiled at install
+        _toolpath(job_file, output, preview, layer)
+        return
     from ..toolpath._warmup import start_kernels_in_background
 
     kernels = start_kernels_in_background()
@@ -71,13 +76,32 @@ def _toolpath(job_file: Path, output: Path | None, preview: Path | None, layer: 
 
 @app.command()
 def warmup() -> None:
-    """Compile the toolpath kernels into numba's cache (once per environment; CI can cache it)."""
+    """Compile the toolpath kernels ahead of time into the package (installing does it;
+    again after editing a kernel). Where the package cannot be written: numba's cache."""
+    import os
+    import subprocess
+    import sys
+
     from rich.console import Console
 
+    from ..toolpath import _kernel
+
+    here = os.path.dirname(_kernel.__file__)
+    if os.access(here, os.W_OK):
+        # a process of its own: the build needs the kernels as numba functions, not loaded
+        done = subprocess.run([sys.executable, "-m", "labdevices.toolpath._build_kernels"])
+        if done.returncode:
+            Console(stderr=True).print(
+                "[red]error:[/] the toolpath kernels could not be compiled ahead of time "
+                "(numba's pycc needs setuptools and a C compiler, see above); jobs run under "
+                "numba's JIT meanwhile"
+            )
+            raise typer.Exit(1)
+        return
     from ..toolpath._warmup import cache_dir, warm_up
 
     seconds = warm_up()
-    Console().print(f"toolpath kernels ready in {seconds:.1f} s (cache: {cache_dir()})")
+    Console().print(f"toolpath kernels ready in {seconds:.1f} s (numba cache: {cache_dir()})")
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
+
+from labdevices.toolpath._kernel import kernel
 
 __all__ = [
     "orient_contours",
@@ -24,7 +25,7 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 
-@njit(cache=True)
+@kernel("f8[::1](f8[:, ::1], i8[::1])")
 def signed_areas(xy: F64, start: I64) -> F64:
     """Shoelace area of each contour: positive counter-clockwise."""
     n = start.shape[0] - 1
@@ -53,7 +54,7 @@ def signed_areas_ref(xy: F64, start: I64) -> F64:
     return out
 
 
-@njit(cache=True)
+@kernel("b1(f8, f8, f8[:, ::1], i8, i8)")
 def _inside(x: float, y: float, xy: F64, a: int, b: int) -> bool:
     # even-odd crossing number with the half-open rule, so vertices count once
     inside = False
@@ -68,7 +69,7 @@ def _inside(x: float, y: float, xy: F64, a: int, b: int) -> bool:
     return inside
 
 
-@njit(cache=True)
+@kernel("Tuple((f8[:, ::1], i8[::1], f8[::1]))(f8[:, ::1], i8[::1], i8[::1])")
 def orient_contours(xy: F64, start: I64, layer: I64) -> tuple[F64, I64, F64]:
     """Orient each layer's contours by nesting: outer counter-clockwise, holes clockwise.
 
@@ -138,7 +139,7 @@ def orient_contours_ref(xy: F64, start: I64, layer: I64) -> tuple[F64, I64, F64]
     return out, depth, area
 
 
-@njit(cache=True)
+@kernel("f8(f8, f8, f8, f8, f8, f8)")
 def _seg_dist2(px: float, py: float, ax: float, ay: float, bx: float, by: float) -> float:
     dx = bx - ax
     dy = by - ay
@@ -154,7 +155,7 @@ def _seg_dist2(px: float, py: float, ax: float, ay: float, bx: float, by: float)
 _WINDOW = 64
 
 
-@njit(cache=True)
+@kernel("Tuple((f8[:, ::1], i8[::1], i8[::1]))(f8[:, ::1], i8[::1], i8[::1], f8)")
 def simplify_contours(xy: F64, start: I64, layer: I64, tol: float) -> tuple[F64, I64, I64]:
     """Drop contour points that lie within ``tol`` of the segment that replaces them.
 

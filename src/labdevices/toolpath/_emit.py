@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
+
+from labdevices.toolpath._kernel import kernel
 
 __all__ = [
     "EmitInputs",
@@ -174,19 +175,21 @@ class EmitInputs:
         )
 
 
-@njit(cache=True)
+@kernel("b1(f8, f8)")
 def _close(a: float, b: float) -> bool:
     return abs(a - b) < 1e-6  # NaN never equals: an unknown position forces a move
 
 
-@njit(cache=True)
+@kernel("none(i1[::1], f8[:, ::1], i4[::1], i8, i8)")
 def _rec(code: npt.NDArray[np.int8], vals: F64, lit: I32, r: int, c: int) -> None:
     code[r] = c
     vals[r, :] = np.nan
     lit[r] = -1
 
 
-@njit(cache=True)
+@kernel(
+    "Tuple((i1[::1], f8[:, ::1], i4[::1], f8, f8, f8, f8))(f8[:, ::1], i8[::1], i8[::1], f8[::1], i4[::1], f8[::1], f8[::1], f8[::1], f8[::1], f8[::1], f8[::1], f8[::1], b1[::1], b1[::1], f8[:, ::1], i4[::1], i4[::1], i4[::1], i4[::1], i4[::1], f8, f8, f8)"
+)
 def build_program(
     xy: F64,
     pstart: I64,
@@ -469,7 +472,9 @@ _PREFIX = np.frombuffer(b"".join(_FIELDS), np.uint8).reshape(-1, 2).copy()
 _POW10 = 10 ** np.arange(19, dtype=np.int64)
 
 
-@njit(cache=True)
+@kernel(
+    "u1[::1](i1[::1], f8[:, ::1], i4[::1], Array(u1, 1, 'C', readonly=True), i8[::1], i8[::1], i8)"
+)
 def _format_kernel(
     code: npt.NDArray[np.int8],
     vals: F64,

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
+
+from labdevices.toolpath._kernel import kernel
 
 __all__ = [
     "clip_lines",
@@ -22,7 +23,7 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 
-@njit(cache=True)
+@kernel("Tuple((i8[::1], i8[::1], f8[:, ::1]))(f8[:, ::1], i8[::1], i8[::1], f8[::1], f8, f8)")
 def clip_lines(
     xy: F64, start: I64, layer: I64, angles: F64, spacing: float, min_len: float
 ) -> tuple[I64, I64, F64]:
@@ -137,7 +138,7 @@ def clip_lines_ref(
     )
 
 
-@njit(cache=True)
+@kernel("Tuple((f8[:, ::1], i8[::1], i8[::1]))(i8[::1], i8[::1], f8[:, ::1], f8[::1], f8, f8)")
 def link_lines(
     layer_seg: I64, seg_row: I64, seg_u: F64, angles: F64, spacing: float, max_link: float
 ) -> tuple[F64, I64, I64]:
@@ -273,7 +274,7 @@ def link_lines_ref(
     return out
 
 
-@njit(cache=True)
+@kernel("Tuple((f8[:, ::1], i8[::1], i8[::1]))(f8[:, ::1], i8[::1], i8[::1], f8[::1], f8, f8, f8)")
 def infill_paths(
     xy: F64,
     start: I64,

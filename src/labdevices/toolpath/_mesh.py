@@ -6,6 +6,7 @@ Python here only orchestrates: the numba kernels of ``_slice``, ``_contours`` an
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from collections.abc import Callable
@@ -21,7 +22,8 @@ from labdevices.errors import ConfigurationError
 from labdevices.toolpath._infill import infill_paths
 from labdevices.toolpath._order import order_layer, order_points, path_islands, reorder_points
 from labdevices.toolpath._paths import ROLE_INFILL, ROLE_PERIMETER, LayerPaths
-from labdevices.toolpath._slice_pipeline import contours_from_corners, finish_contours
+from labdevices.toolpath._slice import merge_vertices
+from labdevices.toolpath._slice_pipeline import contours_from_faces, finish_contours
 
 __all__ = [
     "MeshError",
@@ -152,9 +154,12 @@ def mesh_contours(
         raise MeshError(f"layer height must be positive, got {layer_height_mm}")
     corners, name = _mesh_corners(mesh)
     h = float(layer_height_mm)
-    verts, edges, count, z0, n_layers, xy, start, layer, closed, nonmanifold = (
-        contours_from_corners(corners, h)
+    verts, faces = merge_vertices(corners)
+    del corners  # 36 bytes a triangle, not needed any more while the mesh is sliced
+    edges, count, z0, n_layers, xy, start, layer, closed, nonmanifold = contours_from_faces(
+        verts, faces, h
     )
+    del faces
     shared = count > 2
     if shared.any():
         e = int(np.flatnonzero(shared)[0])
@@ -234,6 +239,58 @@ def _to_clipper(xy: F64, start: I64, a: int, b: int) -> list[npt.NDArray[np.int6
     ints = np.round(xy[start[a] : start[b]] * _SCALE).astype(np.int64)
     base = start[a]
     return [ints[start[i] - base : start[i + 1] - base] for i in range(a, b)]
+
+
+def _split_at_gap(idx: I64, lo: F64, hi: F64) -> list[I64]:
+    """``idx`` split at every gap in x that no bounding box crosses, else in y; [] if none."""
+    if len(idx) > 1:
+        for axis in (0, 1):
+            order = idx[np.argsort(lo[idx, axis], kind="stable")]
+            reach = np.maximum.accumulate(hi[order, axis])
+            cut = np.flatnonzero(lo[order[1:], axis] > reach[:-1]) + 1
+            if len(cut):
+                return np.split(order, cut)
+    return []
+
+
+def _apart(xy: F64, start: I64, a: int, b: int) -> list[I64]:
+    """Contours ``a:b`` in batches that clipper offsets inwards quickly and independently.
+
+    Groups are split wherever a gap in x or in y separates bounding boxes: offsetting
+    inwards keeps every result inside its own contours, so nothing of one group can
+    meet another (a hole's box lies inside its outline's, and they stay together).
+    Groups whose y ranges do not overlap then share a batch: clipper sweeps in y, so a
+    batch costs what its groups would apart, in one call instead of one per island.
+    """
+    if b - a < 8:  # few contours: clipper is quick on them together, grouping is not
+        return [np.arange(b - a)]
+    pts, first = xy[start[a] : start[b]], start[a:b] - start[a]
+    lo = np.minimum.reduceat(pts, first, axis=0)
+    hi = np.maximum.reduceat(pts, first, axis=0)
+    todo, groups = [np.arange(b - a)], []
+    while todo:
+        idx = todo.pop()
+        parts = _split_at_gap(idx, lo, hi)
+        if parts:
+            todo.extend(parts)
+        else:
+            groups.append(idx)
+    # interval partitioning on y: each group joins the batch that ended lowest, if below it
+    y0 = np.array([lo[g, 1].min() for g in groups])
+    y1 = np.array([hi[g, 1].max() for g in groups])
+    batches: list[list[I64]] = []
+    tops: list[tuple[float, int]] = []  # heap of (top of a batch, batch)
+    for gi in np.argsort(y0, kind="stable"):
+        if tops and tops[0][0] < y0[gi]:
+            _, bi = heapq.heappop(tops)
+            batches[bi].append(groups[gi])
+        else:
+            bi = len(batches)
+            batches.append([groups[gi]])
+        heapq.heappush(tops, (float(y1[gi]), bi))
+    out = [np.sort(np.concatenate(bt)) for bt in batches]
+    out.sort(key=lambda g: int(g[0]))
+    return out
 
 
 def slice_mesh(
@@ -323,20 +380,25 @@ def slice_mesh_walls(
         loops: list[npt.NDArray[np.int64]] = []
         levels: list[int] = []
         if b > a:
-            off = pyclipper.PyclipperOffset()
-            off.AddPaths(
-                _to_clipper(sl.xy, sl.start, a, b), pyclipper.JT_MITER, pyclipper.ET_CLOSEDPOLYGON
-            )
-            for i in range(perimeters):
-                got = off.Execute(-(i + 0.5) * w * _SCALE)
-                loops.extend(np.asarray(p, np.int64) for p in got)
-                levels.extend([i] * len(got))
-            inner = off.Execute(-perimeters * w * _SCALE)
-            for p in inner:
-                arr = np.asarray(p, np.int64)
-                region_parts.append(arr)
-                region_len.append(len(arr))
-            region_layer.append(region_layer[-1] + len(inner))
+            contours = _to_clipper(sl.xy, sl.start, a, b)
+            n_inner = 0
+            # apart, clipper's sweeps stay short: 400 islands offset several times faster
+            for group in _apart(sl.xy, sl.start, a, b):
+                off = pyclipper.PyclipperOffset()
+                off.AddPaths(
+                    [contours[i] for i in group], pyclipper.JT_MITER, pyclipper.ET_CLOSEDPOLYGON
+                )
+                for i in range(perimeters):
+                    got = off.Execute(-(i + 0.5) * w * _SCALE)
+                    loops.extend(np.asarray(p, np.int64) for p in got)
+                    levels.extend([i] * len(got))
+                inner = off.Execute(-perimeters * w * _SCALE)
+                for p in inner:
+                    arr = np.asarray(p, np.int64)
+                    region_parts.append(arr)
+                    region_len.append(len(arr))
+                n_inner += len(inner)
+            region_layer.append(region_layer[-1] + n_inner)
         else:
             region_layer.append(region_layer[-1])
         perim.append(loops)

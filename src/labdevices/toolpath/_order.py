@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
+
+from labdevices.toolpath._kernel import kernel
 
 __all__ = [
     "nearest_neighbour",
@@ -30,7 +31,7 @@ I64 = npt.NDArray[np.int64]
 _EPS = 1e-9  # an improvement must beat rounding noise, or 2-opt can cycle
 
 
-@njit(cache=True)
+@kernel("i8[::1](f8[:, ::1], f8, f8)")
 def nearest_neighbour(pts: F64, x0: float, y0: float) -> I64:
     """Visit order: always the nearest unvisited point, starting from (x0, y0); ties to the lower index."""
     n = pts.shape[0]
@@ -68,7 +69,7 @@ def nearest_neighbour_ref(pts: F64, x0: float, y0: float) -> I64:
     return order
 
 
-@njit(cache=True)
+@kernel("f8(f8[:, ::1], i8, i8, f8, f8)")
 def _dist(pts: F64, i: int, j: int, x0: float, y0: float) -> float:
     # index -1 is the fixed start point
     ax, ay = (x0, y0) if i < 0 else (pts[i, 0], pts[i, 1])
@@ -76,7 +77,7 @@ def _dist(pts: F64, i: int, j: int, x0: float, y0: float) -> float:
     return float(np.sqrt((ax - bx) ** 2 + (ay - by) ** 2))
 
 
-@njit(cache=True)
+@kernel("i8[::1](f8[:, ::1], i8[::1], f8, f8, i8)")
 def two_opt(pts: F64, order: I64, x0: float, y0: float, max_passes: int) -> I64:
     """Improve an open tour from (x0, y0) by reversing stretches while that shortens it.
 
@@ -146,7 +147,7 @@ def order_points(pts: F64, x0: float = 0.0, y0: float = 0.0, max_passes: int = 5
 # --- paths of a sliced layer: islands, then walls and infill within each ----------------
 
 
-@njit(cache=True)
+@kernel("b1(f8, f8, f8[:, ::1], i8, i8)")
 def _inside(px: float, py: float, xy: F64, a: int, b: int) -> bool:
     """Crossing-number test of (px, py) against the closed polygon xy[a:b]."""
     c = False
@@ -162,7 +163,7 @@ def _inside(px: float, py: float, xy: F64, a: int, b: int) -> bool:
     return c
 
 
-@njit(cache=True)
+@kernel("i8[::1](f8[:, ::1], i8[::1], b1[::1], f8[::1])")
 def path_islands(xy: F64, start: I64, is_outline: npt.NDArray[np.bool_], area: F64) -> I64:
     """Island of every path of a layer, numbered 0… in the order of the outlines.
 
@@ -243,7 +244,9 @@ def path_islands_ref(xy: F64, start: I64, is_outline: npt.NDArray[np.bool_], are
     return out
 
 
-@njit(cache=True)
+@kernel(
+    "Tuple((i8[::1], i8[::1], b1[::1], f8, f8))(f8[:, ::1], i8[::1], b1[::1], i8[::1], i8[::1], i8[::1], f8, f8)"
+)
 def order_layer(
     xy: F64,
     start: I64,
@@ -335,7 +338,7 @@ def order_layer(
     return order, first, rev, x, y
 
 
-@njit(cache=True)
+@kernel("UniTuple(i8[::1], 2)(i8[::1], i8[::1], i8[::1], b1[::1])")
 def reorder_points(
     start: I64, order: I64, first: I64, rev: npt.NDArray[np.bool_]
 ) -> tuple[I64, I64]:
@@ -362,12 +365,12 @@ def reorder_points(
 # --- travels that cross open space -------------------------------------------------------
 
 
-@njit(cache=True)
+@kernel("f8(f8, f8, f8, f8, f8, f8)")
 def _orient(ax: float, ay: float, bx: float, by: float, cx: float, cy: float) -> float:
     return (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
 
 
-@njit(cache=True)
+@kernel("b1[::1](f8[:, ::1], i8[::1], i8[::1], b1[::1])")
 def travel_crossings(
     xy: F64, pstart: I64, layer_pstart: I64, outer: npt.NDArray[np.bool_]
 ) -> npt.NDArray[np.bool_]:

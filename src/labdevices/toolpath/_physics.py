@@ -10,12 +10,15 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
 
-from ._job import Nozzle, Rheology
+from ._kernel import kernel
+
+if TYPE_CHECKING:
+    from ._job import Nozzle, Rheology
 
 __all__ = [
     "DEPOSITION_COLUMNS",
@@ -110,7 +113,7 @@ def needle_flow_power_law(
 # --- scalar kernels (numba) -------------------------------------------------------
 
 
-@njit(cache=True)
+@kernel("UniTuple(f8, 2)(f8, f8, f8, f8, f8)")
 def _hb_flow(tau_w: float, r: float, k: float, n: float, ty: float) -> tuple[float, float]:
     """Herschel–Bulkley tube flow at wall stress tau_w, and its slope dQ/dτw.
 
@@ -135,7 +138,7 @@ def _hb_flow(tau_w: float, r: float, k: float, n: float, ty: float) -> tuple[flo
     return q, (pr3 * gw - 3.0 * q) / tau_w
 
 
-@njit(cache=True)
+@kernel("f8(f8, f8, f8, f8, f8)")
 def _wall_stress(q: float, r: float, k: float, n: float, ty: float) -> float:
     """Wall shear stress for flow q [m³/s] through radius r: closed form for a power law.
 
@@ -173,7 +176,7 @@ def _wall_stress(q: float, r: float, k: float, n: float, ty: float) -> float:
     return ty + d
 
 
-@njit(cache=True)
+@kernel("UniTuple(f8, 2)(f8, f8, f8, f8, f8, f8, f8)")
 def _section_dp(
     q: float, r_in: float, r_out: float, length: float, k: float, n: float, ty: float
 ) -> tuple[float, float]:
@@ -201,7 +204,7 @@ def _section_dp(
     return dp, tw_out
 
 
-@njit(cache=True)
+@kernel("UniTuple(f8, 2)(f8, f8[:, ::1], f8, f8, f8)")
 def _nozzle_dp(q: float, sections: F64, k: float, n: float, ty: float) -> tuple[float, float]:
     """Pressure drop [Pa] over the nozzle's conduits in series, and the wall stress at its outlet [Pa]."""
     dp = 0.0
@@ -214,7 +217,7 @@ def _nozzle_dp(q: float, sections: F64, k: float, n: float, ty: float) -> tuple[
     return dp, tw
 
 
-@njit(cache=True)
+@kernel("f8(f8, f8, f8, f8, f8)")
 def _trapezoid(length: float, v: float, v0: float, v1: float, a: float) -> float:
     """Time [s] to cover length at cruise speed v with entry/exit speeds v0, v1 and acceleration a."""
     if length <= 0.0 or v <= 0.0:
@@ -231,7 +234,9 @@ def _trapezoid(length: float, v: float, v0: float, v1: float, a: float) -> float
     return (vp - v0) / a + (vp - v1) / a
 
 
-@njit(cache=True)
+@kernel(
+    "f8[:, ::1](f8[::1], f8[::1], f8[::1], i4[::1], f8[::1], f8[::1], f8[::1], f8[::1], f8[::1], f8[::1], f8[:, :, ::1], f8[::1], f8[::1], f8)"
+)
 def deposition_kernel(
     seg_len: F64,
     seg_speed: F64,
@@ -530,7 +535,7 @@ def flow_for_pressure(pressure_kpa: float, nozzle: Nozzle, rheology: Rheology) -
 # --- flow compensation where strands cross the layer below ----------------------------
 
 
-@njit(cache=True)
+@kernel("f8[::1](f8[:, ::1], f8[:, ::1], f8)")
 def crossing_fraction(a: F64, b: F64, width: float) -> F64:
     """Fraction of each segment of ``a`` lying on a crossing with a segment of ``b``.
 

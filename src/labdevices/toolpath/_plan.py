@@ -286,6 +286,7 @@ def plan_layers(
         syr_area,
         job.acceleration_mm_s2,
     )
+    del d_vec, first, last, v_in, v_out, scale, seg_path  # a print's worth of G-code follows
 
     # droplets: one-point paths, deposited in place
     drop = np.diff(pstart) == 1
@@ -463,7 +464,10 @@ def plan_layers(
     footer = _footer(profile, pressure, float(layer_z.max()) if len(layer_z) else 0.0, lift)
     if job.gcode_encoding == "ascii":
         header, footer = to_ascii(header), to_ascii(footer)
-    gcode = header + body.decode(job.gcode_encoding) + footer
+    text = body.decode(job.gcode_encoding)
+    del body, _code, vals
+    gcode = header + text + footer
+    del text
     say("done")
     return ToolpathResult(
         job=job,

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
+
+from labdevices.toolpath._kernel import kernel
 
 __all__ = [
     "chain_segments",
@@ -29,7 +30,7 @@ I64 = npt.NDArray[np.int64]
 # crossing point of an edge is identified by the edge, not by a float comparison.
 
 
-@njit(cache=True)
+@kernel("u8(u8)")
 def _mix(h: np.uint64) -> np.uint64:
     # splitmix64 finaliser: cheap, spreads the float bit patterns over the table
     h ^= h >> np.uint64(30)
@@ -40,7 +41,13 @@ def _mix(h: np.uint64) -> np.uint64:
     return h
 
 
-@njit(cache=True)
+@kernel("u4(u4)")
+def _unsigned_zero(bits: np.uint32) -> np.uint32:
+    # -0.0 (sign bit only) is the same vertex as 0.0
+    return np.uint32(0) if bits == np.uint32(0x80000000) else bits
+
+
+@kernel("Tuple((f8[:, ::1], i8[:, ::1]))(f4[:, :, ::1])")
 def merge_vertices(corners: npt.NDArray[np.float32]) -> tuple[F64, I64]:
     """Merge bitwise-equal corners of (F, 3, 3) float32 triangles.
 
@@ -49,20 +56,21 @@ def merge_vertices(corners: npt.NDArray[np.float32]) -> tuple[F64, I64]:
     """
     n_tri = corners.shape[0]
     n = n_tri * 3
-    flat = corners.reshape(n, 3) + np.float32(0.0)  # +0.0 folds -0.0 into 0.0
+    flat = corners.reshape(n, 3)  # a view: a copy would hold 12 bytes per corner more
     bits = flat.view(np.uint32)
     size = 1
     while size < 2 * n:
         size *= 2
     mask = np.uint64(size - 1)
-    table = np.full(size, -1, np.int64)
+    # int32 slots and corners: half the memory, for meshes of up to 700 million triangles
+    table = np.full(size, -1, np.int32)
     index = np.empty(n, np.int64)
-    first = np.empty(n, np.int64)  # corner that introduced each vertex
+    first = np.empty(n, np.int32)  # corner that introduced each vertex
     n_vert = 0
     for i in range(n):
-        a = np.uint64(bits[i, 0])
-        b = np.uint64(bits[i, 1])
-        c = np.uint64(bits[i, 2])
+        a = np.uint64(_unsigned_zero(bits[i, 0]))
+        b = np.uint64(_unsigned_zero(bits[i, 1]))
+        c = np.uint64(_unsigned_zero(bits[i, 2]))
         h = _mix(a ^ _mix(b ^ _mix(c))) & mask
         while True:
             slot = table[h]
@@ -73,14 +81,18 @@ def merge_vertices(corners: npt.NDArray[np.float32]) -> tuple[F64, I64]:
                 n_vert += 1
                 break
             j = first[slot]
-            if bits[j, 0] == bits[i, 0] and bits[j, 1] == bits[i, 1] and bits[j, 2] == bits[i, 2]:
+            if (
+                _unsigned_zero(bits[j, 0]) == a
+                and _unsigned_zero(bits[j, 1]) == b
+                and _unsigned_zero(bits[j, 2]) == c
+            ):
                 index[i] = slot
                 break
             h = (h + np.uint64(1)) & mask
     verts = np.empty((n_vert, 3), np.float64)
     for v in range(n_vert):
         for k in range(3):
-            verts[v, k] = flat[first[v], k]
+            verts[v, k] = flat[first[v], k] + 0.0  # -0.0 as 0.0
     return verts, index.reshape(n_tri, 3)
 
 
@@ -99,7 +111,7 @@ def merge_vertices_ref(corners: npt.NDArray[np.float32]) -> tuple[F64, I64]:
 # --- edges -----------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@kernel("Tuple((i8[:, ::1], i8[:, ::1], i8[::1]))(i8[:, ::1])")
 def edge_ids(faces: I64) -> tuple[I64, I64, I64]:
     """Number the undirected edges of a triangle mesh.
 
@@ -113,9 +125,11 @@ def edge_ids(faces: I64) -> tuple[I64, I64, I64]:
     while size < 2 * n:
         size *= 2
     mask = np.uint64(size - 1)
-    table = np.full(size, -1, np.int64)
+    table = np.full(size, -1, np.int32)
+    # room for every corner pair, about half of it used: the rest is never touched, never
+    # resident, and the results are views of it rather than copies
     edges = np.empty((n, 2), np.int64)
-    count = np.zeros(n, np.int64)
+    count = np.empty(n, np.int64)
     tri_edges = np.empty((n_tri, 3), np.int64)
     n_edge = 0
     for t in range(n_tri):
@@ -140,7 +154,7 @@ def edge_ids(faces: I64) -> tuple[I64, I64, I64]:
                     tri_edges[t, k] = slot
                     break
                 h = (h + np.uint64(1)) & mask
-    return tri_edges, edges[:n_edge].copy(), count[:n_edge].copy()
+    return tri_edges, edges[:n_edge], count[:n_edge]
 
 
 def edge_ids_ref(faces: I64) -> tuple[I64, I64, I64]:
@@ -163,7 +177,7 @@ def edge_ids_ref(faces: I64) -> tuple[I64, I64, I64]:
 # triangle has exactly two crossing edges and no segment degenerates topologically.
 
 
-@njit(cache=True)
+@kernel("i8(f8, f8, f8)")
 def _first_level(z: float, z0: float, h: float) -> int:
     # smallest k with z0 + k*h > z, i.e. levels strictly above z
     k = int(np.floor((z - z0) / h)) + 1
@@ -174,7 +188,7 @@ def _first_level(z: float, z0: float, h: float) -> int:
     return k
 
 
-@njit(cache=True)
+@kernel("Tuple((i8[::1], i8[:, ::1], f8[:, ::1]))(f8[:, ::1], i8[:, ::1], i8[:, ::1], f8, f8, i8)")
 def slice_segments(
     verts: F64, faces: I64, tri_edges: I64, z0: float, h: float, n_layers: int
 ) -> tuple[I64, I64, F64]:
@@ -270,7 +284,7 @@ def slice_segments_ref(
 # --- chaining --------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@kernel("none(i8, i8[:, ::1], f8[:, ::1], i8[:, ::1])")
 def _flip(s: int, seg_edge: I64, seg_xy: F64, inc: I64) -> None:
     # reverse segment s in place and keep the incidence records naming the right end
     tmp = seg_edge[s, 0]
@@ -287,7 +301,7 @@ def _flip(s: int, seg_edge: I64, seg_xy: F64, inc: I64) -> None:
                 inc[ee, r] = 2 * s + q
 
 
-@njit(cache=True)
+@kernel("i8(i8, i8, i8[:, ::1], i8[:, ::1])")
 def _partner(s: int, end: int, seg_edge: I64, inc: I64) -> int:
     e = seg_edge[s, end]
     other = inc[e, 0]
@@ -296,7 +310,9 @@ def _partner(s: int, end: int, seg_edge: I64, inc: I64) -> int:
     return int(other)
 
 
-@njit(cache=True)
+@kernel(
+    "Tuple((f8[:, ::1], i8[::1], i8[::1], b1[::1], b1[::1]))(i8[::1], i8[:, ::1], f8[:, ::1], i8)"
+)
 def chain_segments(
     layer_start: I64, seg_edge: I64, seg_xy: F64, n_edges: int
 ) -> tuple[F64, I64, I64, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:

@@ -1,8 +1,7 @@
-"""The slicing kernels fused into two numba entry points.
+"""The slicing kernels chained into two entry points: a mesh is sliced in three calls
+from Python (``merge_vertices`` first, so that the triangle corners can go).
 
-Each numba entry point costs a cache lookup and load on its first call in a
-process; fusing the chain keeps a one-shot slice (``labdevices toolpath part.stl``)
-quick. The kernels themselves, and their references, live in ``_slice`` and ``_contours``.
+The kernels themselves, and their references, live in ``_slice`` and ``_contours``.
 """
 
 from __future__ import annotations
@@ -11,28 +10,30 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
 
 from labdevices.toolpath._contours import orient_contours, simplify_contours
-from labdevices.toolpath._slice import chain_segments, edge_ids, merge_vertices, slice_segments
+from labdevices.toolpath._kernel import kernel
+from labdevices.toolpath._slice import chain_segments, edge_ids, slice_segments
 
-__all__ = ["contours_from_corners", "finish_contours"]
+__all__ = ["contours_from_faces", "finish_contours"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 B = npt.NDArray[np.bool_]
 
 
-@njit(cache=True)
-def contours_from_corners(
-    corners: npt.NDArray[np.float32], h: float
-) -> tuple[F64, I64, I64, float, int, F64, I64, I64, B, B]:
-    """Merge, number edges, cut at ``zmin + h/2 + k*h`` and chain, in one call.
+@kernel(
+    "Tuple((i8[:, ::1], i8[::1], f8, i8, f8[:, ::1], i8[::1], i8[::1], b1[::1], b1[::1]))(f8[:, ::1], i8[:, ::1], f8)"
+)
+def contours_from_faces(
+    verts: F64, faces: I64, h: float
+) -> tuple[I64, I64, float, int, F64, I64, I64, B, B]:
+    """Number edges, cut at ``zmin + h/2 + k*h`` and chain, in one call (after
+    ``merge_vertices``: the caller lets the triangle corners go first).
 
-    Returns (vertices, edges, face count per edge, z of the first plane, number of
-    layers, then ``chain_segments``' xy, start, layer, closed, nonmanifold).
+    Returns (edges, face count per edge, z of the first plane, number of layers, then
+    ``chain_segments``' xy, start, layer, closed, nonmanifold).
     """
-    verts, faces = merge_vertices(corners)
     # triangles that lost a corner in merging have no area and would fake extra edge uses
     keep = np.empty(faces.shape[0], np.bool_)
     for t in range(faces.shape[0]):
@@ -40,7 +41,8 @@ def contours_from_corners(
         b = faces[t, 1]
         c = faces[t, 2]
         keep[t] = a != b and b != c and c != a
-    faces = faces[keep]
+    if not keep.all():
+        faces = faces[keep]
     tri_edges, edges, count = edge_ids(faces)
     zmin = verts[:, 2].min()
     zmax = verts[:, 2].max()
@@ -50,10 +52,10 @@ def contours_from_corners(
     xy, start, layer, closed, nonmanifold = chain_segments(
         layer_start, seg_edge, seg_xy, edges.shape[0]
     )
-    return verts, edges, count, z0, n_layers, xy, start, layer, closed, nonmanifold
+    return edges, count, z0, n_layers, xy, start, layer, closed, nonmanifold
 
 
-@njit(cache=True)
+@kernel("Tuple((f8[:, ::1], i8[::1], i8[::1], f8[::1]))(f8[:, ::1], i8[::1], i8[::1], f8)")
 def finish_contours(
     xy: F64, start: I64, layer: I64, resolution: float
 ) -> tuple[F64, I64, I64, F64]:

@@ -1,8 +1,9 @@
-"""Compile every numba kernel of the toolpath core into numba's cache, ahead of the first real job.
+"""Tiny jobs of every kind, and numba's JIT warmed up: for when the kernels were not
+compiled ahead of time (``_kernel``).
 
-A first ``labdevices toolpath`` in a fresh environment otherwise spends most of its time
-compiling; ``labdevices warmup`` (run by ``make``, and by users' CI before caching the
-cache directory) does it once, on tiny jobs of every kind.
+Without the compiled module a first ``labdevices toolpath`` spends most of its time in
+numba's JIT; ``labdevices warmup`` in a read-only installation fills numba's cache with
+``warm_up`` instead (CI can cache ``NUMBA_CACHE_DIR``).
 """
 
 from __future__ import annotations
