@@ -289,6 +289,9 @@ async def test_heartbeats_say_when_the_client_was_last_alive_and_the_will_claims
         "connected_at": connected_at,
         "t": None,
         "store_id": "s1",
+        "instance": first["instance"],
     }
+    # The same client object on a new connection: same instance, new connected_at.
     assert again["online"] is True and again["connected_at"] > times[-1]
+    assert again["instance"] == first["instance"]
     assert daemon.stats.heartbeats >= 3

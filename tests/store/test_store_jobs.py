@@ -152,6 +152,7 @@ async def test_startup_recovery_marks_running_jobs_interrupted(db_path: str | Pa
         with pytest.raises(InvalidTransition):  # never resumed, silently or otherwise
             await store.transition_job(running.id, "running", actor="daemon")
         assert await store.recover_interrupted() == []
+        assert await store.recover_interrupted(printers=[]) == []  # a daemon without printers
         last = (await store.audit_records(object=f"job/{running.id}"))[-1]
         assert (last.actor, last.reason) == ("daemon", "startup recovery")
     assert verify_audit(db_path).ok

@@ -131,6 +131,10 @@ class BusStats:
     subscriber_dropped: int = 0
     #: retained messages published again at a (re)connect (see ``BusClient``)
     retained_republished: int = 0
+    #: connections made to another broker of the list than the one before (see ``failover``)
+    failovers: int = 0
+    #: unanswered requests sent again at a reconnect (see ``BusClient.request``)
+    requests_resent: int = 0
     heartbeats: int = 0
 
 
@@ -210,9 +214,10 @@ class BusClient:
     across a broker restart (with broker persistence on); without one, a random
     id and a clean session are used.
 
-    ``status_topic`` gets a retained ``{"online": true, "connected_at": T, "t": now}`` on
-    every connect and then every ``heartbeat_s`` (``t``: when the client was last known
-    alive), and, as last will, ``{"online": false, "connected_at": T, "t": null}``: a will
+    ``status_topic`` gets a retained ``{"online": true, "connected_at": T, "t": now,
+    "instance": I}`` (``instance``: random, one per client object) on every connect and
+    then every ``heartbeat_s`` (``t``: when the client was last known alive), and, as
+    last will, ``{"online": false, "connected_at": T, "t": null}``: a will
     is fixed when the connection is made, so it cannot know when the client went away —
     the last heartbeat before it says that. A clean close publishes ``{"online": false}``
     with its own ``t``. ``status_extra`` fields are added to each of these.
@@ -221,6 +226,19 @@ class BusClient:
     (the latest per topic, unless a newer one is still queued): a broker that came back
     without its retained messages gets them back. An empty retained message clears its
     topic and is forgotten.
+
+    ``failover`` lists further brokers (host, port) of the same site, bridged to the
+    first: each connection attempt takes the next broker of the list, and after a lost
+    connection the client starts again from the first (the preferred one) — so it moves
+    to a standby when its broker dies and stays there while that one works. One TLS
+    context and one account serve them all. A broker that is not the one before has no
+    session of this client: the subscriptions are made again at every connect, the
+    retained messages published again (above), and the requests still waiting for
+    their reply sent again when the broker changed, same id and signature (responders
+    answer a repeat from their cache without running it twice). A requester given the
+    ``responder_status`` topic (the daemon's status) sends them again too when the
+    responder reconnects (same ``instance``, new ``connected_at``): what was on its way to
+    the responder may have died with the responder's broker. See docs/brokers.md.
 
     Entering does not wait for the broker (an absent broker must not stop a
     daemon from polling its devices); use ``wait_connected`` to fail fast.
@@ -250,6 +268,8 @@ class BusClient:
         status_extra: Mapping[str, JsonValue] | None = None,
         heartbeat_s: float | None = None,
         retained_limit: int = 4096,
+        failover: Sequence[tuple[str, int]] = (),
+        responder_status: str | None = None,
     ) -> None:
         self.topics = Topics(site)
         self.persistent = client_id is not None
@@ -263,6 +283,9 @@ class BusClient:
             raise ValueError(f"heartbeat_s must be > 0, got {heartbeat_s}")
         self._heartbeat_s = heartbeat_s
         self._connected_at: float | None = None
+        self._instance = uuid.uuid4().hex
+        #: (instance, connected_at) of each responder's last online status, by status topic
+        self._responders: dict[str, tuple[object, object]] = {}
         #: the latest retained message per topic, published again at each reconnect; the
         #: ``retained_limit`` most recently published topics (device states and the daemon's
         #: status stay fresh, the states of long-finished jobs go first)
@@ -273,9 +296,11 @@ class BusClient:
         self.stats = BusStats()
         #: who sent malformed requests that could not be answered (each logged once)
         self._malformed_from: set[str] = set()
-        self.broker = f"mqtt://{host}:{port}"
-        self._host = host
-        self._port = port
+        self._brokers = [(host, port), *failover]
+        #: the broker of the current (or next) connection attempt
+        self.broker = _url(host, port)
+        #: every broker this client may use, in the order it tries them
+        self.brokers = [_url(h, p) for h, p in self._brokers]
         self._username = username
         self._password = password
         self._tls_context = tls_context
@@ -301,12 +326,18 @@ class BusClient:
         self._client: aiomqtt.Client | None = None
         self._last_error: str | None = None
         self._pending: dict[str, asyncio.Future[OkReply | ErrorReply]] = {}
+        #: the envelope of each request awaiting its reply: sent again after a reconnect
+        self._unanswered: dict[str, tuple[str, bytes]] = {}
         self._seen: OrderedDict[tuple[str, str], bytes | None] = OrderedDict()
         self._handlers: set[asyncio.Task[None]] = set()
         self._tasks: asyncio.TaskGroup | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._state: Literal["new", "open", "closing", "closed"] = "new"
         self._add_target(self.reply_topic, self._on_reply)
+        #: the responder's status topic, watched by this client itself (see ``_subscribe``)
+        self._watched = responder_status
+        if responder_status is not None:
+            self._add_target(responder_status, self._on_responder_status)
 
     def __repr__(self) -> str:
         return f"BusClient({self.client_id!r} at {self.broker}, site {self.topics.site!r})"
@@ -491,6 +522,9 @@ class BusClient:
 
     async def _subscribe(self, topic_filter: str, target: Callable[[BusMessage], None]) -> None:
         first = self._add_target(topic_filter, target)
+        # A filter this client watches itself is subscribed again for the first subscriber,
+        # so that the broker sends its retained message again, for that subscriber to see.
+        first = first or (topic_filter == self._watched and self._filters[topic_filter] == 2)
         client = self._client
         if first and client is not None:
             # Not subscribed now means subscribed at the next connect, which is as good.
@@ -559,8 +593,10 @@ class BusClient:
             asyncio.get_running_loop().create_future()
         )
         self._pending[request_id] = reply_future
+        data = envelope.model_dump_json(exclude_unset=True).encode()
+        self._unanswered[request_id] = (topic, data)
         try:
-            self.post(topic, envelope.model_dump_json(exclude_unset=True).encode(), qos=1)
+            self.post(topic, data, qos=1)
             async with asyncio.timeout(timeout):
                 reply = await reply_future
         except TimeoutError:
@@ -570,6 +606,7 @@ class BusClient:
             ) from None
         finally:
             self._pending.pop(request_id, None)
+            self._unanswered.pop(request_id, None)
         if isinstance(reply, ErrorReply):
             raise error_from_body(reply.error)
         return reply.result
@@ -720,8 +757,27 @@ class BusClient:
                 "client_id": self.client_id,
                 "connected_at": self._connected_at,
                 "t": t,
+                "instance": self._instance,
             }
         )
+
+    def _on_responder_status(self, message: BusMessage) -> None:
+        try:
+            status = message.json()
+        except ProtocolError:
+            return
+        if not isinstance(status, dict) or status.get("online") is not True:
+            return
+        seen = (status.get("instance"), status.get("connected_at"))
+        before = self._responders.get(message.topic)
+        if before is None and len(self._responders) >= self._remember_requests:
+            return  # a flood of made-up status topics is not remembered
+        self._responders[message.topic] = seen
+        # The same responder on a new connection. (Not a restarted one: it would not know
+        # the copies of what it ran before, so they are not sent to it.)
+        reconnected = before is not None and seen[0] == before[0] and seen[1] != before[1]
+        if reconnected and seen[0] is not None:
+            self._resend_unanswered()
 
     def _requeue_retained(self) -> None:
         """Queue the latest retained message of each topic again, unless one is queued already."""
@@ -733,13 +789,27 @@ class BusClient:
             done: asyncio.Future[None] = loop.create_future()
             self._outgoing.append(_Outgoing(topic, payload, qos, True, done))
             self.stats.retained_republished += 1
+        self._wake_sender()
+
+    def _resend_unanswered(self) -> None:
+        """Queue each request still awaiting its reply again (its first copy or its reply may
+        have died with the broker before the bridge passed it on), unless it is queued."""
+        queued = {m.payload for m in self._outgoing}
+        loop = asyncio.get_running_loop()
+        for topic, data in self._unanswered.values():
+            if data not in queued:
+                self._outgoing.append(_Outgoing(topic, data, 1, False, loop.create_future()))
+                self.stats.requests_resent += 1
+        self._wake_sender()
+
+    def _wake_sender(self) -> None:
         if self._outgoing:
             self.stats.queued = len(self._outgoing)
             self.stats.queued_high_water = max(self.stats.queued_high_water, self.stats.queued)
             self._drained.clear()
             self._wakeup.set()
 
-    def _new_client(self) -> aiomqtt.Client:
+    def _new_client(self, host: str, port: int) -> aiomqtt.Client:
         will = None
         # The time this connection is made: the will names it, the online status too.
         self._connected_at = time.time()
@@ -762,8 +832,8 @@ class BusClient:
                 "clean_session": not self.persistent,
             }
         client = aiomqtt.Client(
-            self._host,
-            self._port,
+            host,
+            port,
             identifier=self.client_id,
             username=self._username,
             password=self._password,
@@ -782,13 +852,26 @@ class BusClient:
 
     async def _run(self) -> None:
         # aiomqtt's reconnect pattern: a fresh Client per attempt, owned by this loop.
-        failures = 0
+        failures = 0  # attempts in a row that did not connect
+        attempt = 0  # index in self._brokers of the next attempt
+        previous: str | None = None  # the broker of the last connection
         while not self._stop.is_set():
+            host, port = self._brokers[attempt]
+            self.broker = _url(host, port)
+            connected = False
             try:
-                client = self._new_client()
+                client = self._new_client(host, port)
                 async with client:
+                    connected = True
                     failures = 0
-                    await self._session(client)
+                    moved = previous is not None and previous != self.broker
+                    if moved:
+                        self.stats.failovers += 1
+                        log.warning(
+                            "%s: failed over from %s to %s", self.client_id, previous, self.broker
+                        )
+                    previous = self.broker
+                    await self._session(client, resend=moved)
             except* aiomqtt.MqttError as group:
                 self._last_error = "; ".join(_reason(e) for e in group.exceptions)
             finally:
@@ -803,11 +886,16 @@ class BusClient:
             if self._stop.is_set():
                 # Closing (aiomqtt's exit can even turn our cancellation into an MqttError).
                 return
+            # After a lost connection, the preferred broker first; after a failed attempt,
+            # the next one; a pause (capped, jittered backoff) only once all were tried.
+            attempt = 0 if connected else (attempt + 1) % len(self._brokers)
+            if not connected and attempt != 0:
+                continue
             delay = min(self._reconnect_max_s, self._reconnect_min_s * 2**failures)
             failures += 1
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
-    async def _session(self, client: aiomqtt.Client) -> None:
+    async def _session(self, client: aiomqtt.Client, *, resend: bool) -> None:
         # Published before subscribing, so that a filter added while the session is
         # being set up is subscribed by _subscribe itself (twice at worst: harmless).
         self._client = client
@@ -820,6 +908,8 @@ class BusClient:
             )
         if self._retained:
             self._requeue_retained()
+        if resend:
+            self._resend_unanswered()
         self._disconnected.clear()
         self._connected.set()
         self.stats.connects += 1
@@ -958,6 +1048,10 @@ def _refused(granted: Any) -> bool:
         if isinstance(value, int) and value >= 0x80:
             return True
     return False
+
+
+def _url(host: str, port: int) -> str:
+    return f"mqtt://{host}:{port}"
 
 
 def _reason(exc: BaseException) -> str:

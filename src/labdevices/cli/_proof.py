@@ -268,12 +268,20 @@ async def run_witness(
     or rollback by the daemon's key. Messages not signed by it are ignored (``on_ignored``).
     Runs until ``stop`` is set."""
     from ..bus import BusClient, Topics
-    from ..daemon import parse_mqtt_url
+    from ..daemon import parse_broker_urls
 
     log = WitnessLog(out, public)
-    host, port, _tls, user, password = parse_mqtt_url(broker)
+    brokers = parse_broker_urls(broker)
+    (host, port), *failover = brokers.endpoints
     async with (
-        BusClient(host, port, site=site, username=user, password=password) as bus,
+        BusClient(
+            host,
+            port,
+            failover=failover,
+            site=site,
+            username=brokers.user,
+            password=brokers.password,
+        ) as bus,
         bus.subscribe(Topics(site).audit_checkpoint()) as sub,
     ):
         waiter = asyncio.ensure_future((stop or asyncio.Event()).wait())

@@ -50,8 +50,9 @@ BrokerOption = Annotated[
     typer.Option(
         "--broker",
         envvar="LABDEVICES_BROKER",
-        help="the daemon's MQTT broker, mqtt[s]://host:port (default: where the running "
-        "daemon announced itself, else mqtt://127.0.0.1:1883)",
+        help="the daemon's MQTT broker, mqtt[s]://host:port, or bridged brokers tried in "
+        "order, comma-separated (default: where the running daemon announced itself, else "
+        "mqtt://127.0.0.1:1883)",
         show_default=False,
     ),
 ]

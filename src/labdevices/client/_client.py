@@ -21,9 +21,9 @@ from typing import Any, Self
 from pydantic import JsonValue
 
 from ..auth import broker_token
-from ..bus import BusClient, BusMessage, MalformedRequest, RemoteError
+from ..bus import BusClient, BusMessage, MalformedRequest, RemoteError, Topics
 from ..daemon import _errors as _daemon_errors  # noqa: F401  (their codes map back to classes)
-from ..daemon import daemon_command_topic, parse_mqtt_url
+from ..daemon import daemon_command_topic, parse_broker_urls
 from ..errors import ConfigurationError, LabDeviceError, ProtocolError
 from ._session import Session, is_loopback, refuse_clear_password
 
@@ -341,11 +341,14 @@ class LabClient:
     Without any, requests go unauthenticated (a daemon with ``[auth] required = false``);
     ``actor`` is then the claimed name. ``client_id`` makes the MQTT session persistent,
     so a broker restart loses no reply or event. ``ca_file`` is the CA bundle for mqtts://.
+
+    ``url`` may name several bridged brokers of the site (a list, or comma-separated):
+    the client fails over between them in order (docs/brokers.md).
     """
 
     def __init__(
         self,
-        url: str = "mqtt://127.0.0.1:1883",
+        url: str | Sequence[str] = "mqtt://127.0.0.1:1883",
         *,
         site: str,
         user: str | None = None,
@@ -359,7 +362,12 @@ class LabClient:
         connect_timeout: float = 10.0,
         **bus_options: Any,
     ) -> None:
-        host, port, tls, url_user, url_password = parse_mqtt_url(url)
+        try:
+            brokers = parse_broker_urls(url)
+        except ValueError as exc:
+            raise ConfigurationError(f"broker url: {exc}") from None
+        (host, port), *failover = brokers.endpoints
+        tls, url_user, url_password = brokers.tls, brokers.user, brokers.password
         if session is None and session_file is not None:
             session = Session.load(session_file)
         if session is not None:
@@ -371,7 +379,8 @@ class LabClient:
         if password is not None and user is None:
             raise ConfigurationError("a password needs a user")
         if password is not None or url_password is not None:
-            refuse_clear_password(host, tls)
+            for endpoint, _ in brokers.endpoints:
+                refuse_clear_password(endpoint, tls)
         if tls and "tls_context" not in bus_options:
             bus_options["tls_context"] = ssl.create_default_context(
                 cafile=str(ca_file) if ca_file else None
@@ -381,7 +390,11 @@ class LabClient:
         # else — over TLS or loopback only — a token of the session (the embedded broker
         # accepts it; Mosquitto's password file does not: give --user there).
         broker_password = url_password or password
-        if broker_password is None and session is not None and (tls or is_loopback(host)):
+        if (
+            broker_password is None
+            and session is not None
+            and (tls or all(is_loopback(h) for h, _ in brokers.endpoints))
+        ):
             broker_password = broker_token(session.id, session.secret)
         bus_options.setdefault("username", url_user or (user if broker_password else None))
         bus_options.setdefault("password", broker_password)
@@ -389,10 +402,13 @@ class LabClient:
         self._bus = BusClient(
             host,
             port,
+            failover=failover,
             site=site,
             client_id=client_id,
             # Without a user, replies (errors only, from a daemon requiring auth) come here.
             inbox_owner=user or "anonymous",
+            # The daemon's reconnect (perhaps to another broker) sends unanswered requests again.
+            responder_status=Topics(site).daemon_status(),
             signer=session.sign if session is not None else None,
             **bus_options,
         )

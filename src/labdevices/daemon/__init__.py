@@ -4,6 +4,7 @@ interlocks, and serves commands over MQTT, keeping every action in the audited s
 from ._commands import daemon_command_topic
 from ._config import (
     AuthConfig,
+    BrokerList,
     BusConfig,
     DaemonConfig,
     DeviceConfig,
@@ -13,6 +14,7 @@ from ._config import (
     WebConfig,
     check_config,
     load_config,
+    parse_broker_urls,
     parse_mqtt_url,
     redact_url,
 )
@@ -22,6 +24,7 @@ from ._runtime import DaemonAddress, find_daemons, remove_runtime_file, write_ru
 
 __all__ = [
     "AuthConfig",
+    "BrokerList",
     "BusConfig",
     "Daemon",
     "DaemonAddress",
@@ -39,6 +42,7 @@ __all__ = [
     "daemon_command_topic",
     "find_daemons",
     "load_config",
+    "parse_broker_urls",
     "parse_mqtt_url",
     "redact_url",
     "remove_runtime_file",

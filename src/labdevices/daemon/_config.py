@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -22,6 +24,7 @@ from ..store import AuthPolicy
 
 __all__ = [
     "AuthConfig",
+    "BrokerList",
     "BusConfig",
     "DaemonConfig",
     "DeviceConfig",
@@ -31,8 +34,10 @@ __all__ = [
     "WebConfig",
     "check_config",
     "load_config",
+    "parse_broker_urls",
     "parse_mqtt_url",
     "redact_url",
+    "split_broker_urls",
 ]
 
 AnyProfile = GcodeProfile | ModbusProfile | OpcUaProfile
@@ -68,7 +73,11 @@ class DeviceConfig(StrictModel):
 class BusConfig(StrictModel):
     """The MQTT broker; without ``url`` the daemon runs an embedded broker on loopback."""
 
-    url: str | None = Field(default=None, description="mqtt://host:port or mqtts://host:port")
+    url: str | list[str] | None = Field(
+        default=None,
+        description="mqtt://host:port or mqtts://host:port; a list (or comma-separated) names "
+        "bridged brokers of the site, tried in order (docs/brokers.md)",
+    )
     username: str | None = None
     password: str | None = None
     password_file: Path | None = Field(
@@ -85,15 +94,15 @@ class BusConfig(StrictModel):
 
     @field_validator("url")
     @classmethod
-    def _url(cls, value: str | None) -> str | None:
+    def _url(cls, value: str | list[str] | None) -> str | list[str] | None:
         if value is not None:
-            parse_mqtt_url(value)
+            parse_broker_urls(value)
         return value
 
     @model_validator(mode="after")
     def _tls_needs_mqtts(self) -> BusConfig:
         tls = self.ca_file or self.cert_file or self.key_file
-        if tls and (self.url is None or not self.url.startswith("mqtts://")):
+        if tls and (self.url is None or not parse_broker_urls(self.url).tls):
             raise ValueError("ca_file, cert_file and key_file need an mqtts:// url")
         if self.key_file and not self.cert_file:
             raise ValueError("key_file needs cert_file")
@@ -358,6 +367,54 @@ def parse_mqtt_url(url: str) -> tuple[str, int, bool, str | None, str | None]:
     return parts.hostname, port or (8883 if tls else 1883), tls, user, password
 
 
+@dataclass(frozen=True)
+class BrokerList:
+    """The brokers of one site, in the order a client tries them: one TLS setting and at
+    most one account (from the URLs) for all of them."""
+
+    endpoints: tuple[tuple[str, int], ...]
+    tls: bool
+    user: str | None
+    password: str | None
+
+
+def split_broker_urls(urls: str | Sequence[str]) -> list[str]:
+    """``"mqtt://a,mqtt://b"`` or ``["mqtt://a", "mqtt://b"]`` → the list of URLs."""
+    items = urls.split(",") if isinstance(urls, str) else list(urls)
+    return [u.strip() for u in items if u.strip()]
+
+
+def parse_broker_urls(urls: str | Sequence[str]) -> BrokerList:
+    """One broker URL, or several (a list, or comma-separated) tried in order.
+
+    Refused: no URL, the same broker twice, a mix of ``mqtt://`` and ``mqtts://`` (a
+    fail-over must never fall back to clear text), and different credentials in the URLs
+    (bridged brokers of one site share the account registry; give it once).
+    """
+    items = split_broker_urls(urls)
+    if not items:
+        raise ValueError("no MQTT url given")
+    parsed = [parse_mqtt_url(u) for u in items]
+    if len({p[2] for p in parsed}) > 1:
+        raise ValueError(
+            f"MQTT urls {', '.join(redact_url(u) or u for u in items)} mix mqtt:// and "
+            "mqtts://: a fail-over must not drop TLS; use mqtts:// for every broker"
+        )
+    endpoints = tuple((p[0], p[1]) for p in parsed)
+    if len(set(endpoints)) < len(endpoints):
+        raise ValueError(
+            f"MQTT urls {', '.join(redact_url(u) or u for u in items)} name a broker twice"
+        )
+    accounts = {(p[3], p[4]) for p in parsed if p[3] is not None or p[4] is not None}
+    if len(accounts) > 1:
+        raise ValueError(
+            "the MQTT urls carry different credentials: the brokers of one site take one "
+            "account; give it in one url (or in [bus] username and password)"
+        )
+    user, password = accounts.pop() if accounts else (None, None)
+    return BrokerList(endpoints, parsed[0][2], user, password)
+
+
 def _resolve(base: Path, p: Path) -> Path:
     return p if p.is_absolute() else base / p
 
@@ -514,9 +571,11 @@ def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) ->
 
 
 def redact_url(url: str | None) -> str | None:
-    """The URL without its password (for logs and ready lines)."""
+    """The URL without its password (for logs and ready lines); a comma-separated list too."""
     if url is None:
         return None
+    if "," in url:
+        return ",".join(redact_url(u) or u for u in split_broker_urls(url))
     parts = urlsplit(url)
     if parts.password is None:
         return url

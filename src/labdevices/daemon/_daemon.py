@@ -43,7 +43,13 @@ from ..store import (
 )
 from ._auth import AuthCommands, BrokerLogin, RequestGuard
 from ._commands import CommandRouter
-from ._config import LoadedConfig, parse_mqtt_url, redact_url
+from ._config import (
+    BrokerList,
+    LoadedConfig,
+    parse_broker_urls,
+    redact_url,
+    split_broker_urls,
+)
 from ._errors import SiteConflict
 from ._interlocks import InterlockEngine, alarm_json
 from ._jobs import JobManager
@@ -172,11 +178,14 @@ class Daemon:
             load_or_create_signing_key(cfg.store.key_file or default_key_path(cfg.store.location)),
             SESSION_PURPOSE,
         )
-        host, port, tls, user, password = await self._broker(stack, session_key)
-        tls_context = self._tls_context() if tls else None
+        brokers = await self._broker(stack, session_key)
+        tls_context = self._tls_context() if brokers.tls else None
+        (host, port), *failover = brokers.endpoints
+        user, password = brokers.user, brokers.password
         bus = BusClient(
             host,
             port,
+            failover=failover,
             site=cfg.site,
             client_id=cfg.bus.client_id or f"labdevices-daemon-{cfg.site}-{self.daemon_id}",
             username=cfg.bus.username or user,
@@ -383,9 +392,7 @@ class Daemon:
             except LabDeviceError as exc:
                 log.error("audit checkpoint failed: %s", exc)
 
-    async def _broker(
-        self, stack: AsyncExitStack, session_key: bytes
-    ) -> tuple[str, int, bool, str | None, str | None]:
+    async def _broker(self, stack: AsyncExitStack, session_key: bytes) -> BrokerList:
         url = self.config.bus.url
         if url is None:
             if self.config.auth.required:
@@ -396,11 +403,13 @@ class Daemon:
                     start_embedded_broker(authenticate=login, access=BrokerRules(login.daemon))
                 )
                 self.broker_url = broker.url
-                return broker.host, broker.port, False, login.daemon, login.daemon_password
+                return BrokerList(
+                    ((broker.host, broker.port),), False, login.daemon, login.daemon_password
+                )
             broker = await stack.enter_async_context(start_embedded_broker())
             url = broker.url
-        self.broker_url = url
-        return parse_mqtt_url(url)
+        self.broker_url = ",".join(split_broker_urls(url))
+        return parse_broker_urls(url)
 
     def _broker_password(self) -> str | None:
         bus = self.config.bus

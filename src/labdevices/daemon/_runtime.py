@@ -40,7 +40,11 @@ class DaemonAddress:
 
 
 def public_url(url: str) -> str:
-    """The broker URL without user or password: clients bring their own credentials."""
+    """The broker URL without user or password: clients bring their own credentials.
+
+    A comma-separated list of brokers (see docs/brokers.md) stays one, each URL cleaned."""
+    if "," in url:
+        return ",".join(public_url(u.strip()) for u in url.split(",") if u.strip())
     parts = urlsplit(url)
     host = parts.hostname or ""
     if ":" in host:  # IPv6

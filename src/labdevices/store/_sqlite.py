@@ -857,6 +857,8 @@ class SqliteDatabase(IdentityMethods, LeaseMethods):
         args: list[Any] = []
         if printers is not None:
             mine = sorted(set(printers))
+            if not mine:  # a daemon without printers (``IN ()`` is an error on PostgreSQL)
+                return []
             sql += f" AND printer IN ({', '.join('?' * len(mine))})"
             args.extend(mine)
         with self._tx(durable=True) as db:
