@@ -242,6 +242,8 @@ class Daemon:
             self.spawn(supervisor.run(slot), f"device {slot.name}")
         self.spawn(self.pipeline.run_store_writer(), "telemetry store writer")
         self.spawn(self._checkpoint_loop(), "audit checkpoints")
+        if cfg.retention is not None:
+            self.spawn(self._retention_loop(), "telemetry retention")
         self.spawn(self.jobs.clear_foreign_states(), "clear other stores' job states")
         self.jobs.start()
         if cfg.web is not None:
@@ -341,6 +343,31 @@ class Daemon:
                 await self.store.checkpoint()
             except LabDeviceError as exc:
                 log.error("audit checkpoint failed: %s", exc)
+
+    async def _retention_loop(self) -> None:
+        """Raw telemetry past its policy: archived, rolled up, removed (``run_retention``) in
+        small steps on a thread of its own, so ingest never waits long; first one interval
+        after the start (not while the daemon is busy starting)."""
+        cfg = self.config.retention
+        assert cfg is not None
+        policy = cfg.policy()
+        while True:
+            await asyncio.sleep(cfg.interval_minutes * 60)
+            try:
+                done = await self.store.run_retention(policy, archive_dir=cfg.archive_dir)
+            except LabDeviceError as exc:
+                log.error("telemetry retention: %s", exc)
+                continue
+            if done.samples:
+                log.info(
+                    "telemetry retention: %d samples rolled up into %d minute rows, %d blocks "
+                    "removed, %d trimmed; archive %s",
+                    done.samples,
+                    done.rollups,
+                    done.blocks_removed,
+                    done.blocks_trimmed,
+                    done.archive,
+                )
 
     async def _broker(
         self, stack: AsyncExitStack, session_key: bytes

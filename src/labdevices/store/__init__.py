@@ -57,7 +57,8 @@ from ._signatures import (
     SignatureRecord,
     SignatureResult,
 )
-from ._sqlite import SignalSummary, SqliteDatabase, verify_audit
+from ._retention import RetentionPolicy, RetentionSummary, run_retention
+from ._sqlite import RollupPoint, SignalSummary, SqliteDatabase, verify_audit
 from ._store import SqliteStore, Store, open_store
 from ._telemetry import Deadband
 from ._verify import (
@@ -95,6 +96,9 @@ __all__ = [
     "JobRecord",
     "JobState",
     "PasswordRejected",
+    "RetentionPolicy",
+    "RetentionSummary",
+    "RollupPoint",
     "SampleLike",
     "SessionRecord",
     "Severity",
@@ -127,6 +131,7 @@ __all__ = [
     "public_key_bytes",
     "record_hash",
     "row_sha256",
+    "run_retention",
     "validate_user_id",
     "verifier_key",
     "verify_audit",

@@ -26,7 +26,7 @@ from ._keys import fingerprint
 from ._rows import COVERED
 from ._sqlite import SqliteDatabase, _iso
 
-__all__ = ["ArchiveSummary", "write_archive"]
+__all__ = ["ArchiveSummary", "write_archive", "write_telemetry_archive"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,3 +127,67 @@ def write_archive(
         raise
     conn.close()
     return ArchiveSummary(str(out_path), before, number, size, rows, omitted)
+
+
+def write_telemetry_archive(
+    db_path: str | Path, out: str | Path, *, blocks: list[int], first_seq: int, checkpoint: int
+) -> Path:
+    """The telemetry blocks ``blocks`` of the store at ``db_path`` (rows as they are now) with
+    the segment of the audit chain from ``first_seq`` to checkpoint ``checkpoint``, which
+    must cover their last records: ``audit verify --archive`` proves it alone (retention).
+
+    Read-only on the live store; the file is written whole or not at all.
+    """
+    src_path, out_path = Path(db_path), Path(out)
+    if out_path.exists():
+        raise StoreError("the archive file exists already", file=str(out_path))
+    with SqliteDatabase(out_path):
+        pass  # creates the file with the current schema and its append-only guards
+    conn = sqlite3.connect(out_path, isolation_level=None, uri=True)
+    try:
+        conn.execute("ATTACH DATABASE ? AS src", (f"{src_path.resolve().as_uri()}?mode=ro",))
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("CREATE TEMP TABLE pick (id INTEGER PRIMARY KEY)")
+        conn.executemany("INSERT INTO temp.pick (id) VALUES (?)", [(b,) for b in blocks])
+        size, head = conn.execute(
+            "SELECT size, head FROM src.checkpoints WHERE id = ?", (checkpoint,)
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO main.audit SELECT * FROM src.audit WHERE seq >= ? AND seq <= ?",
+            (first_seq, size),
+        )
+        conn.execute("UPDATE main.audit_head SET seq = ?, hash = ? WHERE id = 1", (size, head))
+        conn.execute(
+            "INSERT INTO main.checkpoints SELECT * FROM src.checkpoints WHERE id = ?", (checkpoint,)
+        )
+        conn.execute(
+            "INSERT INTO main.telemetry_blocks SELECT * FROM src.telemetry_blocks"
+            " WHERE id IN (SELECT id FROM temp.pick)"
+        )
+        conn.execute(
+            "INSERT INTO main.telemetry SELECT * FROM src.telemetry"
+            " WHERE block IN (SELECT id FROM temp.pick) ORDER BY block, rowid"
+        )
+        conn.execute("CREATE TABLE archive_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        meta = {
+            "created": _iso(time.time()),
+            "kind": "telemetry",
+            "first_seq": str(first_seq),
+            "checkpoint": str(checkpoint),
+            "size": str(size),
+            "source": str(src_path.resolve()),
+            "blocks": json.dumps(blocks),
+            "omitted": "[]",
+        }
+        conn.executemany("INSERT INTO archive_meta (key, value) VALUES (?, ?)", meta.items())
+        conn.execute("COMMIT")
+        conn.execute("DETACH DATABASE src")
+        conn.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        conn.close()
+        out_path.unlink(missing_ok=True)
+        raise
+    conn.close()
+    return out_path

@@ -8,8 +8,10 @@ cannot fork). A PostgreSQL backend would implement the same ``Store`` protocol.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,7 +33,8 @@ from ._models import (
     TelemetryPoint,
 )
 from ._signatures import SignatureRecord, SignatureResult
-from ._sqlite import SignalSummary, SqliteDatabase
+from ._retention import RetentionPolicy, RetentionSummary, run_retention
+from ._sqlite import RollupPoint, SignalSummary, SqliteDatabase
 
 __all__ = ["SqliteStore", "Store", "open_store"]
 
@@ -150,6 +153,17 @@ class Store(Protocol):
     async def telemetry_summary(
         self, device: str, *, start: float | None = None, end: float | None = None
     ) -> list[SignalSummary]: ...
+    async def query_rollups(
+        self,
+        device: str,
+        signal: str | None = None,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+    ) -> list[RollupPoint]: ...
+    async def run_retention(
+        self, policy: RetentionPolicy, *, archive_dir: str | Path | None = None
+    ) -> RetentionSummary: ...
 
     async def add_user(
         self,
@@ -476,6 +490,39 @@ class SqliteStore:
         self, device: str, *, start: float | None = None, end: float | None = None
     ) -> list[SignalSummary]:
         return await self._run(self._db.telemetry_summary, device, start=start, end=end)
+
+    async def query_rollups(
+        self,
+        device: str,
+        signal: str | None = None,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+    ) -> list[RollupPoint]:
+        return await self._read(
+            functools.partial(self._reader_db.query_rollups, start=start, end=end), device, signal
+        )
+
+    async def run_retention(
+        self, policy: RetentionPolicy, *, archive_dir: str | Path | None = None
+    ) -> RetentionSummary:
+        """One retention run (see ``run_retention``) on a thread and connection of its own, so
+        ingest on the writer thread waits only for each step's short transaction. Cancelled,
+        it stops at the next step and is awaited: no thread outlives the call."""
+        if self._executor is None:
+            raise StoreError("store is not open", file=str(self.path))
+        stop = threading.Event()
+        job = asyncio.get_running_loop().run_in_executor(
+            None,
+            functools.partial(run_retention, self.path, policy, archive_dir=archive_dir, stop=stop),
+        )
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            stop.set()
+            with contextlib.suppress(Exception):
+                await job
+            raise
 
     # -- users and sessions ----------------------------------------------------
 
