@@ -155,7 +155,13 @@ def main() -> None:
             cli = [sys.executable, "-m", "labdevices"]
             if args.trace is not None:
                 warmup_s = args.warmup_minutes * 60
-                cli = [sys.executable, str(HERE / "_traced.py"), str(args.trace), str(warmup_s), "60"]
+                cli = [
+                    sys.executable,
+                    str(HERE / "_traced.py"),
+                    str(args.trace),
+                    str(warmup_s),
+                    "60",
+                ]
             daemon = subprocess.Popen(
                 [*cli, "daemon", "-c", str(config)],
                 stdout=subprocess.PIPE,

@@ -31,7 +31,9 @@ OLD = NOW - 10 * DAY  # the samples' time: ten days before it
 
 
 def _signer(path: Path) -> CheckpointSigner:
-    return CheckpointSigner(load_or_create_signing_key(path.with_name("lab.db.key")), "labdevices/lab1")
+    return CheckpointSigner(
+        load_or_create_signing_key(path.with_name("lab.db.key")), "labdevices/lab1"
+    )
 
 
 def _samples(block: int, t0: float) -> list[Sample]:
@@ -85,7 +87,12 @@ def _records(db_path: Path) -> dict[str, list[tuple[object, ...]]]:
 
 def _run(db_path: Path, policy: RetentionPolicy, **kw: object) -> object:
     return run_retention(
-        db_path, policy, now=NOW, signer=_signer(db_path), step_blocks=7, **kw  # type: ignore[arg-type]
+        db_path,
+        policy,
+        now=NOW,
+        signer=_signer(db_path),
+        step_blocks=7,
+        **kw,  # type: ignore[arg-type]
     )
 
 
@@ -108,14 +115,18 @@ def test_roll_up_then_verify_passes_and_records_are_untouched(lab: Path) -> None
     }
     assert after["checkpoints"][: len(before["checkpoints"])] == before["checkpoints"]
     conn = sqlite3.connect(lab)
-    actions = [r[0] for r in conn.execute("SELECT action FROM audit WHERE seq > ?", (audit_before,))]
+    actions = [
+        r[0] for r in conn.execute("SELECT action FROM audit WHERE seq > ?", (audit_before,))
+    ]
     conn.close()
     assert actions.count("telemetry.rollup") == 3
     assert "telemetry.trim" not in actions
 
 
 def test_a_raw_block_deleted_by_hand_fails_verify(lab: Path) -> None:
-    tamper(lab, "DELETE FROM telemetry WHERE block = 9", "DELETE FROM telemetry_blocks WHERE id = 9")
+    tamper(
+        lab, "DELETE FROM telemetry WHERE block = 9", "DELETE FROM telemetry_blocks WHERE id = 9"
+    )
     assert any("telemetry_blocks row 9: deleted" in p for p in _verify(lab))
     # ...also once retention removed its neighbours legitimately
     _run(lab, RetentionPolicy(raw_days=1))
@@ -172,9 +183,11 @@ def test_a_tampered_block_is_never_removed(lab: Path) -> None:
 
 
 def test_the_archive_verifies_on_its_own_and_holds_every_removed_sample(lab: Path) -> None:
-    raw = sqlite3.connect(lab).execute(
-        "SELECT device, signal, t, value FROM telemetry WHERE block > 3 ORDER BY rowid"
-    ).fetchall()
+    raw = (
+        sqlite3.connect(lab)
+        .execute("SELECT device, signal, t, value FROM telemetry WHERE block > 3 ORDER BY rowid")
+        .fetchall()
+    )
     summary = _run(lab, RetentionPolicy(raw_days=1))
     archive = Path(summary.archive)  # type: ignore[attr-defined]
     assert archive.parent == lab.with_name("lab.db.archive")
@@ -182,11 +195,16 @@ def test_the_archive_verifies_on_its_own_and_holds_every_removed_sample(lab: Pat
     report = verify_store(archive, public_key=public, archive=True)
     assert report.problems == [] and report.exit_code == 0, report.problems
     conn = sqlite3.connect(archive)
-    assert conn.execute("SELECT device, signal, t, value FROM telemetry ORDER BY rowid").fetchall() == raw
+    assert (
+        conn.execute("SELECT device, signal, t, value FROM telemetry ORDER BY rowid").fetchall()
+        == raw
+    )
     conn.close()
-    recorded = sqlite3.connect(lab).execute(
-        "SELECT DISTINCT archive, archive_sha256 FROM telemetry_removals"
-    ).fetchall()
+    recorded = (
+        sqlite3.connect(lab)
+        .execute("SELECT DISTINCT archive, archive_sha256 FROM telemetry_removals")
+        .fetchall()
+    )
     assert recorded == [(archive.name, hashlib.sha256(archive.read_bytes()).hexdigest())]
     # An archive edited afterwards does not verify.
     tamper(archive, "UPDATE telemetry SET value = 1 WHERE rowid = 10")
@@ -228,9 +246,11 @@ def test_per_device_and_per_signal_policies_trim_blocks(lab: Path) -> None:
     )
     summary = _run(lab, policy)
     assert summary.blocks_trimmed == 20 and summary.blocks_removed == 0  # type: ignore[attr-defined]
-    kept = sqlite3.connect(lab).execute(
-        "SELECT DISTINCT device, signal FROM telemetry ORDER BY 1, 2"
-    ).fetchall()
+    kept = (
+        sqlite3.connect(lab)
+        .execute("SELECT DISTINCT device, signal FROM telemetry ORDER BY 1, 2")
+        .fetchall()
+    )
     assert kept == [("bioreactor1", "ph"), ("incubator1", "door"), ("printer1", "head_temp")]
     assert _verify(lab) == []
     # Nothing more is due until those expire: a second run finds nothing to do.
@@ -280,3 +300,27 @@ async def test_the_async_store_runs_retention_beside_ingest(lab: Path) -> None:
         rows = await store.query_telemetry("bioreactor1", "ph")
     assert len([p for p in rows if p.quality != "rollup"]) == 60
     assert _verify(lab) == []
+
+
+def test_the_batch_record_plots_rollups_where_raw_samples_are_gone(lab: Path) -> None:
+    import dataclasses
+
+    from labdevices.record._collect import _telemetry
+
+    with SqliteDatabase(lab, readonly=True) as db:
+        job = db.get_job(1, events=False)
+        job = dataclasses.replace(job, started_at=OLD, ended_at=OLD + 20 * 30)
+        before = _telemetry(db, job)
+    _run(lab, RetentionPolicy(raw_days=1))
+    with SqliteDatabase(lab, readonly=True) as db:
+        after = _telemetry(db, job)
+    assert set(after) == set(before) == {"incubator1", "bioreactor1"}
+    for device, body in after.items():
+        for signal, plot in body["signals"].items():
+            was = before[device]["signals"][signal]
+            assert (plot["count"], plot["min"], plot["max"]) == (
+                was["count"],
+                was["min"],
+                was["max"],
+            )
+            assert 0 < len(plot["samples"]) <= 11  # one point per minute (10 min + an edge)

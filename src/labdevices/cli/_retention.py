@@ -30,8 +30,12 @@ def run(
     `[retention]` are archived (`<store>.archive/`, verifies alone with `audit verify
     --archive`), rolled up per minute, and removed, each step recorded in the audit chain."""
     from ..daemon import load_config
-    from ..store import CheckpointSigner, default_key_path, load_or_create_signing_key
-    from ..store import run_retention
+    from ..store import (
+        CheckpointSigner,
+        default_key_path,
+        load_or_create_signing_key,
+        run_retention,
+    )
 
     loaded = load_config(config)
     cfg = loaded.config

@@ -434,7 +434,7 @@ def _check_retention(
         device, sep, signal = key.partition("/")
         where = f'{source}: retention.signals."{key}"'
         if not sep or not device or not signal:
-            problems.append(f"{where}: name a signal as \"device/signal\"")
+            problems.append(f'{where}: name a signal as "device/signal"')
         elif device not in config.devices:
             problems.append(f"{where}: unknown device {device!r} (devices: {known})")
         elif (profile := profiles.get(device)) is not None and signal not in profile.signals:

@@ -36,6 +36,7 @@ from ..store import (
     Checkpoint,
     CheckpointSigner,
     Deadband,
+    RetentionSummary,
     Store,
     default_key_path,
     derive_key,
@@ -106,6 +107,9 @@ class Daemon:
         self.web: WebServer | None = None
         #: the number and signed note of the newest checkpoint of the audit chain
         self.last_checkpoint: tuple[int, str] | None = None
+        #: what the last telemetry retention run did; ``retention_ran`` is set after each
+        self.last_retention: RetentionSummary | None = None
+        self.retention_ran = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"Daemon(site={self.site!r}, {len(self.slots)} devices, {self._state})"
@@ -358,6 +362,8 @@ class Daemon:
             except LabDeviceError as exc:
                 log.error("telemetry retention: %s", exc)
                 continue
+            self.last_retention = done
+            self.retention_ran.set()
             if done.samples:
                 log.info(
                     "telemetry retention: %d samples rolled up into %d minute rows, %d blocks "

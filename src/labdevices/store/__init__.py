@@ -49,6 +49,7 @@ from ._models import (
     TelemetryValue,
 )
 from ._paths import default_db_path
+from ._retention import RetentionPolicy, RetentionSummary, run_retention
 from ._rows import COVERED, job_content_sha256, row_sha256
 from ._signatures import (
     MEANINGS,
@@ -57,7 +58,6 @@ from ._signatures import (
     SignatureRecord,
     SignatureResult,
 )
-from ._retention import RetentionPolicy, RetentionSummary, run_retention
 from ._sqlite import RollupPoint, SignalSummary, SqliteDatabase, verify_audit
 from ._store import SqliteStore, Store, open_store
 from ._telemetry import Deadband

@@ -54,7 +54,11 @@ class RetentionPolicy:
     signals: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name, days in [("raw_days", self.raw_days), *self.devices.items(), *self.signals.items()]:
+        for name, days in [
+            ("raw_days", self.raw_days),
+            *self.devices.items(),
+            *self.signals.items(),
+        ]:
             if not (isinstance(days, int | float) and math.isfinite(days) and days > 0):
                 raise StoreError(f"retention: {name}: days must be a number > 0, got {days!r}")
 
@@ -190,8 +194,10 @@ def run_retention(
     """
     when = time.time() if now is None else now
     db_path = Path(path)
-    out_dir = Path(archive_dir) if archive_dir is not None else db_path.with_name(
-        db_path.name + ".archive"
+    out_dir = (
+        Path(archive_dir)
+        if archive_dir is not None
+        else db_path.with_name(db_path.name + ".archive")
     )
     summary = RetentionSummary(dry_run)
     if dry_run or not _closed(db_path):
@@ -437,4 +443,3 @@ def _trim(
         new={"samples": len(kept), "removal": removal},
         reason=f"retention policy ({object_of('telemetry_removals', removal)})",
     )
-

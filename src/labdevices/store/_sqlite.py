@@ -267,7 +267,9 @@ class SqliteDatabase(IdentityMethods):
                 file=str(self.path),
             )
         if version < 4:  # read-only, not migrated: queries find no roll-ups (a temporary table)
-            ddl = next(q for v, _, qs in MIGRATIONS if v == 4 for q in qs if "telemetry_rollups (" in q)
+            ddl = next(
+                q for v, _, qs in MIGRATIONS if v == 4 for q in qs if "telemetry_rollups (" in q
+            )
             self._db.execute(ddl.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
 
     @property

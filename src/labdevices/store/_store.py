@@ -32,8 +32,8 @@ from ._models import (
     Severity,
     TelemetryPoint,
 )
-from ._signatures import SignatureRecord, SignatureResult
 from ._retention import RetentionPolicy, RetentionSummary, run_retention
+from ._signatures import SignatureRecord, SignatureResult
 from ._sqlite import RollupPoint, SignalSummary, SqliteDatabase
 
 __all__ = ["SqliteStore", "Store", "open_store"]

@@ -698,7 +698,9 @@ def _check_rollups(conn: sqlite3.Connection, report: StoreReport, tick: Progress
                 "telemetry_removals.rollups_sha256)",
             )
     for removal in sorted(hashes):
-        report.add("telemetry_rollups", f"removal {removal}", "roll-ups of a removal that does not exist")
+        report.add(
+            "telemetry_rollups", f"removal {removal}", "roll-ups of a removal that does not exist"
+        )
     tick("telemetry roll-ups", n, n)
 
 
