@@ -179,6 +179,16 @@ def test_a_tampered_block_is_never_removed(lab: Path) -> None:
     with pytest.raises(StoreError, match="telemetry block 12 does not match its audit record"):
         _run(lab, RetentionPolicy(raw_days=1))
     assert _count(lab, "SELECT COUNT(*) FROM telemetry WHERE block = 12") == 180  # evidence kept
+    assert not lab.with_name("lab.db.archive").exists()  # found before anything was written
+    # A block inserted outside the store (no audit record) stops it as well.
+    tamper(
+        lab,
+        "UPDATE telemetry SET value = 7.0 WHERE block = 12 AND signal = 'ph'",
+        "INSERT INTO telemetry_blocks (id, count, t_first, t_last, sha256)"
+        f" VALUES (2000, 0, {OLD}, {OLD}, 'x')",
+    )
+    with pytest.raises(StoreError, match="telemetry block (12|2000) does not match"):
+        _run(lab, RetentionPolicy(raw_days=1))
     assert any("block 12" in p for p in _verify(lab))
 
 

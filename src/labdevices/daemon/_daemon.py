@@ -355,14 +355,18 @@ class Daemon:
         cfg = self.config.retention
         assert cfg is not None
         policy = cfg.policy()
+        more = False
         while True:
-            await asyncio.sleep(cfg.interval_minutes * 60)
+            if not more:  # a backlog (retention newly turned on) goes on at once
+                await asyncio.sleep(cfg.interval_minutes * 60)
+            more = False
             try:
                 done = await self.store.run_retention(policy, archive_dir=cfg.archive_dir)
             except LabDeviceError as exc:
                 log.error("telemetry retention: %s", exc)
                 continue
             self.last_retention = done
+            more = done.more and done.samples > 0
             self.retention_ran.set()
             if done.samples:
                 log.info(

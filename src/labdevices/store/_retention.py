@@ -87,6 +87,8 @@ class RetentionSummary:
     archive: str | None = None
     archive_sha256: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: the run took as many blocks as it may: more may be due at once
+    more: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +101,7 @@ class RetentionSummary:
             "archive": self.archive,
             "archive_sha256": self.archive_sha256,
             "notes": self.notes,
+            "more": self.more,
         }
 
 
@@ -267,9 +270,9 @@ def _plan(
             "SELECT MAX(seq) FROM audit WHERE object = ?",
             (object_of("telemetry_blocks", block),),
         ).fetchone()[0]
-        if seq is None or seq > anchored:
+        if seq is not None and seq > anchored:
             break  # not yet under a signed checkpoint: neither it nor the blocks after it
-        rows = _rows(conn, block)
+        _, _, rows = _checked(database, conn, block)
         expired = sum(1 for r in rows if r[2] < now - policy.horizon_s(r[0], r[1]))
         if expired == 0:
             continue  # a block whose samples all live longer (its hint is written by a step)
@@ -280,7 +283,34 @@ def _plan(
                 summary.blocks_removed += 1
             else:
                 summary.blocks_trimmed += 1
+    summary.more = len(candidates) == max_blocks
     return plan
+
+
+def _checked(
+    database: SqliteDatabase, conn: Any, block: int
+) -> tuple[dict[str, Any], str, list[tuple[Any, ...]]]:
+    """A block's row, the row hash its last audit record holds, and its samples: refused
+    (``StoreError``) unless they match, for a tampered block is evidence, never removed."""
+    row = read_row(conn, "telemetry_blocks", block)
+    recorded = conn.execute(
+        "SELECT row_sha256 FROM audit WHERE object = ? AND row_sha256 IS NOT NULL"
+        " ORDER BY seq DESC LIMIT 1",
+        (object_of("telemetry_blocks", block),),
+    ).fetchone()
+    rows = _rows(conn, block)
+    if (
+        row is None
+        or recorded is None
+        or row_sha256("telemetry_blocks", row) != recorded[0]
+        or telemetry_digest(rows) != row["sha256"]
+    ):
+        raise StoreError(
+            f"retention: telemetry block {block} does not match its audit record; it is kept "
+            "as evidence and retention stops: run `labdevices audit verify`",
+            file=str(database.path),
+        )
+    return row, str(recorded[0]), rows
 
 
 def _rows(conn: Any, block: int) -> list[tuple[Any, ...]]:
@@ -308,24 +338,7 @@ def _step(
         trimmed: list[tuple[int, list[tuple[Any, ...]], set[tuple[str, str]], dict[str, Any]]] = []
         samples = 0
         for block, planned_sha, _ in step:
-            row = read_row(db, "telemetry_blocks", block)
-            recorded = db.execute(
-                "SELECT row_sha256 FROM audit WHERE object = ? AND row_sha256 IS NOT NULL"
-                " ORDER BY seq DESC LIMIT 1",
-                (object_of("telemetry_blocks", block),),
-            ).fetchone()
-            rows = _rows(db, block)
-            if (
-                row is None
-                or recorded is None
-                or row_sha256("telemetry_blocks", row) != recorded[0]
-                or telemetry_digest(rows) != row["sha256"]
-            ):
-                raise StoreError(
-                    f"retention: telemetry block {block} does not match its audit record; it is "
-                    "kept as evidence and retention stops: run `labdevices audit verify`",
-                    file=str(database.path),
-                )
+            row, recorded, rows = _checked(database, db, block)
             if row["sha256"] != planned_sha:
                 raise StoreError(
                     f"retention: telemetry block {block} changed after it was archived "
@@ -345,7 +358,7 @@ def _step(
                 else:
                     kept.append(sample)
             if not kept:
-                removed.append((block, recorded[0]))
+                removed.append((block, recorded))
             else:
                 trimmed.append((block, kept, gone, row))
         rollups = [acc.row(d, s, m) for (d, s, m, _), acc in sorted(minutes.items())]
