@@ -187,7 +187,7 @@ def test_a_tampered_block_is_never_removed(lab: Path) -> None:
         "INSERT INTO telemetry_blocks (id, count, t_first, t_last, sha256)"
         f" VALUES (2000, 0, {OLD}, {OLD}, 'x')",
     )
-    with pytest.raises(StoreError, match="telemetry block (12|2000) does not match"):
+    with pytest.raises(StoreError, match=r"telemetry block (12|2000) does not match"):
         _run(lab, RetentionPolicy(raw_days=1))
     assert any("block 12" in p for p in _verify(lab))
 
