@@ -334,3 +334,38 @@ def test_the_batch_record_plots_rollups_where_raw_samples_are_gone(lab: Path) ->
                 was["max"],
             )
             assert 0 < len(plot["samples"]) <= 11  # one point per minute (10 min + an edge)
+
+
+def test_cli_dry_run_then_run_then_a_full_archive_verifies(lab: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    import labdevices.cli._proof  # noqa: F401  (registers the commands)
+    import labdevices.cli._retention  # noqa: F401
+    from labdevices.cli import app
+
+    runner = CliRunner()
+    config = tmp_path / "lab.toml"
+    config.write_text(f'site = "lab1"\n[store]\npath = "{lab}"\n[retention]\nraw_days = 1\n')
+    dry = runner.invoke(app, ["retention", "run", "-c", str(config), "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "would roll up 3600 samples: 20 blocks removed, 0 trimmed" in dry.output
+    done = runner.invoke(app, ["retention", "run", "-c", str(config), "--json"])
+    assert done.exit_code == 0, done.output
+    assert '"blocks_removed": 20' in done.output
+    # The store was closed by its daemon: the run signed its records (open ... closed).
+    key = str(lab.with_name("lab.db.key.pub"))
+    ok = runner.invoke(app, ["audit", "verify", "--db", str(lab), "--key", key])
+    assert ok.exit_code == 0, ok.output
+    # A full archive (`labdevices archive`) after retention: removals and roll-ups included.
+    out = tmp_path / "all.archive"
+    made = runner.invoke(
+        app, ["archive", "--db", str(lab), "--key", key, "--before", "2100-01-01", "-o", str(out)]
+    )
+    assert made.exit_code == 0, made.output
+    assert "telemetry_rollups" in made.output
+    ok = runner.invoke(app, ["audit", "verify", "--archive", str(out), "--key", key])
+    assert ok.exit_code == 0, ok.output
+    none = tmp_path / "none.toml"
+    none.write_text(f'site = "lab1"\n[store]\npath = "{lab}"\n')
+    refused = runner.invoke(app, ["retention", "run", "-c", str(none)])
+    assert refused.exit_code == 2 and "no [retention] section" in refused.output

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from . import app, err_console
 from ._output import stdout_console
@@ -41,8 +42,10 @@ def run(
     cfg = loaded.config
     if cfg.retention is None:
         err_console.print(
-            f"[bold red]error:[/] {loaded.source}: no [retention] section: nothing is removed",
+            f"[bold red]error:[/] {escape(loaded.source)}: no \\[retention] section: nothing is "
+            "removed",
             highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(2)
     store = cfg.store

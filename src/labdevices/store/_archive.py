@@ -3,7 +3,7 @@
 The archive is itself a labdevices store file (same schema, read with the same code):
 the audit chain up to the last checkpoint before the cut, those checkpoints, and the
 rows of every covered table whose last audit record lies inside that chain, with their
-job events, G-code and telemetry. ``audit verify --archive FILE --key PUB`` proves it
+job events, G-code, telemetry and (for retention's removals) roll-ups. ``audit verify --archive FILE --key PUB`` proves it
 alone. Rows that changed after the cut are not archived (their current state is not the
 one the archived chain recorded); they are listed in ``archive_meta.omitted`` and belong
 to a later archive. Nothing is ever deleted from the live store.
@@ -105,6 +105,10 @@ def write_archive(
         copy("job_events", "WHERE job_id IN (SELECT id FROM main.jobs) ORDER BY id")
         copy("job_gcode", "WHERE job_id IN (SELECT id FROM main.jobs)")
         copy("telemetry", "WHERE block IN (SELECT id FROM main.telemetry_blocks) ORDER BY rowid")
+        copy(
+            "telemetry_rollups",
+            "WHERE removal IN (SELECT id FROM main.telemetry_removals) ORDER BY id",
+        )
         conn.execute("CREATE TABLE archive_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         meta = {
             "created": _iso(time.time()),
