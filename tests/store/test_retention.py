@@ -339,7 +339,7 @@ def test_the_batch_record_plots_rollups_where_raw_samples_are_gone(lab: Path) ->
 def test_cli_dry_run_then_run_then_a_full_archive_verifies(lab: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    import labdevices.cli._proof  # noqa: F401  (registers the commands)
+    import labdevices.cli._proof
     import labdevices.cli._retention  # noqa: F401
     from labdevices.cli import app
 
