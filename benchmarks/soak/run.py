@@ -7,7 +7,7 @@ Mosquitto as its broker, and this one, which samples the daemon's RSS (psutil) a
 the end, counts what the store holds. Retention keeps raw samples ``--raw-minutes``
 (a fraction of ``raw_days``), so the roll-up, archive and removal run during the soak.
 
-    .venv/bin/python benchmarks/soak/run.py [--minutes 30] [--warmup-minutes 3] [--devices 55]
+    .venv/bin/python benchmarks/soak/run.py [--minutes 30] [--warmup-minutes 5] [--devices 55]
         [--raw-minutes 2] [--trace FILE]
 
 ``--trace FILE``: run the daemon under tracemalloc and append, every minute, the
@@ -94,13 +94,12 @@ def write_config(
     path.write_text("\n".join(lines) + "\n")
 
 
-def store_size(db: Path) -> int:
-    """The store's bytes on disk: the file, its WAL, and the retention archives beside it."""
-    files = [db, db.with_name(db.name + "-wal")]
+def store_size(db: Path) -> tuple[int, int]:
+    """Bytes on disk: the store (file and WAL), and the retention archives beside it."""
+    live = sum(f.stat().st_size for f in (db, db.with_name(db.name + "-wal")) if f.exists())
     archives = db.with_name(db.name + ".archive")
-    if archives.is_dir():
-        files += list(archives.iterdir())
-    return sum(f.stat().st_size for f in files if f.exists())
+    kept = sum(f.stat().st_size for f in archives.iterdir()) if archives.is_dir() else 0
+    return live, kept
 
 
 def store_counts(db: Path) -> dict[str, int]:
@@ -123,7 +122,7 @@ def store_counts(db: Path) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30.0, help="measured, after the warm-up")
-    parser.add_argument("--warmup-minutes", type=float, default=3.0)
+    parser.add_argument("--warmup-minutes", type=float, default=5.0)
     parser.add_argument("--devices", type=int, default=55, help="each polled at 10 Hz")
     parser.add_argument(
         "--raw-minutes", type=float, default=2.0, help="raw samples kept (0: no retention)"
@@ -182,7 +181,7 @@ def main() -> None:
             sims.wait(timeout=10)
             broker.stop()
         result.update(store_counts(db))
-        result["store_bytes_end"] = store_size(db)
+        result["store_bytes_end"], result["archive_bytes_end"] = store_size(db)
     report(args, result)
 
 
@@ -193,7 +192,7 @@ def sample(proc: psutil.Process, db: Path, args: argparse.Namespace) -> dict[str
     end = warm_end + args.minutes * 60
     rss: list[float] = []
     start_counts: dict[str, int] = {}
-    size0 = 0
+    size0 = archive0 = 0
     cpu0 = proc.cpu_times()
     next_t = t0
     while True:
@@ -204,7 +203,8 @@ def sample(proc: psutil.Process, db: Path, args: argparse.Namespace) -> dict[str
         warm = now < warm_end
         if not warm:
             if not rss:
-                start_counts, size0 = store_counts(db), store_size(db)
+                start_counts = store_counts(db)
+                size0, archive0 = store_size(db)
                 cpu0, measured_from = proc.cpu_times(), now
             rss.append(mib)
         print(f"{now - t0:7.0f} s  RSS {mib:7.1f} MiB{'  (warm-up)' if warm else ''}", flush=True)
@@ -226,6 +226,7 @@ def sample(proc: psutil.Process, db: Path, args: argparse.Namespace) -> dict[str
         "rows_stored": stored,
         "rows_per_s": stored / measured,
         "store_bytes_start": size0,
+        "archive_bytes_start": archive0,
         "cpu_cores": (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / measured,
     }
 
@@ -252,12 +253,16 @@ def report(args: argparse.Namespace, r: dict[str, float]) -> None:
         f"{r['raw_rows']:,.0f}, rolled up {r['rolled_up_rows']:,.0f} into {r['rollups']:,.0f} "
         f"minute rows; {r['audit_records']:,.0f} audit records"
     )
-    growth = (r["store_bytes_end"] - r["store_bytes_start"]) / 2**20
+    hours = r["measured_s"] / 3600
+    mib = 2**20
+    growth = (r["store_bytes_end"] - r["store_bytes_start"]) / mib
+    archived = (r["archive_bytes_end"] - r["archive_bytes_start"]) / mib
     print(
-        f"store + archives: {r['store_bytes_start'] / 2**20:.1f} MiB after warm-up, "
-        f"{r['store_bytes_end'] / 2**20:.1f} MiB at the end ({growth:+.1f} MiB, "
-        f"{growth / (r['measured_s'] / 3600):+.1f} MiB/h); daemon {r['cpu_cores'] * 100:.0f}% "
-        "of one core"
+        f"store: {r['store_bytes_start'] / mib:.1f} MiB after warm-up, "
+        f"{r['store_bytes_end'] / mib:.1f} MiB at the end ({growth:+.1f} MiB, "
+        f"{growth / hours:+.1f} MiB/h); archives beside it {archived:+.1f} MiB "
+        f"({archived / hours:+.1f} MiB/h, {r['archive_bytes_end'] / mib:.1f} MiB in all); "
+        f"daemon {r['cpu_cores'] * 100:.0f}% of one core"
     )
 
 
