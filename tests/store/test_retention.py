@@ -369,3 +369,11 @@ def test_cli_dry_run_then_run_then_a_full_archive_verifies(lab: Path, tmp_path: 
     none.write_text(f'site = "lab1"\n[store]\npath = "{lab}"\n')
     refused = runner.invoke(app, ["retention", "run", "-c", str(none)])
     assert refused.exit_code == 2 and "no [retention] section" in refused.output
+
+
+def test_retention_tables_dropped_fail_verify(lab: Path) -> None:
+    _run(lab, RetentionPolicy(raw_days=1))
+    tamper(lab, "DROP TABLE telemetry_rollups", "DROP TABLE telemetry_removals")
+    problems = _verify(lab)
+    assert "telemetry_removals (table): the table is missing (dropped)" in problems
+    assert "telemetry_rollups (table): the table is missing (dropped)" in problems

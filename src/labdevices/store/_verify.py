@@ -219,13 +219,15 @@ def verify_store(
             raise StoreError(
                 "not a labdevices store (the file is not an SQLite database)", file=str(path)
             ) from exc
-        # telemetry_removals: a store (or archive) of schema 4 on
         needed = {"audit", "audit_head", "checkpoints", *COVERED, "job_events", "telemetry"}
-        if "telemetry_rollups" not in tables:
-            needed.discard("telemetry_removals")
-        missing = sorted(needed - tables)
         if "schema_migrations" not in tables:
             raise StoreError("not a labdevices store (no schema_migrations table)", file=str(path))
+        version = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
+        if (version or 0) < 4:  # before retention (schema 4): no removals, no roll-ups
+            needed.discard("telemetry_removals")
+        else:
+            needed.add("telemetry_rollups")
+        missing = sorted(needed - tables)
         for table in missing:
             report.add(table, "(table)", "the table is missing (dropped)")
         if missing:
