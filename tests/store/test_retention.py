@@ -377,3 +377,21 @@ def test_retention_tables_dropped_fail_verify(lab: Path) -> None:
     problems = _verify(lab)
     assert "telemetry_removals (table): the table is missing (dropped)" in problems
     assert "telemetry_rollups (table): the table is missing (dropped)" in problems
+
+
+def test_blocks_of_longer_kept_signals_do_not_hold_up_the_others(tmp_path: Path) -> None:
+    db_path = tmp_path / "lab.db"
+    with SqliteDatabase(db_path, signer=_signer(db_path)) as db:
+        for k in range(6):  # old pH blocks, kept a year
+            db.insert_telemetry([Sample("bioreactor1", "ph", 7.0, "", t=OLD + k)])
+        for k in range(4):  # then old temperatures, kept a day
+            db.insert_telemetry([Sample("incubator1", "temperature", 37.0, "degC", t=OLD + 10 + k)])
+    policy = RetentionPolicy(raw_days=1, devices={"bioreactor1": 365})
+    first = _run(db_path, policy, max_blocks=4)
+    assert (first.samples, first.more) == (0, True)  # type: ignore[attr-defined]
+    second = _run(db_path, policy, max_blocks=4)  # the first four pH blocks are skipped now
+    assert second.samples == 2  # type: ignore[attr-defined]
+    third = _run(db_path, policy, max_blocks=4)
+    assert third.samples == 2 and not third.more  # type: ignore[attr-defined]
+    assert _count(db_path, "SELECT COUNT(*) FROM telemetry WHERE signal = 'ph'") == 6
+    assert _verify(db_path) == []

@@ -366,7 +366,7 @@ class Daemon:
                 log.error("telemetry retention: %s", exc)
                 continue
             self.last_retention = done
-            more = done.more and done.samples > 0
+            more = done.more
             self.retention_ran.set()
             if done.samples:
                 log.info(

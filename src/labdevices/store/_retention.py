@@ -265,17 +265,21 @@ def _plan(
         (now - policy.shortest_s, now, max_blocks),
     ).fetchall()
     plan: list[tuple[int, str, int]] = []
+    hints: list[tuple[int, float]] = []  # blocks whose samples all live longer: when they expire
+    summary.more = len(candidates) == max_blocks
     for block, sha in candidates:
         seq = conn.execute(
             "SELECT MAX(seq) FROM audit WHERE object = ?",
             (object_of("telemetry_blocks", block),),
         ).fetchone()[0]
         if seq is not None and seq > anchored:
+            summary.more = False
             break  # not yet under a signed checkpoint: neither it nor the blocks after it
         _, _, rows = _checked(database, conn, block)
         expired = sum(1 for r in rows if r[2] < now - policy.horizon_s(r[0], r[1]))
-        if expired == 0:
-            continue  # a block whose samples all live longer (its hint is written by a step)
+        if expired == 0 and rows:
+            hints.append((block, min(r[2] + policy.horizon_s(r[0], r[1]) for r in rows)))
+            continue
         plan.append((block, sha, seq))
         if summary.dry_run:
             summary.samples += expired
@@ -283,8 +287,19 @@ def _plan(
                 summary.blocks_removed += 1
             else:
                 summary.blocks_trimmed += 1
-    summary.more = len(candidates) == max_blocks
+    if hints and not summary.dry_run:
+        with database._tx(durable=False) as db:
+            for block, expires in hints:
+                _hint(db, block, expires)
     return plan
+
+
+def _hint(db: Any, block: int, expires: float) -> None:
+    """Skip ``block`` until ``expires`` (portable SQL: no upsert)."""
+    db.execute("DELETE FROM telemetry_block_expiry WHERE block = ?", (block,))
+    db.execute(
+        "INSERT INTO telemetry_block_expiry (block, expires) VALUES (?, ?)", (block, expires)
+    )
 
 
 def _checked(
@@ -441,10 +456,7 @@ def _trim(
         "UPDATE telemetry_blocks SET count = ?, t_first = ?, t_last = ?, sha256 = ? WHERE id = ?",
         (len(kept), min(times), max(times), telemetry_digest(kept), block),
     )
-    db.execute("DELETE FROM telemetry_block_expiry WHERE block = ?", (block,))
-    db.execute(
-        "INSERT INTO telemetry_block_expiry (block, expires) VALUES (?, ?)", (block, expires)
-    )
+    _hint(db, block, expires)
     database._append_audit(
         db,
         t=time.time(),
