@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._archive import write_telemetry_archive
 from ._checkpoints import CheckpointSigner, parse_checkpoint
 from ._errors import StoreError
 from ._rows import object_of, read_row, row_sha256, telemetry_digest
@@ -216,8 +217,6 @@ def run_retention(
             "SELECT id FROM checkpoints WHERE size >= ? ORDER BY id LIMIT 1", (last_seq,)
         ).fetchone()
         assert cut is not None  # _plan kept only blocks a checkpoint covers
-        from ._archive import write_telemetry_archive  # _archive imports this package's _sqlite
-
         out_dir.mkdir(parents=True, exist_ok=True)
         ids = [block for block, _, _ in plan]
         name = f"telemetry-{ids[0]}-{ids[-1]}-{_iso(when).replace(':', '')}.sqlite"
