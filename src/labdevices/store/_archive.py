@@ -150,6 +150,8 @@ def write_telemetry_archive(
     conn = sqlite3.connect(out_path, isolation_level=None, uri=True)
     try:
         conn.execute("ATTACH DATABASE ? AS src", (f"{src_path.resolve().as_uri()}?mode=ro",))
+        for schema in ("main", "src"):  # retention runs it beside the daemon: keep it small
+            conn.execute(f"PRAGMA {schema}.cache_size = -1024")
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("CREATE TEMP TABLE pick (id INTEGER PRIMARY KEY)")
         conn.executemany("INSERT INTO temp.pick (id) VALUES (?)", [(b,) for b in blocks])

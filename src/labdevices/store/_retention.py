@@ -43,6 +43,9 @@ __all__ = [
 ]
 
 _DAY_S = 86_400.0
+#: SQLite's page cache of a retention run's connections (KiB, as a negative cache_size): it reads
+#: each block once, and a run beside the daemon should not add to its memory.
+CACHE_KIB = -1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +210,7 @@ def run_retention(
     if dry_run or not _closed(db_path):
         signer = None
     with SqliteDatabase(db_path, readonly=dry_run, signer=signer, witness=witness) as database:
+        database._db.execute(f"PRAGMA cache_size = {CACHE_KIB}")
         plan = _plan(database, policy, when, max_blocks, summary)
         if not plan or dry_run:
             return summary

@@ -243,6 +243,9 @@ class SqliteStore:
         self._sessions: dict[str, tuple[int, SessionRecord | None]] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._reader: ThreadPoolExecutor | None = None
+        # Retention runs on one thread of its own, always the same: a thread pool's changing
+        # threads would each keep a malloc arena of freed pages, and the RSS would creep.
+        self._retention: ThreadPoolExecutor | None = None
         self._used = False
 
     async def __aenter__(self) -> Self:
@@ -252,6 +255,9 @@ class SqliteStore:
         self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labdevices-store")
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labdevices-store-read")
+        self._retention = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="labdevices-retention"
+        )
         try:
             await self._run(self._db.open)
             await asyncio.get_running_loop().run_in_executor(self._reader, self._reader_db.open)
@@ -279,6 +285,9 @@ class SqliteStore:
         if version is not None:
             version.close()
         self._sessions.clear()
+        retention, self._retention = self._retention, None
+        if retention is not None:
+            retention.shutdown(wait=True)  # a run in flight was told to stop (run_retention)
         reader, self._reader = self._reader, None
         if reader is not None:
             try:
@@ -509,11 +518,11 @@ class SqliteStore:
         """One retention run (see ``run_retention``) on a thread and connection of its own, so
         ingest on the writer thread waits only for each step's short transaction. Cancelled,
         it stops at the next step and is awaited: no thread outlives the call."""
-        if self._executor is None:
+        if self._retention is None:
             raise StoreError("store is not open", file=str(self.path))
         stop = threading.Event()
         job = asyncio.get_running_loop().run_in_executor(
-            None,
+            self._retention,
             functools.partial(run_retention, self.path, policy, archive_dir=archive_dir, stop=stop),
         )
         try:
