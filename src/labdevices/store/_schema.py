@@ -272,8 +272,8 @@ MIGRATIONS.append(
             "CREATE INDEX telemetry_rollups_by_removal ON telemetry_rollups (removal, id)",
             """CREATE TRIGGER telemetry_rollups_no_update BEFORE UPDATE ON telemetry_rollups
                BEGIN SELECT RAISE(ABORT, 'roll-ups cannot change'); END""",
-            # When a trimmed block's remaining samples expire: a scheduling hint, not a
-            # record (retention checks every sample against the policy itself).
+            # When a block of longer-kept samples (trimmed, or never due) is next due: a
+            # hint, not a record (retention checks every sample against the policy itself).
             """CREATE TABLE telemetry_block_expiry (
                 block INTEGER PRIMARY KEY,
                 expires REAL NOT NULL
