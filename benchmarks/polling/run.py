@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import deque
 from typing import Any
 
 from pymodbus.client import AsyncModbusTcpClient
@@ -117,7 +118,6 @@ async def driver_loop(ports: list[int], registers: int, seconds: float) -> dict[
     ]
     count = 0
     measuring = False
-    latency_from = [0] * len(devices)
 
     async def consume(dev: ModbusDevice) -> None:
         nonlocal count
@@ -132,16 +132,14 @@ async def driver_loop(ports: list[int], registers: int, seconds: float) -> dict[
             await d.__aenter__()
         consumers = [tg.create_task(consume(d)) for d in devices]
         await asyncio.sleep(1.0)  # warm-up
-        for i, d in enumerate(devices):
-            latency_from[i] = len(d.stats.latency_s)
+        for d in devices:  # every latency of the measured span (the driver keeps the last 1024)
+            d.stats.latency_s = deque()
         measuring = True
         cpu0, t0 = time.process_time(), time.perf_counter()
         await asyncio.sleep(seconds)
         measuring = False
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        latencies = [
-            x for i, d in enumerate(devices) for x in list(d.stats.latency_s)[latency_from[i] :]
-        ]
+        latencies = [x for d in devices for x in d.stats.latency_s]
         failures = sum(d.stats.failures for d in devices)
         for d in devices:
             await d.__aexit__(None, None, None)

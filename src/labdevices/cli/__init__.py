@@ -90,6 +90,7 @@ def _register(command: str | None = None) -> None:
         "_sign",
         "_operate",
         "_api",
+        "_retention",
     ):
         try:
             __import__(f"{__name__}.{optional}")

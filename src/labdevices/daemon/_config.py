@@ -20,7 +20,7 @@ from ..bus import validate_device_name, validate_name
 from ..errors import ConfigurationError, LabDeviceError
 from ..files import StrictModel, format_validation_error, load_toml
 from ..profiles import GcodeProfile, ModbusProfile, OpcUaProfile, load_profile
-from ..store import AuthPolicy
+from ..store import AuthPolicy, RetentionPolicy
 
 __all__ = [
     "AuthConfig",
@@ -30,6 +30,7 @@ __all__ = [
     "DeviceConfig",
     "InterlockConfig",
     "LoadedConfig",
+    "RetentionConfig",
     "StoreConfig",
     "WebConfig",
     "check_config",
@@ -157,6 +158,39 @@ class StoreConfig(StrictModel):
         return self.url if self.url is not None else self.path
 
 
+class RetentionConfig(StrictModel):
+    """``[retention]``: raw telemetry kept ``raw_days``, then archived, rolled up per minute
+    (min/mean/max/count) and removed under the audit proof. Without the section nothing is
+    ever removed. Audit records, jobs, alarms, users and signatures are never removed."""
+
+    raw_days: float = Field(gt=0, description="days raw samples are kept (default for all)")
+    devices: dict[str, float] = Field(
+        default_factory=dict, description="days per device, e.g. `bioreactor1 = 90`"
+    )
+    signals: dict[str, float] = Field(
+        default_factory=dict, description='days per signal, e.g. `"bioreactor1/ph" = 365`'
+    )
+    interval_minutes: float = Field(
+        default=10.0, gt=0, description="how often the daemon runs retention"
+    )
+    archive_dir: Path | None = Field(
+        default=None,
+        description="where each run's archive of the raw samples it removes is written; "
+        "default: <store path>.archive/ beside the store",
+    )
+
+    @field_validator("devices", "signals")
+    @classmethod
+    def _days(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, days in value.items():
+            if not days > 0:
+                raise ValueError(f"{name}: days must be > 0, got {days}")
+        return value
+
+    def policy(self) -> RetentionPolicy:
+        return RetentionPolicy(self.raw_days, dict(self.devices), dict(self.signals))
+
+
 class AuthConfig(StrictModel):
     """``[auth]``: who may act. ``required = false`` (benchmarks, legacy) trusts the payload's
     ``actor`` claim: the daemon then warns at every start and audits that auth is off."""
@@ -280,6 +314,7 @@ class DaemonConfig(StrictModel):
     bus: BusConfig = Field(default_factory=BusConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    retention: RetentionConfig | None = None
     interlocks: list[InterlockConfig] = Field(default_factory=list)
     web: WebConfig | None = None
     device_retry_min_s: float = Field(default=0.5, gt=0)
@@ -471,6 +506,7 @@ def check_config(config: DaemonConfig, source: str, base: Path | None = None) ->
                     sig.check(lock.acts_on, lock.setpoint, lock.setpoint_value)
                 except LabDeviceError as exc:
                     problems.append(f"{where}.setpoint_value: {exc.message}")
+    problems += _check_retention(config, source, profiles)
     names = [lock.name for lock in config.interlocks]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"{source}: interlocks: name {dup!r} is used more than once")
@@ -479,6 +515,34 @@ def check_config(config: DaemonConfig, source: str, base: Path | None = None) ->
             f"{source}: {len(problems)} problem(s)", file=source, problems=problems
         )
     return LoadedConfig(config, profiles, source=source)
+
+
+def _check_retention(
+    config: DaemonConfig, source: str, profiles: dict[str, AnyProfile]
+) -> list[str]:
+    """Retention overrides name configured devices and their profiles' signals."""
+    if config.retention is None:
+        return []
+    problems: list[str] = []
+    known = ", ".join(sorted(config.devices)) or "none"
+    for name in config.retention.devices:
+        if name not in config.devices:
+            problems.append(
+                f"{source}: retention.devices.{name}: unknown device {name!r} (devices: {known})"
+            )
+    for key in config.retention.signals:
+        device, sep, signal = key.partition("/")
+        where = f'{source}: retention.signals."{key}"'
+        if not sep or not device or not signal:
+            problems.append(f'{where}: name a signal as "device/signal"')
+        elif device not in config.devices:
+            problems.append(f"{where}: unknown device {device!r} (devices: {known})")
+        elif (profile := profiles.get(device)) is not None and signal not in profile.signals:
+            problems.append(
+                f"{where}: device {device!r} has no signal {signal!r} "
+                f"(signals: {', '.join(sorted(profile.signals))})"
+            )
+    return problems
 
 
 def _cross_check_raw(data: dict[str, Any], source: str, base: Path) -> list[str]:
@@ -564,7 +628,12 @@ def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) ->
             if (v := getattr(config.bus, k)) is not None
         }
     )
-    config = config.model_copy(update={"store": store, "bus": bus})
+    retention = config.retention
+    if retention is not None and retention.archive_dir is not None:
+        retention = retention.model_copy(
+            update={"archive_dir": _resolve(base, retention.archive_dir)}
+        )
+    config = config.model_copy(update={"store": store, "bus": bus, "retention": retention})
     loaded = check_config(config, source, base)
     loaded.sha256 = hashlib.sha256(raw).hexdigest()
     return loaded

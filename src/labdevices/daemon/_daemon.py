@@ -35,6 +35,7 @@ from ..store import (
     Checkpoint,
     CheckpointSigner,
     Deadband,
+    RetentionSummary,
     Store,
     default_key_path,
     derive_key,
@@ -118,6 +119,9 @@ class Daemon:
         self.web: WebServer | None = None
         #: the number and signed note of the newest checkpoint of the audit chain
         self.last_checkpoint: tuple[int, str] | None = None
+        #: what the last telemetry retention run did; ``retention_ran`` is set after each
+        self.last_retention: RetentionSummary | None = None
+        self.retention_ran = asyncio.Event()
 
     def __repr__(self) -> str:
         return (
@@ -292,6 +296,8 @@ class Daemon:
         self.spawn(self.pipeline.run_store_writer(), "telemetry store writer")
         self.spawn(self._checkpoint_loop(), "audit checkpoints")
         self.spawn(self.site_member.run(), "site leases")
+        if cfg.retention is not None:
+            self.spawn(self._retention_loop(), "telemetry retention")
         self.spawn(self.jobs.clear_foreign_states(), "clear other stores' job states")
         self.jobs.start()
         if cfg.web is not None:
@@ -391,6 +397,37 @@ class Daemon:
                 await self.store.checkpoint()
             except LabDeviceError as exc:
                 log.error("audit checkpoint failed: %s", exc)
+
+    async def _retention_loop(self) -> None:
+        """Raw telemetry past its policy: archived, rolled up, removed (``run_retention``) in
+        small steps on a thread of its own, so ingest never waits long; first one interval
+        after the start (not while the daemon is busy starting)."""
+        cfg = self.config.retention
+        assert cfg is not None
+        policy = cfg.policy()
+        more = False
+        while True:
+            if not more:  # a backlog (retention newly turned on) goes on at once
+                await asyncio.sleep(cfg.interval_minutes * 60)
+            more = False
+            try:
+                done = await self.store.run_retention(policy, archive_dir=cfg.archive_dir)
+            except LabDeviceError as exc:
+                log.error("telemetry retention: %s", exc)
+                continue
+            self.last_retention = done
+            more = done.more
+            self.retention_ran.set()
+            if done.samples:
+                log.info(
+                    "telemetry retention: %d samples rolled up into %d minute rows, %d blocks "
+                    "removed, %d trimmed; archive %s",
+                    done.samples,
+                    done.rollups,
+                    done.blocks_removed,
+                    done.blocks_trimmed,
+                    done.archive,
+                )
 
     async def _broker(self, stack: AsyncExitStack, session_key: bytes) -> BrokerList:
         url = self.config.bus.url

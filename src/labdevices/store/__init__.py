@@ -50,6 +50,7 @@ from ._models import (
     TelemetryValue,
 )
 from ._paths import default_db_path, is_postgres_url, redact_url
+from ._retention import RetentionPolicy, RetentionSummary, run_retention
 from ._rows import COVERED, job_content_sha256, row_sha256
 from ._signatures import (
     MEANINGS,
@@ -58,7 +59,7 @@ from ._signatures import (
     SignatureRecord,
     SignatureResult,
 )
-from ._sqlite import SignalSummary, SqliteDatabase, verify_audit
+from ._sqlite import RollupPoint, SignalSummary, SqliteDatabase, verify_audit
 from ._store import DatabaseStore, PostgresStore, SqliteStore, Store, open_database, open_store
 from ._telemetry import Deadband
 from ._verify import (
@@ -100,6 +101,9 @@ __all__ = [
     "LeaseRecord",
     "PasswordRejected",
     "PostgresStore",
+    "RetentionPolicy",
+    "RetentionSummary",
+    "RollupPoint",
     "SampleLike",
     "SessionRecord",
     "Severity",
@@ -137,6 +141,7 @@ __all__ = [
     "record_hash",
     "redact_url",
     "row_sha256",
+    "run_retention",
     "validate_user_id",
     "verifier_key",
     "verify_audit",

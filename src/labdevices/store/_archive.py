@@ -3,7 +3,7 @@
 The archive is itself a labdevices store file (same schema, read with the same code):
 the audit chain up to the last checkpoint before the cut, those checkpoints, and the
 rows of every covered table whose last audit record lies inside that chain, with their
-job events, G-code and telemetry. ``audit verify --archive FILE --key PUB`` proves it
+job events, G-code, telemetry and (for retention's removals) roll-ups. ``audit verify --archive FILE --key PUB`` proves it
 alone. Rows that changed after the cut are not archived (their current state is not the
 one the archived chain recorded); they are listed in ``archive_meta.omitted`` and belong
 to a later archive. Nothing is ever deleted from the live store.
@@ -31,7 +31,7 @@ from ._paths import is_postgres_url, redact_url
 from ._rows import COVERED
 from ._sqlite import SqliteDatabase, _iso
 
-__all__ = ["ArchiveSummary", "write_archive"]
+__all__ = ["ArchiveSummary", "write_archive", "write_telemetry_archive"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +120,10 @@ def write_archive(
         copy("job_events", "WHERE job_id IN (SELECT id FROM main.jobs) ORDER BY id")
         copy("job_gcode", "WHERE job_id IN (SELECT id FROM main.jobs)")
         copy("telemetry", "WHERE block IN (SELECT id FROM main.telemetry_blocks) ORDER BY rowid")
+        copy(
+            "telemetry_rollups",
+            "WHERE removal IN (SELECT id FROM main.telemetry_removals) ORDER BY id",
+        )
         conn.execute("CREATE TABLE archive_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         meta = {
             "created": _iso(time.time()),
@@ -177,3 +181,71 @@ def _copy_postgres(url: str, out: Path, tick: Callable[[str, int, int], None]) -
     finally:
         src.close()
         dst.close()
+
+
+def write_telemetry_archive(
+    db_path: str | Path, out: str | Path, *, blocks: list[int], first_seq: int, checkpoint: int
+) -> Path:
+    """The telemetry blocks ``blocks`` of the store at ``db_path`` (rows as they are now) with
+    the segment of the audit chain from ``first_seq`` to checkpoint ``checkpoint``, which
+    must cover their last records: ``audit verify --archive`` proves it alone (retention).
+
+    Read-only on the live store; the file is written whole or not at all.
+    """
+    src_path, out_path = Path(db_path), Path(out)
+    if out_path.exists():
+        raise StoreError("the archive file exists already", file=str(out_path))
+    with SqliteDatabase(out_path):
+        pass  # creates the file with the current schema and its append-only guards
+    conn = sqlite3.connect(out_path, isolation_level=None, uri=True)
+    try:
+        conn.execute("ATTACH DATABASE ? AS src", (f"{src_path.resolve().as_uri()}?mode=ro",))
+        for schema in ("main", "src"):  # retention runs it beside the daemon: keep it small
+            conn.execute(f"PRAGMA {schema}.cache_size = -1024")
+        for index in ("telemetry_by_signal", "telemetry_by_block"):  # half the file; verify
+            conn.execute(f"DROP INDEX main.{index}")  # reads the rows in order, not by index
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("CREATE TEMP TABLE pick (id INTEGER PRIMARY KEY)")
+        conn.executemany("INSERT INTO temp.pick (id) VALUES (?)", [(b,) for b in blocks])
+        size, head = conn.execute(
+            "SELECT size, head FROM src.checkpoints WHERE id = ?", (checkpoint,)
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO main.audit SELECT * FROM src.audit WHERE seq >= ? AND seq <= ?",
+            (first_seq, size),
+        )
+        conn.execute("UPDATE main.audit_head SET seq = ?, hash = ? WHERE id = 1", (size, head))
+        conn.execute(
+            "INSERT INTO main.checkpoints SELECT * FROM src.checkpoints WHERE id = ?", (checkpoint,)
+        )
+        conn.execute(
+            "INSERT INTO main.telemetry_blocks SELECT * FROM src.telemetry_blocks"
+            " WHERE id IN (SELECT id FROM temp.pick)"
+        )
+        conn.execute(
+            "INSERT INTO main.telemetry SELECT * FROM src.telemetry"
+            " WHERE block IN (SELECT id FROM temp.pick) ORDER BY block, rowid"
+        )
+        conn.execute("CREATE TABLE archive_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        meta = {
+            "created": _iso(time.time()),
+            "kind": "telemetry",
+            "first_seq": str(first_seq),
+            "checkpoint": str(checkpoint),
+            "size": str(size),
+            "source": str(src_path.resolve()),
+            "blocks": json.dumps(blocks),
+            "omitted": "[]",
+        }
+        conn.executemany("INSERT INTO archive_meta (key, value) VALUES (?, ?)", meta.items())
+        conn.execute("COMMIT")
+        conn.execute("DETACH DATABASE src")
+        conn.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        conn.close()
+        out_path.unlink(missing_ok=True)
+        raise
+    conn.close()
+    return out_path

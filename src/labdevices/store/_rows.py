@@ -49,6 +49,7 @@ COVERED: dict[str, Coverage] = {
         Coverage("users", "user"),
         Coverage("signatures", "signature"),
         Coverage("telemetry_blocks", "telemetry-block"),
+        Coverage("telemetry_removals", "telemetry-removal"),
     )
 }
 

@@ -263,9 +263,63 @@ MIGRATIONS.append(
     )
 )
 
-
-# Version 4 is the retention helper's (telemetry roll-ups); the numbers are fixed across
-# branches so that a store migrated by either one is understood by the merged code.
+MIGRATIONS.append(
+    (
+        4,
+        "telemetry retention: per-minute roll-ups, audited removals of raw blocks",
+        [
+            # One retention step: the raw blocks it removed whole (id ranges, and the hash of
+            # their rows as the audit chain last recorded them), the blocks it trimmed, the
+            # archive holding their samples, and the hash of the roll-up rows it wrote. A
+            # covered table: each row is under the chain like a job or a telemetry block.
+            """CREATE TABLE telemetry_removals (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                time REAL NOT NULL,
+                blocks TEXT NOT NULL,
+                blocks_removed INTEGER NOT NULL,
+                blocks_sha256 TEXT NOT NULL,
+                blocks_trimmed INTEGER NOT NULL,
+                samples INTEGER NOT NULL,
+                rollups INTEGER NOT NULL,
+                rollups_sha256 TEXT NOT NULL,
+                archive TEXT NOT NULL,
+                archive_sha256 TEXT NOT NULL
+            )""",
+            # min/mean/max over the numeric samples of one signal in one minute (``minute``:
+            # Unix time of its start, a multiple of 60); several rows of one minute (written
+            # by different steps) are merged by the queries.
+            """CREATE TABLE telemetry_rollups (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                removal INTEGER NOT NULL REFERENCES telemetry_removals (id),
+                device TEXT NOT NULL,
+                signal TEXT NOT NULL,
+                minute INTEGER NOT NULL,
+                unit TEXT NOT NULL,
+                count INTEGER NOT NULL,
+                numeric INTEGER NOT NULL,
+                min REAL,
+                mean REAL,
+                max REAL,
+                t_first REAL NOT NULL,
+                t_last REAL NOT NULL
+            )""",
+            "CREATE INDEX telemetry_rollups_by_signal ON telemetry_rollups (device, signal, minute)",
+            "CREATE INDEX telemetry_rollups_by_removal ON telemetry_rollups (removal, id)",
+            """CREATE TRIGGER telemetry_rollups_no_update BEFORE UPDATE ON telemetry_rollups
+               BEGIN SELECT RAISE(ABORT, 'roll-ups cannot change'); END""",
+            # When a block of longer-kept samples (trimmed, or never due) is next due: a
+            # hint, not a record (retention checks every sample against the policy itself).
+            """CREATE TABLE telemetry_block_expiry (
+                block INTEGER PRIMARY KEY,
+                expires REAL NOT NULL
+            )""",
+            "CREATE INDEX telemetry_by_block ON telemetry (block)",
+            "CREATE INDEX telemetry_blocks_by_time ON telemetry_blocks (t_first)",
+            # The last record about a row, without reading the whole chain.
+            "CREATE INDEX audit_by_object ON audit (object, seq)",
+        ],
+    )
+)
 MIGRATIONS.append(
     (
         5,

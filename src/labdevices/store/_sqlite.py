@@ -61,7 +61,7 @@ from ._rows import (
 from ._schema import MIGRATIONS, SCHEMA_VERSION
 from ._signatures import SignatureRecord, SignatureResult, add_signature, list_signatures
 
-__all__ = ["SignalSummary", "SqliteDatabase", "verify_audit"]
+__all__ = ["RollupPoint", "SignalSummary", "SqliteDatabase", "verify_audit"]
 
 log = logging.getLogger("labdevices.store")
 
@@ -278,6 +278,11 @@ class SqliteDatabase(IdentityMethods, LeaseMethods):
                 f"schema version {version} is not one this labdevices understands ({SCHEMA_VERSION})",
                 file=self.label,
             )
+        if version < 4:  # read-only, not migrated: queries find no roll-ups (a temporary table)
+            ddl = next(
+                q for v, _, qs in MIGRATIONS if v == 4 for q in qs if "telemetry_rollups (" in q
+            )
+            self._db.execute(ddl.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
 
     @property
     def schema_version(self) -> int:
@@ -1120,58 +1125,123 @@ class SqliteDatabase(IdentityMethods, LeaseMethods):
         limit: int | None = None,
     ) -> list[TelemetryPoint]:
         """Samples of a device (one signal or all) with ``start <= t <= end``, oldest first."""
-        sql, args = self._telemetry_where(device, signal, start, end)
-        sql = f"SELECT device, signal, t, value, unit, quality FROM telemetry {sql} ORDER BY t"
+        raw, args = self._telemetry_where(device, signal, start, end)
+        rolled, more = self._telemetry_where(device, signal, start, end, t=_ROLLUP_T)
+        # Where retention rolled raw samples up: one point per minute, its mean, quality
+        # "rollup" (min/max: ``query_rollups``).
+        sql = (
+            f"SELECT device, signal, t, value, unit, quality FROM telemetry {raw} UNION ALL"
+            " SELECT device, signal, (MIN(t_first) + MAX(t_last)) / 2 AS t,"
+            " SUM(mean * numeric) / SUM(numeric), MAX(unit), 'rollup' FROM telemetry_rollups"
+            f" {rolled} AND numeric > 0 GROUP BY device, signal, minute ORDER BY t"
+        )
+        args += more
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
         with self._errors():
             return [TelemetryPoint(*row) for row in self._db.execute(sql, args)]
 
+    def query_rollups(
+        self,
+        device: str,
+        signal: str | None = None,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+    ) -> list[RollupPoint]:
+        """Per-minute roll-ups (where retention removed the raw samples), oldest first; several
+        rows of one minute (written by different retention steps) merged into one."""
+        where, args = self._telemetry_where(device, signal, start, end, t=_ROLLUP_T)
+        sql = (
+            "SELECT device, signal, minute, MAX(unit), SUM(count), SUM(numeric), MIN(min),"
+            " SUM(mean * numeric) / NULLIF(SUM(numeric), 0), MAX(max), MIN(t_first), MAX(t_last)"
+            f" FROM telemetry_rollups {where} GROUP BY device, signal, minute"
+            " ORDER BY minute, signal"
+        )
+        with self._errors():
+            return [RollupPoint(*row) for row in self._db.execute(sql, args)]
+
     def telemetry_summary(
         self, device: str, *, start: float | None = None, end: float | None = None
     ) -> list[SignalSummary]:
         """Per signal: count, time span, and min/max/mean of its numeric values."""
         where, args = self._telemetry_where(device, None, start, end)
+        rolled, more = self._telemetry_where(device, None, start, end, t=_ROLLUP_T)
         num = self.dialect.numeric("value")
+        # Raw samples and the roll-ups of those retention removed: each sample counts once.
         sql = (
-            f"SELECT device, signal, MAX(unit), COUNT(*), MIN(t), MAX(t), MIN({num}), MAX({num}),"
-            f" {self.dialect.mean(num)} FROM telemetry {where} GROUP BY device, signal ORDER BY signal"
+            "SELECT device, signal, MAX(unit), SUM(n), MIN(t0), MAX(t1), MIN(lo), MAX(hi),"
+            " 1.0 * SUM(total) / NULLIF(SUM(k), 0) FROM ("
+            f" SELECT device, signal, MAX(unit) AS unit, COUNT(*) AS n, MIN(t) AS t0,"
+            f" MAX(t) AS t1, MIN({num}) AS lo, MAX({num}) AS hi, SUM({num}) AS total,"
+            f" COUNT({num}) AS k FROM telemetry {where} GROUP BY device, signal"
+            " UNION ALL SELECT device, signal, MAX(unit), SUM(count), MIN(t_first), MAX(t_last),"
+            " MIN(min), MAX(max), SUM(mean * numeric), SUM(numeric)"
+            f" FROM telemetry_rollups {rolled} GROUP BY device, signal"
+            ") AS parts GROUP BY device, signal ORDER BY signal"
         )
         with self._errors():
-            return [SignalSummary(*row) for row in self._db.execute(sql, args)]
+            return [SignalSummary(*row) for row in self._db.execute(sql, args + more)]
 
     def telemetry_devices(
         self, *, start: float | None = None, end: float | None = None
     ) -> list[str]:
         """The devices with telemetry stored between ``start`` and ``end``, by name."""
-        sql = "SELECT DISTINCT device FROM telemetry WHERE 1 = 1"
-        args: list[Any] = []
-        if start is not None:
-            sql += " AND t >= ?"
-            args.append(start)
-        if end is not None:
-            sql += " AND t <= ?"
-            args.append(end)
+        sql, args = "", []
+        for table, t in (("telemetry", "t"), ("telemetry_rollups", _ROLLUP_T)):
+            where, more = self._telemetry_where(None, None, start, end, t=t)
+            sql += f"{' UNION ' if sql else ''}SELECT device FROM {table} {where}"
+            args += more
         with self._errors():
             return [str(r[0]) for r in self._db.execute(sql + " ORDER BY device", args)]
 
     @staticmethod
     def _telemetry_where(
-        device: str, signal: str | None, start: float | None, end: float | None
+        device: str | None,
+        signal: str | None,
+        start: float | None,
+        end: float | None,
+        *,
+        t: str = "t",
     ) -> tuple[str, list[Any]]:
-        sql = "WHERE device = ?"
-        args: list[Any] = [device]
+        sql = "WHERE 1 = 1"
+        args: list[Any] = []
+        if device is not None:
+            sql += " AND device = ?"
+            args.append(device)
         if signal is not None:
             sql += " AND signal = ?"
             args.append(signal)
         if start is not None:
-            sql += " AND t >= ?"
+            sql += f" AND {t} >= ?"
             args.append(start)
         if end is not None:
-            sql += " AND t <= ?"
+            sql += f" AND {t} <= ?"
             args.append(end)
         return sql, args
+
+
+#: a roll-up's time: the middle of the samples it holds (what time ranges select it by)
+_ROLLUP_T = "((t_first + t_last) / 2)"
+
+
+@dataclass(frozen=True, slots=True)
+class RollupPoint:
+    """One signal's samples in one minute, rolled up by retention (min/mean/max over the
+    ``numeric`` ones of ``count``; ``minute`` is the Unix time of its start)."""
+
+    device: str
+    signal: str
+    minute: int
+    unit: str
+    count: int
+    numeric: int
+    min: float | None
+    mean: float | None
+    max: float | None
+    t_first: float
+    t_last: float
 
 
 def _job(row: Sequence[Any], events: list[JobEvent] | None = None) -> JobRecord:

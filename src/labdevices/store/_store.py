@@ -9,8 +9,10 @@ only choose the database. ``open_store(url)`` picks by URL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,8 +35,9 @@ from ._models import (
     TelemetryPoint,
 )
 from ._paths import is_postgres_url
+from ._retention import RetentionPolicy, RetentionSummary, run_retention
 from ._signatures import SignatureRecord, SignatureResult
-from ._sqlite import SignalSummary, SqliteDatabase
+from ._sqlite import RollupPoint, SignalSummary, SqliteDatabase
 
 __all__ = ["DatabaseStore", "PostgresStore", "SqliteStore", "Store", "open_store"]
 
@@ -169,6 +172,17 @@ class Store(Protocol):
     async def telemetry_summary(
         self, device: str, *, start: float | None = None, end: float | None = None
     ) -> list[SignalSummary]: ...
+    async def query_rollups(
+        self,
+        device: str,
+        signal: str | None = None,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+    ) -> list[RollupPoint]: ...
+    async def run_retention(
+        self, policy: RetentionPolicy, *, archive_dir: str | Path | None = None
+    ) -> RetentionSummary: ...
 
     async def add_user(
         self,
@@ -239,6 +253,9 @@ class DatabaseStore:
         self._sessions: dict[str, tuple[int, SessionRecord | None]] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._reader: ThreadPoolExecutor | None = None
+        # Retention runs on one thread of its own, always the same: a thread pool's changing
+        # threads would each keep a malloc arena of freed pages, and the RSS would creep.
+        self._retention: ThreadPoolExecutor | None = None
         self._used = False
 
     def _open_version(self) -> sqlite3.Connection | None:
@@ -253,6 +270,9 @@ class DatabaseStore:
         self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labdevices-store")
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labdevices-store-read")
+        self._retention = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="labdevices-retention"
+        )
         try:
             await self._run(self._db.open)
             await asyncio.get_running_loop().run_in_executor(self._reader, self._reader_db.open)
@@ -275,6 +295,9 @@ class DatabaseStore:
         if version is not None:
             version.close()
         self._sessions.clear()
+        retention, self._retention = self._retention, None
+        if retention is not None:
+            retention.shutdown(wait=True)  # a run in flight was told to stop (run_retention)
         reader, self._reader = self._reader, None
         if reader is not None:
             try:
@@ -522,6 +545,39 @@ class DatabaseStore:
         self, device: str, *, start: float | None = None, end: float | None = None
     ) -> list[SignalSummary]:
         return await self._run(self._db.telemetry_summary, device, start=start, end=end)
+
+    async def query_rollups(
+        self,
+        device: str,
+        signal: str | None = None,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+    ) -> list[RollupPoint]:
+        return await self._read(
+            functools.partial(self._reader_db.query_rollups, start=start, end=end), device, signal
+        )
+
+    async def run_retention(
+        self, policy: RetentionPolicy, *, archive_dir: str | Path | None = None
+    ) -> RetentionSummary:
+        """One retention run (see ``run_retention``) on a thread and connection of its own, so
+        ingest on the writer thread waits only for each step's short transaction. Cancelled,
+        it stops at the next step and is awaited: no thread outlives the call."""
+        if self._retention is None:
+            raise StoreError("store is not open", file=str(self.path))
+        stop = threading.Event()
+        job = asyncio.get_running_loop().run_in_executor(
+            self._retention,
+            functools.partial(run_retention, self.path, policy, archive_dir=archive_dir, stop=stop),
+        )
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            stop.set()
+            with contextlib.suppress(Exception):
+                await job
+            raise
 
     # -- users and sessions ----------------------------------------------------
 

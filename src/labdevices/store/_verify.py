@@ -19,6 +19,7 @@ against a signature. Rows are streamed, so a large store verifies in bounded mem
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import sqlite3
@@ -280,26 +281,41 @@ def _verify(
         report.key_fingerprint = fingerprint(public_key)
     tick = progress or (lambda stage, done, total: None)
     needed = {"audit", "audit_head", "checkpoints", *COVERED, "job_events", "telemetry"}
-    missing = sorted(needed - tables)
     if "schema_migrations" not in tables:
         raise StoreError("not a labdevices store (no schema_migrations table)", file=label)
+    version = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
+    if (version or 0) < 4:  # before retention (schema 4): no removals, no roll-ups
+        needed.discard("telemetry_removals")
+    else:
+        needed.add("telemetry_rollups")
+    missing = sorted(needed - tables)
     for table in missing:
         report.add(table, "(table)", "the table is missing (dropped)")
     if missing:
         return report
     omitted: set[str] = set()
+    segment = None
     if archive:
-        omitted = _archive_omitted(conn, report, tables)
+        omitted, segment = _archive_omitted(conn, report, tables)
     if dialect is SQLITE:
         _check_triggers(conn, report)
     else:
         _check_pg_triggers(conn, report)
-    anchors, last_closed = _check_checkpoints(conn, report, public_key)
+    anchors, last_closed = _check_checkpoints(conn, report, public_key, segment is not None)
     if witness is not None:
         anchors += _check_witness(conn, report, public_key, Path(witness))
-    _check_chain(conn, report, anchors, last_closed, public_key is not None, tick)
+    _check_chain(conn, report, anchors, last_closed, public_key is not None, tick, segment)
+    removed = _Removed(conn, report) if "telemetry_removals" in tables else None
     for table in COVERED:
-        _check_covered(conn, dialect, report, table, tick, omitted=omitted)
+        if table in tables:
+            _check_covered(
+                conn, dialect, report, table, tick, omitted=omitted, segment=segment, removed=removed
+            )
+    if removed is not None:
+        removed.finish()
+        _check_rollups(conn, report, tick)
+    if segment is not None:
+        _check_archived_blocks(conn, report, segment)
     _check_events(conn, report, tick)
     _check_telemetry(conn, report, tick)
     _check_gcode(conn, dialect, report)
@@ -365,9 +381,14 @@ def _check_pg_triggers(conn: Connection, report: StoreReport) -> None:
 
 
 def _check_checkpoints(
-    conn: Connection, report: StoreReport, public: Ed25519PublicKey | None
+    conn: Connection,
+    report: StoreReport,
+    public: Ed25519PublicKey | None,
+    segment: bool = False,
 ) -> tuple[list[_Anchor], tuple[int, int] | None]:
-    """Anchors from the store's own checkpoints, and (number, size) of the last if ``closed``."""
+    """Anchors from the store's own checkpoints, and (number, size) of the last if ``closed``.
+
+    ``segment``: a retention archive, whose checkpoints start at its cut, not at 1."""
     anchors: list[_Anchor] = []
     prev_note: str | None = None
     prev_size = 0
@@ -377,6 +398,8 @@ def _check_checkpoints(
     rows = conn.execute(
         "SELECT id, size, head, time, prev, note FROM checkpoints ORDER BY id"
     ).fetchall()
+    if segment and rows:
+        expected = rows[0][0]
     for number, size, head, time, prev, note in rows:
         report.checkpoints += 1
         where = f"row {number}"
@@ -401,7 +424,7 @@ def _check_checkpoints(
             report.add("checkpoints", where, f"origin {cp.origin!r} differs from {origin!r}")
         origin = origin or cp.origin
         want_prev = GENESIS_HASH if prev_note is None else note_sha256(prev_note)
-        if cp.prev != want_prev:
+        if cp.prev != want_prev and not (segment and prev_note is None):
             report.add(
                 "checkpoints", where, "does not follow the checkpoint before it (prev link broken)"
             )
@@ -463,13 +486,22 @@ def _check_chain(
     last_closed: tuple[int, int] | None,
     keyed: bool,
     tick: Progress,
+    segment: int | None = None,
 ) -> None:
+    """``segment``: the chain starts at that seq (a retention archive), from its stored prev_hash;
+    the checkpoint at its end proves the records in between."""
     by_size: dict[int, list[_Anchor]] = {}
     for a in anchors:
         by_size.setdefault(a.size, []).append(a)
     total = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM audit").fetchone()[0]
     prev_hash = GENESIS_HASH
     expected = 1
+    if segment is not None:
+        first = conn.execute("SELECT prev_hash FROM audit WHERE seq = ?", (segment,)).fetchone()
+        if first is None:
+            report.add("audit", f"seq {segment}", "deleted: the archive's first record is missing")
+        else:
+            prev_hash, expected = first[0], segment
     last_good_anchor = 0
     mismatch_start: tuple[int, _Anchor] | None = None  # first anchor the chain failed
     mismatched: set[int] = set()  # sizes of the signed heads the chain does not match
@@ -519,6 +551,8 @@ def _check_chain(
     last_seq = expected - 1
     report.records = count
     report.head_seq = last_seq
+    if segment is not None and last_seq >= segment:
+        report.notes.append(f"audit records {segment}–{last_seq} (a segment of the chain)")
     if mismatch_start is not None:
         after, anchor = mismatch_start
         later = len(mismatched) - 1
@@ -561,21 +595,52 @@ def _check_chain(
         )
 
 
-def _archive_omitted(conn: Connection, report: StoreReport, tables: set[str]) -> set[str]:
-    """Objects the archive left out on purpose (changed after its cut)."""
+def _archive_omitted(
+    conn: Connection, report: StoreReport, tables: set[str]
+) -> tuple[set[str], int | None]:
+    """Objects the archive left out on purpose (changed after its cut), and the first seq of
+    its chain if it holds a segment (a retention archive of telemetry blocks)."""
     if "archive_meta" not in tables:
         report.add("archive_meta", "(table)", "missing: not a labdevices archive")
-        return set()
+        return set(), None
     meta = dict(conn.execute("SELECT key, value FROM archive_meta").fetchall())
-    report.notes.append(
-        f"archive of records before {meta.get('before')} (checkpoint {meta.get('checkpoint')}, "
-        f"{meta.get('size')} records, key {meta.get('key_fingerprint')})"
-    )
+    segment = None
+    if meta.get("kind") == "telemetry":
+        try:
+            segment = int(meta["first_seq"])
+        except (KeyError, ValueError):
+            report.add("archive_meta", "first_seq", "missing or not a number")
+            segment = 1
+        report.notes.append(
+            f"retention archive of telemetry blocks (audit records {segment}–{meta.get('size')}, "
+            f"checkpoint {meta.get('checkpoint')})"
+        )
+    else:
+        report.notes.append(
+            f"archive of records before {meta.get('before')} (checkpoint "
+            f"{meta.get('checkpoint')}, {meta.get('size')} records, key "
+            f"{meta.get('key_fingerprint')})"
+        )
     try:
-        return set(json.loads(meta.get("omitted", "[]")))
+        return set(json.loads(meta.get("omitted", "[]"))), segment
     except ValueError:
         report.add("archive_meta", "omitted", "not a JSON list")
-        return set()
+        return set(), segment
+
+
+def _check_archived_blocks(conn: Connection, report: StoreReport, segment: int) -> None:
+    """A retention archive holds every block its meta lists (each verified like any block)."""
+    text = conn.execute("SELECT value FROM archive_meta WHERE key = 'blocks'").fetchone()
+    try:
+        listed = set(json.loads(text[0])) if text is not None else set()
+    except ValueError:
+        report.add("archive_meta", "blocks", "not a JSON list")
+        return
+    have = {r[0] for r in conn.execute("SELECT id FROM telemetry_blocks")}
+    for block in sorted(listed - have):
+        report.add("telemetry_blocks", f"row {block}", "deleted: the archive lists it")
+    for block in sorted(have - listed):
+        report.add("telemetry_blocks", f"row {block}", "not listed in archive_meta.blocks")
 
 
 def _check_covered(
@@ -586,9 +651,14 @@ def _check_covered(
     tick: Progress,
     *,
     omitted: set[str],
+    segment: int | None = None,
+    removed: _Removed | None = None,
 ) -> None:
     """Each row against the last audit record about it: a merge of two sorted streams (the
-    table by key, the last record per object by key), so memory does not grow with the table."""
+    table by key, the last record per object by key), so memory does not grow with the table.
+
+    A telemetry block a retention step removed is gone legitimately (``removed``); a segment
+    archive holds only some of the rows its records are about."""
     cov = COVERED[table]
     prefix = cov.prefix + "/"
     numeric = table != "users"  # every other covered table has an INTEGER PRIMARY KEY
@@ -606,9 +676,14 @@ def _check_covered(
     names = [d[0] for d in cur.description]
     key_at = names.index(cov.key)
 
+    blocks = removed if table == "telemetry_blocks" else None
+
     def deleted(r: tuple[Any, str, int]) -> None:
-        if f"{prefix}{r[0]}" not in omitted:
-            report.add(table, f"row {r[0]}", f"deleted: audit record seq {r[2]} recorded it")
+        if segment is not None or f"{prefix}{r[0]}" in omitted:
+            return
+        if blocks is not None and blocks.gone(r[0], r[1]):
+            return
+        report.add(table, f"row {r[0]}", f"deleted: audit record seq {r[2]} recorded it")
 
     n = 0
     while True:
@@ -624,6 +699,13 @@ def _check_covered(
             if rec is None or rec[0] != key:
                 report.add(table, f"row {key}", "has no audit record: inserted outside the store")
                 continue
+            if blocks is not None and blocks.removal_of(key) is not None:
+                report.add(
+                    table,
+                    f"row {key}",
+                    f"telemetry-removal/{blocks.removal_of(key)} records it as removed, yet it "
+                    "is here (put back?)",
+                )
             actual = _fast_row_hash(table, dict(zip(names, values, strict=True)), cov.exclude)
             if actual != rec[1]:
                 report.add(
@@ -637,6 +719,86 @@ def _check_covered(
         deleted(rec)
         rec = recorded.fetchone()
     report.rows_checked[table] = n
+
+
+class _Removed:
+    """The telemetry blocks retention removed (id ranges per removal), and each removal's
+    ``blocks_sha256`` recomputed from the row hashes the chain last recorded for them."""
+
+    def __init__(self, conn: Connection, report: StoreReport) -> None:
+        self._report = report
+        self._ranges: list[tuple[int, int, int]] = []  # (first, last, removal)
+        self._want: dict[int, str] = {}
+        self._hash: dict[int, Any] = {}
+        for removal, text, want in conn.execute(
+            "SELECT id, blocks, blocks_sha256 FROM telemetry_removals ORDER BY id"
+        ):
+            self._want[removal] = want
+            self._hash[removal] = hashlib.sha256()
+            try:
+                spans = json.loads(text)
+                self._ranges += [(int(a), int(b), removal) for a, b in spans]
+            except (ValueError, TypeError):
+                report.add("telemetry_removals", f"row {removal}", "blocks is not a list of ranges")
+        self._ranges.sort()
+        self._starts = [r[0] for r in self._ranges]
+
+    def removal_of(self, block: int) -> int | None:
+        i = bisect.bisect_right(self._starts, block) - 1
+        if i >= 0 and self._ranges[i][0] <= block <= self._ranges[i][1]:
+            return self._ranges[i][2]
+        return None
+
+    def gone(self, block: int, recorded: str) -> bool:
+        """True if a removal names ``block`` (blocks arrive in id order, as they were hashed)."""
+        removal = self.removal_of(block)
+        if removal is None:
+            return False
+        self._hash[removal].update(f"{block} {recorded}\n".encode())
+        return True
+
+    def finish(self) -> None:
+        for removal, want in self._want.items():
+            if self._hash[removal].hexdigest() != want:
+                self._report.add(
+                    "telemetry_removals",
+                    f"row {removal}",
+                    "the blocks it names are not those it removed (their recorded hashes differ "
+                    "from blocks_sha256): a block was deleted outside retention or put back",
+                )
+
+
+def _check_rollups(conn: Connection, report: StoreReport, tick: Progress) -> None:
+    """Each removal's roll-up rows against its ``rollups_sha256`` (and rows of no removal)."""
+    want = dict(conn.execute("SELECT id, rollups_sha256 FROM telemetry_removals").fetchall())
+    cur = conn.execute(
+        "SELECT removal, device, signal, minute, unit, count, numeric, min, mean, max, t_first,"
+        " t_last FROM telemetry_rollups ORDER BY removal, id"
+    )
+    hashes: dict[int, Any] = {}
+    n = 0
+    for removal, *row in cur:
+        n += 1
+        h = hashes.get(removal)
+        if h is None:
+            h = hashes[removal] = hashlib.sha256()
+        h.update(_SAMPLE.encode(row).encode() + b"\n")
+    report.rows_checked["telemetry_rollups"] = n
+    empty = hashlib.sha256().hexdigest()
+    for removal, digest in want.items():
+        got = hashes.pop(removal, None)
+        if (got.hexdigest() if got is not None else empty) != digest:
+            report.add(
+                "telemetry_rollups",
+                f"removal {removal}",
+                "roll-up rows were edited, deleted or inserted (their digest differs from "
+                "telemetry_removals.rollups_sha256)",
+            )
+    for removal in sorted(hashes):
+        report.add(
+            "telemetry_rollups", f"removal {removal}", "roll-ups of a removal that does not exist"
+        )
+    tick("telemetry roll-ups", n, n)
 
 
 def _check_events(conn: Connection, report: StoreReport, tick: Progress) -> None:
