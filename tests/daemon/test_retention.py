@@ -11,7 +11,13 @@ from labdevices.daemon import Daemon, RetentionConfig, load_config
 from labdevices.devices import Sample
 from labdevices.errors import ConfigurationError
 from labdevices.sim.printer import SimPrinterConfig, SimulatedPrinter
-from labdevices.store import load_public_key, verify_store
+from labdevices.store import (
+    RetentionPolicy,
+    StoreError,
+    load_public_key,
+    run_retention,
+    verify_store,
+)
 from labdevices.testing._mqtt import MosquittoBroker
 
 from .conftest import deadline, make_config
@@ -86,3 +92,24 @@ incubator = 0
     assert "retention.signals.\"incubator/ph\": device 'incubator' has no signal 'ph'" in text
     assert 'retention.signals."nodevice": name a signal as "device/signal"' in text
     assert '"incubator/door_open"' not in text
+
+
+def test_retention_on_a_postgresql_store_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "site.toml"
+    path.write_text(
+        """
+site = "lab"
+[store]
+url = "postgresql://lab@db.example/site"
+[devices.incubator]
+profile = "co2-incubator"
+address = "tcp://127.0.0.1:1502"
+[retention]
+raw_days = 30
+"""
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(path)
+    assert "retention: telemetry retention runs on SQLite stores only" in str(caught.value)
+    with pytest.raises(StoreError, match="SQLite stores only"):
+        run_retention("postgresql://lab:secret@db.example/site", RetentionPolicy(raw_days=30))

@@ -524,6 +524,11 @@ def _check_retention(
     if config.retention is None:
         return []
     problems: list[str] = []
+    if config.store.url is not None:
+        problems.append(
+            f"{source}: retention: telemetry retention runs on SQLite stores only in this release"
+            " (store.url is a PostgreSQL store); remove [retention] or use store.path"
+        )
     known = ", ".join(sorted(config.devices)) or "none"
     for name in config.retention.devices:
         if name not in config.devices:

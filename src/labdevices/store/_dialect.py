@@ -68,6 +68,10 @@ class Dialect:
         text = f"replace({column}::text, '1e999', 'Infinity')"
         return f"CASE WHEN json_typeof({column}) = 'number' THEN ({text})::float8 END"
 
+    def as_value(self, expr: str) -> str:
+        """A number ``expr`` as a telemetry value (a JSON column on PostgreSQL)."""
+        return expr if self.name == "sqlite" else f"to_json({expr})"
+
     def mean(self, expr: str) -> str:
         if self.name == "sqlite":
             return f"AVG({expr})"

@@ -32,6 +32,7 @@ from typing import Any
 from ._archive import write_telemetry_archive
 from ._checkpoints import CheckpointSigner, parse_checkpoint
 from ._errors import StoreError
+from ._paths import is_postgres_url, redact_url
 from ._rows import object_of, read_row, row_sha256, telemetry_digest
 from ._sqlite import SqliteDatabase, _iso
 
@@ -199,6 +200,11 @@ def run_retention(
     daemon, to sign the run's records as a daemon would (an ``open`` and a ``closed``
     checkpoint); while the daemon runs, its own next checkpoint anchors them.
     """
+    if is_postgres_url(path):
+        raise StoreError(
+            "telemetry retention runs on SQLite stores only in this release",
+            file=redact_url(str(path)),
+        )
     when = time.time() if now is None else now
     db_path = Path(path)
     out_dir = (
@@ -384,7 +390,7 @@ def _step(
         cur = db.execute(
             "INSERT INTO telemetry_removals (time, blocks, blocks_removed, blocks_sha256,"
             " blocks_trimmed, samples, rollups, rollups_sha256, archive, archive_sha256)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 now,
                 json.dumps(_ranges(ids), separators=(",", ":")),
@@ -398,7 +404,7 @@ def _step(
                 archive_sha256,
             ),
         )
-        removal = int(cur.lastrowid or 0)
+        removal = int(cur.fetchone()[0])
         db.executemany(
             f"INSERT INTO telemetry_rollups (removal, {_ROLLUP_COLUMNS})"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

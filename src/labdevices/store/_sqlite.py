@@ -278,11 +278,18 @@ class SqliteDatabase(IdentityMethods, LeaseMethods):
                 f"schema version {version} is not one this labdevices understands ({SCHEMA_VERSION})",
                 file=self.label,
             )
-        if version < 4:  # read-only, not migrated: queries find no roll-ups (a temporary table)
+        # Read-only, not migrated: queries find no roll-ups (a temporary table). PostgreSQL
+        # stores begin at schema 5 (a read-only transaction there cannot create one anyway).
+        if version < 4 and self.dialect.name == "sqlite":
             ddl = next(
-                q for v, _, qs in MIGRATIONS if v == 4 for q in qs if "telemetry_rollups (" in q
+                q
+                for v, _, qs in MIGRATIONS
+                if v == 4
+                for q in qs
+                if isinstance(q, str) and "telemetry_rollups (" in q
             )
-            self._db.execute(ddl.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
+            temp = ddl.replace("CREATE TABLE", "CREATE TEMP TABLE", 1)
+            self._db.execute(self.dialect.ddl(temp))
 
     @property
     def schema_version(self) -> int:
@@ -1132,7 +1139,8 @@ class SqliteDatabase(IdentityMethods, LeaseMethods):
         sql = (
             f"SELECT device, signal, t, value, unit, quality FROM telemetry {raw} UNION ALL"
             " SELECT device, signal, (MIN(t_first) + MAX(t_last)) / 2 AS t,"
-            " SUM(mean * numeric) / SUM(numeric), MAX(unit), 'rollup' FROM telemetry_rollups"
+            f" {self.dialect.as_value('SUM(mean * numeric) / SUM(numeric)')}, MAX(unit),"
+            " 'rollup' FROM telemetry_rollups"
             f" {rolled} AND numeric > 0 GROUP BY device, signal, minute ORDER BY t"
         )
         args += more
