@@ -216,6 +216,7 @@ def write_telemetry_archive(
     conn = sqlite3.connect(out_path, isolation_level=None, uri=True)
     pg: Connection | None = None
     src: Connection
+    picked: tuple[object, ...]
     try:
         conn.execute("PRAGMA main.cache_size = -1024")  # beside the daemon: keep it small
         for index in ("telemetry_by_signal", "telemetry_by_block"):  # half the file; verify

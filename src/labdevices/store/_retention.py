@@ -229,7 +229,11 @@ def run_retention(
         ids = [block for block, _, _ in plan]
         name = f"telemetry-{ids[0]}-{ids[-1]}-{_iso(when).replace(':', '')}.sqlite"
         archive = write_telemetry_archive(
-            database.location, out_dir / name, blocks=ids, first_seq=first_seq, checkpoint=int(cut[0])
+            database.location,
+            out_dir / name,
+            blocks=ids,
+            first_seq=first_seq,
+            checkpoint=int(cut[0]),
         )
         digest = _file_sha256(archive)
         summary.archive, summary.archive_sha256 = str(archive), digest

@@ -571,7 +571,9 @@ class DatabaseStore:
         stop = threading.Event()
         job = asyncio.get_running_loop().run_in_executor(
             self._retention,
-            functools.partial(run_retention, self.location, policy, archive_dir=archive_dir, stop=stop),
+            functools.partial(
+                run_retention, self.location, policy, archive_dir=archive_dir, stop=stop
+            ),
         )
         try:
             return await asyncio.shield(job)
