@@ -5,6 +5,7 @@ Every test runs on an SQLite file and on a PostgreSQL database (``db_path``, see
 from __future__ import annotations
 
 import hashlib
+import math
 import sqlite3
 import time
 from pathlib import Path
@@ -405,3 +406,45 @@ def test_blocks_of_longer_kept_signals_do_not_hold_up_the_others(db_path: Locati
     assert third.samples == 2 and not third.more  # type: ignore[attr-defined]
     assert _count(db_path, "SELECT COUNT(*) FROM telemetry WHERE signal = 'ph'") == 6
     assert _verify(db_path) == []
+
+
+#: values whose stored form differs by database (JSON on PostgreSQL): each must hash the same
+#: in the live store, in the archive (an SQLite file either way) and in the roll-ups
+ODD_VALUES: list[float | bool | str | None] = [
+    math.inf, -math.inf, math.nan, True, False, 0, -7, 2**53 + 1, 1e308, 5e-324, 0.1, -0.0,
+    "auto", "1e999", "ünïcode ✓", "", None, 37.25,
+]  # fmt: skip
+
+
+def test_odd_values_archive_and_roll_up_under_the_proof(db_path: Location) -> None:
+    with open_database(db_path, signer=_signer(db_path), checkpoint_every_records=2) as db:
+        for block in range(3):
+            db.insert_telemetry(
+                [
+                    Sample("mixer1", f"s{i}", value, "", t=OLD + block * 60 + i)
+                    for i, value in enumerate(ODD_VALUES)
+                ]
+            )
+    stored = _rows(db_path, "SELECT signal, t, value FROM telemetry ORDER BY rowid")
+    summary = run_retention(db_path, RetentionPolicy(raw_days=1), now=NOW, signer=_signer(db_path))
+    assert summary.samples == 3 * len(ODD_VALUES) and summary.blocks_removed == 3
+    assert _verify(db_path) == []
+    archive = Path(summary.archive)  # type: ignore[arg-type]
+    public = load_public_key(_public(db_path))
+    report = verify_store(archive, public_key=public, archive=True)
+    assert report.problems == [] and report.exit_code == 0, report.problems
+    conn = sqlite3.connect(archive)
+    archived = conn.execute("SELECT signal, t, value FROM telemetry ORDER BY rowid").fetchall()
+    conn.close()
+    # NaN is stored as NULL; everything else comes out as it went in, with its type
+    expected = [None if isinstance(v, float) and math.isnan(v) else v for v in ODD_VALUES]
+    for rows in (stored, archived):
+        values = [v for _, _, v in rows]
+        assert [type(v) for v in values] == [type(int(v) if isinstance(v, bool) else v)
+                                             for v in expected] * 3  # fmt: skip
+        assert values == [int(v) if isinstance(v, bool) else v for v in expected] * 3
+    with open_database(db_path, readonly=True) as db:
+        inf = db.query_rollups("mixer1", "s0")
+        text = db.query_rollups("mixer1", "s12")
+    assert [(r.count, r.numeric) for r in inf] == [(1, 0)] * 3  # infinity is no statistic
+    assert [(r.count, r.numeric, r.mean) for r in text] == [(1, 0, None)] * 3

@@ -140,10 +140,12 @@ class _Minute:
             self.hi = max(self.hi, value)
 
     def row(self, device: str, signal: str, minute: int) -> tuple[Any, ...]:
-        # As SQLite gives them back: REAL columns hold floats, empty statistics are NULL.
+        # As SQLite gives them back: REAL columns hold floats, empty statistics are NULL, and
+        # -0.0 reads back 0.0 (``+ 0.0`` turns -0.0 into 0.0 and leaves the rest alone).
         stats: tuple[float | None, ...] = (None, None, None)
         if self.numeric:
-            stats = (float(self.lo), self.total / self.numeric, float(self.hi))
+            mean = self.total / self.numeric
+            stats = (float(self.lo) + 0.0, mean + 0.0, float(self.hi) + 0.0)
         return (device, signal, minute, self.unit, self.count, self.numeric, *stats,
                 float(self.t_first), float(self.t_last))  # fmt: skip
 
