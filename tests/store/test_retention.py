@@ -448,3 +448,21 @@ def test_odd_values_archive_and_roll_up_under_the_proof(db_path: Location) -> No
         text = db.query_rollups("mixer1", "s12")
     assert [(r.count, r.numeric) for r in inf] == [(1, 0)] * 3  # infinity is no statistic
     assert [(r.count, r.numeric, r.mean) for r in text] == [(1, 0, None)] * 3
+
+
+def test_one_retention_run_at_a_time_on_a_shared_database(lab: Location) -> None:
+    """Daemons sharing a PostgreSQL store each run retention: one run at a time plans, archives
+    and removes; the others find it busy and leave it (the next interval goes on)."""
+    if not is_postgres(lab):
+        pytest.skip("one SQLite file has one daemon; its steps are checked under the write lock")
+    from labdevices.store._postgres import RETENTION_LOCK
+
+    with raw(lab) as other:
+        other.execute(f"SELECT pg_advisory_lock({RETENTION_LOCK})")
+        busy = _run(lab, RetentionPolicy(raw_days=1))
+        assert busy.samples == 0 and busy.archive is None  # type: ignore[attr-defined]
+        assert busy.notes == ["another retention run is in progress on this store"]  # type: ignore[attr-defined]
+    assert not _archive_dir(lab).exists()
+    done = _run(lab, RetentionPolicy(raw_days=1))  # the other run's connection closed
+    assert done.blocks_removed == 20  # type: ignore[attr-defined]
+    assert _verify(lab) == []

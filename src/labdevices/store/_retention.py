@@ -217,6 +217,9 @@ def run_retention(
             if archive_dir is not None
             else database.path.with_name(database.path.name + ".archive")
         )
+        if not dry_run and not database._lock_retention():
+            summary.notes.append("another retention run is in progress on this store")
+            return summary
         plan = _plan(database, policy, when, max_blocks, summary)
         if not plan or dry_run:
             return summary
