@@ -49,12 +49,12 @@ def run(
         )
         raise typer.Exit(2)
     store = cfg.store
-    key_path = store.key_file or default_key_path(store.path)
+    key_path = store.key_file or default_key_path(store.location)
     signer = None
     if key_path.exists():  # signs only a store its daemon closed (see run_retention)
         signer = CheckpointSigner(load_or_create_signing_key(key_path), f"labdevices/{cfg.site}")
     summary = run_retention(
-        cfg.store.path,
+        store.location,
         cfg.retention.policy(),
         archive_dir=cfg.retention.archive_dir,
         dry_run=dry_run,

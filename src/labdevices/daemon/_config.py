@@ -176,7 +176,7 @@ class RetentionConfig(StrictModel):
     archive_dir: Path | None = Field(
         default=None,
         description="where each run's archive of the raw samples it removes is written; "
-        "default: <store path>.archive/ beside the store",
+        "default: <store path>.archive/ beside the store (for a url: beside the default key)",
     )
 
     @field_validator("devices", "signals")
@@ -524,11 +524,6 @@ def _check_retention(
     if config.retention is None:
         return []
     problems: list[str] = []
-    if config.store.url is not None:
-        problems.append(
-            f"{source}: retention: telemetry retention runs on SQLite stores only in this release"
-            " (store.url is a PostgreSQL store); remove [retention] or use store.path"
-        )
     known = ", ".join(sorted(config.devices)) or "none"
     for name in config.retention.devices:
         if name not in config.devices:

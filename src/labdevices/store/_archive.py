@@ -25,6 +25,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ._checkpoints import parse_checkpoint
+from ._dialect import POSTGRESQL, Connection
 from ._errors import StoreError
 from ._keys import fingerprint
 from ._paths import is_postgres_url, redact_url
@@ -157,7 +158,7 @@ def _copy_postgres(url: str, out: Path, tick: Callable[[str, int, int], None]) -
     src = connect_postgres(url, readonly=True)
     dst = sqlite3.connect(out, isolation_level=None)
     try:
-        src.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")  # one snapshot
+        src.execute(POSTGRESQL.snapshot)  # one snapshot
         dst.execute("BEGIN IMMEDIATE")
         # The new file's own rows: its head and store id become the source's.
         dst.execute("DELETE FROM audit_head")
@@ -166,16 +167,8 @@ def _copy_postgres(url: str, out: Path, tick: Callable[[str, int, int], None]) -
         for table in tables:
             if table == "schema_migrations" or table.startswith("sqlite_"):
                 continue
-            columns = [r[1] for r in dst.execute(f"PRAGMA table_info({table})")]
-            names = ", ".join(columns)
             order = "rowid" if table == "telemetry" else "1"
-            cur = src.execute(f"SELECT {names} FROM {table} ORDER BY {order}")
-            insert = f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})"
-            n = 0
-            while batch := cur.fetchmany(8192):
-                dst.executemany(insert, batch)
-                n += len(batch)
-                tick(f"copy {table}", n, 0)
+            _copy_rows(src, dst, table, f"ORDER BY {order}", (), tick)
         dst.execute("COMMIT")
         src.execute("COMMIT")
     finally:
@@ -183,49 +176,88 @@ def _copy_postgres(url: str, out: Path, tick: Callable[[str, int, int], None]) -
         dst.close()
 
 
+def _copy_rows(
+    src: Connection,
+    dst: sqlite3.Connection,
+    table: str,
+    where: str,
+    args: tuple[object, ...],
+    tick: Callable[[str, int, int], None] = lambda stage, done, total: None,
+) -> None:
+    """The rows of ``table`` in PostgreSQL that ``where`` picks, into the SQLite file's table
+    of that name, column by column name (their order differs: PostgreSQL's ``telemetry`` has
+    its ``rowid`` as a column). Values come back as the store wrote them, so hashes match."""
+    columns = [r[1] for r in dst.execute(f"PRAGMA main.table_info({table})")]
+    names = ", ".join(columns)
+    cur = src.execute(f"SELECT {names} FROM {table} {where}", args)
+    insert = f"INSERT INTO main.{table} ({names}) VALUES ({', '.join('?' * len(columns))})"
+    n = 0
+    while batch := cur.fetchmany(8192):
+        dst.executemany(insert, batch)
+        n += len(batch)
+        tick(f"copy {table}", n, 0)
+
+
 def write_telemetry_archive(
     db_path: str | Path, out: str | Path, *, blocks: list[int], first_seq: int, checkpoint: int
 ) -> Path:
-    """The telemetry blocks ``blocks`` of the store at ``db_path`` (rows as they are now) with
-    the segment of the audit chain from ``first_seq`` to checkpoint ``checkpoint``, which
-    must cover their last records: ``audit verify --archive`` proves it alone (retention).
+    """The telemetry blocks ``blocks`` of the store at ``db_path`` (a file or a PostgreSQL URL;
+    rows as they are now) with the segment of the audit chain from ``first_seq`` to checkpoint
+    ``checkpoint``, which must cover their last records: ``audit verify --archive`` proves it
+    alone (retention). The archive is an SQLite store file either way.
 
     Read-only on the live store; the file is written whole or not at all.
     """
-    src_path, out_path = Path(db_path), Path(out)
+    out_path = Path(out)
     if out_path.exists():
         raise StoreError("the archive file exists already", file=str(out_path))
     with SqliteDatabase(out_path):
         pass  # creates the file with the current schema and its append-only guards
     conn = sqlite3.connect(out_path, isolation_level=None, uri=True)
+    pg: Connection | None = None
+    src: Connection
+    picked: tuple[object, ...]
     try:
-        conn.execute("ATTACH DATABASE ? AS src", (f"{src_path.resolve().as_uri()}?mode=ro",))
-        for schema in ("main", "src"):  # retention runs it beside the daemon: keep it small
-            conn.execute(f"PRAGMA {schema}.cache_size = -1024")
+        conn.execute("PRAGMA main.cache_size = -1024")  # beside the daemon: keep it small
         for index in ("telemetry_by_signal", "telemetry_by_block"):  # half the file; verify
             conn.execute(f"DROP INDEX main.{index}")  # reads the rows in order, not by index
+        if is_postgres_url(db_path):
+            from ._postgres import connect_postgres
+
+            pg = connect_postgres(str(db_path), readonly=True)
+            pg.execute(POSTGRESQL.snapshot)
+            source = redact_url(str(db_path))
+            src, pick, picked = pg, "= ANY(?)", (blocks,)
+
+            def copy(table: str, where: str, args: tuple[object, ...]) -> None:
+                assert pg is not None
+                _copy_rows(pg, conn, table, where, args)
+
+        else:
+            src_path = Path(db_path)
+            source = str(src_path.resolve())
+            conn.execute("ATTACH DATABASE ? AS src", (f"{src_path.resolve().as_uri()}?mode=ro",))
+            conn.execute("PRAGMA src.cache_size = -1024")
+            src, pick, picked = conn, "IN (SELECT id FROM temp.pick)", ()
+
+            def copy(table: str, where: str, args: tuple[object, ...]) -> None:
+                conn.execute(f"INSERT INTO main.{table} SELECT * FROM src.{table} {where}", args)
+
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute("CREATE TEMP TABLE pick (id INTEGER PRIMARY KEY)")
-        conn.executemany("INSERT INTO temp.pick (id) VALUES (?)", [(b,) for b in blocks])
-        size, head = conn.execute(
-            "SELECT size, head FROM src.checkpoints WHERE id = ?", (checkpoint,)
+        if pg is None:
+            conn.execute("CREATE TEMP TABLE pick (id INTEGER PRIMARY KEY)")
+            conn.executemany("INSERT INTO temp.pick (id) VALUES (?)", [(b,) for b in blocks])
+        prefix = "" if pg is not None else "src."
+        size, head = src.execute(
+            f"SELECT size, head FROM {prefix}checkpoints WHERE id = ?", (checkpoint,)
         ).fetchone()
-        conn.execute(
-            "INSERT INTO main.audit SELECT * FROM src.audit WHERE seq >= ? AND seq <= ?",
-            (first_seq, size),
-        )
+        copy("audit", "WHERE seq >= ? AND seq <= ? ORDER BY seq", (first_seq, size))
         conn.execute("UPDATE main.audit_head SET seq = ?, hash = ? WHERE id = 1", (size, head))
-        conn.execute(
-            "INSERT INTO main.checkpoints SELECT * FROM src.checkpoints WHERE id = ?", (checkpoint,)
-        )
-        conn.execute(
-            "INSERT INTO main.telemetry_blocks SELECT * FROM src.telemetry_blocks"
-            " WHERE id IN (SELECT id FROM temp.pick)"
-        )
-        conn.execute(
-            "INSERT INTO main.telemetry SELECT * FROM src.telemetry"
-            " WHERE block IN (SELECT id FROM temp.pick) ORDER BY block, rowid"
-        )
+        copy("checkpoints", "WHERE id = ?", (checkpoint,))
+        copy("telemetry_blocks", f"WHERE id {pick} ORDER BY id", picked)
+        copy("telemetry", f"WHERE block {pick} ORDER BY block, rowid", picked)
+        if pg is not None:
+            pg.execute("COMMIT")
         conn.execute("CREATE TABLE archive_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         meta = {
             "created": _iso(time.time()),
@@ -233,13 +265,14 @@ def write_telemetry_archive(
             "first_seq": str(first_seq),
             "checkpoint": str(checkpoint),
             "size": str(size),
-            "source": str(src_path.resolve()),
+            "source": source,
             "blocks": json.dumps(blocks),
             "omitted": "[]",
         }
         conn.executemany("INSERT INTO archive_meta (key, value) VALUES (?, ?)", meta.items())
         conn.execute("COMMIT")
-        conn.execute("DETACH DATABASE src")
+        if pg is None:
+            conn.execute("DETACH DATABASE src")
         conn.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
     except BaseException:
         if conn.in_transaction:
@@ -247,5 +280,8 @@ def write_telemetry_archive(
         conn.close()
         out_path.unlink(missing_ok=True)
         raise
+    finally:
+        if pg is not None:
+            pg.close()
     conn.close()
     return out_path

@@ -32,6 +32,10 @@ __all__ = ["PgConnection", "PostgresDatabase", "connect_postgres"]
 #: the advisory lock every write transaction holds (one per database: "labdev" in ASCII)
 WRITE_LOCK = 0x6C6162646576
 
+#: the advisory lock a telemetry retention run holds, so that the daemons sharing a store
+#: do not plan and archive the same blocks at once ("labret" in ASCII)
+RETENTION_LOCK = 0x6C6162726574
+
 _CONNECT_TIMEOUT_S = 10
 
 
@@ -222,6 +226,11 @@ class PostgresDatabase(SqliteDatabase):
             for device, signal, t, value, unit, quality in rows:
                 stored = None if value is None else Json(value, dumps=json_value)
                 copy.write_row((device, signal, t, stored, unit, quality, block))
+
+    def _lock_retention(self) -> bool:
+        # a session lock: released when the run's connection closes
+        row = self._db.execute(f"SELECT pg_try_advisory_lock({RETENTION_LOCK})").fetchone()
+        return bool(row[0])
 
     def _has_table(self, name: str) -> bool:
         row = self._db.execute(

@@ -32,7 +32,6 @@ from typing import Any
 from ._archive import write_telemetry_archive
 from ._checkpoints import CheckpointSigner, parse_checkpoint
 from ._errors import StoreError
-from ._paths import is_postgres_url, redact_url
 from ._rows import object_of, read_row, row_sha256, telemetry_digest
 from ._sqlite import SqliteDatabase, _iso
 
@@ -141,10 +140,12 @@ class _Minute:
             self.hi = max(self.hi, value)
 
     def row(self, device: str, signal: str, minute: int) -> tuple[Any, ...]:
-        # As SQLite gives them back: REAL columns hold floats, empty statistics are NULL.
+        # As SQLite gives them back: REAL columns hold floats, empty statistics are NULL, and
+        # -0.0 reads back 0.0 (``+ 0.0`` turns -0.0 into 0.0 and leaves the rest alone).
         stats: tuple[float | None, ...] = (None, None, None)
         if self.numeric:
-            stats = (float(self.lo), self.total / self.numeric, float(self.hi))
+            mean = self.total / self.numeric
+            stats = (float(self.lo) + 0.0, mean + 0.0, float(self.hi) + 0.0)
         return (device, signal, minute, self.unit, self.count, self.numeric, *stats,
                 float(self.t_first), float(self.t_last))  # fmt: skip
 
@@ -189,34 +190,36 @@ def run_retention(
     signer: CheckpointSigner | None = None,
     witness: str | Path | None = None,
 ) -> RetentionSummary:
-    """One retention run over the store file at ``path``, on its own connection (safe beside
-    the daemon: each step is a short write transaction).
+    """One retention run over the store at ``path`` (a file or a PostgreSQL URL), on its own
+    connection (safe beside the daemon: each step is a short write transaction).
 
     At most ``max_blocks`` blocks are archived into one file in ``archive_dir`` (default
-    ``<store>.archive/``), then removed or trimmed ``step_blocks`` at a time; the next run
+    ``<store>.archive/``; for a PostgreSQL URL beside its default key in the data folder,
+    see ``local_stand_in``), then removed or trimmed ``step_blocks`` at a time; the next run
     goes on from there. ``stop`` is checked between steps.
 
     ``signer`` (the daemon's key, from the CLI): used only when the store was closed by its
     daemon, to sign the run's records as a daemon would (an ``open`` and a ``closed``
     checkpoint); while the daemon runs, its own next checkpoint anchors them.
     """
-    if is_postgres_url(path):
-        raise StoreError(
-            "telemetry retention runs on SQLite stores only in this release",
-            file=redact_url(str(path)),
-        )
+    from ._store import open_database  # _store imports this module
+
     when = time.time() if now is None else now
-    db_path = Path(path)
-    out_dir = (
-        Path(archive_dir)
-        if archive_dir is not None
-        else db_path.with_name(db_path.name + ".archive")
-    )
     summary = RetentionSummary(dry_run)
-    if dry_run or not _closed(db_path):
+    if dry_run or not _closed(path):
         signer = None
-    with SqliteDatabase(db_path, readonly=dry_run, signer=signer, witness=witness) as database:
-        database._db.execute(f"PRAGMA cache_size = {CACHE_KIB}")
+    with open_database(path, readonly=dry_run, signer=signer, witness=witness) as database:
+        if database.dialect.name == "sqlite":
+            database._db.execute(f"PRAGMA cache_size = {CACHE_KIB}")
+        # beside the file, or for a PostgreSQL URL beside its default key (``local_stand_in``)
+        out_dir = (
+            Path(archive_dir)
+            if archive_dir is not None
+            else database.path.with_name(database.path.name + ".archive")
+        )
+        if not dry_run and not database._lock_retention():
+            summary.notes.append("another retention run is in progress on this store")
+            return summary
         plan = _plan(database, policy, when, max_blocks, summary)
         if not plan or dry_run:
             return summary
@@ -231,7 +234,11 @@ def run_retention(
         ids = [block for block, _, _ in plan]
         name = f"telemetry-{ids[0]}-{ids[-1]}-{_iso(when).replace(':', '')}.sqlite"
         archive = write_telemetry_archive(
-            db_path, out_dir / name, blocks=ids, first_seq=first_seq, checkpoint=int(cut[0])
+            database.location,
+            out_dir / name,
+            blocks=ids,
+            first_seq=first_seq,
+            checkpoint=int(cut[0]),
         )
         digest = _file_sha256(archive)
         summary.archive, summary.archive_sha256 = str(archive), digest
@@ -244,9 +251,11 @@ def run_retention(
     return summary
 
 
-def _closed(path: Path) -> bool:
+def _closed(path: str | Path) -> bool:
     """Whether the store's last checkpoint says its daemon closed it (not running now)."""
-    with SqliteDatabase(path, readonly=True) as database:
+    from ._store import open_database
+
+    with open_database(path, readonly=True) as database:
         last = database._db.execute(
             "SELECT note FROM checkpoints ORDER BY id DESC LIMIT 1"
         ).fetchone()
@@ -332,7 +341,7 @@ def _checked(
         raise StoreError(
             f"retention: telemetry block {block} does not match its audit record; it is kept "
             "as evidence and retention stops: run `labdevices audit verify`",
-            file=str(database.path),
+            file=database.label,
         )
     return row, str(recorded[0]), rows
 
@@ -367,7 +376,7 @@ def _step(
                 raise StoreError(
                     f"retention: telemetry block {block} changed after it was archived "
                     "(another retention run?); run again",
-                    file=str(database.path),
+                    file=database.label,
                 )
             kept = []
             gone: set[tuple[str, str]] = set()

@@ -263,6 +263,11 @@ class SqliteDatabase(IdentityMethods, LeaseMethods):
                     (version, description, _iso(time.time())),
                 )
 
+    def _lock_retention(self) -> bool:
+        """Whether this connection may run telemetry retention now. SQLite: yes (each step is
+        checked under its own write lock); PostgreSQL: unless another run holds it."""
+        return True
+
     def _has_table(self, name: str) -> bool:
         row = self._db.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)

@@ -242,6 +242,8 @@ class DatabaseStore:
         checkpoint written."""
         self.path = db.path
         self.label = db.label
+        #: what ``open_database`` takes: the file's path or the PostgreSQL URL
+        self.location = db.location
         self._on_checkpoint = on_checkpoint
         self._loop: asyncio.AbstractEventLoop | None = None
         self._db = db
@@ -569,7 +571,9 @@ class DatabaseStore:
         stop = threading.Event()
         job = asyncio.get_running_loop().run_in_executor(
             self._retention,
-            functools.partial(run_retention, self.path, policy, archive_dir=archive_dir, stop=stop),
+            functools.partial(
+                run_retention, self.location, policy, archive_dir=archive_dir, stop=stop
+            ),
         )
         try:
             return await asyncio.shield(job)
