@@ -238,6 +238,7 @@ def test_rollups_hold_min_mean_max_count_per_minute(lab: Location) -> None:
         summary_after = db.telemetry_summary("incubator1")
         points = db.query_telemetry("incubator1", "temperature")
         devices = db.telemetry_devices()
+    assert all(type(r.count) is int and type(r.numeric) is int for r in rolled)
     by_minute: dict[int, list[float]] = {}
     for p in raw:
         by_minute.setdefault(int(p.t // 60) * 60, []).append(float(p.value))  # type: ignore[arg-type]

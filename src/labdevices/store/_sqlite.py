@@ -1167,7 +1167,9 @@ class SqliteDatabase(IdentityMethods, LeaseMethods):
         rows of one minute (written by different retention steps) merged into one."""
         where, args = self._telemetry_where(device, signal, start, end, t=_ROLLUP_T)
         sql = (
-            "SELECT device, signal, minute, MAX(unit), SUM(count), SUM(numeric), MIN(min),"
+            # (sums of integers cast back: PostgreSQL's SUM(bigint) is a numeric, a Decimal)
+            "SELECT device, signal, minute, MAX(unit), CAST(SUM(count) AS BIGINT),"
+            " CAST(SUM(numeric) AS BIGINT), MIN(min),"
             " SUM(mean * numeric) / NULLIF(SUM(numeric), 0), MAX(max), MIN(t_first), MAX(t_last)"
             f" FROM telemetry_rollups {where} GROUP BY device, signal, minute"
             " ORDER BY minute, signal"
@@ -1184,7 +1186,8 @@ class SqliteDatabase(IdentityMethods, LeaseMethods):
         num = self.dialect.numeric("value")
         # Raw samples and the roll-ups of those retention removed: each sample counts once.
         sql = (
-            "SELECT device, signal, MAX(unit), SUM(n), MIN(t0), MAX(t1), MIN(lo), MAX(hi),"
+            "SELECT device, signal, MAX(unit), CAST(SUM(n) AS BIGINT), MIN(t0), MAX(t1), MIN(lo),"
+            " MAX(hi),"
             " 1.0 * SUM(total) / NULLIF(SUM(k), 0) FROM ("
             f" SELECT device, signal, MAX(unit) AS unit, COUNT(*) AS n, MIN(t) AS t0,"
             f" MAX(t) AS t1, MIN({num}) AS lo, MAX({num}) AS hi, SUM({num}) AS total,"
