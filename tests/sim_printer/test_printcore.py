@@ -39,9 +39,14 @@ async def stream_with_printcore(sim: SimulatedPrinter, path: Path) -> None:
             await online.wait()
             lines = (await asyncio.to_thread(path.read_text, encoding="utf-8")).splitlines()
             assert host.startprint(gcoder.LightGCode(lines))
+            print_thread = host.print_thread
             await finished.wait()
             # printcore ends a print with `M110 N-1`; wait until it has run
             await sim.wait_until(lambda s: s.executed[-1].startswith("M110"))
+            # and until its print thread has ended: it starts the send thread again last, and
+            # printcore's disconnect races a send thread not yet started
+            if print_thread is not None:
+                await asyncio.to_thread(print_thread.join)
     finally:
         await asyncio.to_thread(host.disconnect)
 
