@@ -21,10 +21,8 @@ import re
 import secrets
 import time
 from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2 import exceptions as argon2_errors
@@ -33,7 +31,8 @@ from ..auth._roles import validate_roles
 from ..errors import BadRequest, Unauthenticated
 from ._dialect import Connection
 from ._errors import StoreError
-from ._models import AlarmRecord, AuditRecord
+from ._mixin import DatabaseMixin
+from ._models import AlarmRecord
 from ._rows import object_of
 
 __all__ = [
@@ -210,35 +209,10 @@ def _require_reason(reason: str | None) -> str:
     return reason
 
 
-class IdentityMethods:
+class IdentityMethods(DatabaseMixin):
     """Users, passwords and sessions: methods of ``SqliteDatabase``."""
 
     auth_policy: AuthPolicy
-
-    if TYPE_CHECKING:
-        path: Path
-        label: str
-
-        @property
-        def _db(self) -> Connection: ...
-
-        def _tx(self, *, durable: bool) -> AbstractContextManager[Connection]: ...
-
-        def _errors(self) -> AbstractContextManager[None]: ...
-
-        def _append_audit(
-            self,
-            db: Connection,
-            *,
-            t: float,
-            actor: str,
-            action: str,
-            object: str,
-            old: Any,
-            new: Any,
-            reason: str | None,
-            row: tuple[str, Any] | None = None,
-        ) -> AuditRecord: ...
 
     # -- users -----------------------------------------------------------------
 

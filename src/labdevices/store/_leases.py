@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._dialect import Connection
 from ._errors import StoreError
+from ._mixin import DatabaseMixin
 
 __all__ = ["LEADER_LEASE", "LeaseMethods", "LeaseRecord", "device_lease"]
 
@@ -54,32 +53,8 @@ class LeaseRecord:
 _COLUMNS = "name, daemon, instance, acquired_at, expires_at"
 
 
-class LeaseMethods:
+class LeaseMethods(DatabaseMixin):
     """Site leases: methods of ``SqliteDatabase``."""
-
-    if TYPE_CHECKING:
-        path: Path
-
-        @property
-        def _db(self) -> Connection: ...
-
-        def _tx(self, *, durable: bool) -> AbstractContextManager[Connection]: ...
-
-        def _errors(self) -> AbstractContextManager[None]: ...
-
-        def _append_audit(
-            self,
-            db: Connection,
-            *,
-            t: float,
-            actor: str,
-            action: str,
-            object: str,
-            old: Any,
-            new: Any,
-            reason: str | None,
-            row: tuple[str, Any] | None = None,
-        ) -> Any: ...
 
     def acquire_leases(
         self,
