@@ -233,13 +233,27 @@ class DatabaseStore:
 
     def __init__(
         self,
-        db: SqliteDatabase,
-        reader_db: SqliteDatabase,
+        location: str | Path,
         *,
+        auth_policy: AuthPolicy | None = None,
+        signer: CheckpointSigner | None = None,
+        witness: str | Path | None = None,
+        checkpoint_every_records: int = 256,
+        checkpoint_every_s: float = 10.0,
         on_checkpoint: Callable[[int, Checkpoint], None] | None = None,
     ) -> None:
-        """``on_checkpoint`` is called on the event loop (not the writer thread) with each
-        checkpoint written."""
+        """``signer`` etc.: see ``SqliteDatabase``. ``on_checkpoint`` is called on the event
+        loop (not the writer thread) with each checkpoint written."""
+        kind = self._database()
+        db = kind(
+            location,
+            auth_policy=auth_policy,
+            signer=signer,
+            witness=witness,
+            checkpoint_every_records=checkpoint_every_records,
+            checkpoint_every_s=checkpoint_every_s,
+        )
+        reader_db = kind(location, readonly=True, auth_policy=auth_policy)
         self.path = db.path
         self.label = db.label
         #: what ``open_database`` takes: the file's path or the PostgreSQL URL
@@ -259,6 +273,11 @@ class DatabaseStore:
         # threads would each keep a malloc arena of freed pages, and the RSS would creep.
         self._retention: ThreadPoolExecutor | None = None
         self._used = False
+
+    @staticmethod
+    def _database() -> type[SqliteDatabase]:
+        """The database class: ``SqliteDatabase`` or ``PostgresDatabase``."""
+        raise NotImplementedError
 
     def _open_version(self) -> sqlite3.Connection | None:
         """A connection whose ``PRAGMA data_version`` tells that the store changed (None: no
@@ -700,28 +719,9 @@ class DatabaseStore:
 class SqliteStore(DatabaseStore):
     """The ``Store`` in one SQLite file (see ``DatabaseStore``)."""
 
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        auth_policy: AuthPolicy | None = None,
-        signer: CheckpointSigner | None = None,
-        witness: str | Path | None = None,
-        checkpoint_every_records: int = 256,
-        checkpoint_every_s: float = 10.0,
-        on_checkpoint: Callable[[int, Checkpoint], None] | None = None,
-    ) -> None:
-        """``signer`` etc.: see ``SqliteDatabase``."""
-        db = SqliteDatabase(
-            path,
-            auth_policy=auth_policy,
-            signer=signer,
-            witness=witness,
-            checkpoint_every_records=checkpoint_every_records,
-            checkpoint_every_s=checkpoint_every_s,
-        )
-        reader = SqliteDatabase(path, readonly=True, auth_policy=auth_policy)
-        super().__init__(db, reader, on_checkpoint=on_checkpoint)
+    @staticmethod
+    def _database() -> type[SqliteDatabase]:
+        return SqliteDatabase
 
     def _open_version(self) -> sqlite3.Connection | None:
         return sqlite3.connect(
@@ -735,29 +735,11 @@ class SqliteStore(DatabaseStore):
 class PostgresStore(DatabaseStore):
     """The ``Store`` in a PostgreSQL database (see ``DatabaseStore``, ``PostgresDatabase``)."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        auth_policy: AuthPolicy | None = None,
-        signer: CheckpointSigner | None = None,
-        witness: str | Path | None = None,
-        checkpoint_every_records: int = 256,
-        checkpoint_every_s: float = 10.0,
-        on_checkpoint: Callable[[int, Checkpoint], None] | None = None,
-    ) -> None:
+    @staticmethod
+    def _database() -> type[SqliteDatabase]:
         from ._postgres import PostgresDatabase  # psycopg only where PostgreSQL is used
 
-        db = PostgresDatabase(
-            url,
-            auth_policy=auth_policy,
-            signer=signer,
-            witness=witness,
-            checkpoint_every_records=checkpoint_every_records,
-            checkpoint_every_s=checkpoint_every_s,
-        )
-        reader = PostgresDatabase(url, readonly=True, auth_policy=auth_policy)
-        super().__init__(db, reader, on_checkpoint=on_checkpoint)
+        return PostgresDatabase
 
 
 def open_database(

@@ -309,7 +309,14 @@ def _verify(
     for table in COVERED:
         if table in tables:
             _check_covered(
-                conn, dialect, report, table, tick, omitted=omitted, segment=segment, removed=removed
+                conn,
+                dialect,
+                report,
+                table,
+                tick,
+                omitted=omitted,
+                segment=segment,
+                removed=removed,
             )
     if removed is not None:
         removed.finish()
