@@ -1,12 +1,13 @@
-"""Contours offset apart in groups: a hole stays with its outline, islands apart go alone,
-and the walls are those of offsetting the whole layer at once."""
+"""Contours offset apart in groups: a hole stays with its outline, islands apart go alone
+(a convex one by the kernel, the rest by clipper), and the walls are those of offsetting
+the whole layer at once."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyclipper
 
-from labdevices.toolpath._mesh import _SCALE, _apart
+from labdevices.toolpath._mesh import _SCALE, _batches, _groups, _offset_layer
 
 
 def _square(x: float, y: float, size: float, cw: bool = False) -> np.ndarray:
@@ -32,17 +33,24 @@ LAYER0 = [
 LAYER1 = [_square(-5, -5, 50)]
 
 
-def test_batches_keep_holes_with_outlines_and_islands_apart_in_y() -> None:
-    xy, start = _flat(LAYER0 + LAYER1)
-    # only the layer's own points count: the next layer's big outline joins nothing
-    groups = [g.tolist() for g in _apart(xy, start, 0, len(LAYER0))]
-    # groups [0], [1, 2, 3], [4] ... [8]; batched where their y ranges do not overlap
-    assert groups == [[0, 8], [1, 2, 3, 7], [4], [5], [6]]
-    assert [g.tolist() for g in _apart(xy, start, 0, 3)] == [[0, 1, 2]]  # few: together
+def _boxes(contours: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([c.min(0) for c in contours]), np.array([c.max(0) for c in contours])
+
+
+def test_groups_keep_holes_with_outlines_and_batches_islands_apart_in_y() -> None:
+    lo, hi = _boxes(LAYER0)
+    groups = _groups(lo, hi)
+    assert sorted(g.tolist() for g in groups) == [[0], [1, 2, 3], [4], [5], [6], [7], [8]]
+    # batched where their y ranges do not overlap
+    batches = [b.tolist() for b in _batches(groups, lo, hi)]
+    assert batches == [[0, 8], [1, 2, 3, 7], [4], [5], [6]]
+    few = [g for g in groups if g[0] < 4]
+    assert [b.tolist() for b in _batches(few, lo, hi)] == [[0, 1, 2, 3]]  # few: together
 
 
 def test_offsetting_groups_apart_equals_offsetting_the_layer() -> None:
-    xy, start = _flat(LAYER0)
+    # the next layer's big outline must join nothing: only the layer's own points count
+    xy, start = _flat(LAYER0 + LAYER1)
     paths = [np.round(c * _SCALE).astype(np.int64) for c in LAYER0]
 
     def offset(group: list[np.ndarray], d: float) -> list[tuple[tuple[int, int], ...]]:
@@ -50,8 +58,9 @@ def test_offsetting_groups_apart_equals_offsetting_the_layer() -> None:
         off.AddPaths(group, pyclipper.JT_MITER, pyclipper.ET_CLOSEDPOLYGON)
         return [tuple(sorted(map(tuple, p))) for p in off.Execute(-d * _SCALE)]
 
-    for d in (0.2, 0.6, 0.8):  # the same polygons, point for point
-        apart = [
-            p for g in _apart(xy, start, 0, len(paths)) for p in offset([paths[i] for i in g], d)
-        ]
-        assert sorted(apart) == sorted(offset(paths, d))
+    deltas = [0.2, 0.6, 0.8]
+    apart = _offset_layer(xy, start, 0, len(LAYER0), -np.array(deltas))
+    for d, got in zip(deltas, apart, strict=True):  # the same polygons, point for point
+        assert sorted(tuple(sorted(map(tuple, p.tolist()))) for p in got) == sorted(
+            offset(paths, d)
+        )

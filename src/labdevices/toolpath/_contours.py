@@ -13,6 +13,7 @@ import numpy.typing as npt
 from labdevices.toolpath._kernel import kernel
 
 __all__ = [
+    "offset_convex",
     "orient_contours",
     "orient_contours_ref",
     "signed_areas",
@@ -23,6 +24,7 @@ __all__ = [
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+B1 = npt.NDArray[np.bool_]
 
 
 @kernel("f8[::1](f8[:, ::1], i8[::1])")
@@ -254,3 +256,176 @@ def simplify_contours_ref(xy: F64, start: I64, layer: I64, tol: float) -> tuple[
         np.array(starts, np.int64),
         np.array(layers, np.int64),
     )
+
+
+@kernel("i8(f8)")
+def _round_away(v: float) -> int:
+    # clipper's Round: halves away from zero
+    return int(v - 0.5) if v < 0.0 else int(v + 0.5)
+
+
+@kernel("f8(f8[::1], f8[::1], f8[::1], f8[::1], i8, f8, f8)")
+def _outside(qx: F64, qy: F64, ux: F64, uy: F64, i: int, x: float, y: float) -> float:
+    # > 0: (x, y) lies to the right of line i, outside its half-plane
+    return float(ux[i] * (qy[i] - y) - uy[i] * (qx[i] - x))
+
+
+@kernel("UniTuple(f8, 2)(f8[::1], f8[::1], f8[::1], f8[::1], i8, i8)")
+def _meet(qx: F64, qy: F64, ux: F64, uy: F64, i: int, j: int) -> tuple[float, float]:
+    # where lines i and j cross; NaN where they are (nearly) parallel
+    den = ux[i] * uy[j] - uy[i] * ux[j]
+    if abs(den) < 1e-9:
+        return np.nan, np.nan
+    t = ((qx[j] - qx[i]) * uy[j] - (qy[j] - qy[i]) * ux[j]) / den
+    return qx[i] + t * ux[i], qy[i] + t * uy[i]
+
+
+@kernel("Tuple((i8[:, ::1], i8[::1], b1[::1]))(i8[:, ::1], i8[::1], i8[::1], f8[::1])")
+def offset_convex(pts: I64, start: I64, which: I64, deltas: F64) -> tuple[I64, I64, B1]:
+    """Inward offsets of convex counter-clockwise contours, without clipper.
+
+    For each contour ``c = which[i]`` (``pts[start[c]:start[c + 1]]``, clipper's integer
+    units) and each ``d`` in ``deltas`` (<= 0: inwards), the region at least ``|d|``
+    inside the contour: the intersection of its edges' half-planes moved ``|d|``
+    inwards (the edges being sorted by angle, one pass with a deque), vertices rounded
+    as clipper rounds. That region is what clipper's offset returns for a convex
+    contour, up to rounding, the start point and collinear points; it may be empty.
+    ``ok[i]`` is False, and nothing is written for contour ``i``, unless the contour is
+    convex, counter-clockwise and turns once (clipper must offset the others).
+    Returns (points, start of each (contour, delta) result in contour-major order, ok).
+    """
+    n_d = deltas.shape[0]
+    cap = 0
+    for i in range(which.shape[0]):
+        cap += (start[which[i] + 1] - start[which[i]]) * n_d
+    out = np.empty((cap, 2), np.int64)
+    out_start = np.zeros(which.shape[0] * n_d + 1, np.int64)
+    ok = np.zeros(which.shape[0], np.bool_)
+    size = 16
+    ux = np.empty(size, np.float64)
+    uy = np.empty(size, np.float64)
+    qx = np.empty(size, np.float64)
+    qy = np.empty(size, np.float64)
+    dq = np.empty(size, np.int64)
+    w = 0
+    for i in range(which.shape[0]):
+        a = start[which[i]]
+        n = start[which[i] + 1] - a
+        for t in range(n_d):
+            out_start[i * n_d + t + 1] = w
+        if n < 3:
+            continue
+        if size < n:
+            size = n
+            ux = np.empty(size, np.float64)
+            uy = np.empty(size, np.float64)
+            qx = np.empty(size, np.float64)
+            qy = np.empty(size, np.float64)
+            dq = np.empty(size, np.int64)
+        # unit directions of the edges; coordinates relative to the first point
+        x0 = pts[a, 0]
+        y0 = pts[a, 1]
+        good = True
+        for j in range(n):
+            q = a + (j + 1) % n
+            dx = float(pts[q, 0] - pts[a + j, 0])
+            dy = float(pts[q, 1] - pts[a + j, 1])
+            length = np.sqrt(dx * dx + dy * dy)
+            if length == 0.0:
+                good = False
+                break
+            ux[j] = dx / length
+            uy[j] = dy / length
+        if not good:
+            continue
+        # convex and counter-clockwise, turning once: every turn left, 2 pi in all
+        turned = 0.0
+        for j in range(n):
+            k = j - 1 if j > 0 else n - 1
+            sin_a = ux[k] * uy[j] - uy[k] * ux[j]
+            if sin_a <= 0.0:
+                good = False
+                break
+            turned += np.arctan2(sin_a, ux[k] * ux[j] + uy[k] * uy[j])
+        if not good or abs(turned - 2.0 * np.pi) > 1e-6:
+            continue
+        for t in range(n_d):
+            s = -deltas[t]
+            for j in range(n):  # edge j moved s to its left, inwards
+                qx[j] = float(pts[a + j, 0] - x0) - s * uy[j]
+                qy[j] = float(pts[a + j, 1] - y0) + s * ux[j]
+            head = 0
+            tail = 0  # dq[head:tail]: the lines kept so far, in order
+            for j in range(n):
+                while good and tail - head >= 2:  # corners outside line j go
+                    x, y = _meet(qx, qy, ux, uy, dq[tail - 2], dq[tail - 1])
+                    good = not np.isnan(x)
+                    if good and _outside(qx, qy, ux, uy, j, x, y) < 0.0:
+                        break
+                    tail -= 1
+                while good and tail - head >= 2:
+                    x, y = _meet(qx, qy, ux, uy, dq[head], dq[head + 1])
+                    good = not np.isnan(x)
+                    if good and _outside(qx, qy, ux, uy, j, x, y) < 0.0:
+                        break
+                    head += 1
+                if good and tail > head:
+                    k = dq[tail - 1]
+                    if (
+                        abs(ux[k] * uy[j] - uy[k] * ux[j]) < 1e-9
+                        and ux[k] * ux[j] + uy[k] * uy[j] < 0
+                    ):
+                        # opposite edges next to each other: every line between them
+                        # went, so nothing is left this far inside
+                        head = tail = 0
+                        break
+                dq[tail] = j
+                tail += 1
+            # close the ring: the last lines against the first, the first against the last
+            while good and tail - head >= 3:
+                x, y = _meet(qx, qy, ux, uy, dq[tail - 2], dq[tail - 1])
+                good = not np.isnan(x)
+                if good and _outside(qx, qy, ux, uy, dq[head], x, y) < 0.0:
+                    break
+                tail -= 1
+            while good and tail - head >= 3:
+                x, y = _meet(qx, qy, ux, uy, dq[head], dq[head + 1])
+                good = not np.isnan(x)
+                if good and _outside(qx, qy, ux, uy, dq[tail - 1], x, y) < 0.0:
+                    break
+                head += 1
+            if not good:
+                break
+            m = tail - head
+            begin = w
+            if m >= 3:
+                for j in range(m):
+                    x, y = _meet(qx, qy, ux, uy, dq[head + (j - 1) % m], dq[head + j])
+                    if np.isnan(x):
+                        good = False
+                        break
+                    out[w, 0] = x0 + _round_away(x)
+                    out[w, 1] = y0 + _round_away(y)
+                    w += 1
+                # too small to keep its shape once rounded: clipper would drop it
+                area2 = 0
+                for j in range(m if good else 0):
+                    p = begin + j
+                    q = begin + (j + 1) % m
+                    px, py = out[p, 0] - x0, out[p, 1] - y0
+                    area2 += px * (out[q, 1] - y0) - (out[q, 0] - x0) * py
+                    if out[p, 0] == out[q, 0] and out[p, 1] == out[q, 1]:
+                        area2 = 0
+                        break
+                if not good or area2 <= 0:
+                    w = begin
+            if not good:
+                break
+            out_start[i * n_d + t + 1] = w
+        if not good:
+            w = out_start[i * n_d]
+            for t in range(n_d):
+                out_start[i * n_d + t + 1] = w
+            continue
+        ok[i] = True
+    return out[:w].copy(), out_start, ok

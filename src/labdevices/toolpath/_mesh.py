@@ -1,7 +1,8 @@
 """Slice an STL mesh into layer paths: contours, perimeters by polygon offset, rectilinear infill.
 
 Python here only orchestrates: the numba kernels of ``_slice``, ``_contours`` and
-``_infill`` do the per-triangle and per-point work, pyclipper the offsetting.
+``_infill`` do the per-triangle and per-point work; convex contours apart from the rest are
+offset by a kernel of ``_contours``, all others by pyclipper.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy.typing as npt
 import pyclipper
 
 from labdevices.errors import ConfigurationError
+from labdevices.toolpath._contours import offset_convex
 from labdevices.toolpath._infill import infill_paths
 from labdevices.toolpath._order import order_layer, order_points, path_islands, reorder_points
 from labdevices.toolpath._paths import ROLE_INFILL, ROLE_PERIMETER, LayerPaths
@@ -235,10 +237,22 @@ def _repair(
     return np.ascontiguousarray(pts), new_start, np.array(out_layer, np.int64)
 
 
-def _to_clipper(xy: F64, start: I64, a: int, b: int) -> list[npt.NDArray[np.int64]]:
-    ints = np.round(xy[start[a] : start[b]] * _SCALE).astype(np.int64)
-    base = start[a]
-    return [ints[start[i] - base : start[i + 1] - base] for i in range(a, b)]
+def _groups(lo: F64, hi: F64) -> list[I64]:
+    """Contours (by their bounding boxes ``lo``, ``hi``) in groups that offset inwards
+    independently: split wherever a gap in x or in y separates bounding boxes.
+
+    Offsetting inwards keeps every result inside its own contours, so nothing of one
+    group can meet another (a hole's box lies inside its outline's: they stay together).
+    """
+    todo, groups = [np.arange(len(lo))], []
+    while todo:
+        idx = todo.pop()
+        parts = _split_at_gap(idx, lo, hi)
+        if parts:
+            todo.extend(parts)
+        else:
+            groups.append(idx)
+    return groups
 
 
 def _split_at_gap(idx: I64, lo: F64, hi: F64) -> list[I64]:
@@ -253,28 +267,12 @@ def _split_at_gap(idx: I64, lo: F64, hi: F64) -> list[I64]:
     return []
 
 
-def _apart(xy: F64, start: I64, a: int, b: int) -> list[I64]:
-    """Contours ``a:b`` in batches that clipper offsets inwards quickly and independently.
-
-    Groups are split wherever a gap in x or in y separates bounding boxes: offsetting
-    inwards keeps every result inside its own contours, so nothing of one group can
-    meet another (a hole's box lies inside its outline's, and they stay together).
-    Groups whose y ranges do not overlap then share a batch: clipper sweeps in y, so a
-    batch costs what its groups would apart, in one call instead of one per island.
-    """
-    if b - a < 8:  # few contours: clipper is quick on them together, grouping is not
-        return [np.arange(b - a)]
-    pts, first = xy[start[a] : start[b]], start[a:b] - start[a]
-    lo = np.minimum.reduceat(pts, first, axis=0)
-    hi = np.maximum.reduceat(pts, first, axis=0)
-    todo, groups = [np.arange(b - a)], []
-    while todo:
-        idx = todo.pop()
-        parts = _split_at_gap(idx, lo, hi)
-        if parts:
-            todo.extend(parts)
-        else:
-            groups.append(idx)
+def _batches(groups: list[I64], lo: F64, hi: F64) -> list[I64]:
+    """Groups batched for clipper: those whose y ranges do not overlap share a batch
+    (clipper sweeps in y, so a batch costs what its groups would apart, in one call
+    instead of one per island); few contours go in one batch."""
+    if sum(len(g) for g in groups) < 8:
+        return [np.sort(np.concatenate(groups))] if groups else []
     # interval partitioning on y: each group joins the batch that ended lowest, if below it
     y0 = np.array([lo[g, 1].min() for g in groups])
     y1 = np.array([hi[g, 1].max() for g in groups])
@@ -290,6 +288,46 @@ def _apart(xy: F64, start: I64, a: int, b: int) -> list[I64]:
         heapq.heappush(tops, (float(y1[gi]), bi))
     out = [np.sort(np.concatenate(bt)) for bt in batches]
     out.sort(key=lambda g: int(g[0]))
+    return out
+
+
+def _offset_layer(xy: F64, start: I64, a: int, b: int, deltas: F64) -> list[list[I64]]:
+    """Contours ``a:b`` (one layer) offset by each of ``deltas`` (mm, negative inwards):
+    for each delta, the resulting polygons in clipper's integer units.
+
+    A convex contour apart from the others (the islands of many parts, pillars, most
+    round parts) is offset by a kernel (``offset_convex``); the rest by clipper, in
+    batches of groups that cannot meet.
+    """
+    out: list[list[I64]] = [[] for _ in deltas]
+    if b <= a:
+        return out
+    pts = np.round(xy[start[a] : start[b]] * _SCALE).astype(np.int64)
+    first = start[a : b + 1] - start[a]
+    lo = np.minimum.reduceat(pts, first[:-1], axis=0)
+    hi = np.maximum.reduceat(pts, first[:-1], axis=0)
+    groups = _groups(lo, hi) if b - a > 1 else [np.zeros(1, np.int64)]
+    lone = np.array([g[0] for g in groups if len(g) == 1], np.int64)
+    rest = [g for g in groups if len(g) > 1]
+    scaled = np.asarray(deltas, np.float64) * _SCALE
+    if len(lone):
+        got, got_start, ok = offset_convex(pts, first, lone, scaled)
+        n = len(deltas)
+        for i in np.flatnonzero(ok):
+            for t in range(n):
+                p, q = got_start[i * n + t], got_start[i * n + t + 1]
+                if q > p:  # else nothing is left that far inside
+                    out[t].append(got[p:q])
+        rest += [lone[i : i + 1] for i in np.flatnonzero(~ok)]
+    for batch in _batches(rest, lo, hi):
+        off = pyclipper.PyclipperOffset()
+        off.AddPaths(
+            [pts[first[i] : first[i + 1]] for i in batch],
+            pyclipper.JT_MITER,
+            pyclipper.ET_CLOSEDPOLYGON,
+        )
+        for t, d in enumerate(scaled):
+            out[t].extend(np.asarray(p, np.int64) for p in off.Execute(d))
     return out
 
 
@@ -369,6 +407,8 @@ def slice_mesh_walls(
     sl = mesh_contours(mesh, layer_height_mm, repair_gap_mm=gap, resolution_mm=resolution_mm)
     n_layers = len(sl.z)
     w = float(line_width_mm)
+    # the walls' centre lines, then the edge of the region the infill fills
+    deltas = np.array([-(i + 0.5) * w for i in range(perimeters)] + [-perimeters * w])
 
     perim: list[list[npt.NDArray[np.int64]]] = []
     perim_level: list[list[int]] = []
@@ -380,25 +420,13 @@ def slice_mesh_walls(
         loops: list[npt.NDArray[np.int64]] = []
         levels: list[int] = []
         if b > a:
-            contours = _to_clipper(sl.xy, sl.start, a, b)
-            n_inner = 0
-            # apart, clipper's sweeps stay short: 400 islands offset several times faster
-            for group in _apart(sl.xy, sl.start, a, b):
-                off = pyclipper.PyclipperOffset()
-                off.AddPaths(
-                    [contours[i] for i in group], pyclipper.JT_MITER, pyclipper.ET_CLOSEDPOLYGON
-                )
-                for i in range(perimeters):
-                    got = off.Execute(-(i + 0.5) * w * _SCALE)
-                    loops.extend(np.asarray(p, np.int64) for p in got)
-                    levels.extend([i] * len(got))
-                inner = off.Execute(-perimeters * w * _SCALE)
-                for p in inner:
-                    arr = np.asarray(p, np.int64)
-                    region_parts.append(arr)
-                    region_len.append(len(arr))
-                n_inner += len(inner)
-            region_layer.append(region_layer[-1] + n_inner)
+            *walls, inner = _offset_layer(sl.xy, sl.start, a, b, deltas)
+            for i, got in enumerate(walls):
+                loops.extend(got)
+                levels.extend([i] * len(got))
+            region_parts.extend(inner)
+            region_len.extend(len(p) for p in inner)
+            region_layer.append(region_layer[-1] + len(inner))
         else:
             region_layer.append(region_layer[-1])
         perim.append(loops)
