@@ -289,6 +289,15 @@ def main() -> None:
     paths = {k: v for k, v in meshes.make(a.work).items() if k in names}
     jobs = {k: write_job(m, a.work / f"{k}.toml") for k, m in paths.items()}
 
+    # an installed package carries its bytecode (pip compiles it); an editable checkout run
+    # with PYTHONDONTWRITEBYTECODE (as in CI containers) would compile ~30 modules per run
+    import labdevices
+
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(Path(labdevices.__file__).parent)],
+        check=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""},
+    )
     if a.resolutions:
         resolution_sweep(a, paths, [float(r) for r in a.resolutions.split(",")], warm)
         return

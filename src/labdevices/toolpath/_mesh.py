@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import heapq
 import math
+import os
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,8 @@ MeshInput = str | Path | tuple[npt.ArrayLike, npt.ArrayLike] | Any
 RESOLUTION_MM = 0.002
 # pyclipper works on integers: 1 unit = 10 nm
 _SCALE = 1e5
+# threads offsetting layers at once (at most one per core)
+_THREADS = 4
 
 
 class MeshError(ConfigurationError):
@@ -415,22 +419,24 @@ def slice_mesh_walls(
     region_parts: list[npt.NDArray[np.int64]] = []
     region_len: list[int] = []
     region_layer = [0]
-    for k in range(n_layers):
-        a, b = int(sl.layer[k]), int(sl.layer[k + 1])
-        loops: list[npt.NDArray[np.int64]] = []
-        levels: list[int] = []
-        if b > a:
-            *walls, inner = _offset_layer(sl.xy, sl.start, a, b, deltas)
+
+    def offset(k: int) -> list[list[I64]]:
+        return _offset_layer(sl.xy, sl.start, int(sl.layer[k]), int(sl.layer[k + 1]), deltas)
+
+    # clipper lets go of the GIL while it offsets: layers on every core, in layer order
+    with ThreadPoolExecutor(min(os.cpu_count() or 1, _THREADS)) as pool:
+        offsets = pool.map(offset, range(n_layers))
+        for *walls, inner in offsets:
+            loops: list[npt.NDArray[np.int64]] = []
+            levels: list[int] = []
             for i, got in enumerate(walls):
                 loops.extend(got)
                 levels.extend([i] * len(got))
             region_parts.extend(inner)
             region_len.extend(len(p) for p in inner)
             region_layer.append(region_layer[-1] + len(inner))
-        else:
-            region_layer.append(region_layer[-1])
-        perim.append(loops)
-        perim_level.append(levels)
+            perim.append(loops)
+            perim_level.append(levels)
 
     lengths = np.array(region_len, np.int64)
     rstart = np.zeros(len(lengths) + 1, np.int64)
