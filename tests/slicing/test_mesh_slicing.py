@@ -164,3 +164,19 @@ def test_layer_paths_have_perimeters_and_linked_infill(small_cylinder: Any) -> N
         seg = np.hypot(*d.T)
         assert float(np.sum(seg[0::2])) == pytest.approx(area / spacing, rel=0.05)
         assert seg[1::2].max() <= np.hypot(2 * spacing, spacing)
+
+
+def test_a_binary_stl_is_read_in_chunks_whole_and_checked(tmp_path: Path) -> None:
+    from labdevices.toolpath import _mesh
+
+    rng = np.random.default_rng(3)
+    n = 2 * _mesh._STL_CHUNK + 17  # three chunks, the last one short
+    rec = np.zeros(n, _mesh._STL_RECORD)
+    rec["v"] = rng.uniform(-50, 50, (n, 3, 3)).astype(np.float32)
+    path = tmp_path / "big.stl"
+    path.write_bytes(b"\0" * 80 + np.uint32(n).tobytes() + rec.tobytes())
+    np.testing.assert_array_equal(load_stl(path), rec["v"])
+    rec["v"][-1, 2, 1] = np.nan  # in the last chunk
+    path.write_bytes(b"\0" * 80 + np.uint32(n).tobytes() + rec.tobytes())
+    with pytest.raises(MeshError, match=r"big\.stl: STL file has non-finite coordinates"):
+        load_stl(path)

@@ -81,19 +81,25 @@ class MeshSlices:
         return out
 
 
+# triangles read from a binary STL at a time: the file is never in memory whole
+_STL_CHUNK = 1 << 16
+_STL_RECORD = np.dtype([("n", "<f4", 3), ("v", "<f4", (3, 3)), ("attr", "<u2")])
+
+
 def load_stl(path: str | Path) -> npt.NDArray[np.float32]:
     """Read a binary or ASCII STL file into (F, 3, 3) float32 triangle corners."""
     p = Path(path)
     try:
-        data = p.read_bytes()
+        with p.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            head = fh.read(84)
+            if len(head) == 84:
+                n = int(np.frombuffer(head, np.uint32, 1, 80)[0])
+                if size == 84 + 50 * n:
+                    return _check_corners(_read_binary_stl(fh, n, p), p)
+            data = head + fh.read()
     except OSError as exc:
         raise MeshError(f"{p}: cannot read STL file: {exc.strerror}", file=str(p)) from exc
-    if len(data) >= 84:
-        n = int(np.frombuffer(data, np.uint32, 1, 80)[0])
-        if len(data) == 84 + 50 * n:
-            rec = np.dtype([("n", "<f4", 3), ("v", "<f4", (3, 3)), ("attr", "<u2")])
-            corners = np.frombuffer(data, rec, n, 84)["v"].copy()
-            return _check_corners(corners, p)
     if data.lstrip()[:5].lower() != b"solid":
         raise MeshError(
             f"{p}: not an STL file: neither binary (size does not match the triangle count) "
@@ -110,6 +116,18 @@ def load_stl(path: str | Path) -> npt.NDArray[np.float32]:
             f"{p}: ASCII STL has {len(flat)} vertices, not a multiple of 3", file=str(p)
         )
     return _check_corners(flat.reshape(-1, 3, 3), p)
+
+
+def _read_binary_stl(fh: Any, n: int, p: Path) -> npt.NDArray[np.float32]:
+    """The corners of a binary STL's ``n`` triangles, read a chunk at a time."""
+    corners = np.empty((n, 3, 3), np.float32)
+    for i in range(0, n, _STL_CHUNK):
+        m = min(_STL_CHUNK, n - i)
+        rec = np.fromfile(fh, _STL_RECORD, m)
+        if len(rec) < m:
+            raise MeshError(f"{p}: STL file ends early (it changed while read)", file=str(p))
+        corners[i : i + m] = rec["v"]
+    return corners
 
 
 def _check_corners(corners: npt.NDArray[np.float32], p: Path) -> npt.NDArray[np.float32]:

@@ -24,6 +24,7 @@ __all__ = [
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
 
 # --- vertex merging --------------------------------------------------------------------------
 # STL repeats every vertex in each triangle; slicing needs shared vertices so that the
@@ -47,8 +48,8 @@ def _unsigned_zero(bits: np.uint32) -> np.uint32:
     return np.uint32(0) if bits == np.uint32(0x80000000) else bits
 
 
-@kernel("Tuple((f8[:, ::1], i8[:, ::1]))(f4[:, :, ::1])")
-def merge_vertices(corners: npt.NDArray[np.float32]) -> tuple[F64, I64]:
+@kernel("Tuple((f8[:, ::1], i4[:, ::1]))(f4[:, :, ::1])")
+def merge_vertices(corners: npt.NDArray[np.float32]) -> tuple[F64, I32]:
     """Merge bitwise-equal corners of (F, 3, 3) float32 triangles.
 
     Returns (vertices (V, 3) float64, faces (F, 3) int64); vertices are numbered
@@ -64,7 +65,7 @@ def merge_vertices(corners: npt.NDArray[np.float32]) -> tuple[F64, I64]:
     mask = np.uint64(size - 1)
     # int32 slots and corners: half the memory, for meshes of up to 700 million triangles
     table = np.full(size, -1, np.int32)
-    index = np.empty(n, np.int64)
+    index = np.empty(n, np.int32)
     first = np.empty(n, np.int32)  # corner that introduced each vertex
     n_vert = 0
     for i in range(n):
@@ -111,8 +112,8 @@ def merge_vertices_ref(corners: npt.NDArray[np.float32]) -> tuple[F64, I64]:
 # --- edges -----------------------------------------------------------------------------------
 
 
-@kernel("Tuple((i8[:, ::1], i8[:, ::1], i8[::1]))(i8[:, ::1])")
-def edge_ids(faces: I64) -> tuple[I64, I64, I64]:
+@kernel("Tuple((i4[:, ::1], i4[:, ::1], i4[::1]))(i4[:, ::1])")
+def edge_ids(faces: I32) -> tuple[I32, I32, I32]:
     """Number the undirected edges of a triangle mesh.
 
     Returns (tri_edges (F, 3): edge of corner pair (0,1), (1,2), (2,0); edges (E, 2)
@@ -128,9 +129,9 @@ def edge_ids(faces: I64) -> tuple[I64, I64, I64]:
     table = np.full(size, -1, np.int32)
     # room for every corner pair, about half of it used: the rest is never touched, never
     # resident, and the results are views of it rather than copies
-    edges = np.empty((n, 2), np.int64)
-    count = np.empty(n, np.int64)
-    tri_edges = np.empty((n_tri, 3), np.int64)
+    edges = np.empty((n, 2), np.int32)
+    count = np.empty(n, np.int32)
+    tri_edges = np.empty((n_tri, 3), np.int32)
     n_edge = 0
     for t in range(n_tri):
         for k in range(3):
@@ -188,10 +189,10 @@ def _first_level(z: float, z0: float, h: float) -> int:
     return k
 
 
-@kernel("Tuple((i8[::1], i8[:, ::1], f8[:, ::1]))(f8[:, ::1], i8[:, ::1], i8[:, ::1], f8, f8, i8)")
+@kernel("Tuple((i8[::1], i4[:, ::1], f8[:, ::1]))(f8[:, ::1], i4[:, ::1], i4[:, ::1], f8, f8, i8)")
 def slice_segments(
-    verts: F64, faces: I64, tri_edges: I64, z0: float, h: float, n_layers: int
-) -> tuple[I64, I64, F64]:
+    verts: F64, faces: I32, tri_edges: I32, z0: float, h: float, n_layers: int
+) -> tuple[I64, I32, F64]:
     """Cut every triangle with the planes z = z0 + k*h, k < n_layers, in one sweep.
 
     Returns (layer_start (n_layers + 1,): segments of layer k are
@@ -200,8 +201,8 @@ def slice_segments(
     """
     n_tri = faces.shape[0]
     counts = np.zeros(n_layers + 1, np.int64)
-    klo = np.empty(n_tri, np.int64)
-    khi = np.empty(n_tri, np.int64)
+    klo = np.empty(n_tri, np.int32)
+    khi = np.empty(n_tri, np.int32)
     for t in range(n_tri):
         za = verts[faces[t, 0], 2]
         zb = verts[faces[t, 1], 2]
@@ -221,7 +222,7 @@ def slice_segments(
     for k in range(n_layers):
         layer_start[k + 1] = layer_start[k] + counts[k]
     n_seg = layer_start[n_layers]
-    seg_edge = np.empty((n_seg, 2), np.int64)
+    seg_edge = np.empty((n_seg, 2), np.int32)
     seg_xy = np.empty((n_seg, 4), np.float64)
     fill = layer_start[:n_layers].copy()
     for t in range(n_tri):
@@ -248,8 +249,8 @@ def slice_segments(
 
 
 def slice_segments_ref(
-    verts: F64, faces: I64, tri_edges: I64, z0: float, h: float, n_layers: int
-) -> tuple[I64, I64, F64]:
+    verts: F64, faces: I32, tri_edges: I32, z0: float, h: float, n_layers: int
+) -> tuple[I64, I32, F64]:
     """Reference for ``slice_segments``: one vectorised numpy pass per plane."""
     starts = [0]
     all_edges = []
@@ -276,7 +277,7 @@ def slice_segments_ref(
         starts.append(starts[-1] + len(edges))
     return (
         np.array(starts, np.int64),
-        np.concatenate(all_edges).astype(np.int64) if all_edges else np.zeros((0, 2), np.int64),
+        np.concatenate(all_edges).astype(np.int32) if all_edges else np.zeros((0, 2), np.int32),
         np.concatenate(all_xy) if all_xy else np.zeros((0, 4)),
     )
 
@@ -284,8 +285,8 @@ def slice_segments_ref(
 # --- chaining --------------------------------------------------------------------------------
 
 
-@kernel("none(i8, i8[:, ::1], f8[:, ::1], i8[:, ::1])")
-def _flip(s: int, seg_edge: I64, seg_xy: F64, inc: I64) -> None:
+@kernel("none(i8, i4[:, ::1], f8[:, ::1], i4[:, ::1])")
+def _flip(s: int, seg_edge: I32, seg_xy: F64, inc: I32) -> None:
     # reverse segment s in place and keep the incidence records naming the right end
     tmp = seg_edge[s, 0]
     seg_edge[s, 0] = seg_edge[s, 1]
@@ -301,8 +302,8 @@ def _flip(s: int, seg_edge: I64, seg_xy: F64, inc: I64) -> None:
                 inc[ee, r] = 2 * s + q
 
 
-@kernel("i8(i8, i8, i8[:, ::1], i8[:, ::1])")
-def _partner(s: int, end: int, seg_edge: I64, inc: I64) -> int:
+@kernel("i8(i8, i8, i4[:, ::1], i4[:, ::1])")
+def _partner(s: int, end: int, seg_edge: I32, inc: I32) -> int:
     e = seg_edge[s, end]
     other = inc[e, 0]
     if other == 2 * s + end:
@@ -311,10 +312,10 @@ def _partner(s: int, end: int, seg_edge: I64, inc: I64) -> int:
 
 
 @kernel(
-    "Tuple((f8[:, ::1], i8[::1], i8[::1], b1[::1], b1[::1]))(i8[::1], i8[:, ::1], f8[:, ::1], i8)"
+    "Tuple((f8[:, ::1], i8[::1], i8[::1], b1[::1], b1[::1]))(i8[::1], i4[:, ::1], f8[:, ::1], i8)"
 )
 def chain_segments(
-    layer_start: I64, seg_edge: I64, seg_xy: F64, n_edges: int
+    layer_start: I64, seg_edge: I32, seg_xy: F64, n_edges: int
 ) -> tuple[F64, I64, I64, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
     """Join each layer's segments into contours through their shared edge crossings.
 
@@ -328,7 +329,7 @@ def chain_segments(
     n_layers = layer_start.shape[0] - 1
     n_seg = seg_edge.shape[0]
     # up to two segment ends per edge crossing, each stored as 2*segment + end
-    inc = np.full((n_edges, 2), -1, np.int64)
+    inc = np.full((n_edges, 2), -1, np.int32)
     used = np.zeros(n_seg, np.bool_)
     xy = np.empty((2 * n_seg + 1, 2), np.float64)  # an open chain has one point more
     chain_start = np.empty(n_seg + 1, np.int64)
@@ -409,7 +410,7 @@ def chain_segments(
 
 
 def chain_segments_ref(
-    layer_start: I64, seg_edge: I64, seg_xy: F64, n_edges: int
+    layer_start: I64, seg_edge: I32, seg_xy: F64, n_edges: int
 ) -> list[list[F64]]:
     """Reference for ``chain_segments`` in plain Python: closed contours per layer.
 

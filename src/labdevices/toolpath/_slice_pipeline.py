@@ -19,15 +19,16 @@ __all__ = ["contours_from_faces", "finish_contours"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
 B = npt.NDArray[np.bool_]
 
 
 @kernel(
-    "Tuple((i8[:, ::1], i8[::1], f8, i8, f8[:, ::1], i8[::1], i8[::1], b1[::1], b1[::1]))(f8[:, ::1], i8[:, ::1], f8)"
+    "Tuple((i4[:, ::1], i4[::1], f8, i8, f8[:, ::1], i8[::1], i8[::1], b1[::1], b1[::1]))(f8[:, ::1], i4[:, ::1], f8)"
 )
 def contours_from_faces(
-    verts: F64, faces: I64, h: float
-) -> tuple[I64, I64, float, int, F64, I64, I64, B, B]:
+    verts: F64, faces: I32, h: float
+) -> tuple[I32, I32, float, int, F64, I64, I64, B, B]:
     """Number edges, cut at ``zmin + h/2 + k*h`` and chain, in one call (after
     ``merge_vertices``: the caller lets the triangle corners go first).
 
