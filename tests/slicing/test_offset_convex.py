@@ -14,7 +14,7 @@ import numpy.typing as npt
 import pyclipper
 import pytest
 
-from labdevices.toolpath._contours import offset_convex
+from labdevices.toolpath._contours import apart_contours, offset_convex
 
 I64 = npt.NDArray[np.int64]
 DELTAS = np.array([0.0, -2e4, -6e4, -8e4])  # 0, 0.2, 0.6, 0.8 mm in clipper's units
@@ -124,3 +124,24 @@ def test_a_star_that_turns_twice_is_left_to_clipper() -> None:
     star = np.round(np.stack([1e5 * np.cos(t), 1e5 * np.sin(t)], 1)).astype(np.int64)
     pts, start = _stack([star])
     assert not offset_convex(pts, start, np.array([0]), DELTAS)[2][0]
+
+
+def test_contours_apart_are_those_whose_boxes_meet_no_other_in_their_layer() -> None:
+    from labdevices.toolpath._contours import apart_contours_ref
+
+    rng = np.random.default_rng(11)
+    polys, layer = [], [0]
+    for _ in range(6):  # layers of scattered squares, some overlapping, one empty layer
+        m = int(rng.integers(0, 40))
+        for x, y in rng.uniform(0, 2e6, (m, 2)):
+            size = rng.uniform(1e4, 2e5)
+            polys.append(
+                np.round([[x, y], [x + size, y], [x + size, y + size], [x, y + size]]).astype(
+                    np.int64
+                )
+            )
+        layer.append(len(polys))
+    pts, start = _stack(polys)
+    got = apart_contours(pts, start, np.array(layer, np.int64))
+    np.testing.assert_array_equal(got, apart_contours_ref(pts, start, np.array(layer, np.int64)))
+    assert got.any() and not got.all()

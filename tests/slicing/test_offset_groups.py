@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pyclipper
 
-from labdevices.toolpath._mesh import _SCALE, _batches, _groups, _offset_layer
+from labdevices.toolpath._mesh import _SCALE, MeshSlices, _batches, _groups, _offsets
 
 
 def _square(x: float, y: float, size: float, cw: bool = False) -> np.ndarray:
@@ -59,7 +59,9 @@ def test_offsetting_groups_apart_equals_offsetting_the_layer() -> None:
         return [tuple(sorted(map(tuple, p))) for p in off.Execute(-d * _SCALE)]
 
     deltas = [0.2, 0.6, 0.8]
-    apart = _offset_layer(xy, start, 0, len(LAYER0), -np.array(deltas))
+    layers = np.array([0, len(LAYER0), len(LAYER0) + 1])
+    sl = MeshSlices(np.array([0.1, 0.3]), xy, start, layers, np.zeros(len(LAYER0) + 1))
+    apart = _offsets(sl, -np.array(deltas))[0]
     for d, got in zip(deltas, apart, strict=True):  # the same polygons, point for point
         assert sorted(tuple(sorted(map(tuple, p.tolist()))) for p in got) == sorted(
             offset(paths, d)

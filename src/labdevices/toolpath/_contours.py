@@ -13,6 +13,8 @@ import numpy.typing as npt
 from labdevices.toolpath._kernel import kernel
 
 __all__ = [
+    "apart_contours",
+    "apart_contours_ref",
     "offset_convex",
     "orient_contours",
     "orient_contours_ref",
@@ -429,3 +431,48 @@ def offset_convex(pts: I64, start: I64, which: I64, deltas: F64) -> tuple[I64, I
             continue
         ok[i] = True
     return out[:w].copy(), out_start, ok
+
+
+@kernel("b1[::1](i8[:, ::1], i8[::1], i8[::1])")
+def apart_contours(pts: I64, start: I64, layer: I64) -> B1:
+    """Contours whose bounding box meets no other contour's box in their layer.
+
+    Such a contour is an island's whole outline, nested in nothing and holding
+    nothing, so it can be offset inwards on its own. One sweep in x per layer.
+    """
+    n = start.shape[0] - 1
+    lo = np.empty((n, 2), np.int64)
+    hi = np.empty((n, 2), np.int64)
+    for i in range(n):
+        lo[i, 0] = pts[start[i] : start[i + 1], 0].min()
+        lo[i, 1] = pts[start[i] : start[i + 1], 1].min()
+        hi[i, 0] = pts[start[i] : start[i + 1], 0].max()
+        hi[i, 1] = pts[start[i] : start[i + 1], 1].max()
+    apart = np.ones(n, np.bool_)
+    for k in range(layer.shape[0] - 1):
+        a = layer[k]
+        order = a + np.argsort(lo[a : layer[k + 1], 0])
+        for p in range(order.shape[0]):
+            i = order[p]
+            for q in range(p + 1, order.shape[0]):
+                j = order[q]
+                if lo[j, 0] > hi[i, 0]:
+                    break  # sorted by left edge: no later box reaches back to i
+                if lo[j, 1] <= hi[i, 1] and lo[i, 1] <= hi[j, 1]:
+                    apart[i] = False
+                    apart[j] = False
+    return apart
+
+
+def apart_contours_ref(pts: I64, start: I64, layer: I64) -> B1:
+    """Reference for ``apart_contours``: every pair of boxes of a layer compared."""
+    lo = np.array([pts[start[i] : start[i + 1]].min(0) for i in range(len(start) - 1)])
+    hi = np.array([pts[start[i] : start[i + 1]].max(0) for i in range(len(start) - 1)])
+    apart = np.ones(len(start) - 1, np.bool_)
+    for k in range(len(layer) - 1):
+        idx = np.arange(layer[k], layer[k + 1])
+        for i in idx:
+            others = idx[idx != i]
+            meet = (lo[others] <= hi[i]).all(axis=1) & (lo[i] <= hi[others]).all(axis=1)
+            apart[i] = not meet.any()
+    return apart

@@ -22,7 +22,7 @@ import numpy.typing as npt
 import pyclipper
 
 from labdevices.errors import ConfigurationError
-from labdevices.toolpath._contours import offset_convex
+from labdevices.toolpath._contours import apart_contours, offset_convex
 from labdevices.toolpath._infill import infill_paths
 from labdevices.toolpath._order import order_layer, order_points, path_islands, reorder_points
 from labdevices.toolpath._paths import ROLE_INFILL, ROLE_PERIMETER, LayerPaths
@@ -313,43 +313,54 @@ def _batches(groups: list[I64], lo: F64, hi: F64) -> list[I64]:
     return out
 
 
-def _offset_layer(xy: F64, start: I64, a: int, b: int, deltas: F64) -> list[list[I64]]:
-    """Contours ``a:b`` (one layer) offset by each of ``deltas`` (mm, negative inwards):
-    for each delta, the resulting polygons in clipper's integer units.
+def _offsets(sl: MeshSlices, deltas: F64) -> list[list[list[I64]]]:
+    """Every layer's contours offset by each of ``deltas`` (mm, negative inwards): per
+    layer, per delta, the resulting polygons in clipper's integer units.
 
-    A convex contour apart from the others (the islands of many parts, pillars, most
-    round parts) is offset by a kernel (``offset_convex``); the rest by clipper, in
-    batches of groups that cannot meet.
+    Convex contours apart from all others (the islands of many parts, pillars, most
+    round parts) are offset by a kernel in one call for the whole mesh; the rest by
+    clipper, layer by layer, on every core (clipper lets go of the GIL).
     """
-    out: list[list[I64]] = [[] for _ in deltas]
-    if b <= a:
-        return out
-    pts = np.round(xy[start[a] : start[b]] * _SCALE).astype(np.int64)
-    first = start[a : b + 1] - start[a]
-    lo = np.minimum.reduceat(pts, first[:-1], axis=0)
-    hi = np.maximum.reduceat(pts, first[:-1], axis=0)
-    groups = _groups(lo, hi) if b - a > 1 else [np.zeros(1, np.int64)]
-    lone = np.array([g[0] for g in groups if len(g) == 1], np.int64)
-    rest = [g for g in groups if len(g) > 1]
+    n_layers, n_d = len(sl.z), len(deltas)
+    pts = np.round(sl.xy * _SCALE).astype(np.int64)
     scaled = np.asarray(deltas, np.float64) * _SCALE
-    if len(lone):
-        got, got_start, ok = offset_convex(pts, first, lone, scaled)
-        n = len(deltas)
-        for i in np.flatnonzero(ok):
-            for t in range(n):
-                p, q = got_start[i * n + t], got_start[i * n + t + 1]
+    which = np.flatnonzero(apart_contours(pts, sl.start, sl.layer))
+    got, got_start, ok = offset_convex(pts, sl.start, which, scaled)
+    fast, rows = which[ok], np.flatnonzero(ok)
+    done = np.zeros(len(sl.start) - 1, np.bool_)
+    done[fast] = True
+    first_fast = np.searchsorted(fast, sl.layer)
+    out: list[list[list[I64]]] = []
+    for k in range(n_layers):
+        per_delta: list[list[I64]] = [[] for _ in range(n_d)]
+        for r in rows[first_fast[k] : first_fast[k + 1]]:
+            for t in range(n_d):
+                p, q = got_start[r * n_d + t], got_start[r * n_d + t + 1]
                 if q > p:  # else nothing is left that far inside
-                    out[t].append(got[p:q])
-        rest += [lone[i : i + 1] for i in np.flatnonzero(~ok)]
-    for batch in _batches(rest, lo, hi):
-        off = pyclipper.PyclipperOffset()
-        off.AddPaths(
-            [pts[first[i] : first[i + 1]] for i in batch],
-            pyclipper.JT_MITER,
-            pyclipper.ET_CLOSEDPOLYGON,
-        )
-        for t, d in enumerate(scaled):
-            out[t].extend(np.asarray(p, np.int64) for p in off.Execute(d))
+                    per_delta[t].append(got[p:q])
+        out.append(per_delta)
+
+    def by_clipper(k: int) -> None:
+        rest = np.arange(sl.layer[k], sl.layer[k + 1])
+        rest = rest[~done[rest]]
+        lo = np.array([pts[sl.start[i] : sl.start[i + 1]].min(0) for i in rest])
+        hi = np.array([pts[sl.start[i] : sl.start[i + 1]].max(0) for i in rest])
+        for batch in _batches(_groups(lo, hi), lo, hi):
+            off = pyclipper.PyclipperOffset()
+            off.AddPaths(
+                [pts[sl.start[rest[i]] : sl.start[rest[i] + 1]] for i in batch],
+                pyclipper.JT_MITER,
+                pyclipper.ET_CLOSEDPOLYGON,
+            )
+            for t, d in enumerate(scaled):
+                out[k][t].extend(np.asarray(p, np.int64) for p in off.Execute(d))
+
+    todo = [k for k in range(n_layers) if not done[sl.layer[k] : sl.layer[k + 1]].all()]
+    if len(todo) > 1:
+        with ThreadPoolExecutor(min(os.cpu_count() or 1, _THREADS, len(todo))) as pool:
+            list(pool.map(by_clipper, todo))  # in any order: each writes its own layer
+    elif todo:
+        by_clipper(todo[0])
     return out
 
 
@@ -437,24 +448,17 @@ def slice_mesh_walls(
     region_parts: list[npt.NDArray[np.int64]] = []
     region_len: list[int] = []
     region_layer = [0]
-
-    def offset(k: int) -> list[list[I64]]:
-        return _offset_layer(sl.xy, sl.start, int(sl.layer[k]), int(sl.layer[k + 1]), deltas)
-
-    # clipper lets go of the GIL while it offsets: layers on every core, in layer order
-    with ThreadPoolExecutor(min(os.cpu_count() or 1, _THREADS)) as pool:
-        offsets = pool.map(offset, range(n_layers))
-        for *walls, inner in offsets:
-            loops: list[npt.NDArray[np.int64]] = []
-            levels: list[int] = []
-            for i, got in enumerate(walls):
-                loops.extend(got)
-                levels.extend([i] * len(got))
-            region_parts.extend(inner)
-            region_len.extend(len(p) for p in inner)
-            region_layer.append(region_layer[-1] + len(inner))
-            perim.append(loops)
-            perim_level.append(levels)
+    for *walls, inner in _offsets(sl, deltas):
+        loops: list[npt.NDArray[np.int64]] = []
+        levels: list[int] = []
+        for i, got in enumerate(walls):
+            loops.extend(got)
+            levels.extend([i] * len(got))
+        region_parts.extend(inner)
+        region_len.extend(len(p) for p in inner)
+        region_layer.append(region_layer[-1] + len(inner))
+        perim.append(loops)
+        perim_level.append(levels)
 
     lengths = np.array(region_len, np.int64)
     rstart = np.zeros(len(lengths) + 1, np.int64)
