@@ -325,6 +325,7 @@ def plan_layers(
     seg_feed[seg_idx] = np.round(seg_speed * 60.0)
     seg_e = np.zeros(n_pts)
     seg_e[seg_idx] = dep[:, 7]
+    del is_seg, seg_idx, seg_speed  # per-point copies made: not kept while the G-code is formatted
     lead = np.zeros(n_tools)
     lag = np.zeros(n_tools)
     for t, head in heads.items():
