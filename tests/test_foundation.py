@@ -69,6 +69,45 @@ def test_missing_driver_is_named(tmp_path: Path) -> None:
         load_profile(f)
 
 
+def test_unknown_driver_is_named(tmp_path: Path) -> None:
+    f = tmp_path / "odd.toml"
+    f.write_text('driver = "canbus"\n')
+    with pytest.raises(ConfigurationError, match=r"odd\.toml: driver: 'canbus' is not one of"):
+        load_profile(f)
+
+
+def test_missing_field_is_named(tmp_path: Path) -> None:
+    f = tmp_path / "noheads.toml"
+    f.write_text('driver = "gcode"\n')
+    with pytest.raises(ConfigurationError) as info:
+        load_profile(f)
+    assert info.value.problems == [f"{f}: printheads: Field required"]
+
+
+def test_a_gcode_profile_loads_without_the_other_protocols_models() -> None:
+    # a print job needs its printer's profile only (`labdevices toolpath` starts faster)
+    code = (
+        "import sys; from labdevices.profiles import load_profile; "
+        "load_profile('marlin-pneumatic'); "
+        "print(*sorted(m for m in sys.modules if m.startswith('labdevices.profiles.')))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["labdevices.profiles._base", "labdevices.profiles._gcode"]
+
+
+def test_profile_union_and_lazy_names_resolve() -> None:
+    from pydantic import TypeAdapter
+
+    from labdevices import profiles
+
+    union = TypeAdapter(profiles.Profile)
+    modbus = union.validate_python({"name": "m", "driver": "modbus"})
+    assert isinstance(modbus, profiles.ModbusProfile)
+    assert "OpcUaSignal" in dir(profiles)
+    with pytest.raises(AttributeError):
+        profiles.NoSuchProfile  # noqa: B018
+
+
 def test_cli_profiles_reports_bad_file_without_traceback(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text('driver = "gcode"\nprintheads = []\n')
     run = subprocess.run(

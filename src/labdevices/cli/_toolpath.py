@@ -70,7 +70,8 @@ def _toolpath(job_file: Path, output: Path | None, preview: Path | None, layer: 
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
     written = [str(p) for p in (output, preview) if p is not None]
     if written:
-        console.print("wrote " + ", ".join(written))
+        # plain, as the notes: highlighting would first compile rich's regexes (2 ms)
+        console.print("wrote " + ", ".join(written), highlight=False)
     request_quick_exit()  # every file is closed: no need for the slow final collection
 
 

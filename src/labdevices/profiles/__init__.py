@@ -7,35 +7,40 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
-
-from pydantic import Field
+from typing import TYPE_CHECKING, Annotated, Any
 
 from .._resources import data_dir
 from ..errors import ConfigurationError
 from ..files import load_toml, validate
 from ._base import ProfileBase, SignalBase
-from ._gcode import (
-    BedDialect,
-    GcodeProfile,
-    GcodeSignal,
-    PrintheadDialect,
-    SerialSettings,
-    UvDialect,
-)
-from ._modbus import ModbusConnection, ModbusProfile, ModbusSignal
-from ._opcua import (
-    OpcUaArgument,
-    OpcUaConnection,
-    OpcUaMethod,
-    OpcUaNodeRef,
-    OpcUaProfile,
-    OpcUaSecurity,
-    OpcUaSignal,
-    OpcUaSubscription,
-)
+
+if TYPE_CHECKING:
+    from pydantic import Field
+
+    from ._gcode import (
+        BedDialect,
+        GcodeProfile,
+        GcodeSignal,
+        PrintheadDialect,
+        SerialSettings,
+        UvDialect,
+    )
+    from ._modbus import ModbusConnection, ModbusProfile, ModbusSignal
+    from ._opcua import (
+        OpcUaArgument,
+        OpcUaConnection,
+        OpcUaMethod,
+        OpcUaNodeRef,
+        OpcUaProfile,
+        OpcUaSecurity,
+        OpcUaSignal,
+        OpcUaSubscription,
+    )
+
+    Profile = Annotated[GcodeProfile | ModbusProfile | OpcUaProfile, Field(discriminator="driver")]
 
 __all__ = [
     "BedDialect",
@@ -64,7 +69,52 @@ __all__ = [
     "profile_path",
 ]
 
-Profile = Annotated[GcodeProfile | ModbusProfile | OpcUaProfile, Field(discriminator="driver")]
+# Each protocol's models are loaded on first use: a print job needs only its printer's
+# (G-code) profile, and building the Modbus and OPC UA models costs a one-off command
+# (`labdevices toolpath`) a noticeable part of its run time.
+_PROFILE_CLASS = {"gcode": "GcodeProfile", "modbus": "ModbusProfile", "opcua": "OpcUaProfile"}
+_WHERE: dict[str, str] = {
+    "BedDialect": "_gcode",
+    "GcodeProfile": "_gcode",
+    "GcodeSignal": "_gcode",
+    "PrintheadDialect": "_gcode",
+    "SerialSettings": "_gcode",
+    "UvDialect": "_gcode",
+    "ModbusConnection": "_modbus",
+    "ModbusProfile": "_modbus",
+    "ModbusSignal": "_modbus",
+    "OpcUaArgument": "_opcua",
+    "OpcUaConnection": "_opcua",
+    "OpcUaMethod": "_opcua",
+    "OpcUaNodeRef": "_opcua",
+    "OpcUaProfile": "_opcua",
+    "OpcUaSecurity": "_opcua",
+    "OpcUaSignal": "_opcua",
+    "OpcUaSubscription": "_opcua",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Profile":
+        from pydantic import Field
+
+        gcode, modbus, opcua = (_profile_class(driver) for driver in ("gcode", "modbus", "opcua"))
+        value: Any = Annotated[gcode | modbus | opcua, Field(discriminator="driver")]
+    elif name in _WHERE:
+        value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+def _profile_class(driver: str) -> type[GcodeProfile | ModbusProfile | OpcUaProfile]:
+    cls: type[GcodeProfile | ModbusProfile | OpcUaProfile] = __getattr__(_PROFILE_CLASS[driver])
+    return cls
 
 
 def profile_path(name_or_path: str | Path) -> Path:
@@ -88,7 +138,12 @@ def load_profile(name_or_path: str | Path) -> GcodeProfile | ModbusProfile | Opc
         raise ConfigurationError(
             f"{path}: driver: field required (one of 'gcode', 'modbus', 'opcua')", file=str(path)
         )
-    return validate(Profile, data, str(path))  # type: ignore[arg-type]
+    driver = data["driver"]
+    if not isinstance(driver, str) or driver not in _PROFILE_CLASS:
+        raise ConfigurationError(
+            f"{path}: driver: {driver!r} is not one of 'gcode', 'modbus', 'opcua'", file=str(path)
+        )
+    return validate(_profile_class(driver), data, str(path))
 
 
 @dataclass(frozen=True)

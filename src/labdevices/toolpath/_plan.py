@@ -106,30 +106,39 @@ def _flatten(
     F64, npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int8]
 ]:
     """All layers' points stacked; closed paths repeat their first point."""
-    xys, starts, tools, roles = [], [np.zeros(1, np.int64)], [], []
     layer_pstart = np.zeros(len(layers) + 1, np.int64)
-    offset = 0
-    for k, lp in enumerate(layers):
-        counts = np.diff(lp.start)
-        ext = counts + (lp.closed & (counts > 1))
-        total = int(ext.sum())
-        run = np.repeat(np.cumsum(ext) - ext, ext)
-        within = np.arange(total, dtype=np.int64) - run
-        within = np.where(within == np.repeat(counts, ext), 0, within)
-        idx = np.repeat(lp.start[:-1], ext) + within
-        xys.append(lp.xy[idx])
-        starts.append(offset + np.cumsum(ext))
-        tools.append(lp.tool)
-        roles.append(lp.role)
-        offset += total
-        layer_pstart[k + 1] = layer_pstart[k] + lp.n_paths
-    xy = np.ascontiguousarray(np.concatenate(xys)) if xys else np.zeros((0, 2))
+    np.cumsum([lp.n_paths for lp in layers], out=layer_pstart[1:])
+    if not layers:
+        return (
+            np.zeros((0, 2)),
+            np.zeros(1, np.int64),
+            layer_pstart,
+            np.zeros(0, np.int32),
+            np.zeros(0, np.int8),
+        )
+    # every layer's paths at once (numpy calls per layer cost more than the work on a small mesh):
+    # a layer's point offsets are shifted by the points of the layers before it
+    n_pts = np.array([len(lp.xy) for lp in layers], np.int64)
+    shift = np.repeat(np.cumsum(n_pts) - n_pts, np.diff(layer_pstart))
+    first = np.concatenate([lp.start[:-1] for lp in layers]) + shift
+    counts = np.concatenate([lp.start[1:] for lp in layers]) + shift - first
+    closed = np.concatenate([lp.closed for lp in layers])
+    ext = counts + (closed & (counts > 1))
+    total = int(ext.sum())
+    run = np.repeat(np.cumsum(ext) - ext, ext)
+    within = np.arange(total, dtype=np.int64) - run
+    within = np.where(within == np.repeat(counts, ext), 0, within)
+    idx = np.repeat(first, ext) + within
+    del run, within
+    xy = np.concatenate([lp.xy for lp in layers])[idx]
+    starts = np.zeros(len(ext) + 1, np.int64)
+    np.cumsum(ext, out=starts[1:])
     return (
-        xy.astype(np.float64),
-        np.concatenate(starts).astype(np.int64),
+        np.ascontiguousarray(xy, np.float64),
+        starts,
         layer_pstart,
-        np.concatenate(tools).astype(np.int32) if tools else np.zeros(0, np.int32),
-        np.concatenate(roles).astype(np.int8) if roles else np.zeros(0, np.int8),
+        np.concatenate([lp.tool for lp in layers]).astype(np.int32),
+        np.concatenate([lp.role for lp in layers]).astype(np.int8),
     )
 
 
@@ -316,6 +325,7 @@ def plan_layers(
     seg_feed[seg_idx] = np.round(seg_speed * 60.0)
     seg_e = np.zeros(n_pts)
     seg_e[seg_idx] = dep[:, 7]
+    del is_seg, seg_idx, seg_speed  # per-point copies made: not kept while the G-code is formatted
     lead = np.zeros(n_tools)
     lag = np.zeros(n_tools)
     for t, head in heads.items():
