@@ -414,7 +414,7 @@ def deposition_ref(
     out[:, 0] = q
     out[:, 1] = vol
     out[:, 2] = trapezoid_time_ref(seg_len, seg_speed, v_in, v_out, accel)
-    for t in np.unique(seg_tool):
+    for t in np.flatnonzero(np.bincount(seg_tool)):  # (np.unique would import numpy.ma)
         sel = seg_tool == t
         k, n, ty = float(tool_k[t]), float(tool_n[t]), float(tool_ty[t])
         qs = q[sel] * 1e-9

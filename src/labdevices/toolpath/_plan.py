@@ -197,7 +197,7 @@ def plan_layers(
 
     n_tools = max(p.tool for p in profile.printheads) + 1
     heads = {h.tool: h for h in job.printheads}
-    used = sorted({int(t) for t in np.unique(p_tool)})
+    used = [int(t) for t in np.flatnonzero(np.bincount(p_tool))]  # np.unique imports numpy.ma
     for t in used:
         if t not in heads:
             raise ConfigurationError(f"layer paths use tool {t}, but the job has no printhead {t}")
