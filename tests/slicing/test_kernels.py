@@ -36,6 +36,21 @@ def test_edge_ids(torus_mesh: Any) -> None:
     assert (got[2] == 2).all()
 
 
+def test_hash_tables_grow_for_a_triangle_soup() -> None:
+    # every corner distinct and every edge its own: both tables fill and double, twice or more
+    rng = np.random.default_rng(5)
+    corners = rng.uniform(-10, 10, (5000, 3, 3)).astype(np.float32)
+    verts, faces = _slice.merge_vertices(corners)
+    ref_v, ref_f = _slice.merge_vertices_ref(corners)
+    np.testing.assert_array_equal(verts, ref_v)
+    np.testing.assert_array_equal(faces, ref_f)
+    assert len(verts) == 15000
+    got = _slice.edge_ids(faces)
+    for a, b in zip(got, _slice.edge_ids_ref(faces), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert (got[2] == 1).all()
+
+
 def _slice_all(verts: Any, faces: Any, z0: float, h: float, n: int) -> Any:
     tri_edges, edges, _ = _slice.edge_ids(faces)
     return tri_edges, edges, _slice.slice_segments(verts, faces, tri_edges, z0, h, n)

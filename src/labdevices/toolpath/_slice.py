@@ -59,8 +59,10 @@ def merge_vertices(corners: npt.NDArray[np.float32]) -> tuple[F64, I32]:
     n = n_tri * 3
     flat = corners.reshape(n, 3)  # a view: a copy would hold 12 bytes per corner more
     bits = flat.view(np.uint32)
-    size = 1
-    while size < 2 * n:
+    # a closed mesh has about one vertex per six corners: a table for a third of the corners
+    # is at most half full; it doubles when it is (a triangle soup: every corner new)
+    size = 16
+    while size < n // 3:
         size *= 2
     mask = np.uint64(size - 1)
     # int32 slots and corners: half the memory, for meshes of up to 700 million triangles
@@ -80,6 +82,22 @@ def merge_vertices(corners: npt.NDArray[np.float32]) -> tuple[F64, I32]:
                 first[n_vert] = i
                 index[i] = n_vert
                 n_vert += 1
+                if 2 * n_vert > size:
+                    size *= 2
+                    mask = np.uint64(size - 1)
+                    table = np.full(size, -1, np.int32)
+                    for v in range(n_vert):
+                        j = first[v]
+                        hv = _mix(
+                            np.uint64(_unsigned_zero(bits[j, 0]))
+                            ^ _mix(
+                                np.uint64(_unsigned_zero(bits[j, 1]))
+                                ^ _mix(np.uint64(_unsigned_zero(bits[j, 2])))
+                            )
+                        ) & mask
+                        while table[hv] >= 0:
+                            hv = (hv + np.uint64(1)) & mask
+                        table[hv] = v
                 break
             j = first[slot]
             if (
@@ -112,6 +130,11 @@ def merge_vertices_ref(corners: npt.NDArray[np.float32]) -> tuple[F64, I64]:
 # --- edges -----------------------------------------------------------------------------------
 
 
+@kernel("u8(i8, i8)")
+def _edge_hash(a: int, b: int) -> np.uint64:
+    return _mix(np.uint64(a) * np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(b))
+
+
 @kernel("Tuple((i4[:, ::1], i4[:, ::1], i4[::1]))(i4[:, ::1])")
 def edge_ids(faces: I32) -> tuple[I32, I32, I32]:
     """Number the undirected edges of a triangle mesh.
@@ -122,8 +145,10 @@ def edge_ids(faces: I32) -> tuple[I32, I32, I32]:
     """
     n_tri = faces.shape[0]
     n = 3 * n_tri
-    size = 1
-    while size < 2 * n:
+    # a closed mesh has one edge per two corner pairs: a table for every corner pair is at
+    # most half full; it doubles when it is (a triangle soup: every pair new)
+    size = 16
+    while size < n:
         size *= 2
     mask = np.uint64(size - 1)
     table = np.full(size, -1, np.int32)
@@ -139,7 +164,7 @@ def edge_ids(faces: I32) -> tuple[I32, I32, I32]:
             b = faces[t, (k + 1) % 3]
             if a > b:
                 a, b = b, a
-            h = _mix(np.uint64(a) * np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(b)) & mask
+            h = _edge_hash(a, b) & mask
             while True:
                 slot = table[h]
                 if slot < 0:
@@ -149,6 +174,15 @@ def edge_ids(faces: I32) -> tuple[I32, I32, I32]:
                     count[n_edge] = 1
                     tri_edges[t, k] = n_edge
                     n_edge += 1
+                    if 2 * n_edge > size:
+                        size *= 2
+                        mask = np.uint64(size - 1)
+                        table = np.full(size, -1, np.int32)
+                        for e in range(n_edge):
+                            he = _edge_hash(edges[e, 0], edges[e, 1]) & mask
+                            while table[he] >= 0:
+                                he = (he + np.uint64(1)) & mask
+                            table[he] = e
                     break
                 if edges[slot, 0] == a and edges[slot, 1] == b:
                     count[slot] += 1
