@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labdevices.toolpath._contours import offset_convex
-from labdevices.toolpath._mesh import _SCALE, MeshSlices, _offsets
+from labdevices.toolpath._mesh import _SCALE, MeshSlices, _offsets, slice_mesh_walls
 
 I64 = npt.NDArray[np.int64]
 Point = tuple[int, int]
@@ -293,3 +293,27 @@ def test_an_edge_that_shrinks_below_a_unit_merges_two_corners_not_the_polygon() 
     for t, d in enumerate([-1.0, -2.0]):
         assert len(got[t]) == 1
         assert abs(_area(got[t][0]) - _area(_clipper([poly], d)[0])) <= _perimeter(poly)
+
+
+def _prism(poly: list[tuple[float, float]], h: float) -> tuple[np.ndarray, np.ndarray]:
+    n = len(poly)
+    v = np.array([[x, y, 0.0] for x, y in poly] + [[x, y, h] for x, y in poly])
+    f = [
+        t
+        for i in range(n)
+        for t in ([i, (i + 1) % n, n + (i + 1) % n], [i, n + (i + 1) % n, n + i])
+    ]
+    f += [t for i in range(1, n - 1) for t in ([0, i + 1, i], [n, n + i, n + i + 1])]
+    return v, np.array(f)
+
+
+def test_a_chamfer_that_the_wall_offset_shrinks_to_a_point_keeps_the_walls() -> None:
+    # a 1 mm square, its corner cut by a 45° chamfer of 0.117158 mm: offset by half a 0.4 mm
+    # line the chamfer is under 10 nm long, and the kernel once dropped the island's walls
+    c = 0.117158
+    mesh = _prism([(0, 0), (1 - c, 0), (1, c), (1, 1), (0, 1)], 0.6)
+    layers, outer = slice_mesh_walls(mesh, 0.2, 0.4, 1)
+    for lay, out in zip(layers, outer, strict=True):
+        assert int(out.sum()) == 1
+        walls = lay.xy[lay.start[np.flatnonzero(out)[0]] : lay.start[np.flatnonzero(out)[0] + 1]]
+        assert abs(_area(np.round(walls * _SCALE).astype(np.int64)) / _SCALE**2 - 0.6**2) < 0.01
