@@ -408,17 +408,21 @@ def offset_convex(pts: I64, start: I64, which: I64, deltas: F64) -> tuple[I64, I
                         break
                     out[w, 0] = x0 + _round_away(x)
                     out[w, 1] = y0 + _round_away(y)
-                    w += 1
+                    # corners of an edge shorter than a unit round to one point: keep it once
+                    if w == begin or out[w, 0] != out[w - 1, 0] or out[w, 1] != out[w - 1, 1]:
+                        w += 1
+                while w - begin > 1 and (
+                    out[w - 1, 0] == out[begin, 0] and out[w - 1, 1] == out[begin, 1]
+                ):
+                    w -= 1
+                m = w - begin
                 # too small to keep its shape once rounded: clipper would drop it
                 area2 = 0
-                for j in range(m if good else 0):
+                for j in range(m if good and m >= 3 else 0):
                     p = begin + j
                     q = begin + (j + 1) % m
                     px, py = out[p, 0] - x0, out[p, 1] - y0
                     area2 += px * (out[q, 1] - y0) - (out[q, 0] - x0) * py
-                    if out[p, 0] == out[q, 0] and out[p, 1] == out[q, 1]:
-                        area2 = 0
-                        break
                 if not good or area2 <= 0:
                     w = begin
             if not good:
