@@ -294,4 +294,5 @@ async def test_heartbeats_say_when_the_client_was_last_alive_and_the_will_claims
     # The same client object on a new connection: same instance, new connected_at.
     assert again["online"] is True and again["connected_at"] > times[-1]
     assert again["instance"] == first["instance"]
-    assert daemon.stats.heartbeats >= 3
+    # counted once the broker acknowledged them: the last beat seen may lose its ack in the cut
+    assert daemon.stats.heartbeats >= 2

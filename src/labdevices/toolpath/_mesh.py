@@ -324,7 +324,11 @@ def _offsets(sl: MeshSlices, deltas: F64) -> list[list[list[I64]]]:
     n_layers, n_d = len(sl.z), len(deltas)
     pts = np.round(sl.xy * _SCALE).astype(np.int64)
     scaled = np.asarray(deltas, np.float64) * _SCALE
-    which = np.flatnonzero(apart_contours(pts, sl.start, sl.layer))
+    # the kernel shrinks (outward offsets would need clipper's miter limit)
+    inward = bool((scaled <= 0).all())
+    which = (
+        np.flatnonzero(apart_contours(pts, sl.start, sl.layer)) if inward else np.zeros(0, np.int64)
+    )
     got, got_start, ok = offset_convex(pts, sl.start, which, scaled)
     fast, rows = which[ok], np.flatnonzero(ok)
     done = np.zeros(len(sl.start) - 1, np.bool_)
