@@ -248,7 +248,8 @@ def test_offsets_are_clippers_of_the_whole_layer(
             for ours, other in ((mine, theirs), (theirs, mine)):
                 for p in ours:
                     if _area(p) > 2 * _perimeter(p):  # outlines; holes: by the area below
-                        assert _common_area(p, other) >= 0.5 * abs(_area(p)), (lay, d)
+                        outlines = [q for q in other if _area(q) > 0]  # a hole may be most of it
+                        assert _common_area(p, outlines) >= 0.5 * abs(_area(p)), (lay, d)
             assert len(mine) == len(set(map(_key, mine))), "a polygon twice"
             # one unit along every polygon's outline: each side rounds on its own
             slack = sum(_perimeter(p) for p in mine + theirs) + 10
