@@ -48,11 +48,20 @@ def _unsigned_zero(bits: np.uint32) -> np.uint32:
     return np.uint32(0) if bits == np.uint32(0x80000000) else bits
 
 
+@kernel("u8(u4[:, ::1], i8)")
+def _corner_hash(bits: npt.NDArray[np.uint32], i: int) -> np.uint64:
+    # of corner i's coordinate bits, -0.0 as 0.0
+    a = np.uint64(_unsigned_zero(bits[i, 0]))
+    b = np.uint64(_unsigned_zero(bits[i, 1]))
+    c = np.uint64(_unsigned_zero(bits[i, 2]))
+    return _mix(a ^ _mix(b ^ _mix(c)))
+
+
 @kernel("Tuple((f8[:, ::1], i4[:, ::1]))(f4[:, :, ::1])")
 def merge_vertices(corners: npt.NDArray[np.float32]) -> tuple[F64, I32]:
     """Merge bitwise-equal corners of (F, 3, 3) float32 triangles.
 
-    Returns (vertices (V, 3) float64, faces (F, 3) int64); vertices are numbered
+    Returns (vertices (V, 3) float64, faces (F, 3) int32); vertices are numbered
     in order of first appearance.
     """
     n_tri = corners.shape[0]
@@ -71,10 +80,10 @@ def merge_vertices(corners: npt.NDArray[np.float32]) -> tuple[F64, I32]:
     first = np.empty(n, np.int32)  # corner that introduced each vertex
     n_vert = 0
     for i in range(n):
-        a = np.uint64(_unsigned_zero(bits[i, 0]))
-        b = np.uint64(_unsigned_zero(bits[i, 1]))
-        c = np.uint64(_unsigned_zero(bits[i, 2]))
-        h = _mix(a ^ _mix(b ^ _mix(c))) & mask
+        a = _unsigned_zero(bits[i, 0])
+        b = _unsigned_zero(bits[i, 1])
+        c = _unsigned_zero(bits[i, 2])
+        h = _corner_hash(bits, i) & mask
         while True:
             slot = table[h]
             if slot < 0:
@@ -87,14 +96,7 @@ def merge_vertices(corners: npt.NDArray[np.float32]) -> tuple[F64, I32]:
                     mask = np.uint64(size - 1)
                     table = np.full(size, -1, np.int32)
                     for v in range(n_vert):
-                        j = first[v]
-                        hv = _mix(
-                            np.uint64(_unsigned_zero(bits[j, 0]))
-                            ^ _mix(
-                                np.uint64(_unsigned_zero(bits[j, 1]))
-                                ^ _mix(np.uint64(_unsigned_zero(bits[j, 2])))
-                            )
-                        ) & mask
+                        hv = _corner_hash(bits, first[v]) & mask
                         while table[hv] >= 0:
                             hv = (hv + np.uint64(1)) & mask
                         table[hv] = v
